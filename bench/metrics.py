@@ -1,0 +1,104 @@
+"""Scoring: serial exact match and character error rate, and the summary of one engine on one set.
+
+Definitions (the README's table uses them):
+
+- both the truth and the prediction go through :func:`bench.sets.normalize_serial` (leading label such
+  as ``S/N`` and all spaces removed, case kept);
+- **exact**: the normalised strings are equal;
+- **CER**: Levenshtein distance / length of the normalised truth (an empty prediction scores 1.0; a long
+  wrong prediction can score above 1);
+- peers are scored on their recognised line closest to the truth (minimum edit distance after
+  normalisation, over every photo of the item); marktrace on its own ``serial_number`` field.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bench.sets import normalize_serial
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def cer(prediction: str, truth: str) -> float:
+    """Character error rate of normalised strings (see the module docstring)."""
+    t = normalize_serial(truth)
+    p = normalize_serial(prediction)
+    if not t:
+        raise ValueError("empty truth")
+    return levenshtein(p, t) / len(t)
+
+
+def closest_line(lines: Iterable[str], truth: str) -> str:
+    """The line with the smallest edit distance to the truth after normalisation ('' when none)."""
+    t = normalize_serial(truth)
+    best, best_d = "", len(t)
+    for line in lines:
+        d = levenshtein(normalize_serial(line), t)
+        if d < best_d:
+            best, best_d = line, d
+    return best
+
+
+def score(prediction: str, truth: str) -> dict[str, Any]:
+    """``{"exact": bool, "cer": float}`` of one prediction."""
+    return {"exact": normalize_serial(prediction) == normalize_serial(truth), "cer": round(cer(prediction, truth), 4)}
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return round(statistics.fmean(xs), 4) if xs else None
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of one engine's per-item rows on one set.
+
+    Rows have ``exact``, ``cer``, ``cpu_ms``, ``wall_ms``, ``n_images`` and ``error`` (None when ok).
+    An item that errored counts as a miss with CER 1.0; times average over the items that ran.
+    """
+    n = len(rows)
+    ok = [r for r in rows if r.get("error") is None]
+    images = sum(int(r.get("n_images", 1)) for r in ok)
+    cpu = [float(r["cpu_ms"]) for r in ok]
+    wall = [float(r["wall_ms"]) for r in ok]
+    out: dict[str, Any] = {
+        "n": n,
+        "n_errors": n - len(ok),
+        "exact": round(sum(bool(r.get("exact")) for r in rows) / n, 4) if n else None,
+        "cer": _mean([float(r["cer"]) if r.get("error") is None else 1.0 for r in rows]),
+        "cpu_ms_per_item": _mean(cpu),
+        "wall_ms_per_item": _mean(wall),
+        "cpu_ms_median": _median(cpu),
+        "wall_ms_median": _median(wall),
+        "cpu_ms_per_image": round(sum(cpu) / images, 3) if images else None,
+        "wall_ms_per_image": round(sum(wall) / images, 3) if images else None,
+    }
+    closest = [r for r in ok if "closest_exact" in r]
+    if closest:
+        out["closest_line_exact"] = round(sum(bool(r["closest_exact"]) for r in closest) / n, 4)
+    parts = sorted({str(r.get("part", "")) for r in rows} - {""})
+    if len(parts) > 1:
+        out["by_part"] = {
+            p: {
+                "n": len(pr := [r for r in rows if r.get("part") == p]),
+                "exact": round(sum(bool(r.get("exact")) for r in pr) / len(pr), 4),
+            }
+            for p in parts
+        }
+    return out

@@ -1,0 +1,369 @@
+"""Named held-out benchmark sets (data), rendered once into a cache folder in the ``datasets/`` format.
+
+Every set uses the renderer's held-out fonts (``fonts="heldout"``) and seeds at or above
+:data:`MIN_SEED` (training uses seeds below 1_300_000_000 and the training fonts). Each set has its own
+seed block, so no two sets share a marking.
+
+A set's items are written to ``<cache>/<set>-<n>-<hash>/`` with a ``manifest.jsonl`` that
+:func:`marktrace.datasets.manifest.read_manifest` reads. A single-photo item is one PNG; a multi-light
+item is a folder ``stacks/<i>/`` of PNGs plus ``lights.json`` (file name -> ``{"azimuth_deg",
+"elevation_deg"}``, azimuth in the image plane from +x toward +y, elevation above the surface); its
+manifest entry names the first shot as ``image`` (the truth polygons refer to it) and the folder as
+``meta["item_dir"]``. Rendering is resumable: finished items (PNG + ``.json`` sidecar) are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from marktrace.datasets.manifest import MANIFEST, Entry, LineLabel, read_manifest
+from marktrace.datasets.synth import GENERATOR_VERSION, SynthConfig, render_marking, render_stack
+
+MIN_SEED = 1_700_000_000
+"""Benchmark seeds start here; training never uses seeds at or above 1_300_000_000."""
+SETS_VERSION = "bench-sets-1"
+"""Bumped when the way a set is rendered changes (part of the cache key)."""
+DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
+LIGHTS_FILE = "lights.json"
+
+_SERIAL_LABEL = re.compile(r"^\s*(?:SER(?:IAL)?\.?|S/N|NO\.|N°)\s*[:#]?\s*", re.IGNORECASE)
+
+
+def normalize_serial(text: str) -> str:
+    """The serial as scored: a leading label (``SER.``, ``S/N``, ``SERIAL``, ``No.``) and all spaces removed.
+
+    Case is kept (serials are marked in upper case; reading ``a`` for ``A`` is an error).
+    """
+    return re.sub(r"\s+", "", _SERIAL_LABEL.sub("", text))
+
+
+@dataclass(frozen=True)
+class SetPart:
+    """A share of a set rendered with one renderer config (items cycle through a set's parts)."""
+
+    label: str
+    config: SynthConfig
+
+
+@dataclass(frozen=True)
+class BenchSet:
+    """A named held-out set: what to render, from which seeds, as photos or multi-light stacks."""
+
+    name: str
+    description: str
+    issue: str
+    seed_base: int
+    parts: tuple[SetPart, ...]
+    kind: Literal["photo", "stack"] = "photo"
+    n_lights: int = 8
+    require_role: str | None = None
+    """Keep only markings that have a line with this role (seeds without one are skipped)."""
+    target_exact: float | None = None
+    """marktrace's serial exact-match target from the issue's "Done when" (None: no target)."""
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able description (the cache key is a hash of it)."""
+        return {
+            "name": self.name,
+            "seed_base": self.seed_base,
+            "kind": self.kind,
+            "n_lights": self.n_lights if self.kind == "stack" else None,
+            "require_role": self.require_role,
+            "parts": [{"label": p.label, "config": p.config.model_dump(mode="json")} for p in self.parts],
+            "generator": GENERATOR_VERSION,
+            "sets_version": SETS_VERSION,
+        }
+
+    def key(self) -> str:
+        """Short hash of :meth:`settings`."""
+        blob = json.dumps(self.settings(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _cfg(**kw: Any) -> SynthConfig:
+    return SynthConfig(fonts="heldout", **kw)
+
+
+SETS: dict[str, BenchSet] = {
+    s.name: s
+    for s in (
+        BenchSet(
+            "clean",
+            "new markings (wear 0-0.1), mild camera effects",
+            "2",
+            1_700_000_000,
+            (SetPart("clean", _cfg(wear=(0.0, 0.1), camera=0.5)),),
+            target_exact=0.95,
+        ),
+        BenchSet(
+            "worn",
+            "a third to half of the depth gone (wear 0.33-0.5)",
+            "2",
+            1_710_000_000,
+            (SetPart("worn", _cfg(wear=(0.33, 0.5))),),
+            target_exact=0.80,
+        ),
+        BenchSet(
+            "ground",
+            "ground to 15-35% of the depth (wear 0.65-0.85), single photos",
+            "3",
+            1_720_000_000,
+            (SetPart("ground", _cfg(wear=(0.65, 0.85))),),
+            target_exact=0.50,
+        ),
+        BenchSet(
+            "multilight",
+            "8-light stacks (known directions), ground to 8-25% of the depth (wear 0.75-0.92)",
+            "3",
+            1_730_000_000,
+            (SetPart("multilight", _cfg(wear=(0.75, 0.92), camera=0.5)),),
+            kind="stack",
+            n_lights=8,
+            target_exact=0.80,
+        ),
+        BenchSet(
+            "overstamp",
+            "one over-stamped serial digit in every marking (overstamp_prob 1.0), wear 0-0.2",
+            "3",
+            1_740_000_000,
+            (SetPart("overstamp", _cfg(wear=(0.0, 0.2), camera=0.5, overstamp_prob=1.0)),),
+        ),
+        BenchSet(
+            "makers",
+            "maker line present; alternate clean (wear 0-0.1) and worn (wear 0.33-0.5) items",
+            "4",
+            1_750_000_000,
+            (
+                SetPart("clean", _cfg(wear=(0.0, 0.1), camera=0.5, n_lines=(3, 4))),
+                SetPart("worn", _cfg(wear=(0.33, 0.5), n_lines=(3, 4))),
+            ),
+            require_role="maker",
+        ),
+    )
+}
+
+
+@dataclass
+class BenchItem:
+    """One thing an engine reads: a photo, or the photos of one multi-light stack, with its truth."""
+
+    set: str
+    id: str
+    files: list[str]
+    """Absolute paths of the photos."""
+    truth: str
+    """The serial as marked (label included); scored through :func:`normalize_serial`."""
+    part: str = ""
+    lights: dict[str, tuple[float, float]] | None = None
+    """File name -> (azimuth_deg, elevation_deg) for a multi-light item."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Other truth: maker / country lines, over-stamped character positions."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (what the worker subprocess reads)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchItem:
+        """Inverse of :meth:`to_json`."""
+        lights = data.get("lights")
+        return cls(
+            set=data["set"],
+            id=data["id"],
+            files=list(data["files"]),
+            truth=data["truth"],
+            part=data.get("part", ""),
+            lights={k: (float(v[0]), float(v[1])) for k, v in lights.items()} if lights else None,
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def get_set(name: str) -> BenchSet:
+    """A set by name, or a ValueError listing the known names."""
+    try:
+        return SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown benchmark set {name!r}; known: {', '.join(SETS)}") from None
+
+
+def set_folder(bench_set: BenchSet, n: int, cache: Path = DEFAULT_CACHE) -> Path:
+    """The cache folder of ``n`` items of a set."""
+    return Path(cache) / f"{bench_set.name}-{n}-{bench_set.key()}"
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"{path}: could not encode PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+_META_KEYS = ("method", "finish", "wear", "fonts", "overstamped", "etch_reveal", "rotation_deg")
+
+
+def _render_item(bench_set: BenchSet, index: int, seed: int, folder: Path) -> Entry | None:
+    """Render one item into ``folder``; None when the marking lacks the set's required role."""
+    part = bench_set.parts[index % len(bench_set.parts)]
+    if bench_set.kind == "stack":
+        stack = render_stack(seed, part.config, bench_set.n_lights, known_directions=True)
+        lines, serial, meta = stack.lines, stack.serial, stack.meta
+    else:
+        marking = render_marking(seed, part.config)
+        lines, serial, meta = marking.lines, marking.serial, marking.meta
+    if bench_set.require_role and not any(ln.role == bench_set.require_role for ln in lines):
+        return None
+    info: dict[str, Any] = {k: meta[k] for k in _META_KEYS if k in meta}
+    info.update(
+        seed=seed,
+        index=index,
+        part=part.label,
+        serial=serial,
+        overstamped_chars=[ln.overstamped for ln in lines],
+    )
+    if bench_set.kind == "stack":
+        rel_dir = f"stacks/{index:05d}"
+        lights: dict[str, dict[str, float]] = {}
+        for shot, (image, (az, el)) in enumerate(zip(stack.images, stack.lights, strict=True)):
+            name = f"shot_{shot:02d}.png"
+            _write_png(folder / rel_dir / name, image)
+            lights[name] = {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3)}
+        (folder / rel_dir / LIGHTS_FILE).write_text(json.dumps(lights, indent=1), encoding="utf-8")
+        image_rel = f"{rel_dir}/shot_00.png"
+        info.update(item_dir=rel_dir, lights_file=LIGHTS_FILE)
+    else:
+        image_rel = f"images/{index:05d}.png"
+        _write_png(folder / image_rel, marking.image)
+    return Entry(
+        image=image_rel,
+        source="synthetic",
+        meta=_jsonable(info),
+        lines=[LineLabel(text=ln.text, role=ln.role, polygon=ln.polygon) for ln in lines],
+    )
+
+
+def materialize(
+    bench_set: BenchSet,
+    n: int,
+    cache: Path = DEFAULT_CACHE,
+    on_item: Callable[[int], None] | None = None,
+) -> Path:
+    """Render (or reuse) ``n`` items of a set; return the folder holding ``manifest.jsonl``.
+
+    ``on_item(count)`` is called after each item is ready (for a progress bar).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    folder = set_folder(bench_set, n, cache)
+    manifest = folder / MANIFEST
+    if manifest.is_file() and len(read_manifest(manifest)) == n:
+        if on_item:
+            on_item(n)
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench_set.json").write_text(json.dumps(bench_set.settings(), indent=1), encoding="utf-8")
+    sidecars = folder / "entries"
+    sidecars.mkdir(exist_ok=True)
+    entries: list[str] = []
+    seed = bench_set.seed_base
+    for index in range(n):
+        side = sidecars / f"{index:05d}.json"
+        if side.is_file():
+            line = side.read_text(encoding="utf-8").strip()
+            seed = int(json.loads(line)["meta"]["seed"]) + 1
+        else:
+            entry = None
+            while entry is None:
+                entry = _render_item(bench_set, index, seed, folder)
+                seed += 1
+            line = entry.model_dump_json(exclude_none=True)
+            side.write_text(line, encoding="utf-8")
+        entries.append(line)
+        if on_item:
+            on_item(index + 1)
+    tmp = manifest.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(e + "\n" for e in entries), encoding="utf-8")
+    os.replace(tmp, manifest)
+    return folder
+
+
+def _lights_of(folder: Path, lights_file: str) -> dict[str, tuple[float, float]]:
+    path = folder / lights_file
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {name: (float(v["azimuth_deg"]), float(v["elevation_deg"])) for name, v in data.items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid lights file ({exc})") from exc
+
+
+def load_items(folder: Path, set_name: str) -> list[BenchItem]:
+    """The benchmark items of a dataset folder (rendered set or a lab's real photos).
+
+    An entry's serial truth is its line with role ``serial``; entries without one are skipped. An entry
+    with ``meta["item_dir"]`` is a multi-light item: every image in that folder, with its lights file.
+
+    Raises:
+        FileNotFoundError / ManifestError: the folder has no valid manifest.
+        ValueError: no entry has a serial line, or an image is missing (the message names it).
+    """
+    root = Path(folder).resolve()
+    items: list[BenchItem] = []
+    for no, entry in enumerate(read_manifest(root), start=1):
+        serial = next((ln.text for ln in entry.lines if ln.role == "serial"), None)
+        if serial is None or not normalize_serial(serial):
+            continue
+        meta = entry.meta
+        lights: dict[str, tuple[float, float]] | None = None
+        if meta.get("item_dir"):
+            item_dir = root / str(meta["item_dir"])
+            lights_file = str(meta.get("lights_file", LIGHTS_FILE))
+            files = sorted(
+                str(p)
+                for p in item_dir.iterdir()
+                if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+            )
+            if (item_dir / lights_file).is_file():
+                lights = _lights_of(item_dir, lights_file)
+            item_id = str(meta["item_dir"])
+        else:
+            files = [str(root / entry.image)]
+            item_id = entry.image
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing or not files:
+            raise ValueError(f"{root / MANIFEST}:{no}: image(s) missing: {missing or item_id}")
+        by_role = {ln.role: ln.text for ln in reversed(entry.lines)}
+        extra = {
+            "maker": by_role.get("maker"),
+            "country": by_role.get("country"),
+            "overstamped_chars": meta.get("overstamped_chars"),
+        }
+        items.append(
+            BenchItem(
+                set=set_name,
+                id=item_id,
+                files=files,
+                truth=serial,
+                part=str(meta.get("part", "")),
+                lights=lights,
+                extra={k: v for k, v in extra.items() if v is not None},
+            )
+        )
+    if not items:
+        raise ValueError(f"{root}: no entry has a line with role 'serial'")
+    return items

@@ -1,0 +1,1 @@
+"""Marking data: the synthetic marking renderer, the dataset format and its tools."""

@@ -1,0 +1,143 @@
+"""CLI commands that read photos: ``marktrace read`` and ``marktrace batch`` (torch-free)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from marktrace.inference.images import DEFAULT_MAX_PIXELS
+from marktrace.inference.pipeline import ReaderSettings
+
+console = Console(stderr=True)
+
+DetectorOpt = Annotated[Path | None, typer.Option(help="ONNX detector (default: the shipped model)")]
+RecognizerOpt = Annotated[Path | None, typer.Option(help="ONNX recognizer (default: the shipped model)")]
+MaxPixelsOpt = Annotated[int, typer.Option(help="Refuse images with more pixels than this")]
+
+
+def _settings(
+    detector: Path | None, recognizer: Path | None, max_pixels: int, threads: int | None
+) -> ReaderSettings:
+    return ReaderSettings(detector=detector, recognizer=recognizer, max_pixels=max_pixels, threads=threads)
+
+
+def read(
+    files: Annotated[list[Path], typer.Argument(help="Photos (or multi-light folders) to read")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per item")] = False,
+    detector: DetectorOpt = None,
+    recognizer: RecognizerOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Read the markings of a few photos and print the serial number and lines of each."""
+    from marktrace.inference.items import discover_items
+    from marktrace.inference.pipeline import MarkingReader
+
+    reader = MarkingReader.from_settings(_settings(detector, recognizer, max_pixels, None))
+    failed = False
+    for path in files:
+        try:
+            items = discover_items(path)
+        except FileNotFoundError as exc:
+            console.print(f"[red]error[/red] {exc}")
+            failed = True
+            continue
+        base = path if path.is_dir() else path.parent
+        for item in items:
+            result = reader.read_item(item, base)
+            if as_json:
+                typer.echo(json.dumps(result.to_json_dict(), ensure_ascii=False))
+                continue
+            if result.status == "error":
+                console.print(f"[red]error[/red] {result.error}")
+                failed = True
+                continue
+            serial = result.record.get("serial_number")
+            table = Table(title=f"{item.name}", show_lines=False)
+            table.add_column("field")
+            table.add_column("value")
+            table.add_column("confidence", justify="right")
+            table.add_column("alternatives")
+            for name, value in result.record.items():
+                if isinstance(value, dict) and "value" in value:
+                    alts = ", ".join(
+                        f"{a['value']} ({a['confidence']:.2f})" for a in value.get("alternatives", [])[:3]
+                    )
+                    table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts)
+            for line in result.lines:
+                table.add_row("line", line.text, f"{line.confidence:.2f}", "")
+            Console().print(table)
+            if serial is None:
+                console.print("[yellow]no serial number found[/yellow]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def batch(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder tree of photos (sub-folders with lights.json or .lp are multi-light items)"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="JSONL output; existing items are skipped (resume)")
+    ],
+    workers: Annotated[int, typer.Option(help="Worker processes (0: one per core)")] = 0,
+    detector: DetectorOpt = None,
+    recognizer: RecognizerOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
+    from marktrace.inference.batch import run_batch
+
+    if not folder.exists():
+        console.print(f"[red]error[/red] {folder}: no such folder")
+        raise typer.Exit(2)
+    settings = _settings(detector, recognizer, max_pixels, None)
+    with Progress(
+        TextColumn("[bold]reading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("read", total=None, last="")
+
+        def on_start(todo: int, skipped: int) -> None:
+            progress.update(task, total=todo)
+            if skipped:
+                progress.console.print(f"resuming: {skipped} item(s) already in {out}")
+
+        def on_result(result: dict[str, object]) -> None:
+            label = str(result["item"])
+            if result["status"] != "ok":
+                progress.console.print(f"[red]error[/red] {result['error']}")
+            progress.update(task, advance=1, last=label[-40:])
+
+        summary = run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
+    if summary.total == 0:
+        console.print(f"[yellow]no images found under {folder}; nothing to do[/yellow]")
+        return
+    done = summary.ok + summary.errors
+    per_item = f", {summary.seconds / done * 1000:.0f} ms per item" if done else ""
+    console.print(
+        f"[bold]{summary.total}[/bold] items: [green]{summary.ok} ok[/green], "
+        f"[red]{summary.errors} errors[/red], {summary.skipped} already done; "
+        f"{summary.seconds:.1f} s{per_item} -> {out}"
+    )

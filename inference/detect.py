@@ -1,0 +1,93 @@
+"""Detector pre- and post-processing in numpy: photo -> input tensor, probability maps -> reading-order quads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from marktrace.inference.geometry import Quad, order_quad, pad_quad
+
+CORE_SHRINK = 0.25
+"""The detector is trained on line cores: each line shrunk by this many line heights on every side."""
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """A photo resized for the detector, and the scale back to original pixels."""
+
+    tensor: np.ndarray
+    """uint8 (1, H, W, 3) RGB, H and W multiples of 32, zero padded on the right and bottom."""
+    scale: float
+    """original pixels per detector-input pixel."""
+
+
+@dataclass(frozen=True)
+class DetectedLine:
+    """A detected line in original pixel coordinates."""
+
+    quad: Quad
+    score: float
+    direction_confidence: float
+
+
+def prepare_detector_input(image_bgr: np.ndarray, long_side: int, multiple: int = 32) -> DetectorInput:
+    """Resize so the longer side is ``long_side`` (never upscale beyond 2x), pad to a multiple of 32."""
+    h, w = image_bgr.shape[:2]
+    scale = long_side / max(h, w)
+    scale = min(scale, 2.0)
+    new_w, new_h = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interpolation)
+    pad_h = (multiple - new_h % multiple) % multiple
+    pad_w = (multiple - new_w % multiple) % multiple
+    padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    rgb = padded[:, :, ::-1]
+    return DetectorInput(tensor=np.ascontiguousarray(rgb[None]), scale=1.0 / scale)
+
+
+def core_to_line_quad(core: Quad) -> Quad:
+    """Grow a detected core back to the full line (inverse of the training shrink)."""
+    # The core's height is (1 - 2 * CORE_SHRINK) line heights; pad_quad works in core heights.
+    factor = CORE_SHRINK / (1 - 2 * CORE_SHRINK)
+    return pad_quad(core, factor, factor)
+
+
+def postprocess_maps(
+    maps: np.ndarray,
+    stride: int,
+    scale: float,
+    threshold: float = 0.4,
+    min_score: float = 0.55,
+    min_area: int = 4,
+) -> list[DetectedLine]:
+    """Turn the detector's (3, h, w) output into line quads in original pixels.
+
+    Each connected component of the thresholded core map becomes a minimum-area rectangle whose
+    corners are ordered by the mean reading direction predicted over the component.
+    """
+    prob = maps[0]
+    binary = (prob > threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    lines: list[DetectedLine] = []
+    for label in range(1, count):
+        if stats[label, cv2.CC_STAT_AREA] < min_area:
+            continue
+        ys, xs = np.nonzero(labels == label)
+        score = float(prob[ys, xs].mean())
+        if score < min_score:
+            continue
+        vx = float(maps[1, ys, xs].mean())
+        vy = float(maps[2, ys, xs].mean())
+        direction_confidence = float(np.hypot(vx, vy))
+        points = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
+        rect = ((cx, cy), (rw + 1.0, rh + 1.0), angle)
+        corners = cv2.boxPoints(rect) * stride
+        core = order_quad(corners, (vx, vy))
+        quad = core_to_line_quad(core) * scale
+        lines.append(
+            DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence)
+        )
+    return lines

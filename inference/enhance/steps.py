@@ -1,0 +1,337 @@
+"""Named, pure, deterministic enhancement steps on uint8 gray or BGR images.
+
+Each step is a function ``f(image, params) -> image`` registered under a name with a pydantic model
+of its typed parameters. :func:`apply_step` validates the parameters (filling in every default), so a
+recorded :class:`~marktrace.inference.schema.TrailStep` always lists the full parameter set.
+Every step returns a new uint8 array and never modifies its input.
+
+Determinism: the steps use only integer-exact or single-threaded float operations whose order does
+not depend on thread scheduling (OpenCV filters, numpy element-wise maths and sorting), so the same
+input and parameters give the same bytes on the same software versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from marktrace.inference.schema import TrailStep
+
+
+class StepError(ValueError):
+    """A step name or its parameters are invalid, or the image cannot be processed."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(_Params):
+    """A step without parameters."""
+
+
+class FlattenParams(_Params):
+    """Background flattening: estimate a smooth background and divide or subtract it."""
+
+    background: Literal["gaussian", "morph_close", "morph_open"] = "gaussian"
+    """How the background is estimated: a large Gaussian blur, or a grey closing (dark marks on a
+    lighter surface) / opening (bright marks) with an elliptic kernel of ``2*sigma+1`` pixels."""
+    sigma: float = Field(default=20.0, gt=0, le=500)
+    mode: Literal["divide", "subtract"] = "divide"
+    """divide: ``out = 128 * img / bg``; subtract: ``out = img - bg + 128``."""
+
+
+class ClaheParams(_Params):
+    """Contrast-limited adaptive histogram equalisation (OpenCV), on the L channel for colour input."""
+
+    clip_limit: float = Field(default=2.0, gt=0, le=100)
+    tile: int = Field(default=8, ge=1, le=64)
+
+
+class MorphParams(_Params):
+    """Top-hat (bright details) or black-hat (dark details) with a structuring element."""
+
+    ksize: int = Field(default=15, ge=3, le=301)
+    shape: Literal["ellipse", "rect", "cross"] = "ellipse"
+    gain: float = Field(default=1.0, gt=0, le=50)
+    """Multiplier applied to the morphological residue before clipping to 0..255."""
+
+
+class RidgeParams(_Params):
+    """Multi-scale Hessian ridge/valley filter (Sato-like) on the grey image."""
+
+    sigmas: tuple[float, ...] = (1.0, 2.0, 3.0)
+    polarity: Literal["dark", "bright", "both"] = "dark"
+    """dark: grooves darker than their surroundings; bright: raised or bright strokes."""
+    clip_percentile: float = Field(default=99.5, gt=50, le=100)
+    """The response at this percentile maps to 255."""
+
+
+class DenoiseParams(_Params):
+    """Edge-preserving denoising: bilateral filter or non-local means."""
+
+    method: Literal["bilateral", "nlm"] = "bilateral"
+    d: int = Field(default=5, ge=1, le=31)
+    sigma_color: float = Field(default=30.0, gt=0, le=255)
+    sigma_space: float = Field(default=5.0, gt=0, le=100)
+    h: float = Field(default=7.0, gt=0, le=100)
+    template: int = Field(default=7, ge=3, le=21)
+    search: int = Field(default=21, ge=3, le=51)
+
+
+class UnsharpParams(_Params):
+    """Unsharp masking: ``out = img + amount * (img - gaussian(img, sigma))``."""
+
+    sigma: float = Field(default=2.0, gt=0, le=100)
+    amount: float = Field(default=1.0, ge=0, le=20)
+
+
+class GammaParams(_Params):
+    """Power-law intensity mapping through a 256-entry lookup table."""
+
+    gamma: float = Field(default=1.0, gt=0, le=10)
+
+
+class NormalizeParams(_Params):
+    """Percentile contrast stretch to 0..255."""
+
+    low_pct: float = Field(default=0.5, ge=0, lt=100)
+    high_pct: float = Field(default=99.5, gt=0, le=100)
+
+
+Image = np.ndarray
+StepFn = Callable[[Image, Any], Image]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A registered step: its function, parameter model and one-line description."""
+
+    name: str
+    fn: StepFn
+    params: type[_Params]
+    doc: str
+
+
+STEPS: dict[str, StepSpec] = {}
+
+
+def _register(name: str, params: type[_Params], doc: str) -> Callable[[StepFn], StepFn]:
+    def deco(fn: StepFn) -> StepFn:
+        STEPS[name] = StepSpec(name=name, fn=fn, params=params, doc=doc)
+        return fn
+
+    return deco
+
+
+def check_image(image: np.ndarray, what: str = "image") -> None:
+    """Raise :class:`StepError` unless ``image`` is a non-empty uint8 HxW or HxWx3 array."""
+    if not isinstance(image, np.ndarray):
+        raise StepError(f"{what}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise StepError(f"{what}: expected dtype uint8, got {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) or image.size == 0:
+        raise StepError(f"{what}: expected an HxW gray or HxWx3 BGR image, got shape {image.shape}")
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Grey copy of a uint8 gray or BGR image."""
+    if image.ndim == 2:
+        return image.copy()
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _clip_u8(arr: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def _per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    if image.ndim == 2:
+        return fn(image)
+    return np.dstack([fn(np.ascontiguousarray(image[:, :, c])) for c in range(3)])
+
+
+def _shape(name: str) -> int:
+    return {"ellipse": cv2.MORPH_ELLIPSE, "rect": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}[name]
+
+
+@_register("gray", NoParams, "Convert to one grey channel (BT.601 weights, OpenCV).")
+def _gray(image: Image, p: NoParams) -> Image:
+    return to_gray(image)
+
+
+@_register("invert", NoParams, "255 - value.")
+def _invert(image: Image, p: NoParams) -> Image:
+    return np.subtract(np.uint8(255), image)
+
+
+@_register("flatten_background", FlattenParams, "Remove slow illumination changes (divide/subtract).")
+def _flatten(image: Image, p: FlattenParams) -> Image:
+    def one(ch: np.ndarray) -> np.ndarray:
+        if p.background == "gaussian":
+            bg = cv2.GaussianBlur(ch.astype(np.float32), (0, 0), sigmaX=p.sigma, sigmaY=p.sigma,
+                                  borderType=cv2.BORDER_REFLECT)
+        else:
+            k = 2 * int(round(p.sigma)) + 1
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+            op = cv2.MORPH_CLOSE if p.background == "morph_close" else cv2.MORPH_OPEN
+            bg = cv2.morphologyEx(ch, op, kernel, borderType=cv2.BORDER_REFLECT).astype(np.float32)
+        src = ch.astype(np.float32)
+        out: np.ndarray
+        if p.mode == "divide":
+            out = src * np.float32(128.0) / np.maximum(bg, np.float32(1.0))
+        else:
+            out = src - bg + np.float32(128.0)
+        return _clip_u8(out)
+
+    return _per_channel(image, one)
+
+
+@_register("clahe", ClaheParams, "Contrast-limited adaptive histogram equalisation.")
+def _clahe(image: Image, p: ClaheParams) -> Image:
+    clahe = cv2.createCLAHE(clipLimit=p.clip_limit, tileGridSize=(p.tile, p.tile))
+    if image.ndim == 2:
+        return clahe.apply(image)
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
+def _morph(image: Image, p: MorphParams, op: int) -> Image:
+    kernel = cv2.getStructuringElement(_shape(p.shape), (p.ksize, p.ksize))
+
+    def one(ch: np.ndarray) -> np.ndarray:
+        res = cv2.morphologyEx(ch, op, kernel, borderType=cv2.BORDER_REFLECT)
+        if p.gain == 1.0:
+            return res
+        return _clip_u8(res.astype(np.float32) * np.float32(p.gain))
+
+    return _per_channel(image, one)
+
+
+@_register("tophat", MorphParams, "Bright details smaller than the kernel (image - opening).")
+def _tophat(image: Image, p: MorphParams) -> Image:
+    return _morph(image, p, cv2.MORPH_TOPHAT)
+
+
+@_register("blackhat", MorphParams, "Dark details smaller than the kernel (closing - image).")
+def _blackhat(image: Image, p: MorphParams) -> Image:
+    return _morph(image, p, cv2.MORPH_BLACKHAT)
+
+
+def hessian_ridge(gray: np.ndarray, sigmas: tuple[float, ...], polarity: str) -> np.ndarray:
+    """Scale-normalised Hessian ridge response (float32, >= 0), maximum over ``sigmas``.
+
+    For each scale the Hessian of the Gaussian-smoothed image is computed with Sobel derivatives;
+    its larger eigenvalue is positive in a dark valley (groove) and the smaller one negative on a
+    bright ridge. The response is ``sigma**2 * max(lambda_max, 0)`` for dark, ``-lambda_min`` for
+    bright, and the larger of the two for both.
+    """
+    src = gray.astype(np.float32)
+    best = np.zeros(src.shape, np.float32)
+    for s in sigmas:
+        if s <= 0:
+            raise StepError(f"ridge: sigma must be > 0, got {s}")
+        g = cv2.GaussianBlur(src, (0, 0), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT)
+        dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+        dyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3, borderType=cv2.BORDER_REFLECT)
+        dxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+        half_tr = (dxx + dyy) * np.float32(0.5)
+        disc = np.sqrt(((dxx - dyy) * np.float32(0.5)) ** 2 + dxy * dxy)
+        scale = np.float32(s * s)
+        lam_max = (half_tr + disc) * scale
+        lam_min = (half_tr - disc) * scale
+        if polarity == "dark":
+            resp = np.maximum(lam_max, 0)
+        elif polarity == "bright":
+            resp = np.maximum(-lam_min, 0)
+        else:
+            resp = np.maximum(np.maximum(lam_max, 0), np.maximum(-lam_min, 0))
+        best = np.maximum(best, resp)
+    return best
+
+
+@_register("ridge", RidgeParams, "Multi-scale Hessian groove/ridge filter; grey output.")
+def _ridge(image: Image, p: RidgeParams) -> Image:
+    if not p.sigmas:
+        raise StepError("ridge: sigmas must not be empty")
+    resp = hessian_ridge(to_gray(image), p.sigmas, p.polarity)
+    top = float(np.percentile(resp, p.clip_percentile))
+    if top <= 0:
+        return np.zeros(resp.shape, np.uint8)
+    return _clip_u8(resp * np.float32(255.0 / top))
+
+
+@_register("denoise", DenoiseParams, "Bilateral filter or non-local means.")
+def _denoise(image: Image, p: DenoiseParams) -> Image:
+    if p.method == "bilateral":
+        return cv2.bilateralFilter(image, p.d, p.sigma_color, p.sigma_space, borderType=cv2.BORDER_REFLECT)
+    tw = p.template | 1
+    sw = p.search | 1
+    if image.ndim == 2:
+        return cv2.fastNlMeansDenoising(image, None, h=p.h, templateWindowSize=tw, searchWindowSize=sw)
+    return cv2.fastNlMeansDenoisingColored(image, None, p.h, p.h, tw, sw)
+
+
+@_register("unsharp", UnsharpParams, "Unsharp masking.")
+def _unsharp(image: Image, p: UnsharpParams) -> Image:
+    def one(ch: np.ndarray) -> np.ndarray:
+        src = ch.astype(np.float32)
+        blur = cv2.GaussianBlur(src, (0, 0), sigmaX=p.sigma, sigmaY=p.sigma, borderType=cv2.BORDER_REFLECT)
+        return _clip_u8(src + np.float32(p.amount) * (src - blur))
+
+    return _per_channel(image, one)
+
+
+@_register("gamma", GammaParams, "Power-law mapping out = 255 * (in/255) ** gamma.")
+def _gamma(image: Image, p: GammaParams) -> Image:
+    lut = _clip_u8(255.0 * (np.arange(256, dtype=np.float64) / 255.0) ** p.gamma)
+    return cv2.LUT(image, lut)
+
+
+@_register("normalize", NormalizeParams, "Percentile stretch to 0..255.")
+def _normalize(image: Image, p: NormalizeParams) -> Image:
+    if p.high_pct <= p.low_pct:
+        raise StepError(f"normalize: high_pct ({p.high_pct}) must exceed low_pct ({p.low_pct})")
+    lo, hi = np.percentile(image, [p.low_pct, p.high_pct])
+    if hi <= lo:
+        return image.copy()
+    scale = np.float32(255.0 / (hi - lo))
+    return _clip_u8((image.astype(np.float32) - np.float32(lo)) * scale)
+
+
+def validate_step(step: TrailStep) -> TrailStep:
+    """Return ``step`` with its parameters validated and every default filled in.
+
+    Raises:
+        StepError: unknown step name or invalid parameters (the message names the step).
+    """
+    spec = STEPS.get(step.name)
+    if spec is None:
+        raise StepError(f"unknown enhancement step {step.name!r}; known: {', '.join(sorted(STEPS))}")
+    try:
+        params = spec.params.model_validate(step.params)
+    except ValidationError as exc:
+        raise StepError(f"step {step.name!r}: invalid parameters: {exc}") from None
+    return TrailStep(name=step.name, params=params.model_dump(mode="json"))
+
+
+def apply_step(image: np.ndarray, step: TrailStep) -> np.ndarray:
+    """Apply one named step to a uint8 image and return a new uint8 image (the input is untouched)."""
+    check_image(image, f"input of step {step.name!r}")
+    spec = STEPS.get(step.name)
+    if spec is None:
+        raise StepError(f"unknown enhancement step {step.name!r}; known: {', '.join(sorted(STEPS))}")
+    try:
+        params = spec.params.model_validate(step.params)
+    except ValidationError as exc:
+        raise StepError(f"step {step.name!r}: invalid parameters: {exc}") from None
+    out = spec.fn(image, params)
+    out = np.ascontiguousarray(out)
+    check_image(out, f"output of step {step.name!r}")
+    return out

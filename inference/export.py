@@ -1,0 +1,451 @@
+"""Exports from a batch JSONL: examiner CSV, tracing-request JSON, PDF report, training set.
+
+Every export reads the same :class:`~marktrace.inference.schema.ItemResult` lines that
+``marktrace batch`` writes; none computes anything the batch did not (design.md). Originals are never
+modified: the PDF draws boxes on a copy in memory, the training export copies files and checks their
+SHA-256 against the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from marktrace import __version__
+from marktrace.inference.records import IdentificationRecord, TracingRequest
+from marktrace.inference.schema import ItemResult, RecordField
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "item", "files", "status", "error",
+    "serial_number", "serial_confidence", "serial_status", "serial_alternatives",
+    "manufacturer", "manufacturer_confidence", "manufacturer_status",
+    "country_of_manufacture", "country_confidence", "country_source", "country_status",
+    "model", "type", "calibre", "calibre_confidence", "year_of_manufacture",
+    "import_marks", "proof_marks", "other_markings", "serial_obliterated", "notes", "sha256",
+)
+"""Column order of the examiner CSV (one row per item)."""
+
+ROLE_OF_FIELD: dict[str, str] = {
+    "serial_number": "serial", "manufacturer": "maker", "country_of_manufacture": "country", "model": "model",
+    "calibre": "calibre", "year_of_manufacture": "year", "type": "type",
+}
+"""Field name → line role in the ``datasets/`` manifest format."""
+
+
+class ExportError(ValueError):
+    """An export input is unreadable or inconsistent; the message names the file and the problem."""
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_batch(path: Path) -> list[ItemResult]:
+    """Read a batch JSONL file (one ``ItemResult`` per line).
+
+    Raises:
+        ExportError: the file is missing, or a line is not valid JSON or not an item result.
+    """
+    if not path.is_file():
+        raise ExportError(f"{path}: batch file not found")
+    items: list[ItemResult] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                items.append(ItemResult.model_validate(json.loads(raw)))
+            except json.JSONDecodeError as exc:
+                raise ExportError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise ExportError(f"{path}:{n}: not a batch item result ({loc}: {first['msg']})") from None
+    return items
+
+
+def record_of(item: ItemResult) -> IdentificationRecord:
+    """The item's identification record (empty for items that failed)."""
+    try:
+        return IdentificationRecord.from_parsed(item.record, item=item.item, sha256=item.sha256)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ExportError(f"item {item.item!r}: record does not match identification-record.v1 "
+                          f"({'.'.join(str(p) for p in first['loc'])}: {first['msg']})") from None
+
+
+def _v(f: RecordField | None) -> str:
+    return "" if f is None or f.value is None else str(f.value)
+
+
+def _safe(text: str) -> str:
+    """Neutralise spreadsheet formulas (CSV injection) without losing the text."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _import_text(rec: IdentificationRecord) -> str:
+    parts = []
+    for im in rec.import_marks:
+        city = _v(im.city)
+        city_flags = im.city.flags if im.city else []
+        state = next((fl.get("state") for fl in city_flags if fl.get("kind") == "us_state"), None)
+        bits = [_v(im.importer), f"{city} {state}".strip() if state else city, _v(im.country), _v(im.year)]
+        parts.append(", ".join(b for b in bits if b))
+    return "; ".join(parts)
+
+
+def csv_row(item: ItemResult) -> dict[str, str]:
+    """One examiner-friendly CSV row for an item."""
+    rec = record_of(item) if item.status == "ok" else IdentificationRecord(item=item.item)
+    s, m, c = rec.serial_number, rec.manufacturer, rec.country_of_manufacture
+    row = {
+        "item": item.item,
+        "files": " | ".join(item.files),
+        "status": item.status,
+        "error": item.error or "",
+        "serial_number": _v(s),
+        "serial_confidence": f"{s.confidence:.2f}" if s else "",
+        "serial_status": s.status if s else "",
+        "serial_alternatives": " | ".join(a.value for a in s.alternatives) if s else "",
+        "manufacturer": _v(m),
+        "manufacturer_confidence": f"{m.confidence:.2f}" if m else "",
+        "manufacturer_status": m.status if m else "",
+        "country_of_manufacture": _v(c),
+        "country_confidence": f"{c.confidence:.2f}" if c else "",
+        "country_source": ("maker registry (not read)" if c.evidence.method == "registry_fallback" else "read")
+        if c else "",
+        "country_status": c.status if c else "",
+        "model": _v(rec.model),
+        "type": _v(rec.type),
+        "calibre": _v(rec.calibre),
+        "calibre_confidence": f"{rec.calibre.confidence:.2f}" if rec.calibre else "",
+        "year_of_manufacture": _v(rec.year_of_manufacture),
+        "import_marks": _import_text(rec),
+        "proof_marks": " | ".join(_v(p) for p in rec.proof_marks),
+        "other_markings": " | ".join(_v(o) for o in rec.other_markings),
+        "serial_obliterated": _v(rec.serial_obliterated),
+        "notes": rec.notes or "",
+        "sha256": " | ".join(f"{k}={v}" for k, v in item.sha256.items()),
+    }
+    return {k: _safe(v) for k, v in row.items()}
+
+
+def write_csv(items: Iterable[ItemResult], out: Path) -> Path:
+    """Write the examiner CSV (UTF-8 with BOM so spreadsheet programs read accents and Cyrillic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        w.writeheader()
+        for it in items:
+            w.writerow(csv_row(it))
+    return out
+
+
+def write_tracing_request(request: TracingRequest, out: Path) -> Path:
+    """Write a tracing request as JSON (schema ``tracing-request.v1``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(request.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    return out
+
+
+def find_item(items: Sequence[ItemResult], item_id: str) -> ItemResult:
+    """The item whose name (or one of whose files) equals ``item_id``."""
+    for it in items:
+        if it.item == item_id or item_id in it.files:
+            return it
+    raise ExportError(f"item {item_id!r} not in the batch (items: {', '.join(i.item for i in items[:10])}"
+                      f"{' ...' if len(items) > 10 else ''})")
+
+
+def resolve_image(name: str, images_root: Path | None) -> Path | None:
+    """Find an item's image: absolute, relative to ``images_root``, or relative to the cwd."""
+    p = Path(name)
+    for cand in ([p] if p.is_absolute() else ([images_root / p] if images_root else []) + [p]):
+        if cand.is_file():
+            return cand
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- PDF
+_FONT_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                    "/usr/share/fonts/TTF/DejaVuSans.ttf")
+
+
+def _font() -> str:
+    """A font with Latin, Cyrillic and Greek if the system has one, else Helvetica (Latin only)."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if "MarktraceSans" in pdfmetrics.getRegisteredFontNames():
+        return "MarktraceSans"
+    for cand in _FONT_CANDIDATES:
+        if Path(cand).is_file():
+            pdfmetrics.registerFont(TTFont("MarktraceSans", cand))
+            return "MarktraceSans"
+    return "Helvetica"
+
+
+def _boxed_image(path: Path, boxes: Sequence[Sequence[tuple[float, float]]], max_px: int = 1600) -> io.BytesIO:
+    """A PNG copy of the image with line boxes drawn (the original file is only read)."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    scale = min(1.0, max_px / max(rgb.size))
+    if scale < 1.0:
+        rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))))
+    draw = ImageDraw.Draw(rgb)
+    width = max(2, int(max(rgb.size) / 300))
+    for box in boxes:
+        pts = [(float(x) * scale, float(y) * scale) for x, y in box]
+        if len(pts) >= 2:
+            draw.line([*pts, pts[0]], fill=(255, 0, 0), width=width)
+    buf = io.BytesIO()
+    rgb.save(buf, format="PNG")
+    buf.seek(0)
+    return buf
+
+
+def _field_rows(rec: IdentificationRecord) -> list[tuple[str, RecordField | None]]:
+    rows: list[tuple[str, RecordField | None]] = [
+        (name, getattr(rec, name)) for name in ("serial_number", "manufacturer", "country_of_manufacture", "model",
+                                                "type", "calibre", "year_of_manufacture", "serial_obliterated")
+    ]
+    for n, im in enumerate(rec.import_marks):
+        for k in ("importer", "city", "country", "year"):
+            if getattr(im, k) is not None:
+                rows.append((f"import_marks[{n}].{k}", getattr(im, k)))
+    rows += [(f"proof_marks[{n}]", f) for n, f in enumerate(rec.proof_marks)]
+    rows += [(f"other_markings[{n}]", f) for n, f in enumerate(rec.other_markings)]
+    return rows
+
+
+def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None) -> Path:
+    """Write a printable PDF report for one item: photos with boxes, views, fields, trail.
+
+    Images are looked up relative to ``images_root``; a missing image or a SHA-256 that differs from
+    the batch is reported on the page rather than hidden.
+    """
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus.flowables import Flowable
+
+    font = _font()
+    styles = getSampleStyleSheet()
+    body = ParagraphStyle("mt-body", parent=styles["BodyText"], fontName=font, fontSize=8.5, leading=10.5)
+    h1 = ParagraphStyle("mt-h1", parent=styles["Heading1"], fontName=font, fontSize=15)
+    h2 = ParagraphStyle("mt-h2", parent=styles["Heading2"], fontName=font, fontSize=11.5)
+    mono = ParagraphStyle("mt-mono", parent=body, fontName="Courier", fontSize=7, leading=8.5)
+
+    def esc(text: Any) -> str:
+        return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rec = record_of(item) if item.status == "ok" else IdentificationRecord(item=item.item)
+    story: list[Flowable] = [
+        Paragraph("marktrace identification report", h1),
+        Paragraph(f"Item: <b>{esc(item.item)}</b> &nbsp; status: {esc(item.status)} &nbsp; "
+                  f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by marktrace {__version__}", body),
+        Paragraph("All values are machine suggestions until an examiner confirms them (status column).", body),
+    ]
+    if item.error:
+        story.append(Paragraph(f"<b>Error:</b> {esc(item.error)}", body))
+    frame_w, frame_h = A4[0] - 36 * mm, 105 * mm
+    # photos with boxes
+    for f in item.files:
+        story.append(Paragraph(f"Photo: {esc(f)}", h2))
+        path = resolve_image(f, images_root)
+        expected = item.sha256.get(f)
+        if path is None:
+            story.append(Paragraph(f"<b>Image not available</b> at {esc(f)} (images root: {esc(images_root)})", body))
+        else:
+            actual = sha256_file(path)
+            verdict = "verified" if expected == actual else f"MISMATCH (file now {actual})"
+            boxes = [ln.box for ln in item.lines if ln.file == f]
+            buf = _boxed_image(path, boxes)
+            img = Image(buf)
+            ratio = min(frame_w / img.imageWidth, frame_h / img.imageHeight)
+            img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
+            story.append(img)
+            story.append(Paragraph(f"SHA-256 {verdict}; red boxes: {len(boxes)} lines read", body))
+        story.append(Paragraph(esc(expected or "no SHA-256 in batch"), mono))
+    # enhanced views
+    views = [v for v in item.views if v.file and v.name != "original"]
+    if views:
+        story.append(Paragraph("Enhanced views", h2))
+        for v in views:
+            assert v.file is not None
+            path = resolve_image(v.file, images_root)
+            story.append(Paragraph(f"View <b>{esc(v.name)}</b>: {esc(v.file)}", body))
+            if path is not None:
+                img = Image(_boxed_image(path, [ln.box for ln in item.lines if ln.view == v.name], max_px=900))
+                ratio = min(frame_w / 2 / img.imageWidth, frame_h / 2 / img.imageHeight)
+                img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
+                story.append(img)
+            else:
+                story.append(Paragraph("(view image not available)", body))
+    # fields
+    story.append(Paragraph("Fields", h2))
+    data: list[list[Any]] = [[Paragraph(f"<b>{t}</b>", body) for t in
+                              ("Field", "Value", "As marked", "Conf.", "Status", "Source")]]
+    for name, fld in _field_rows(rec):
+        if fld is None:
+            data.append([Paragraph(name, body), Paragraph("-", body), "", "", "", ""])
+            continue
+        method = fld.evidence.method + (" (not read on item)" if fld.evidence.method == "registry_fallback" else "")
+        alts = ", ".join(f"{a.value} ({a.confidence:.2f})" for a in fld.alternatives[:3])
+        value = esc(fld.value) + (f"<br/><font size=7>alt: {esc(alts)}</font>" if alts else "")
+        data.append([Paragraph(name, body), Paragraph(value, body), Paragraph(esc(fld.text_as_marked or ""), body),
+                     f"{fld.confidence:.2f}", fld.status, Paragraph(esc(method), body)])
+    table = Table(data, colWidths=[36 * mm, 42 * mm, 36 * mm, 12 * mm, 18 * mm, 30 * mm], repeatRows=1)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
+                               ("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), 8),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    story.append(table)
+    # trail
+    story.append(Paragraph("Processing trail", h2))
+    for f, h in item.sha256.items():
+        story.append(Paragraph(f"source {esc(f)}", body))
+        story.append(Paragraph(esc(h), mono))
+    for v in item.views:
+        story.append(Paragraph(f"view <b>{esc(v.name)}</b> {esc(v.file or '')}", body))
+        if v.trail is not None:
+            steps = "; ".join(f"{s.name}({', '.join(f'{k}={p}' for k, p in s.params.items())})" for s in v.trail.steps)
+            story.append(Paragraph(f"steps: {esc(steps or '-')}; software {esc(v.trail.software)}"
+                                   + (f"; model {esc(v.trail.model)}" if v.trail.model else ""), body))
+            for src in v.trail.source_sha256:
+                story.append(Paragraph(f"from {esc(src)}", mono))
+            story.append(Paragraph(f"own {esc(v.trail.sha256)}", mono))
+    models = sorted({ln.model for ln in item.lines if ln.model})
+    if models:
+        story.append(Paragraph(f"recognition models: {esc(', '.join(models))}", body))
+    if item.timings_ms:
+        story.append(Paragraph("timings (ms): " + esc(", ".join(f"{k} {v:.0f}" for k, v in item.timings_ms.items())),
+                               body))
+    story.append(Spacer(1, 4 * mm))
+    doc = SimpleDocTemplate(str(out), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=15 * mm,
+                            bottomMargin=15 * mm, title=f"marktrace report {item.item}", author="marktrace")
+    doc.build(story)
+    return out
+
+
+def pdf_name(item: ItemResult) -> str:
+    """A safe file name for an item's report."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in item.item)
+    return f"{safe or 'item'}.pdf"
+
+
+# ----------------------------------------------------------------------------------- training export
+def _reviewed(f: RecordField | None) -> bool:
+    return f is not None and f.status in ("confirmed", "corrected") and f.value is not None
+
+
+def _line_text(f: RecordField) -> str | None:
+    """The line's text with the examiner's value where the machine read something else."""
+    line = f.evidence.line_text
+    if f.status == "confirmed":
+        return line
+    if line is None:
+        return None
+    marked = f.text_as_marked
+    if marked and marked in line:
+        return line.replace(marked, str(f.value), 1)
+    if marked and marked.upper() == line.strip().upper():
+        return str(f.value)
+    return None
+
+
+def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | None = None) -> dict[str, Any]:
+    """Write examiner-reviewed lines as a labelled dataset in the ``datasets/`` manifest format.
+
+    For every item with confirmed or corrected fields, the image is copied (after checking its
+    SHA-256 against the batch) to ``out_dir/images/`` and one ``manifest.jsonl`` line is written:
+    ``{"image", "sha256", "lines": [{"text", "role", "polygon"}], "source": "real"}``. A corrected
+    field whose line text cannot be rebuilt from the evidence is skipped and counted.
+
+    Returns:
+        Summary counts: items, lines, skipped (with reasons).
+    """
+    items = read_batch(records_jsonl)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "images").mkdir(exist_ok=True)
+    root = images_root if images_root is not None else records_jsonl.parent
+    summary: dict[str, Any] = {"items": 0, "lines": 0, "skipped": []}
+    with (out_dir / "manifest.jsonl").open("w", encoding="utf-8") as man:
+        for it in items:
+            if it.status != "ok":
+                continue
+            rec = record_of(it)
+            fields: list[tuple[str, RecordField]] = [(n, f) for n, f in _field_rows(rec)
+                                                     if f is not None and _reviewed(f)]
+            by_image: dict[str, list[dict[str, Any]]] = {}
+            for name, f in fields:
+                role = ROLE_OF_FIELD.get(name.split("[")[0], "import" if name.startswith("import") else "other")
+                text = _line_text(f)
+                if f.evidence.file is None or f.evidence.box is None or text is None:
+                    summary["skipped"].append(f"{it.item}: {name} (no line box/text to rebuild)")
+                    continue
+                if f.evidence.view not in ("original", ""):
+                    summary["skipped"].append(f"{it.item}: {name} (read on derived view {f.evidence.view})")
+                    continue
+                entry = {"text": text, "role": role, "polygon": [[float(x), float(y)] for x, y in f.evidence.box]}
+                lst = by_image.setdefault(f.evidence.file, [])
+                if all(e["polygon"] != entry["polygon"] for e in lst):
+                    lst.append(entry)
+            for file, lines in by_image.items():
+                src = resolve_image(file, root)
+                if src is None:
+                    summary["skipped"].append(f"{it.item}: image {file} not found under {root}")
+                    continue
+                digest = sha256_file(src)
+                if it.sha256.get(file) not in (None, digest):
+                    summary["skipped"].append(f"{it.item}: image {file} SHA-256 differs from the batch")
+                    continue
+                dest = out_dir / "images" / f"{digest[:16]}{src.suffix.lower()}"
+                if not dest.exists():
+                    shutil.copyfile(src, dest)
+                man.write(json.dumps({"image": f"images/{dest.name}", "sha256": digest, "lines": lines,
+                                      "source": "real", "item": it.item}, ensure_ascii=False) + "\n")
+                summary["items"] += 1
+                summary["lines"] += len(lines)
+    return summary
+
+
+def items_by_id(items: Sequence[ItemResult]) -> Mapping[str, ItemResult]:
+    """Items keyed by name."""
+    return {it.item: it for it in items}
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "ExportError",
+    "csv_row",
+    "export_training_set",
+    "find_item",
+    "pdf_name",
+    "read_batch",
+    "record_of",
+    "render_pdf",
+    "sha256_file",
+    "write_csv",
+    "write_tracing_request",
+]

@@ -1,0 +1,151 @@
+"""Safe image loading: hash the original, cap pixels before decoding, apply EXIF to a working copy only.
+
+The original file is only ever read. Every error names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 80_000_000
+"""Largest image (width x height) decoded by default: above a 50 MP camera, far below a decompression bomb."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+
+
+class ImageLoadError(ValueError):
+    """An image could not be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded working copy of an original photo (EXIF orientation applied) and the original's hash."""
+
+    path: str
+    sha256: str
+    image: np.ndarray
+    """HxWx3 uint8 BGR working copy."""
+    original_size: tuple[int, int]
+    """(width, height) of the stored pixels before EXIF orientation."""
+    exif_transposed: bool
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode image bytes into a BGR working copy, refusing empty, non-image and oversized input.
+
+    Args:
+        data: the file's bytes.
+        name: the file name used in error messages and in the result.
+        max_pixels: refuse images with more pixels than this, checked from the header before decoding.
+
+    Raises:
+        ImageLoadError: naming ``name`` and the problem.
+    """
+    if not data:
+        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    digest = sha256_bytes(data)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            fmt = probe.format
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not a recognised image format") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
+        raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression-bomb guard; raise --max-pixels if this photo is genuine)"
+        )
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # our own cap above is the guard
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            oriented = ImageOps.exif_transpose(img)
+            transposed = oriented is not img and oriented.size != img.size or _has_orientation(img)
+            rgb = oriented.convert("RGB")
+    except Exception as exc:  # noqa: BLE001
+        raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
+    array = np.asarray(rgb, dtype=np.uint8)[:, :, ::-1].copy()
+    return LoadedImage(
+        path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
+    )
+
+
+def _has_orientation(img: Image.Image) -> bool:
+    try:
+        return int(img.getexif().get(0x0112, 1)) not in (0, 1)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def load_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> LoadedImage:
+    """Read a photo from disk (read-only) and decode it with :func:`decode_image`."""
+    label = name or str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageLoadError(f"{label}: cannot read file ({exc.strerror or exc})") from None
+    return decode_image(data, label, max_pixels=max_pixels)
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image's header declares more pixels than allowed (a decompression-bomb guard)."""
+
+
+PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
+"""Formats :func:`probe_image` accepts (an allow-list: no exotic decoders on untrusted input)."""
+
+
+def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """Read only an image's header: (format, width, height), refusing empty, unknown or oversized input.
+
+    Nothing is decoded, so this is cheap and safe to run on untrusted uploads before inference.
+
+    Raises:
+        ImageTooLargeError: if width x height exceeds ``max_pixels``.
+        ImageLoadError: naming ``name`` and the problem, for empty or unrecognised data.
+    """
+    if not data:
+        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data), formats=list(PROBE_FORMATS)) as probe:
+            width, height = probe.size
+            fmt = probe.format or "unknown"
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not a recognised image format") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
+        raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+        )
+    return fmt, width, height

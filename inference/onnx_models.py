@@ -1,0 +1,142 @@
+"""Loading the ONNX models: checksum against the registry, metadata parsed into a frozen dataclass.
+
+Every shipped ONNX file describes itself in ``metadata_props`` (task, charset, input layout and
+size, normalisation, decoding parameters, version, training commit). Inference reads what it needs
+from there and refuses a file whose metadata is missing or does not fit the task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import onnxruntime as ort
+
+METADATA_SCHEMA_VERSION = "1"
+
+
+class ModelMetadataError(ValueError):
+    """An ONNX file's metadata is missing, malformed, or for another task; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What inference needs to know about a model, read from its ONNX metadata."""
+
+    path: str
+    task: Literal["line_detection", "line_recognition"]
+    name: str
+    version: str
+    training_commit: str
+    input_layout: str
+    normalisation: str
+    charset: str = ""
+    blank_index: int = 0
+    input_height: int = 0
+    long_side: int = 0
+    stride: int = 0
+    threshold: float = 0.4
+    min_score: float = 0.55
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+REQUIRED_KEYS = (
+    "marktrace_schema",
+    "task",
+    "name",
+    "version",
+    "training_commit",
+    "input_layout",
+    "normalisation",
+)
+TASK_KEYS = {
+    "line_detection": ("long_side", "stride", "threshold", "min_score"),
+    "line_recognition": ("charset", "blank_index", "input_height"),
+}
+
+
+def parse_metadata(path: str, props: dict[str, str], expected_task: str | None = None) -> ModelMeta:
+    """Validate and parse a model's ``metadata_props``."""
+    missing = [k for k in REQUIRED_KEYS if k not in props]
+    if missing:
+        raise ModelMetadataError(f"{path}: ONNX metadata lacks {', '.join(missing)}; not a marktrace model")
+    if props["marktrace_schema"] != METADATA_SCHEMA_VERSION:
+        raise ModelMetadataError(
+            f"{path}: metadata schema {props['marktrace_schema']!r}, this marktrace reads {METADATA_SCHEMA_VERSION!r}"
+        )
+    task = props["task"]
+    if task not in TASK_KEYS:
+        raise ModelMetadataError(f"{path}: unknown task {task!r}")
+    if expected_task is not None and task != expected_task:
+        raise ModelMetadataError(f"{path}: is a {task} model, expected {expected_task}")
+    missing = [k for k in TASK_KEYS[task] if k not in props]
+    if missing:
+        raise ModelMetadataError(f"{path}: {task} metadata lacks {', '.join(missing)}")
+    try:
+        values: dict[str, Any] = {
+            "path": path,
+            "task": task,
+            "name": props["name"],
+            "version": props["version"],
+            "training_commit": props["training_commit"],
+            "input_layout": props["input_layout"],
+            "normalisation": props["normalisation"],
+        }
+        if task == "line_recognition":
+            values["charset"] = json.loads(props["charset"])
+            values["blank_index"] = int(props["blank_index"])
+            values["input_height"] = int(props["input_height"])
+            if not values["charset"] or values["blank_index"] != 0:
+                raise ValueError("charset must be non-empty with the blank at index 0")
+        else:
+            values["long_side"] = int(props["long_side"])
+            values["stride"] = int(props["stride"])
+            values["threshold"] = float(props["threshold"])
+            values["min_score"] = float(props["min_score"])
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelMetadataError(f"{path}: malformed metadata ({exc})") from None
+    known = set(REQUIRED_KEYS) | set(TASK_KEYS[task])
+    values["extra"] = tuple(sorted((k, v) for k, v in props.items() if k not in known))
+    return ModelMeta(**values)
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """CPU session options: ``threads`` intra-op threads (default: all cores), sequential execution."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads if threads is not None else (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An onnxruntime session with its parsed metadata."""
+
+    session: ort.InferenceSession
+    meta: ModelMeta
+    input_name: str
+
+
+def load_model(
+    path: str | Path,
+    expected_task: str,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+) -> LoadedModel:
+    """Open an ONNX model and check its metadata against the task the caller needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelMetadataError(f"{path}: onnxruntime cannot load this file ({exc})") from None
+    meta = parse_metadata(str(path), dict(session.get_modelmeta().custom_metadata_map), expected_task)
+    return LoadedModel(session=session, meta=meta, input_name=session.get_inputs()[0].name)

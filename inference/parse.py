@@ -1,0 +1,891 @@
+"""Marking parser: recognised lines → identification-record fields, each with its evidence.
+
+:func:`parse_lines` fills serial number, manufacturer, country of manufacture, model, type, calibre,
+year of manufacture, import marks, proof marks and other markings from the lines a recogniser read,
+using the registry (:mod:`marktrace.inference.registry`). Every value is a
+:class:`~marktrace.inference.schema.RecordField` with status ``suggested``; confusable characters
+resolved by a field's grammar are recorded in the field's ``flags``. Torch-free and fast (a few
+hundred microseconds for ten lines).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from marktrace.inference.registry import (
+    MakerEntry,
+    MakerMatch,
+    Registry,
+    compact,
+    normalize_text,
+    tokenize,
+)
+from marktrace.inference.schema import Alternative, Evidence, Line, RecordField
+
+FIELD_NAMES: tuple[str, ...] = (
+    "serial_number",
+    "manufacturer",
+    "country_of_manufacture",
+    "model",
+    "type",
+    "calibre",
+    "year_of_manufacture",
+    "import_marks",
+    "proof_marks",
+    "other_markings",
+    "serial_obliterated",
+)
+"""The identification-record field names that :func:`parse_lines` fills (``notes`` is human-only)."""
+
+CONFUSABLE_LETTER_TO_DIGIT: dict[str, str] = {"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "S": "5",
+                                              "Z": "2", "B": "8", "G": "6"}
+CONFUSABLE_DIGIT_TO_LETTER: dict[str, str] = {"0": "O", "1": "I", "5": "S", "2": "Z", "8": "B", "6": "G"}
+
+US_STATES: frozenset[str] = frozenset(
+    [
+        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+        "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+        "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+        "WI", "WY", "DC", "CONN", "MASS", "ILL", "CALIF", "FLA", "TENN", "MICH", "MINN", "WIS", "ARIZ"
+    ]
+)
+
+_TYPE_WORDS: dict[str, str] = {
+    "PISTOL": "pistol", "PISTOLE": "pistol", "PISTOLET": "pistol", "PISTOLA": "pistol", "ПИСТОЛЕТ": "pistol",
+    "TABANCA": "pistol", "REVOLVER": "revolver", "REVOLVERS": "revolver", "REVOLVRE": "revolver",
+    "РЕВОЛЬВЕР": "revolver", "RIFLE": "rifle", "GEWEHR": "rifle", "FUSIL": "rifle", "FUCILE": "rifle",
+    "ВИНТОВКА": "rifle", "VINTOVKA": "rifle", "CARBINE": "rifle", "KARABINER": "rifle", "CARABINE": "rifle",
+    "KARABIN": "rifle", "CARABINA": "rifle", "SHOTGUN": "shotgun", "FLINTE": "shotgun", "ESCOPETA": "shotgun",
+    "SMG": "submachine gun", "MASCHINENPISTOLE": "submachine gun", "SUBMACHINE": "submachine gun",
+    "MASCHINENGEWEHR": "machine gun", "AUTOMAT": "rifle", "АВТОМАТ": "rifle",
+}
+_MODEL_WORDS = frozenset({"MODEL", "MOD", "MODELO", "MODELE", "MODELL", "MODELLO", "TYPE", "TYP", "MLE", "MOD."})
+_SERIAL_PREFIX = re.compile(
+    r"(?:^|(?<=[\s:]))(?:S/N|SN|SER(?:IAL)?(?:\s*N(?:O|R|UM)?)?|N[O0°º]|NR|NUM|№|SERIE|MATR(?:ICOLA)?|N)"
+    r"(?:\s*[.:#-]\s*|\s+)(?=[A-Z0-9А-ЯЁ])"
+)
+_FFL_SERIAL = re.compile(r"(?<![\w-])(\d{8})-([A-Z0-9]{2,})(?![\w-])")
+_ISACS = re.compile(r"^([A-Z]{2})\s+([A-Z]{2,6})\s+(\d{2})\s+(\d{2})\s+(\d{3,10})(?:\s+(\d{2}))?$")
+_IMPORT_ITI = re.compile(r"^([A-Z]{2})\s+(\d{2}|\d{4})$")
+_BG_MAKAROV = re.compile(r"^([A-ZА-Я]{2})\s+(\d{2})\s+(\d{4})$")
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)(?:Г|G|R)?$")
+_ROMAN = re.compile(r"^[XVI]{1,6}$")
+_CAL_PREFIX = re.compile(r"(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\s*\.?\s*$")
+_HAS_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
+
+_N = r"(?<![\d.])"  # no digit or dot before
+
+
+def _cal(pattern: str, value: str, conf: float = 0.95) -> tuple[re.Pattern[str], str, float]:
+    return re.compile(pattern), value, conf
+
+
+# Ordered most specific first; applied to the normalised line (upper case, decimal commas → dots).
+_CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
+    _cal(_N + r"\.?50\s*BMG\b|\b12\.7\s*X\s*99(?:\s*MM)?", ".50 BMG"),
+    _cal(r"\b12\.7\s*X\s*108(?:\s*MM)?", "12.7x108mm"),
+    _cal(r"\b14\.5\s*X\s*114(?:\s*MM)?", "14.5x114mm"),
+    _cal(r"\b7\.62\s*X\s*54\s*R?(?:\s*MM)?R?\b|\b7\.62\s*X\s*54R", "7.62x54mmR"),
+    _cal(r"\b7\.62\s*X\s*39(?:\s*MM)?", "7.62x39mm"),
+    _cal(r"\b7\.62\s*X\s*51(?:\s*MM)?(?:\s*NATO)?|\b7\.62\s*(?:MM\s*)?NATO\b", "7.62x51mm"),
+    _cal(r"\b7\.62\s*X\s*25(?:\s*MM)?|\b7\.62\s*(?:MM\s*)?(?:TOKAREV|TT)\b", "7.62x25mm Tokarev"),
+    _cal(r"\b7\.62\s*X\s*38\s*R?|\b7\.62\s*(?:MM\s*)?NAGANT\b", "7.62x38mmR Nagant"),
+    _cal(r"\b5\.45\s*X\s*39(?:\s*MM)?", "5.45x39mm"),
+    _cal(r"\b5\.56\s*X\s*45(?:\s*MM)?(?:\s*NATO)?|\b5\.56\s*(?:MM\s*)?NATO\b|\b5\.56\s*MM\b|" + _N + r"5\.56(?!\d)",
+         "5.56x45mm"),
+    _cal(r"\b5\.7\s*X\s*28(?:\s*MM)?", "5.7x28mm"),
+    _cal(r"\b4\.6\s*X\s*30(?:\s*MM)?", "4.6x30mm"),
+    _cal(r"\b9\s*X\s*19(?:\s*MM)?(?:\s*(?:LUGER|PARA(?:BELLUM)?|NATO))?", "9x19mm"),
+    _cal(r"\b9\s*MM\s*(?:LUGER|PARA(?:BELLUM)?|P|NATO)\b|\b9\s*PARA(?:BELLUM)?\b|\b9\s*LUGER\b", "9x19mm"),
+    _cal(r"\b9\s*X\s*18(?:\s*MM)?|\b9\s*(?:MM\s*)?(?:MAKAROV|MAK|PM)\b", "9x18mm Makarov"),
+    _cal(r"\b9\s*X\s*21(?:\s*MM)?|\b9\s*(?:MM\s*)?IMI\b", "9x21mm"),
+    _cal(r"\b9\s*X\s*17(?:\s*MM)?|\b9\s*MM\s*(?:KURZ|SHORT|BROWNING\s*(?:COURT|SHORT|KURZ)?)\b|"
+         + _N + r"\.?380\s*(?:ACP|AUTO|A\.C\.P\.?)|\b9\s*K\b", ".380 ACP"),
+    _cal(r"\b9\s*MM\b", "9x19mm", 0.8),
+    _cal(r"\b10\s*MM(?:\s*AUTO)?\b", "10mm Auto"),
+    _cal(_N + r"\.?45\s*(?:ACP|AUTO|A\.C\.P\.?)|\b11\.43(?:\s*X\s*23)?(?:\s*MM)?", ".45 ACP"),
+    _cal(_N + r"\.?45\s*(?:GAP|G\.A\.P\.?)\b", ".45 GAP"),
+    _cal(_N + r"\.?45\s*(?:COLT|LC|L\.C\.|LONG\s*COLT)\b", ".45 Colt"),
+    _cal(_N + r"\.?40\s*(?:S\s*&\s*W|SW|S\s*AND\s*W)\b|\b10\s*X\s*22(?:\s*MM)?", ".40 S&W"),
+    _cal(_N + r"\.?357\s*SIG\b", ".357 SIG"),
+    _cal(_N + r"\.?357\s*(?:MAG(?:NUM)?|REM(?:INGTON)?\s*MAG(?:NUM)?)\b|" + _N + r"\.357\b", ".357 Magnum"),
+    _cal(_N + r"\.?38\s*(?:S\s*&\s*W\s*)?(?:SPL|SPECIAL|SPEC)\b", ".38 Special"),
+    _cal(_N + r"\.?38\s*SUPER\b", ".38 Super"),
+    _cal(_N + r"\.?38\s*(?:S\s*&\s*W)\b", ".38 S&W"),
+    _cal(_N + r"\.?44\s*(?:REM(?:INGTON)?\s*)?MAG(?:NUM)?\b", ".44 Magnum"),
+    _cal(_N + r"\.?44\s*(?:SPL|SPECIAL)\b", ".44 Special"),
+    _cal(_N + r"\.?22\s*(?:WMR|W\.M\.R\.?|WIN\s*MAG(?:NUM)?|MAG(?:NUM)?)\b", ".22 WMR"),
+    _cal(_N + r"\.?22\s*(?:LR|L\.\s*R\.?|LONG\s*RIFLE)(?![A-Z])|\b5\.6\s*MM\b(?:\s*LR)?", ".22 LR"),
+    _cal(_N + r"\.223\b(?:\s*REM(?:INGTON)?\b)?|" + _N + r"223\s*REM(?:INGTON)?\b", ".223 Remington"),
+    _cal(_N + r"\.?308\s*WIN(?:CHESTER)?\b|" + _N + r"\.308\b", ".308 Winchester"),
+    _cal(_N + r"\.?30\s*-\s*06(?:\s*(?:SPRG|SPRINGFIELD|SPR|SPRGFLD))?", ".30-06 Springfield"),
+    _cal(_N + r"\.?30\s*-\s*30(?:\s*WIN(?:CHESTER)?)?", ".30-30 Winchester"),
+    _cal(_N + r"\.?30\s*(?:CARBINE|M1\s*CARBINE)\b", ".30 Carbine"),
+    _cal(_N + r"\.303\b(?:\s*BRIT(?:ISH)?\b)?|\b303\s*BRIT(?:ISH)?\b", ".303 British"),
+    _cal(_N + r"\.?300\s*(?:WIN(?:CHESTER)?\s*MAG(?:NUM)?|WM)\b", ".300 Winchester Magnum"),
+    _cal(_N + r"\.?300\s*(?:BLK|BLACKOUT|AAC(?:\s*BLACKOUT)?)\b", ".300 Blackout"),
+    _cal(r"\b6\.5\s*(?:MM\s*)?(?:CREEDMOOR|CM)\b", "6.5 Creedmoor"),
+    _cal(_N + r"\.?338\s*(?:LAPUA(?:\s*MAG(?:NUM)?)?|LM)\b|\b8\.6\s*X\s*70(?:\s*MM)?", ".338 Lapua Magnum"),
+    _cal(r"\b7\.92\s*X\s*57(?:\s*MM)?|\b8\s*X\s*57\s*(?:IS|JS|I|J)?\b|\b8\s*MM\s*MAUSER\b", "7.92x57mm Mauser"),
+    _cal(r"\b7\.5\s*X\s*55(?:\s*MM)?", "7.5x55mm Swiss"),
+    _cal(r"\b7\.5\s*X\s*54(?:\s*MM)?", "7.5x54mm French"),
+    _cal(r"\b6\.5\s*X\s*55(?:\s*MM)?", "6.5x55mm"),
+    _cal(r"\b7\s*X\s*57(?:\s*MM)?", "7x57mm Mauser"),
+    _cal(r"\b7\.65\s*X\s*53(?:\s*MM)?", "7.65x53mm Mauser"),
+    _cal(r"\b7\.65\s*X\s*21(?:\s*MM)?|\b7\.65\s*(?:MM\s*)?PARA(?:BELLUM)?\b", "7.65x21mm Parabellum"),
+    _cal(r"\b7\.65\s*X\s*17(?:\s*MM)?|\b7\.65\s*(?:MM)?(?:\s*BROWNING)?(?!\d)|" + _N + r"\.?32\s*(?:ACP|AUTO)\b",
+         ".32 ACP"),
+    _cal(r"\b6\.35\s*(?:MM)?(?:\s*BROWNING)?(?!\d)|" + _N + r"\.?25\s*(?:ACP|AUTO)\b", ".25 ACP"),
+    _cal(_N + r"\.?32\s*H\s*&\s*R\s*MAG(?:NUM)?\b", ".32 H&R Magnum"),
+    _cal(_N + r"\.?32\s*S\s*&\s*W(?:\s*LONG)?\b", ".32 S&W Long"),
+    _cal(_N + r"\.?17\s*HMR\b", ".17 HMR"),
+    _cal(_N + r"\.410\b(?:\s*(?:GA|GAUGE|BORE))?|\b410\s*(?:GA|GAUGE|BORE|G)\b", ".410 bore"),
+    _cal(r"\b(10|12|16|20|24|28|32|36)\s*(?:GA\b\.?|GAUGE\b|G\.A\.|BORE\b)", "{0} gauge"),
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\s*\.?\s*(10|12|16|20|24|28|32|36)\b(?!\.\d)", "{0} gauge", 0.85),
+    _cal(_N + r"\.22\b(?!\s*-)", ".22 LR", 0.75),
+    _cal(_N + r"\.45\b(?!\s*-)", ".45 ACP", 0.7),
+]
+_GAUGE_RE = re.compile(r"gauge|bore")
+
+
+@dataclass
+class _Cand:
+    """A candidate value for one field, from one line."""
+
+    value: Any
+    conf: float
+    line: int
+    text: str
+    method: str = "direct"
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _LineState:
+    line: Line
+    norm: str
+    tokens: list[str]
+    used: list[str | None]
+    conf: float
+
+
+def _evidence(line: Line, sha256: Mapping[str, str], method: str) -> Evidence:
+    return Evidence(file=line.file, sha256=sha256.get(line.file), box=list(line.box), line_text=line.text,
+                    method=method, view=line.view)
+
+
+def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> RecordField:
+    return RecordField(value=c.value, text_as_marked=c.text, confidence=round(max(0.0, min(1.0, c.conf)), 4),
+                       alternatives=c.alternatives, evidence=_evidence(lines[c.line], sha256, c.method),
+                       flags=c.flags)
+
+
+def _clip01(x: float) -> float:
+    return max(0.0, min(1.0, float(x)))
+
+
+# ---------------------------------------------------------------------------------------- calibre
+def _digitize_numeric_tokens(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Map letters confusable with digits inside number-like tokens (calibre grammar: digits)."""
+    flags: list[dict[str, Any]] = []
+
+    def fix(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if not _HAS_DIGIT.search(tok):
+            return tok
+        out = []
+        for i, ch in enumerate(tok):
+            nxt_digit = i + 1 < len(tok) and (tok[i + 1].isdigit() or tok[i + 1] == ".")
+            prv_digit = i > 0 and (tok[i - 1].isdigit() or tok[i - 1] == ".")
+            if ch in CONFUSABLE_LETTER_TO_DIGIT and ch not in "X" and (nxt_digit or prv_digit) and not (
+                tok[i:].startswith("MM") or tok[max(0, i - 1):].startswith("MM")
+            ):
+                out.append(CONFUSABLE_LETTER_TO_DIGIT[ch])
+                flags.append({"kind": "confusable", "field_grammar": "calibre digits", "from": ch,
+                              "to": CONFUSABLE_LETTER_TO_DIGIT[ch], "token": tok})
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    return re.sub(r"[.\w]+", fix, text), flags
+
+
+def _find_calibres(text: str) -> list[tuple[int, int, str, float]]:
+    found: list[tuple[int, int, str, float]] = []
+    taken = [False] * (len(text) + 1)
+    for rx, value, conf in _CALIBRES:
+        for m in rx.finditer(text):
+            s, e = m.start(), m.end()
+            if any(taken[s:e]):
+                continue
+            pre = _CAL_PREFIX.search(text[:s])
+            if pre:
+                s = pre.start()
+            v = value.format(*(g for g in m.groups() if g)) if "{0}" in value else value
+            found.append((s, e, v, conf))
+            for i in range(s, e):
+                taken[i] = True
+    return found
+
+
+def _prep(text: str) -> str:
+    t = normalize_text(text).replace("×", "X")
+    return re.sub(r"(?<=\d),(?=\d)", ".", t)
+
+
+# ------------------------------------------------------------------------------------------ parse
+class _Parser:
+    def __init__(self, lines: Sequence[Line], registry: Registry, sha256: Mapping[str, str]) -> None:
+        self.lines = lines
+        self.reg = registry
+        self.sha = sha256
+        self.states: list[_LineState] = []
+        self.makers: list[_Cand] = []
+        self.countries: list[_Cand] = []
+        self.calibres: list[_Cand] = []
+        self.serials: list[_Cand] = []
+        self.years: list[_Cand] = []
+        self.pending_years: list[_Cand] = []
+        self.types: list[_Cand] = []
+        self.imports: list[dict[str, _Cand | None]] = []
+        self.proofs: list[_Cand] = []
+        self.models: list[_Cand] = []
+
+    # -------------------------------------------------------------- per line
+    def run(self) -> dict[str, Any]:
+        for i, line in enumerate(self.lines):
+            self._line(i, line)
+        return self._assemble()
+
+    def _line(self, i: int, line: Line) -> None:
+        conf = _clip01(line.confidence)
+        norm = _prep(line.text)
+        work = norm.strip()
+        if not work:
+            self.states.append(_LineState(line, norm, [], [], conf))
+            return
+        # ISACS 05.30 manufacture template: CC MFR YY TT SERIAL [CAL]
+        m = _ISACS.match(re.sub(r"\s+", " ", work))
+        if m and self.reg.country(m.group(1)):
+            self._isacs(i, m, conf)
+            self.states.append(_LineState(line, norm, [], [], conf))
+            return
+        m = _IMPORT_ITI.match(re.sub(r"\s+", " ", work))
+        if m and self.reg.country(m.group(1)):
+            year, alts = self._two_digit_year(m.group(2))
+            self.imports.append({
+                "importer": None, "city": None,
+                "country": _Cand(m.group(1), conf * 0.8, i, m.group(1), "iti_8b_import_mark"),
+                "year": _Cand(year, conf * 0.6, i, m.group(2), "iti_8b_import_mark", alternatives=alts),
+            })
+            self.states.append(_LineState(line, norm, [], [], conf))
+            return
+        m = _BG_MAKAROV.match(re.sub(r"\s+", " ", work))
+        if m:
+            serial = m.group(1) + m.group(2) + m.group(3)
+            self.serials.append(_Cand(serial, conf * 0.9, i, m.group(0), "pattern_bg_makarov",
+                                      extra={"score": 0.9}))
+            self.pending_years.append(_Cand(1960 + int(m.group(2)), min(0.4, conf * 0.4), i, m.group(2),
+                                            "year_code_bg_makarov", extra={"scheme": "bg-makarov"},
+                                            flags=[{"kind": "year_code", "scheme": "bg-makarov", "source":
+                                                    "makarov.ch (single source)", "code": m.group(2)}]))
+            self.states.append(_LineState(line, norm, [], [], conf))
+            return
+        # explicit serials (prefix words, FFL prefix) are cut out before tokenising
+        for fm in _FFL_SERIAL.finditer(work):
+            self.serials.append(_Cand(fm.group(0), conf, i, fm.group(0), "ffl_prefix_serial",
+                                      flags=[{"kind": "ffl_prefix", "ffl_prefix": fm.group(1)}],
+                                      extra={"score": 1.2, "start": fm.start()}))
+            work = work[: fm.start()] + " " * len(fm.group(0)) + work[fm.end():]
+        # calibres
+        cal_hits = _find_calibres(work)
+        flags: list[dict[str, Any]] = []
+        if not cal_hits and _HAS_DIGIT.search(work):
+            fixed, flags = _digitize_numeric_tokens(work)
+            if flags:
+                cal_hits = _find_calibres(fixed)
+                if not cal_hits:
+                    flags = []
+        for s, e, v, c in cal_hits:
+            self.calibres.append(_Cand(v, conf * c, i, work[s:e].strip(), "calibre_pattern", flags=list(flags)))
+            if _GAUGE_RE.search(v):
+                self.types.append(_Cand("shotgun", conf * 0.6, i, work[s:e].strip(), "derived_from_calibre"))
+        for s, e, _, _ in sorted(cal_hits, reverse=True):
+            work = work[:s] + " " * (e - s) + work[e:]
+        # explicit serial prefix: S/N, NO., SER. ...
+        for pm in _SERIAL_PREFIX.finditer(work):
+            rest = work[pm.end():]
+            sm = re.match(r"[A-Z0-9А-ЯЁ][A-Z0-9А-ЯЁ-]{2,}(?:\s[0-9]{3,})?", rest)
+            if not sm or not _HAS_DIGIT.search(sm.group(0)) and sum(ch in CONFUSABLE_LETTER_TO_DIGIT
+                                                                    for ch in sm.group(0)) < 3:
+                continue
+            if pm.group(0).strip() == "N" and not re.match(r"\s*[.:#°]", work[pm.start() + 1: pm.end()] + " "):
+                continue  # a lone N is too weak a prefix without punctuation
+            raw = sm.group(0)
+            start = pm.end() + sm.start()
+            self.serials.append(_Cand(raw, conf, i, work[pm.start(): start + len(raw)].strip(),
+                                      "serial_prefix", extra={"score": 1.3, "start": start, "raw": raw}))
+            work = work[: pm.start()] + " " * (start + len(raw) - pm.start()) + work[start + len(raw):]
+        tokens = tokenize(work)
+        st = _LineState(line, norm, tokens, [None] * len(tokens), conf)
+        self.states.append(st)
+        self._importers(i, st)
+        self._maker_tokens(i, st)
+        self._country_tokens(i, st)
+        self._misc_tokens(i, st)
+
+    def _two_digit_year(self, yy: str) -> tuple[int, list[Alternative]]:
+        if len(yy) == 4:
+            return int(yy), []
+        now = datetime.now(UTC).year
+        y = 2000 + int(yy)
+        other = 1900 + int(yy)
+        if y > now:
+            y, other = other, y
+        return y, [Alternative(value=str(other), confidence=0.3)]
+
+    def _isacs(self, i: int, m: re.Match[str], conf: float) -> None:
+        cc, mfr, yy, tt, serial, cal = m.groups()
+        text = m.group(0)
+        self.countries.append(_Cand(cc, conf * 0.9, i, cc, "isacs_template", extra={"prio": 2}))
+        hits = self.reg.lookup_mark(mfr) or self.reg.lookup_skeleton(mfr)
+        for h in hits:
+            self.makers.append(_Cand(h.maker.id, conf * 0.9 / len(hits), i, mfr, "isacs_template",
+                                     extra={"match": h}))
+        year, alts = self._two_digit_year(yy)
+        self.years.append(_Cand(year, conf * 0.5, i, yy, "isacs_template_2digit_year", alternatives=alts,
+                                flags=[{"kind": "year_code", "scheme": "isacs-05.30-2digit",
+                                        "note": "century ambiguous"}]))
+        self.serials.append(_Cand(serial, conf, i, serial, "isacs_template", extra={"score": 1.2}))
+        self.models.append(_Cand(tt, conf * 0.4, i, tt, "isacs_template_type_code",
+                                 flags=[{"kind": "code", "note": "ISACS type/model code, not decoded"}]))
+        if cal:
+            self.calibres.append(_Cand(cal, conf * 0.3, i, cal, "isacs_template_calibre_code",
+                                       flags=[{"kind": "code", "note": "ISACS calibre code, not decoded"}]))
+        _ = text
+
+    # -------------------------------------------------------------- makers & importers
+    def _ngram_matches(self, st: _LineState, importer: bool) -> list[tuple[int, int, list[MakerMatch], str]]:
+        """Longest-first exact/skeleton matches of marks over unused tokens."""
+        out: list[tuple[int, int, list[MakerMatch], str]] = []
+        toks = st.tokens
+        n_max = self.reg.max_mark_tokens
+        i = 0
+        while i < len(toks):
+            found = False
+            for n in range(min(n_max, len(toks) - i), 0, -1):
+                if any(st.used[i:i + n]):
+                    continue
+                key = compact(toks[i:i + n])
+                if not key:
+                    continue
+                method = "registry_exact"
+                hits = [h for h in self.reg.lookup_mark(key) if (h.maker.kind == "importer") == importer]
+                if not hits and len(key) >= 3 and _LETTER.search(key):
+                    hits = [h for h in self.reg.lookup_skeleton(key) if (h.maker.kind == "importer") == importer
+                            and len(compact(tokenize(h.mark))) == len(key)]
+                    method = "registry_confusable"
+                if hits:
+                    out.append((i, n, hits, method))
+                    for k in range(i, i + n):
+                        st.used[k] = "importer" if importer else "maker"
+                    i += n
+                    found = True
+                    break
+            if not found:
+                i += 1
+        return out
+
+    def _confusable_flags(self, marked: str, mark: str) -> list[dict[str, Any]]:
+        a, b = compact(tokenize(marked)), compact(tokenize(mark))
+        if len(a) != len(b):
+            return [{"kind": "fuzzy", "from": a, "to": b}]
+        return [{"kind": "confusable", "field_grammar": "maker name letters", "position": k, "from": x, "to": y}
+                for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+
+    def _importers(self, i: int, st: _LineState) -> None:
+        for start, n, hits, method in self._ngram_matches(st, importer=True):
+            marked = " ".join(st.tokens[start:start + n])
+            conf = st.conf * (0.95 if method == "registry_exact" else 0.8) / len(hits)
+            maker = hits[0].maker
+            flags = self._confusable_flags(marked, hits[0].mark) if method != "registry_exact" else []
+            imp = _Cand(maker.name, conf, i, marked, method, flags=flags, extra={"maker": maker},
+                        alternatives=[Alternative(value=h.maker.name, confidence=round(conf, 4)) for h in hits[1:]])
+            # city (as marked) inside or after the importer mark, then a U.S. State code
+            city: _Cand | None = None
+            cities = self.reg.cities_of(maker.id)
+            inner = hits[0].mark
+            inner_toks = tokenize(inner)
+            for a in range(len(inner_toks)):
+                for b in range(min(len(inner_toks), a + 3), a, -1):
+                    key = compact(inner_toks[a:b])
+                    if a > 0 and key in cities and city is None:
+                        city = _Cand(" ".join(inner_toks[a:b]), st.conf * 0.9, i, " ".join(inner_toks[a:b]),
+                                     "registry_exact")
+            state_in_mark = next((t for t in inner_toks[1:] if t in US_STATES), None)
+            j = start + n
+            for m in range(min(3, len(st.tokens) - j), 0, -1):
+                key = compact(st.tokens[j:j + m])
+                if city is None and key in cities and not any(st.used[j:j + m]):
+                    city = _Cand(" ".join(st.tokens[j:j + m]), st.conf * 0.9, i, " ".join(st.tokens[j:j + m]),
+                                 "registry_exact")
+                    for k in range(j, j + m):
+                        st.used[k] = "importer_city"
+                    j += m
+                    break
+            state = state_in_mark
+            if j < len(st.tokens) and st.tokens[j] in US_STATES and not st.used[j]:
+                state = st.tokens[j]
+                st.used[j] = "importer_state"
+            if city is None and maker.city:
+                city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback")
+            if city is not None:
+                city.extra["state"] = state or maker.state
+            country = _Cand(maker.country, conf * 0.9, i, state or marked, "registry_fallback")
+            self.imports.append({"importer": imp, "city": city, "country": country, "year": None})
+
+    def _maker_tokens(self, i: int, st: _LineState) -> None:
+        for start, n, hits, method in self._ngram_matches(st, importer=False):
+            marked = " ".join(st.tokens[start:start + n])
+            base = 0.95 if method == "registry_exact" else 0.82
+            key_len = len(compact(st.tokens[start:start + n]))
+            if key_len <= 2:
+                base -= 0.1  # two-letter codes are weaker evidence
+            for h in hits:
+                flags = self._confusable_flags(marked, h.mark) if method != "registry_exact" else []
+                self.makers.append(_Cand(h.maker.id, st.conf * base / len(hits), i, marked, method, flags=flags,
+                                         extra={"match": h, "ntokens": n, "span": (start, n)}))
+
+    def _fuzzy_makers(self) -> None:
+        """One-edit matches of n-grams (≥ 5 chars), used only when no long mark matched exactly.
+
+        An n-gram may cover a short exact match (``SIG`` in ``SIG SAVER``); a fuzzy match of the longer
+        mark then supersedes the short one, since it explains more of the marking.
+        """
+        for i, st in enumerate(self.states):
+            toks = st.tokens
+            for n in (3, 2, 1):
+                for s in range(0, len(toks) - n + 1):
+                    used = st.used[s:s + n]
+                    short_spans = [c for c in self.makers if c.line == i and "span" in c.extra
+                                   and s <= c.extra["span"][0] < s + n and len(compact(c.text.split())) <= 4]
+                    if any(u is not None and u != "maker" for u in used) or ("maker" in used and not short_spans):
+                        continue
+                    if all(u == "maker" for u in used):
+                        continue
+                    key = compact(toks[s:s + n])
+                    if len(key) < 5 or not _LETTER.search(key):
+                        continue
+                    found = False
+                    for sk in self.reg.fuzzy_candidates(key):
+                        for h in self.reg.matches_for_skeleton(sk):
+                            if h.maker.kind != "manufacturer":
+                                continue
+                            found = True
+                            self.makers.append(_Cand(h.maker.id, st.conf * 0.75, i, " ".join(toks[s:s + n]),
+                                                     "registry_fuzzy", extra={"match": h, "ntokens": n,
+                                                                              "span": (s, n)},
+                                                     flags=[{"kind": "fuzzy", "edit_distance": 1,
+                                                             "from": key, "to": compact(tokenize(h.mark))}]))
+                    if found and short_spans:
+                        for c in short_spans:
+                            c.conf *= 0.5
+                    if found:
+                        for k in range(s, s + n):
+                            st.used[k] = "maker"
+
+    # -------------------------------------------------------------- countries
+    def _country_tokens(self, i: int, st: _LineState) -> None:
+        toks = st.tokens
+        n_max = self.reg.max_country_tokens
+        s = 0
+        while s < len(toks):
+            matched = False
+            for n in range(min(n_max, len(toks) - s), 0, -1):
+                if any(st.used[s:s + n]):
+                    continue
+                key = compact(toks[s:s + n])
+                hit = self.reg.country_by_name(key)
+                flags: list[dict[str, Any]] = []
+                method = "country_name"
+                if hit is None and _HAS_DIGIT.search(key) and len(key) >= 4:
+                    lettered = "".join(CONFUSABLE_DIGIT_TO_LETTER.get(ch, ch) for ch in key)
+                    hit = self.reg.country_by_name(lettered)
+                    if hit is not None:
+                        method = "country_name_confusable"
+                        flags = [{"kind": "confusable", "field_grammar": "country name letters", "from": key,
+                                  "to": lettered}]
+                if hit is None:
+                    continue
+                code, historic = hit
+                made_in = s >= 2 and toks[s - 2:s] in (["MADE", "IN"], ["HECHO", "EN"], ["FABRIQUE", "EN"],
+                                                       ["FABBRICATO", "IN"], ["FEITO", "NO"], ["FABRICADO", "EN"])
+                if s >= 1 and toks[s - 1] in ("IND", "INDUSTRIA", "INDUSTRY"):
+                    made_in = True
+                prio = 3 if made_in else 1
+                conf = st.conf * (0.95 if made_in else 0.85) * (0.9 if flags else 1.0)
+                alts: list[Alternative] = []
+                if historic is not None:
+                    flags.append({"kind": "historic_country", "name": historic.name, "iso3166_3": historic.iso3166_3,
+                                  "successors": historic.successors})
+                    alts = [Alternative(value=c, confidence=round(conf * 0.5, 4)) for c in historic.successors[1:]]
+                    if len(historic.successors) > 1:
+                        conf *= 0.8
+                self.countries.append(_Cand(code, conf, i, " ".join(toks[max(0, s - 2) if made_in else s:s + n]),
+                                            method, flags=flags, alternatives=alts, extra={"prio": prio}))
+                for k in range(s, s + n):
+                    st.used[k] = "country"
+                if made_in:
+                    st.used[s - 2] = st.used[s - 1] = "country"
+                s += n
+                matched = True
+                break
+            if not matched:
+                s += 1
+        # adjectives (weaker): ITALIAN, BELGE ...
+        for k, tok in enumerate(toks):
+            if st.used[k]:
+                continue
+            adj = self.reg.country_by_adjective(compact([tok]))
+            if adj:
+                self.countries.append(_Cand(adj, st.conf * 0.6, i, tok, "country_adjective", extra={"prio": 0}))
+                st.used[k] = "country"
+
+    # -------------------------------------------------------------- years, proofs, types, serials
+    def _misc_tokens(self, i: int, st: _LineState) -> None:
+        toks = st.tokens
+        now = datetime.now(UTC).year
+        for k, tok in enumerate(toks):
+            if st.used[k]:
+                continue
+            ym = _YEAR.match(tok)
+            if ym and 1870 <= int(ym.group(1)) <= now:
+                self.years.append(_Cand(int(ym.group(1)), st.conf * 0.7, i, tok, "four_digit_year"))
+                st.used[k] = "year"
+                continue
+            if tok in ("Г", "G", "R") and k > 0 and st.used[k - 1] == "year":
+                st.used[k] = "year"
+                continue
+            proof = self.reg.proof_mark(compact([tok]))
+            if proof is not None:
+                self.proofs.append(_Cand(proof.mark, st.conf * 0.7, i, tok, "proof_mark_text",
+                                         extra={"meaning": proof.meaning, "country": proof.country}))
+                st.used[k] = "proof"
+                continue
+            for scheme in self.reg.year_codes:
+                if tok in scheme.codes and (len(tok) == 2 or _ROMAN.match(tok)):
+                    self.pending_years.append(_Cand(scheme.codes[tok], st.conf * 0.6, i, tok,
+                                                    "year_code", extra={"scheme": scheme.id, "k": k},
+                                                    flags=[{"kind": "year_code", "scheme": scheme.id,
+                                                            "code": tok, "source": scheme.source}]))
+            if tok in _TYPE_WORDS:
+                self.types.append(_Cand(_TYPE_WORDS[tok], st.conf * 0.9, i, tok, "type_keyword"))
+                st.used[k] = "type"
+        # serial candidates: tokens with digits, optionally glued to a short letter prefix token
+        k = 0
+        while k < len(toks):
+            tok = toks[k]
+            if st.used[k] or not _HAS_DIGIT.search(tok) or "/" in tok:
+                k += 1
+                continue
+            raw = tok
+            start_k = k
+            if (k > 0 and not st.used[k - 1] and 1 <= len(toks[k - 1]) <= 3 and toks[k - 1].isalpha()
+                    and tok[0].isdigit() and toks[k - 1] not in _MODEL_WORDS):
+                raw = toks[k - 1] + " " + tok
+                start_k = k - 1
+            self._serial_candidate(i, st, raw, start_k, k)
+            k += 1
+
+    def _serial_candidate(self, i: int, st: _LineState, raw: str, start_k: int, end_k: int) -> None:
+        value = raw.replace(" ", "")
+        core = value.replace("-", "")
+        if len(core) < 3 or not core.isalnum():
+            return
+        digits = sum(ch.isdigit() for ch in core)
+        ratio = digits / len(core)
+        if ratio < 0.3 or (core.isdigit() and len(core) <= 2):
+            return
+        alone = all(u is not None for j, u in enumerate(st.used) if j < start_k or j > end_k)
+        score = 0.5 * ratio + 0.25 * min(len(core), 10) / 10 + (0.15 if alone else 0.0)
+        if len(core) < 4:
+            score -= 0.3
+        if re.match(r"^[^\W\d_]{1,3}\d{3,}$", core):
+            score += 0.1
+        self.serials.append(_Cand(value, st.conf, i, raw, "serial_role_score",
+                                  extra={"score": score, "tokens": (start_k, end_k), "raw": raw}))
+
+    # -------------------------------------------------------------- models
+    def _find_models(self, maker: MakerEntry, maker_lines: set[int]) -> None:
+        index = self.reg.models_of(maker.id)
+        for i, st in enumerate(self.states):
+            toks = st.tokens
+            for n in (4, 3, 2, 1):
+                for s in range(0, len(toks) - n + 1):
+                    if any(u is not None for u in st.used[s:s + n]):
+                        continue
+                    key = compact(toks[s:s + n])
+                    name = index.get(key)
+                    if name is None:
+                        continue
+                    text = " ".join(toks[s:s + n])
+                    numeric = key.isdigit()
+                    short_line = sum(1 for u in st.used if u is None) <= 2
+                    if numeric and i not in maker_lines and not short_line:
+                        continue
+                    conf = st.conf * (0.85 if not numeric else 0.65) * (1.0 if i in maker_lines else 0.9)
+                    self.models.append(_Cand(name, conf, i, text, "registry_model",
+                                             extra={"span": (s, n), "ntok": n}))
+            # MODEL xx / MOD. xx / TYPE xx keyword (not in the lexicon)
+            for s, tok in enumerate(toks[:-1]):
+                if tok in _MODEL_WORDS and st.used[s + 1] is None:
+                    self.models.append(_Cand(toks[s + 1], st.conf * 0.5, i, f"{tok} {toks[s + 1]}",
+                                             "model_keyword"))
+
+    # -------------------------------------------------------------- serial grammar
+    def _resolve_serial(self, c: _Cand) -> _Cand:
+        """Apply the serial grammar (letter prefix + digit body) to confusable characters."""
+        line = self.lines[c.line]
+        value = c.value
+        chars = list(value)
+        m = re.match(r"^([^\W\d_]{0,4})(.*)$", value)
+        assert m is not None
+        prefix, body = m.group(1), m.group(2)
+        # a prefix that swallowed body letters (e.g. 'ABO12345'): keep letters before the first digit only
+        body_core = body.replace("-", "")
+        flags: list[dict[str, Any]] = []
+        alt_pos = {ca.position: ca for ca in line.char_alternatives}
+        pos_in_line = line.text.upper().find(c.extra.get("raw", c.text).split(" ")[-1]) if c.text else -1
+        offset = len(prefix)
+        digits = sum(ch.isdigit() for ch in body_core)
+        alt_values: list[str] = []
+        if body_core and digits / max(1, len(body_core)) >= 0.5:
+            for j, ch in enumerate(body):
+                flanked = 0 < j < len(body) - 1 and body[j - 1].isdigit() and body[j + 1].isdigit()
+                if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT and not flanked and j == len(body) - 1:
+                    # a trailing letter may be a genuine suffix (e.g. Remington 'M'): keep it, offer the digit
+                    alt_values.append(value[: offset + j] + CONFUSABLE_LETTER_TO_DIGIT[ch])
+                    continue
+                if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT:
+                    target = CONFUSABLE_LETTER_TO_DIGIT[ch]
+                    source = "confusion_table"
+                    lp = pos_in_line + j + (offset if " " not in c.extra.get("raw", "") else 0)
+                    ca = alt_pos.get(lp) if pos_in_line >= 0 else None
+                    if ca is not None:
+                        digit_cands = [a for a in ca.candidates if a.value.isdigit()]
+                        if digit_cands:
+                            target = digit_cands[0].value
+                            source = "char_alternatives"
+                    chars[offset + j] = target
+                    flags.append({"kind": "confusable", "field_grammar": "serial digit body", "position": offset + j,
+                                  "from": ch, "to": target, "source": source})
+        new = "".join(chars)
+        for av in alt_values:
+            c.alternatives.append(Alternative(value=new[: len(av) - 1] + av[-1], confidence=round(c.conf * 0.4, 4)))
+        if flags:
+            c.alternatives = [Alternative(value=value, confidence=round(c.conf * 0.4, 4)), *c.alternatives]
+            c.conf *= 0.9
+            c.value = new
+            c.flags = [*c.flags, *flags]
+        return c
+
+    # -------------------------------------------------------------- assemble
+    def _assemble(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {name: None for name in FIELD_NAMES}
+        rec["import_marks"] = []
+        rec["proof_marks"] = []
+        rec["other_markings"] = []
+        lines, sha = self.lines, self.sha
+        if not any(c.method != "isacs_template" and len(compact(c.text.split())) >= 5 for c in self.makers):
+            self._fuzzy_makers()
+        # manufacturer
+        maker: MakerEntry | None = None
+        maker_lines: set[int] = set()
+        if self.makers:
+            best: dict[str, _Cand] = {}
+            for c in self.makers:
+                score = c.conf * (1 + 0.05 * c.extra.get("ntokens", 1))
+                if c.value not in best or score > best[c.value].extra.get("_score", 0):
+                    c.extra["_score"] = score
+                    best[c.value] = c
+            ranked = sorted(best.values(), key=lambda x: -x.extra["_score"])
+            top = ranked[0]
+            maker = self.reg.maker(top.value)
+            maker_lines = {c.line for c in self.makers if c.value == top.value}
+            f = _Cand(maker.name, top.conf, top.line, top.text, top.method, flags=top.flags,
+                      alternatives=[Alternative(value=self.reg.maker(r.value).name, confidence=round(r.conf, 4))
+                                    for r in ranked[1:4]])
+            rec["manufacturer"] = _field(f, lines, sha)
+            rec["manufacturer"].flags = [*f.flags, {"kind": "registry", "maker_id": maker.id}]
+        # country: read from text (best priority), else maker fallback
+        read = sorted(self.countries, key=lambda c: (-c.extra.get("prio", 1), -c.conf))
+        if read:
+            top = read[0]
+            others: dict[str, float] = {}
+            for c in read[1:]:
+                if c.value != top.value:
+                    others[c.value] = max(others.get(c.value, 0.0), c.conf)
+            for a in top.alternatives:
+                others.setdefault(a.value, a.confidence)
+            if maker is not None and maker.country != top.value:
+                others.setdefault(maker.country, round(rec["manufacturer"].confidence * 0.4, 4))
+            top.alternatives = [Alternative(value=k, confidence=round(v, 4)) for k, v in others.items()]
+            rec["country_of_manufacture"] = _field(top, lines, sha)
+        elif maker is not None and rec["manufacturer"] is not None:
+            mf = rec["manufacturer"]
+            rec["country_of_manufacture"] = RecordField(
+                value=maker.country, text_as_marked=None, confidence=round(mf.confidence * 0.6, 4),
+                evidence=mf.evidence.model_copy(update={"method": "registry_fallback"}),
+                flags=[{"kind": "registry_fallback", "note": "country of the maker's seat; not read on the item",
+                        "maker_id": maker.id}])
+        country_code = rec["country_of_manufacture"].value if rec["country_of_manufacture"] else None
+        # pending year codes (documented schemes) apply only to their country
+        italian = country_code == "IT" or (maker is not None and maker.country == "IT")
+        for c in self.pending_years:
+            scheme = c.extra.get("scheme", "")
+            if (scheme.startswith("gardone") and italian) or (scheme == "bg-makarov" and (
+                    country_code == "BG" or (maker is not None and maker.country == "BG"))):
+                self.years.append(c)
+                k = c.extra.get("k")
+                if k is not None and self.states[c.line].used[k] is None:
+                    self.states[c.line].used[k] = "year"
+        # model (before the serial: a lexicon model token is not a serial)
+        if maker is not None:
+            self._find_models(maker, maker_lines)
+        model_spans: set[tuple[int, int]] = set()
+        if self.models:
+            ranked_m = sorted(self.models, key=lambda c: -(c.conf * (1 + 0.1 * c.extra.get("ntok", 1))))
+            top = ranked_m[0]
+            top.alternatives = [Alternative(value=str(c.value), confidence=round(c.conf, 4))
+                                for c in ranked_m[1:4] if c.value != top.value]
+            rec["model"] = _field(top, lines, sha)
+            span = top.extra.get("span")
+            if span:
+                st = self.states[top.line]
+                for k in range(span[0], span[0] + span[1]):
+                    model_spans.add((top.line, k))
+                    if st.used[k] is None:
+                        st.used[k] = "model"
+                if span[0] > 0 and st.tokens[span[0] - 1] in _MODEL_WORDS and st.used[span[0] - 1] is None:
+                    st.used[span[0] - 1] = "model"
+            elif top.method == "model_keyword":
+                st = self.states[top.line]
+                for k, t in enumerate(st.tokens):
+                    if st.used[k] is None and t in top.text.split():
+                        st.used[k] = "model"
+                        model_spans.add((top.line, k))
+        self.serials = [c for c in self.serials if not c.extra.get("tokens") or not any(
+            (c.line, k) in model_spans for k in range(c.extra["tokens"][0], c.extra["tokens"][1] + 1))]
+        # serial
+        serial: _Cand | None = None
+        if self.serials:
+            ranked_s = sorted(self.serials, key=lambda c: -(c.extra.get("score", 0.5) * (0.5 + 0.5 * c.conf)))
+            serial = self._resolve_serial(ranked_s[0])
+            seen = {serial.value}
+            for c in ranked_s[1:4]:
+                if c.value not in seen:
+                    serial.alternatives.append(Alternative(value=c.value, confidence=round(
+                        c.conf * min(1.0, c.extra.get("score", 0.5)) * 0.5, 4)))
+                    seen.add(c.value)
+            serial.conf *= min(1.0, 0.55 + 0.4 * serial.extra.get("score", 0.5))
+            rec["serial_number"] = _field(serial, lines, sha)
+            toks = serial.extra.get("tokens")
+            if toks:
+                st = self.states[serial.line]
+                for k in range(toks[0], toks[1] + 1):
+                    st.used[k] = "serial"
+        # type, calibre, year
+        for name, cands in (("type", self.types), ("calibre", self.calibres), ("year_of_manufacture", self.years)):
+            if cands:
+                ranked_c = sorted(cands, key=lambda c: -c.conf)
+                top = ranked_c[0]
+                seen_v = {top.value}
+                for c in ranked_c[1:]:
+                    if c.value not in seen_v:
+                        top.alternatives.append(Alternative(value=str(c.value), confidence=round(c.conf, 4)))
+                        seen_v.add(c.value)
+                rec[name] = _field(top, lines, sha)
+        # import marks
+        for imp in self.imports:
+            rec["import_marks"].append({k: (_field(v, lines, sha) if v is not None else None) for k, v in imp.items()})
+            city = imp.get("city")
+            if city is not None and city.extra.get("state"):
+                rec["import_marks"][-1]["city"].flags.append({"kind": "us_state", "state": city.extra["state"]})
+        for c in self.proofs:
+            rf = _field(c, lines, sha)
+            rf.flags.append({"kind": "proof_mark", "meaning": c.extra["meaning"],
+                             "country_of_proof": c.extra["country"]})
+            rec["proof_marks"].append(rf)
+        # serial obliterated (suggestion only)
+        rec["serial_obliterated"] = self._obliterated(serial)
+        # other markings: what no field claimed
+        for i, st in enumerate(self.states):
+            rest = [t for t, u in zip(st.tokens, st.used, strict=True) if u is None]
+            if serial is not None and serial.line == i and serial.extra.get("tokens") is None:
+                rest = [t for t in rest if t not in serial.text]
+            rest = [t for t in rest if len(t) > 1 or t.isdigit()]
+            if rest:
+                c = _Cand(" ".join(rest), st.conf, i, " ".join(rest), "unassigned")
+                rec["other_markings"].append(_field(c, lines, sha))
+        return rec
+
+    def _obliterated(self, serial: _Cand | None) -> RecordField | None:
+        if serial is None:
+            if not self.lines:
+                return None
+            ev = Evidence(method="no_serial_read")
+            return RecordField(value=None, confidence=0.0, evidence=ev,
+                               flags=[{"kind": "suggestion_only",
+                                       "note": "no serial read; check the frame/receiver for obliteration"}])
+        line = self.lines[serial.line]
+        low_chars = [c for c in line.char_confidences if c < 0.5]
+        recovered_view = line.view not in ("original", "")
+        suspicious = recovered_view or (line.char_confidences and len(low_chars) / len(line.char_confidences) > 0.3)
+        flags: list[dict[str, Any]] = [{"kind": "suggestion_only",
+                                        "note": "low OCR confidence is not proof of obliteration"}]
+        if recovered_view:
+            flags.append({"kind": "read_on_derived_view", "view": line.view})
+        return RecordField(value=bool(suspicious), confidence=0.5 if suspicious else 0.4,
+                           evidence=_evidence(line, self.sha, "serial_line_quality"), flags=flags)
+
+
+def parse_lines(lines: Sequence[Line], registry: Registry,
+                sha256: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fill the identification-record fields from recognised lines.
+
+    Args:
+        lines: the lines read on the item's views (any order).
+        registry: the loaded registry (:func:`marktrace.inference.registry.load_registry`).
+        sha256: file → SHA-256 of the item's images, copied into each field's evidence.
+
+    Returns:
+        A dict with every name of :data:`FIELD_NAMES`: single fields are a ``RecordField`` or ``None``;
+        ``import_marks`` is a list of ``{"importer", "city", "country", "year"}`` dicts of
+        ``RecordField | None``; ``proof_marks`` and ``other_markings`` are lists of ``RecordField``.
+    """
+    return _Parser(lines, registry, sha256 or {}).run()
+
+
+def record_to_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Render a :func:`parse_lines` result as plain JSON types (the batch ``record`` object)."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, RecordField):
+            return v.model_dump(mode="json")
+        if isinstance(v, Mapping):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    return {k: conv(v) for k, v in record.items()}
+
+
+__all__ = ["FIELD_NAMES", "parse_lines", "record_to_json"]

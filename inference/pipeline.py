@@ -1,0 +1,350 @@
+"""The reading pipeline: photo -> detected lines -> recognised text -> record, on the shipped ONNX models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from marktrace.inference.ctc import DecodedText, greedy_decode
+from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input
+from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line
+from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image
+from marktrace.inference.items import Item
+from marktrace.inference.onnx_models import LoadedModel, load_model
+from marktrace.inference.reader import LightDirections
+from marktrace.inference.recognize import batch_line_crops
+from marktrace.inference.assemble import build_record, merge_alternatives
+from marktrace.inference.schema import Alternative, CharAlternatives, ItemResult, Line, View
+
+CROP_PAD_X = 0.2
+CROP_PAD_Y = 0.1
+"""Margins (in line heights) added around a detected line before it is cut for the recognizer."""
+
+MAX_BATCH = 16
+MAX_WIDTH_RATIO = 1.35
+DIRECTION_SURE = 0.6
+"""Below this agreement of the predicted reading direction, the line is also read rotated by 180 degrees."""
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How the reader loads and runs its models (frozen: read once at start)."""
+
+    detector: Path | None = None
+    """ONNX detector; ``None`` uses the shipped default (checksum verified)."""
+    recognizer: Path | None = None
+    threads: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    long_side: int | None = None
+    """Detector input size (longer side); ``None`` uses the model's metadata."""
+    max_line_width: int = 1024
+    registry_files: tuple[Path, ...] = field(default_factory=tuple)
+    enhance: bool = True
+    """Try enhancement chains (single photos) or photometric views (multi-light) when the direct read is unsure."""
+    confident: float = 0.9
+    """A serial read at this confidence or above is not enhanced further."""
+    chains: tuple[str, ...] = ("flatten_clahe", "blackhat_clahe", "clahe")
+    max_photometric_views: int = 8
+    save_enhanced: Path | None = None
+    """Folder that receives every derived image with its trail (``--save-enhanced``)."""
+
+
+@dataclass
+class _Attempt:
+    lines: list[Line]
+    record: dict[str, Any]
+    method: str
+    view: str
+
+
+def _serial_confidence(attempt: _Attempt) -> float:
+    serial = attempt.record.get("serial_number")
+    return float(serial["confidence"]) if isinstance(serial, dict) else 0.0
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
+
+
+@dataclass
+class _Candidate:
+    detected: DetectedLine
+    crop: np.ndarray
+    flipped: bool
+
+
+class MarkingReader:
+    """Reads markings from photos with one detector and one recognizer session, loaded once."""
+
+    def __init__(self, detector: LoadedModel, recognizer: LoadedModel, settings: ReaderSettings) -> None:
+        self.detector = detector
+        self.recognizer = recognizer
+        self.settings = settings
+        self.charset = recognizer.meta.charset
+        self.height = recognizer.meta.input_height
+        self.long_side = settings.long_side or detector.meta.long_side
+        self.model_label = f"{recognizer.meta.name}@{recognizer.meta.version}"
+        from marktrace.inference.registry import load_registry
+
+        self.registry = load_registry(settings.registry_files)
+
+    @classmethod
+    def from_settings(cls, settings: ReaderSettings | None = None) -> MarkingReader:
+        """Load the models named by ``settings`` (default: the shipped ones, checksums verified)."""
+        settings = settings or ReaderSettings()
+        from marktrace.models.registry import default_model, verify_file
+
+        det_path = settings.detector or verify_file(default_model("line_detection"))
+        rec_path = settings.recognizer or verify_file(default_model("line_recognition"))
+        detector = load_model(det_path, "line_detection", threads=settings.threads)
+        recognizer = load_model(rec_path, "line_recognition", threads=settings.threads)
+        return cls(detector, recognizer, settings)
+
+    def warm_up(self) -> None:
+        """Run both models once on a blank image."""
+        blank = np.full((96, 320, 3), 128, np.uint8)
+        self.read_image(blank, "warm-up", "")
+
+    # -- detection and recognition -------------------------------------------------------------
+    def detect(self, image_bgr: np.ndarray) -> list[DetectedLine]:
+        """Line quads in original pixels."""
+        prepared = prepare_detector_input(image_bgr, self.long_side)
+        maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
+        meta = self.detector.meta
+        return postprocess_maps(maps, meta.stride, prepared.scale, meta.threshold, meta.min_score)
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[DecodedText]:
+        """Decode gray line crops (height = the model's input height), batching crops of similar width."""
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1])
+        results: list[DecodedText | None] = [None] * len(crops)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            first_width = crops[order[start]].shape[1]
+            while (
+                end < len(order)
+                and end - start < MAX_BATCH
+                and crops[order[end]].shape[1] <= first_width * MAX_WIDTH_RATIO
+            ):
+                end += 1
+            group = order[start:end]
+            batch = batch_line_crops([crops[i] for i in group], self.height)
+            probs = self.recognizer.session.run(None, {self.recognizer.input_name: batch})[0]
+            for row, index in enumerate(group):
+                results[index] = greedy_decode(probs[row], self.charset)
+            start = end
+        return [r for r in results if r is not None]
+
+    def read_image(self, image_bgr: np.ndarray, file: str, sha256: str, view: str = "original") -> list[Line]:
+        """Detect and recognise every line of one image; boxes are in the image's pixels."""
+        detected = self.detect(image_bgr)
+        candidates: list[_Candidate] = []
+        for det in detected:
+            quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
+            crop = rectify_line(image_bgr, quad, self.height, self.settings.max_line_width)
+            candidates.append(_Candidate(det, crop, False))
+            if det.direction_confidence < DIRECTION_SURE:
+                candidates.append(_Candidate(det, np.ascontiguousarray(crop[::-1, ::-1]), True))
+        decoded = self.recognize([c.crop for c in candidates]) if candidates else []
+        best: dict[int, tuple[_Candidate, DecodedText]] = {}
+        for cand, text in zip(candidates, decoded, strict=True):
+            key = id(cand.detected)
+            if key not in best or _score(text) > _score(best[key][1]):
+                best[key] = (cand, text)
+        lines: list[Line] = []
+        for cand, text in best.values():
+            if not text.text.strip():
+                continue
+            quad = cand.detected.quad
+            if cand.flipped:
+                quad = quad[[2, 3, 0, 1]]
+            lines.append(_to_line(text, quad, file, view, self.model_label, cand.detected.score))
+        lines.sort(key=lambda ln: (round(min(p[1] for p in ln.box) / 20), min(p[0] for p in ln.box)))
+        return lines
+
+    # -- items ----------------------------------------------------------------------------------
+    def _attempt(self, image: np.ndarray, file: str, sha256: str, method: str, view: str, scale: float = 1.0) -> _Attempt:
+        lines = self.read_image(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, sha256, view)
+        if scale != 1.0:
+            for line in lines:
+                line.box = [(round(x / scale, 1), round(y / scale, 1)) for x, y in line.box]
+        record = build_record(lines, {file: sha256}, self.registry, method=method, view=view)
+        return _Attempt(lines=lines, record=record, method=method, view=view)
+
+    def read_loaded(self, item_name: str, images: Sequence[LoadedImage], lights: LightDirections | None) -> ItemResult:
+        """Read decoded photos of one item, trying enhanced and photometric views when the direct read is unsure.
+
+        The reading with the most confident serial number wins; the serials of the other attempts become
+        its alternatives, and the views that were tried are listed with their trails.
+        """
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original") for img in images]
+        timings["direct_ms"] = _ms(t0)
+        views: list[View] = []
+        best = max(attempts, key=_serial_confidence)
+        if _serial_confidence(best) < self.settings.confident and self.settings.enhance:
+            t1 = time.perf_counter()
+            if len(images) >= 3:
+                views += self._photometric_attempts(images, lights, attempts)
+                timings["photometric_ms"] = _ms(t1)
+            else:
+                reference = max(images, key=lambda img: _serial_confidence(attempts[images.index(img)]))
+                views += self._chain_attempts(reference, attempts)
+                timings["chains_ms"] = _ms(t1)
+            best = max(attempts, key=_serial_confidence)
+        record = merge_alternatives(best, attempts)
+        timings["total_ms"] = _ms(t0)
+        return ItemResult(
+            item=item_name,
+            files=[img.path for img in images],
+            sha256={img.path: img.sha256 for img in images},
+            status="ok",
+            record=record,
+            lines=best.lines,
+            views=views,
+            timings_ms=timings,
+        )
+
+    def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:
+        from marktrace.inference.enhance.chains import make_view
+
+        views = []
+        for chain in self.settings.chains:
+            enhanced, view = make_view(image.sha256, image.image, chain)
+            views.append(self._keep_view(image.path, enhanced, view))
+            attempt = self._attempt(enhanced, image.path, image.sha256, view.name, view.name)
+            attempts.append(attempt)
+            if _serial_confidence(attempt) >= self.settings.confident:
+                break
+        return views
+
+    def _photometric_attempts(
+        self, images: Sequence[LoadedImage], lights: LightDirections | None, attempts: list[_Attempt]
+    ) -> list[View]:
+        from marktrace.inference.enhance.photometric import LightFileError, render_relief_views, stack_from_arrays
+
+        names = [Path(img.path).name for img in images]
+        try:
+            stack = stack_from_arrays(
+                [img.image for img in images], names, [img.sha256 for img in images], dict(lights) if lights else None
+            )
+        except LightFileError:
+            return []
+        reference = images[0]
+        views = []
+        for relief, view in render_relief_views(stack)[: self.settings.max_photometric_views]:
+            views.append(self._keep_view(reference.path, relief, view))
+            attempt = self._attempt(relief, reference.path, reference.sha256, view.name, view.name, stack.scale)
+            attempts.append(attempt)
+        return views
+
+    def _keep_view(self, source: str, image: np.ndarray, view: View) -> View:
+        """Write a derived image and its trail under ``save_enhanced`` (if set); originals are never touched."""
+        folder = self.settings.save_enhanced
+        if folder is None:
+            return view
+        safe = view.name.replace(":", "_").replace("/", "_")
+        target = Path(folder) / Path(source).with_suffix("").as_posix().replace("/", "__")
+        target.mkdir(parents=True, exist_ok=True)
+        image_path = target / f"{safe}.png"
+        cv2.imwrite(str(image_path), image)
+        view = view.model_copy(update={"file": str(image_path)})
+        (target / f"{safe}.trail.json").write_text(view.model_dump_json(indent=2))
+        return view
+
+    def read_uploaded(
+        self, item_name: str, files: Sequence[tuple[str, bytes]], lights: LightDirections | None = None
+    ) -> ItemResult:
+        """Read photos given as bytes; bad images give an error result naming the file."""
+        loaded: list[LoadedImage] = []
+        hashes: dict[str, str] = {}
+        try:
+            for name, data in files:
+                image = decode_image(data, name, self.settings.max_pixels)
+                hashes[name] = image.sha256
+                loaded.append(image)
+        except ImageLoadError as exc:
+            return ItemResult(
+                item=item_name, files=[n for n, _ in files], sha256=hashes, status="error", error=str(exc)
+            )
+        if not loaded:
+            return ItemResult(
+                item=item_name, files=[], sha256={}, status="error", error=f"{item_name}: no images"
+            )
+        return self.read_loaded(item_name, loaded, lights)
+
+    def read_item(self, item: Item, root: Path) -> ItemResult:
+        """Read one discovered item from disk (originals are only read)."""
+        from marktrace.inference.images import load_image
+
+        names = [item.file_label(f, root) if root.is_dir() else f.name for f in item.files]
+        if not item.files:
+            return ItemResult(
+                item=item.name,
+                files=[],
+                sha256={},
+                status="error",
+                error=f"{item.name}: folder holds no images",
+            )
+        loaded: list[LoadedImage] = []
+        hashes: dict[str, str] = {}
+        errors: list[str] = []
+        t0 = time.perf_counter()
+        for path, name in zip(item.files, names, strict=True):
+            try:
+                image = load_image(path, self.settings.max_pixels, name=name)
+            except ImageLoadError as exc:
+                errors.append(str(exc))
+                continue
+            hashes[name] = image.sha256
+            loaded.append(image)
+        load_ms = round((time.perf_counter() - t0) * 1000, 1)
+        if errors and (item.kind == "photo" or not loaded):
+            return ItemResult(
+                item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors)
+            )
+        lights = None
+        if item.kind == "multi_light":
+            from marktrace.inference.enhance.photometric import LightFileError, load_light_directions
+
+            try:
+                lights = load_light_directions(item.files[0].parent)
+            except LightFileError as exc:
+                errors.append(str(exc))
+        result = self.read_loaded(item.name, loaded, lights)
+        if errors:
+            result.error = "; ".join(errors)
+        result.timings_ms = {"load_ms": load_ms, **result.timings_ms}
+        result.files = names
+        return result
+
+
+def _score(text: DecodedText) -> float:
+    return text.confidence * min(1.0, len(text.text) / 3)
+
+
+def _to_line(text: DecodedText, quad: np.ndarray, file: str, view: str, model: str, det_score: float) -> Line:
+    alternatives = [
+        CharAlternatives(
+            position=i, candidates=[Alternative(value=c, confidence=round(p, 4)) for c, p in cands]
+        )
+        for i, cands in enumerate(text.char_alternatives)
+        if len(cands) > 1 and cands[1][1] > 0.02
+    ]
+    return Line(
+        text=text.text,
+        confidence=round(text.confidence * min(1.0, det_score / 0.8), 4),
+        box=quad_to_list(quad),
+        file=file,
+        char_confidences=[round(c, 4) for c in text.char_confidences],
+        char_alternatives=alternatives,
+        view=view,
+        model=model,
+    )

@@ -1,0 +1,440 @@
+"""The registry of makers, importers, countries and documented codes, loaded from YAML data files.
+
+The data lives next to this module (``makers.yaml``, ``countries.yaml``, ``codes.yaml``; sources in
+``SOURCES.md``). A lab extends it with its own YAML file with the same top-level keys, passed to
+:func:`load_registry`. Nothing is read at import time; :func:`load_registry` reads, validates and
+indexes the files once per argument set.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+DATA_DIR = Path(__file__).resolve().parent
+DEFAULT_FILES: tuple[str, ...] = ("makers.yaml", "countries.yaml", "codes.yaml")
+
+_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+_EXTRA_CHARS = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "SS",
+                              "Đ": "D", "đ": "d", "’": "'", "‘": "'", "`": "'", "ı": "i", "№": "NO "})
+_SPLIT = re.compile(r"[\s,;:()\[\]{}\"“”«»]+")
+_ABBREV = re.compile(r"^(?:[^\W\d_]\.)+[^\W\d_]?\.?$")
+_DOT_SPLIT = re.compile(r"(?<!\d)\.|\.(?!\d)")
+_COMPACT_DROP = str.maketrans("", "", "-./'")
+_SKELETON = str.maketrans({"0": "O", "D": "O", "Q": "O", "1": "I", "L": "I", "|": "I", "5": "S", "2": "Z",
+                           "8": "B", "6": "G"})
+
+
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class RegistryError(ValueError):
+    """A registry file or entry is invalid; the message names the file and the entry."""
+
+
+def normalize_text(text: str) -> str:
+    """Upper-case, strip diacritics (Latin and Cyrillic alike), unify quotes; keeps the script."""
+    text = text.translate(_EXTRA_CHARS)
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return stripped.upper()
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a marking line into normalised tokens for lexicon matching.
+
+    Abbreviations lose their dots (``U.S.A.`` → ``USA``), other dots that are not decimal points split
+    (``P.BERETTA`` → ``P BERETTA``), apostrophes vanish (``COLT'S`` → ``COLTS``) and ``&`` glues its
+    neighbours (``SMITH & WESSON`` → ``SMITH&WESSON``).
+    """
+    norm = normalize_text(text).replace("'", "")
+    raw: list[str] = []
+    for tok in _SPLIT.split(norm.replace("&", " & ")):
+        if not tok:
+            continue
+        if _ABBREV.match(tok):
+            raw.append(tok.replace(".", ""))
+            continue
+        raw.extend(p for p in _DOT_SPLIT.split(tok) if p and p.strip("-"))
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        tok = raw[i]
+        if tok == "&" and out and i + 1 < len(raw):
+            out[-1] = out[-1] + "&" + raw[i + 1]
+            i += 2
+            continue
+        if tok != "&":
+            out.append(tok)
+        i += 1
+    return out
+
+
+def compact(tokens: Iterable[str]) -> str:
+    """Join tokens without separators, dropping hyphens, dots, slashes and apostrophes."""
+    return "".join(tokens).translate(_COMPACT_DROP)
+
+
+def skeleton(text: str) -> str:
+    """Map OCR-confusable characters to one representative (0/O/D/Q, 1/I/L, 5/S, 2/Z, 8/B, 6/G)."""
+    return text.translate(_SKELETON)
+
+
+def _to_str_list(value: Any) -> Any:
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            if isinstance(v, bool | float):
+                raise ValueError(f"{v!r} must be a quoted string")
+            out.append(str(v) if isinstance(v, int) else v)
+        return out
+    return value
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MakerEntry(_Entry):
+    """A manufacturer or importer and the strings it marks."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(min_length=1)
+    kind: Literal["manufacturer", "importer"]
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    marks: list[str] = Field(min_length=1)
+    models: list[str] = Field(default_factory=list)
+    city: str | None = None
+    state: str | None = None
+    cities: list[str] = Field(default_factory=list)
+    ambiguous_marks: list[str] = Field(default_factory=list)
+    notes: str | None = None
+
+    _coerce = field_validator("marks", "models", "cities", "ambiguous_marks", mode="before")(_to_str_list)
+
+    @field_validator("marks")
+    @classmethod
+    def _marks_not_empty(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if not tokenize(m):
+                raise ValueError(f"mark {m!r} has no letters or digits")
+        return v
+
+
+class CountryEntry(_Entry):
+    """An ISO 3166-1 country with the names and adjectives marked on arms."""
+
+    code: str = Field(pattern=r"^[A-Z]{2}$")
+    alpha3: str = Field(pattern=r"^[A-Z]{3}$")
+    name: str
+    names: list[str] = Field(default_factory=list)
+    adjectives: list[str] = Field(default_factory=list)
+
+
+class HistoricCountry(_Entry):
+    """A former state (ISO 3166-3) still marked on older arms, with its successor states."""
+
+    name: str
+    iso3166_3: str = Field(pattern=r"^[A-Z]{4}$")
+    successors: list[str] = Field(min_length=1)
+    names: list[str] = Field(min_length=1)
+
+
+class YearCodeScheme(_Entry):
+    """A documented year-code table (e.g. an Italian proof-house letter code)."""
+
+    id: str
+    name: str
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    source: str
+    codes: dict[str, int]
+
+
+class ProofMark(_Entry):
+    """A proof-mark text and what it means; proof gives the country of proof, not of manufacture."""
+
+    mark: str
+    meaning: str
+    country: str | None = None
+
+
+class MakerMatch(BaseModel):
+    """An index entry: which maker a normalised marking string stands for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    maker: MakerEntry
+    mark: str
+    ntokens: int
+
+
+class Registry(BaseModel):
+    """Validated registry data with lookup indices (built once, after validation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    makers: list[MakerEntry] = Field(default_factory=list)
+    countries: list[CountryEntry] = Field(default_factory=list)
+    historic: list[HistoricCountry] = Field(default_factory=list)
+    year_codes: list[YearCodeScheme] = Field(default_factory=list)
+    proof_marks: list[ProofMark] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+
+    _by_id: dict[str, MakerEntry] = PrivateAttr(default_factory=dict)
+    _mark_index: dict[str, list[MakerMatch]] = PrivateAttr(default_factory=dict)
+    _skeleton_index: dict[str, list[MakerMatch]] = PrivateAttr(default_factory=dict)
+    _deletes: dict[str, set[str]] = PrivateAttr(default_factory=dict)
+    _model_index: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
+    _city_index: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
+    _country_names: dict[str, tuple[str, HistoricCountry | None]] = PrivateAttr(default_factory=dict)
+    _country_adjectives: dict[str, str] = PrivateAttr(default_factory=dict)
+    _country_by_code: dict[str, CountryEntry] = PrivateAttr(default_factory=dict)
+    _alpha3: dict[str, str] = PrivateAttr(default_factory=dict)
+    _proof_index: dict[str, ProofMark] = PrivateAttr(default_factory=dict)
+    max_mark_tokens: int = 1
+    max_country_tokens: int = 1
+
+    def model_post_init(self, __context: Any) -> None:
+        self._build()
+
+    # ------------------------------------------------------------------ indices
+    def _build(self) -> None:
+        for c in self.countries:
+            self._country_by_code[c.code] = c
+            self._alpha3[c.alpha3] = c.code
+            for n in [c.name, *c.names]:
+                toks = tokenize(n)
+                key = compact(toks)
+                if key:
+                    self._country_names.setdefault(key, (c.code, None))
+                    self.max_country_tokens = max(self.max_country_tokens, len(toks))
+            for a in c.adjectives:
+                self._country_adjectives.setdefault(compact(tokenize(a)), c.code)
+        for h in self.historic:
+            for n in [h.name, *h.names]:
+                toks = tokenize(n)
+                self._country_names.setdefault(compact(toks), (h.successors[0], h))
+                self.max_country_tokens = max(self.max_country_tokens, len(toks))
+        for m in self.makers:
+            self._by_id[m.id] = m
+            for mark in m.marks:
+                toks = tokenize(mark)
+                key = compact(toks)
+                match = MakerMatch(maker=m, mark=mark, ntokens=len(toks))
+                bucket = self._mark_index.setdefault(key, [])
+                if all(x.maker.id != m.id for x in bucket):
+                    bucket.append(match)
+                self.max_mark_tokens = max(self.max_mark_tokens, len(toks))
+                if len(key) >= 3:
+                    sk = skeleton(key)
+                    sb = self._skeleton_index.setdefault(sk, [])
+                    if all(x.maker.id != m.id for x in sb):
+                        sb.append(match)
+                    if len(key) >= 5:
+                        for i in range(len(sk)):
+                            self._deletes.setdefault(sk[:i] + sk[i + 1 :], set()).add(sk)
+                        self._deletes.setdefault(sk, set()).add(sk)
+            models: dict[str, str] = {}
+            for x in m.models:
+                key = compact(tokenize(x))
+                if key:
+                    models.setdefault(key, x)
+            self._model_index[m.id] = models
+            cities = [*m.cities, *([m.city] if m.city else [])]
+            self._city_index[m.id] = {compact(tokenize(c)): c for c in cities}
+        for p in self.proof_marks:
+            self._proof_index[compact(tokenize(p.mark))] = p
+
+    # ------------------------------------------------------------------ lookups
+    def maker(self, maker_id: str) -> MakerEntry:
+        """The maker with this id (KeyError if unknown)."""
+        return self._by_id[maker_id]
+
+    def lookup_mark(self, key: str) -> list[MakerMatch]:
+        """Makers whose marking string has this compact form (exact)."""
+        return self._mark_index.get(key, [])
+
+    def lookup_skeleton(self, key: str) -> list[MakerMatch]:
+        """Makers whose marking string has the same confusable skeleton as ``key`` (compact form)."""
+        return self._skeleton_index.get(skeleton(key), [])
+
+    def fuzzy_candidates(self, key: str) -> set[str]:
+        """Skeletons of marks within one edit (insert/delete/substitute) of ``key``'s skeleton."""
+        sk = skeleton(key)
+        out: set[str] = set(self._deletes.get(sk, set()))
+        for i in range(len(sk)):
+            out |= self._deletes.get(sk[:i] + sk[i + 1 :], set())
+        return out
+
+    def matches_for_skeleton(self, sk: str) -> list[MakerMatch]:
+        """Makers whose mark has exactly this skeleton."""
+        return self._skeleton_index.get(sk, [])
+
+    def models_of(self, maker_id: str) -> dict[str, str]:
+        """Compact model key → model name as listed for this maker."""
+        return self._model_index.get(maker_id, {})
+
+    def cities_of(self, maker_id: str) -> dict[str, str]:
+        """Compact city key → city name for this maker or importer."""
+        return self._city_index.get(maker_id, {})
+
+    def country_by_name(self, key: str) -> tuple[str, HistoricCountry | None] | None:
+        """ISO alpha-2 (and historic state, if any) for a compact country-name key."""
+        return self._country_names.get(key)
+
+    def country_by_adjective(self, key: str) -> str | None:
+        """ISO alpha-2 for a compact adjective key (``ITALIAN`` → ``IT``)."""
+        return self._country_adjectives.get(key)
+
+    def country(self, code: str) -> CountryEntry | None:
+        """The country entry for an ISO alpha-2 code."""
+        return self._country_by_code.get(code)
+
+    def alpha2_from_alpha3(self, code: str) -> str | None:
+        """ISO alpha-2 for an alpha-3 code."""
+        return self._alpha3.get(code)
+
+    def proof_mark(self, key: str) -> ProofMark | None:
+        """The proof mark with this compact text, if listed."""
+        return self._proof_index.get(key)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_YAML_LOADER)  # noqa: S506 - safe loader
+    except FileNotFoundError as exc:
+        raise RegistryError(f"{path}: registry file not found") from exc
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: top level must be a mapping with keys makers/countries/historic/...")
+    return data
+
+
+_SECTIONS: dict[str, type[_Entry]] = {
+    "makers": MakerEntry,
+    "countries": CountryEntry,
+    "historic": HistoricCountry,
+    "year_codes": YearCodeScheme,
+    "proof_marks": ProofMark,
+}
+
+
+def _entry_label(raw: Any, index: int) -> str:
+    if isinstance(raw, dict):
+        for key in ("id", "code", "name", "mark"):
+            if key in raw:
+                return f"[{index}] ({key}={raw[key]!r})"
+    return f"[{index}]"
+
+
+def _validate_files(paths: Sequence[Path]) -> Registry:
+    sections: dict[str, list[Any]] = {k: [] for k in _SECTIONS}
+    origin: dict[tuple[str, str], str] = {}
+    for path in paths:
+        data = _read_yaml(path)
+        unknown = set(data) - set(_SECTIONS)
+        if unknown:
+            raise RegistryError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(_SECTIONS)}")
+        for section, cls in _SECTIONS.items():
+            items = data.get(section) or []
+            if not isinstance(items, list):
+                raise RegistryError(f"{path}: '{section}' must be a list")
+            for i, raw in enumerate(items):
+                label = f"{path}: {section}{_entry_label(raw, i)}"
+                try:
+                    entry = cls.model_validate(raw)
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
+                    )
+                    raise RegistryError(f"{label}: {problems}") from None
+                key_attr = {"makers": "id", "countries": "code", "year_codes": "id"}.get(section)
+                if key_attr:
+                    key = (section, str(getattr(entry, key_attr)))
+                    if key in origin:
+                        raise RegistryError(f"{label}: duplicate {key_attr} {key[1]!r} (first in {origin[key]})")
+                    origin[key] = str(path)
+                sections[section].append(entry)
+    codes = {c.code for c in sections["countries"]}
+    for m in sections["makers"]:
+        if codes and m.country not in codes:
+            raise RegistryError(
+                f"maker {m.id!r} ({origin[('makers', m.id)]}): country {m.country!r} not in countries")
+    # A marking string may map to several makers only when every one of them declares it ambiguous.
+    owners: dict[str, list[tuple[MakerEntry, str]]] = {}
+    for m in sections["makers"]:
+        for mark in m.marks:
+            owners.setdefault(compact(tokenize(mark)), []).append((m, mark))
+    for mkey, lst in owners.items():
+        ids = {m.id for m, _ in lst}
+        if len(ids) > 1:
+            undeclared = [m.id for m, mark in lst if compact(tokenize(mark)) not in
+                          {compact(tokenize(a)) for a in m.ambiguous_marks}]
+            if undeclared:
+                raise RegistryError(
+                    f"marking string {mkey!r} maps to several makers {sorted(ids)}; declare it in "
+                    f"ambiguous_marks of {sorted(set(undeclared))} (files: "
+                    f"{sorted({origin[('makers', i)] for i in ids})})"
+                )
+    return Registry.model_validate({**sections, "files": [str(p) for p in paths]})
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(extra: tuple[Path, ...]) -> Registry:
+    return _validate_files([DATA_DIR / f for f in DEFAULT_FILES] + list(extra))
+
+
+def load_registry(extra_files: Sequence[Path | str] = ()) -> Registry:
+    """Load, validate and index the bundled registry plus a lab's own files (cached per argument set).
+
+    Raises:
+        RegistryError: a file is missing or invalid, naming the file and the entry.
+    """
+    return _load_cached(tuple(Path(p).resolve() for p in extra_files))
+
+
+def maker_marking_strings(registry: Registry | None = None, kind: str | None = None) -> dict[str, list[str]]:
+    """Canonical maker name → the strings it marks, for the synthetic generator.
+
+    Args:
+        registry: a loaded registry (default: the bundled one).
+        kind: ``"manufacturer"`` or ``"importer"`` to filter; ``None`` for both.
+    """
+    reg = registry if registry is not None else load_registry()
+    return {m.name: list(m.marks) for m in reg.makers if kind is None or m.kind == kind}
+
+
+def country_marking_strings(registry: Registry | None = None) -> dict[str, list[str]]:
+    """ISO alpha-2 code → country names as marked (all languages), for the synthetic generator."""
+    reg = registry if registry is not None else load_registry()
+    return {c.code: [c.name, *c.names] for c in reg.countries}
+
+
+__all__ = [
+    "CountryEntry",
+    "HistoricCountry",
+    "MakerEntry",
+    "MakerMatch",
+    "ProofMark",
+    "Registry",
+    "RegistryError",
+    "YearCodeScheme",
+    "compact",
+    "country_marking_strings",
+    "load_registry",
+    "maker_marking_strings",
+    "normalize_text",
+    "skeleton",
+    "tokenize",
+]

@@ -1,0 +1,1 @@
+"""Published, versioned JSON Schemas (generated from :mod:`marktrace.inference.records`)."""

@@ -1,0 +1,173 @@
+"""Export trained checkpoints to self-describing ONNX files, failing when onnxruntime disagrees with torch."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from marktrace.inference.onnx_models import METADATA_SCHEMA_VERSION
+from marktrace.models.networks.detector import DETECTOR_STRIDE, DetectorForExport, build_detector
+from marktrace.models.networks.recognizer import RecognizerForExport, build_recognizer
+
+OPSET = 17
+
+
+class ExportParityError(RuntimeError):
+    """onnxruntime's output differs from torch's beyond tolerance; the exported file was removed."""
+
+
+def _write_metadata(path: Path, props: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = value
+    onnx.save(model, str(path))
+
+
+def check_parity(module: torch.nn.Module, path: Path, samples: list[np.ndarray], atol: float) -> float:
+    """Max absolute difference between torch and onnxruntime over ``samples``; raises above ``atol``.
+
+    Give samples of different batch sizes and widths so the dynamic axes are exercised too. On a
+    miss the exported file is deleted, so a disagreeing model can never be shipped by accident.
+    """
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for sample in samples:
+        with torch.no_grad():
+            expected = module(torch.from_numpy(sample)).numpy()
+        actual = session.run(None, {session.get_inputs()[0].name: sample})[0]
+        if expected.shape != actual.shape:
+            path.unlink(missing_ok=True)
+            raise ExportParityError(f"{path}: output shape {actual.shape} != torch {expected.shape}")
+        diff = float(np.abs(expected - actual).max())
+        if not np.isfinite(diff) or diff > atol:
+            path.unlink(missing_ok=True)
+            raise ExportParityError(
+                f"{path}: onnxruntime differs from torch by {diff:.2e} (tolerance {atol:.0e}) on input {sample.shape}"
+            )
+        worst = max(worst, diff)
+    return worst
+
+
+def _base_props(name: str, version: str, task: str, commit: str, extra: dict[str, Any]) -> dict[str, str]:
+    props = {
+        "marktrace_schema": METADATA_SCHEMA_VERSION,
+        "task": task,
+        "name": name,
+        "version": version,
+        "training_commit": commit,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "opset": str(OPSET),
+        "torch_version": torch.__version__,
+    }
+    props.update({k: str(v) for k, v in extra.items()})
+    return props
+
+
+def export_detector(
+    checkpoint: Path,
+    out: Path,
+    name: str,
+    version: str,
+    commit: str,
+    sample_rgb: np.ndarray,
+    long_side: int = 640,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export the detector; ``sample_rgb`` is a (1, H, W, 3) uint8 input (H, W multiples of 32) for the parity check."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net = build_detector(state["size"])
+    net.load_state_dict(state["state_dict"])
+    module = DetectorForExport(net).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        module,
+        (torch.from_numpy(sample_rgb),),
+        str(out),
+        input_names=["pixels"],
+        output_names=["maps"],
+        dynamic_axes={
+            "pixels": {0: "batch", 1: "height", 2: "width"},
+            "maps": {0: "batch", 2: "h4", 3: "w4"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    props = _base_props(
+        name,
+        version,
+        "line_detection",
+        commit,
+        {
+            "input_layout": "NHWC uint8 RGB; H and W multiples of 32",
+            "normalisation": "x / 127.5 - 1 (inside the graph)",
+            "outputs": "maps (N, 3, H/4, W/4): line-core probability, reading direction cos, sin",
+            "long_side": long_side,
+            "stride": DETECTOR_STRIDE,
+            "threshold": 0.4,
+            "min_score": 0.55,
+            "core_shrink": 0.25,
+            **(extra or {}),
+        },
+    )
+    _write_metadata(out, props)
+    half = sample_rgb[:, : sample_rgb.shape[1] // 64 * 32 or 32, : sample_rgb.shape[2] // 64 * 32 or 32]
+    diff = check_parity(module, out, [sample_rgb, np.ascontiguousarray(half)], atol=1e-3)
+    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+
+
+def export_recognizer(
+    checkpoint: Path,
+    out: Path,
+    name: str,
+    version: str,
+    commit: str,
+    sample_gray: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export the recognizer; ``sample_gray`` is a (N, 1, 64, W) uint8 input for the parity check."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    charset: str = state["charset"]
+    net = build_recognizer(len(charset) + 1, state["size"])
+    net.load_state_dict(state["state_dict"])
+    module = RecognizerForExport(net).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        module,
+        (torch.from_numpy(sample_gray[:1]),),
+        str(out),
+        input_names=["pixels"],
+        output_names=["probs"],
+        dynamic_axes={"pixels": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    props = _base_props(
+        name,
+        version,
+        "line_recognition",
+        commit,
+        {
+            "input_layout": "NCHW uint8 gray, H = input_height, W any multiple of 8 (right-padded by edge replication)",
+            "normalisation": "x / 127.5 - 1 (inside the graph)",
+            "outputs": "probs (N, T, C): softmax over blank + charset per time step, T = W / 4 - 1",
+            "charset": json.dumps(charset),
+            "blank_index": 0,
+            "input_height": int(state.get("height", 64)),
+            "decoding": "CTC greedy: argmax per step, collapse repeats, drop blank 0; class i>=1 is charset[i-1]",
+            **(extra or {}),
+        },
+    )
+    _write_metadata(out, props)
+    narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(8, sample_gray.shape[3] // 16 * 8)])
+    diff = check_parity(module, out, [sample_gray, narrow], atol=2e-3)
+    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}

@@ -1,0 +1,1 @@
+"""PyTorch network definitions of the marking models (needs the ``[train]`` extra)."""

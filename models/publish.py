@@ -1,0 +1,100 @@
+"""Publish a training run: export both models to ONNX, record them in the registry with their SHA-256."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marktrace.models.registry import REGISTRY_FILE, sha256_of
+
+DETECTOR_NAME = "marktrace-line-detector"
+RECOGNIZER_NAME = "marktrace-line-recognizer"
+
+
+def _parity_samples(height: int) -> tuple[np.ndarray, np.ndarray]:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference.detect import prepare_detector_input
+    from marktrace.inference.geometry import pad_quad, rectify_line
+    from marktrace.inference.recognize import batch_line_crops
+
+    marking = render_marking(424242, SynthConfig(fonts="heldout", rotation="small"))
+    det = prepare_detector_input(marking.image, 640).tensor
+    crops = [
+        rectify_line(marking.image, pad_quad(np.asarray(line.polygon, np.float32), 0.2, 0.1), height)
+        for line in marking.lines
+    ]
+    return det, batch_line_crops(crops, height)
+
+
+def update_registry(folder: Path, entries: list[dict[str, Any]]) -> None:
+    """Add or replace entries (by file name) in ``registry.json``; new entries become the default of their task."""
+    path = folder / REGISTRY_FILE
+    data = json.loads(path.read_text()) if path.exists() else {"models": []}
+    models = [m for m in data["models"] if m["file"] not in {e["file"] for e in entries}]
+    for entry in entries:
+        if entry.get("default"):
+            for m in models:
+                if m["task"] == entry["task"] and m.get("variant", "fp32") == entry.get("variant", "fp32"):
+                    m["default"] = False
+        models.append(entry)
+    data["models"] = sorted(models, key=lambda m: (m["task"], m["file"]))
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def export_run(
+    run: Path, out: Path, version: str, checkpoint: str = "best", register: bool = True
+) -> dict[str, Any]:
+    """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums."""
+    from marktrace.models.export import export_detector, export_recognizer
+
+    info = json.loads((run / "run.json").read_text())
+    commit = str(info.get("commit", "unknown"))
+    extra = {"training_run": run.name, "training_seed": info.get("seed", ""), "license": "Apache-2.0"}
+    det_sample, rec_sample = _parity_samples(64)
+    det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
+    rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
+    det = export_detector(
+        run / "checkpoints" / f"detector-{checkpoint}.pt",
+        det_file,
+        DETECTOR_NAME,
+        version,
+        commit,
+        det_sample,
+        extra=extra,
+    )
+    rec = export_recognizer(
+        run / "checkpoints" / f"recognizer-{checkpoint}.pt",
+        rec_file,
+        RECOGNIZER_NAME,
+        version,
+        commit,
+        rec_sample,
+        extra={**extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
+    )
+    results: dict[str, Any] = {"detector": det, "recognizer": rec}
+    entries = []
+    for key, path, task in (
+        ("detector", det_file, "line_detection"),
+        ("recognizer", rec_file, "line_recognition"),
+    ):
+        digest = sha256_of(path)
+        results[key]["sha256"] = digest
+        results[key].pop("metadata", None)
+        entries.append(
+            {
+                "name": DETECTOR_NAME if key == "detector" else RECOGNIZER_NAME,
+                "version": version,
+                "task": task,
+                "file": path.name,
+                "sha256": digest,
+                "card": path.with_suffix(".md").name,
+                "variant": "fp32",
+                "default": True,
+            }
+        )
+    if register:
+        update_registry(out, entries)
+    return results

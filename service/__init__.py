@@ -1,0 +1,1 @@
+"""The forensic lab HTTP API (FastAPI on uvicorn; needs the ``[service]`` extra)."""

@@ -1,0 +1,132 @@
+"""Scoring, set rendering and result assembly of the benchmark (fast, no OCR engine)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.metrics import cer, closest_line, levenshtein, score, summarize
+from bench.report import markdown, ratios, table_rows
+from bench.sets import SETS, MIN_SEED, BenchItem, BenchSet, SetPart, load_items, materialize, normalize_serial
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("S/N 12 345", "12345"), ("SER. AB-12", "AB-12"), ("No. 77", "77"), ("serial x9", "x9"), ("NO SN", "SN")],
+)
+def test_normalize_serial_strips_label_and_spaces(text: str, expected: str) -> None:
+    assert normalize_serial(text) == expected
+
+
+def test_levenshtein_and_cer() -> None:
+    assert levenshtein("kitten", "sitting") == 3
+    assert levenshtein("", "abc") == 3
+    assert levenshtein("abc", "abc") == 0
+    assert cer("AB 123", "AB123") == 0.0
+    assert cer("AB1Z3", "AB123") == pytest.approx(0.2)
+    assert cer("", "AB123") == 1.0
+    assert score("ab123", "AB123") == {"exact": False, "cer": 0.4}  # case-sensitive
+
+
+def test_closest_line_picks_min_distance_and_ignores_far_lines() -> None:
+    lines = ["GLOCK", "AUSTRIA", "S/N BXK 1Z3", "CAL 9MM"]
+    assert closest_line(lines, "BXK123") == "S/N BXK 1Z3"
+    assert closest_line(["ZZZZZZZZZZ"], "AB") == ""  # no better than reading nothing
+    assert closest_line([], "AB") == ""
+
+
+def test_summarize_counts_errors_as_misses_and_times_per_image() -> None:
+    rows = [
+        {"exact": True, "cer": 0.0, "cpu_ms": 100.0, "wall_ms": 120.0, "n_images": 1, "error": None, "part": "a"},
+        {"exact": False, "cer": 0.5, "cpu_ms": 300.0, "wall_ms": 280.0, "n_images": 1, "error": None, "part": "b"},
+        {"exact": False, "cer": 1.0, "cpu_ms": 5.0, "wall_ms": 5.0, "n_images": 1, "error": "boom", "part": "b"},
+        {"exact": True, "cer": 0.0, "cpu_ms": 800.0, "wall_ms": 900.0, "n_images": 8, "error": None, "part": "a"},
+    ]
+    s = summarize(rows)
+    assert s["n"] == 4 and s["n_errors"] == 1
+    assert s["exact"] == 0.5
+    assert s["cer"] == pytest.approx((0.0 + 0.5 + 1.0 + 0.0) / 4)
+    assert s["cpu_ms_per_image"] == pytest.approx(1200.0 / 10)
+    assert s["by_part"] == {"a": {"n": 2, "exact": 1.0}, "b": {"n": 2, "exact": 0.0}}
+
+
+def test_ratios_and_speed_targets() -> None:
+    engines = {
+        "marktrace": {"cpu_ms_per_image": 50.0, "wall_ms_per_image": 40.0, "exact": 0.9},
+        "rapidocr": {"cpu_ms_per_image": 250.0, "wall_ms_per_image": 200.0, "exact": 0.5},
+        "easyocr": {"cpu_ms_per_image": 300.0, "wall_ms_per_image": 400.0, "exact": 0.3},
+        "tesseract": {"unavailable": "no binary"},
+    }
+    r = ratios(engines)
+    assert r["rapidocr"]["cpu_time_ratio"] == 5.0 and r["rapidocr"]["speed_target_met"] is True
+    assert r["easyocr"]["cpu_time_ratio"] == 6.0 and r["easyocr"]["speed_target_met"] is False
+    assert r["easyocr"]["wall_time_ratio"] == 10.0
+    assert r["rapidocr"]["exact_delta"] == pytest.approx(0.4)
+    assert "tesseract" not in r
+    result = {"set": "clean", "n": 3, "engines": engines, "ratios": r}
+    rows = {row[0]: row for row in table_rows(result)}
+    assert rows["tesseract"][1].startswith("skipped")
+    assert rows["rapidocr"][5] == "5.0"
+    md = markdown([result], "python -m bench.recognition", {"threads": 2})
+    assert "| rapidocr | 50.0% |" in md
+
+
+def test_sets_are_heldout_and_disjoint() -> None:
+    bases = sorted(s.seed_base for s in SETS.values())
+    assert bases[0] >= MIN_SEED
+    assert all(b - a >= 1_000_000 for a, b in zip(bases, bases[1:], strict=False))
+    for s in SETS.values():
+        assert all(p.config.fonts == "heldout" for p in s.parts)
+    assert SETS["ground"].parts[0].config.wear == (0.65, 0.85)
+    assert SETS["multilight"].kind == "stack" and SETS["multilight"].n_lights == 8
+
+
+def test_materialize_photos_reuses_cache(tmp_path: Path) -> None:
+    folder = materialize(SETS["clean"], 2, tmp_path)
+    items = load_items(folder, "clean")
+    assert len(items) == 2 and all(Path(i.files[0]).is_file() for i in items)
+    assert items[0].truth and items[0].lights is None
+    stamp = Path(items[0].files[0]).stat().st_mtime_ns
+    assert materialize(SETS["clean"], 2, tmp_path) == folder
+    assert Path(items[0].files[0]).stat().st_mtime_ns == stamp  # not re-rendered
+    other = BenchSet("clean", "x", "2", SETS["clean"].seed_base + 5, SETS["clean"].parts)
+    assert materialize(other, 2, tmp_path) != folder  # settings are part of the cache key
+
+
+def test_materialize_stack_writes_lights_and_required_role(tmp_path: Path) -> None:
+    small = BenchSet(
+        "tinystack",
+        "test",
+        "3",
+        MIN_SEED + 999_000_000,
+        (SetPart("p", SETS["multilight"].parts[0].config.model_copy(update={"image_size": (128, 200)})),),
+        kind="stack",
+        n_lights=3,
+        require_role="maker",
+    )
+    folder = materialize(small, 1, tmp_path)
+    (item,) = load_items(folder, "tinystack")
+    assert len(item.files) == 3 and item.lights is not None and set(item.lights) == {Path(f).name for f in item.files}
+    lights = json.loads((Path(item.files[0]).parent / "lights.json").read_text())
+    assert all(set(v) == {"azimuth_deg", "elevation_deg"} for v in lights.values())
+    assert item.extra.get("maker")  # only markings with a maker line are kept
+    assert BenchItem.from_json(json.loads(json.dumps(item.to_json()))) == item
+
+
+def test_load_items_real_folder_and_errors(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 80, 3), 90, np.uint8))
+    lines = [
+        {"image": "a.png", "source": "real", "lines": [{"text": "GLOCK", "role": "maker"}, {"text": "AB 12", "role": "serial"}]},
+        {"image": "a.png", "source": "real", "lines": [{"text": "no serial here", "role": "other"}]},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (item,) = load_items(tmp_path, "real-x")
+    assert item.truth == "AB 12" and item.extra["maker"] == "GLOCK"
+    (tmp_path / "manifest.jsonl").write_text(json.dumps({**lines[0], "image": "missing.png"}) + "\n")
+    with pytest.raises(ValueError, match="missing"):
+        load_items(tmp_path, "real-x")

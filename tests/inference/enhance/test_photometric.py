@@ -1,0 +1,234 @@
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from enhance_surfaces import EIGHT_LIGHTS, groove_surface, hemisphere, normals_from_height, render, to_u8
+
+from marktrace.inference.enhance.chains import image_sha256
+from marktrace.inference.enhance.photometric import (
+    LightFileError,
+    ReliefParams,
+    direction_vector,
+    load_light_directions,
+    load_stack,
+    parse_lights_json,
+    parse_lp,
+    photometric_stereo,
+    register_stack,
+    render_relief_views,
+    replay_relief_view,
+    stack_from_arrays,
+    uncalibrated_normals,
+)
+
+
+def _angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
+
+
+def _L(lights: list[tuple[float, float]]) -> np.ndarray:
+    return np.stack([direction_vector(a, e) for a, e in lights])
+
+
+def test_direction_convention() -> None:
+    assert np.allclose(direction_vector(0, 90), [0, 0, 1])
+    assert np.allclose(direction_vector(90, 0), [0, 1, 0])  # azimuth 90 points down the image (+y)
+    assert np.allclose(direction_vector(180, 45), [-math.sqrt(0.5), 0, math.sqrt(0.5)])
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_photometric_stereo_noiseless_hemisphere(robust: bool) -> None:
+    normals, inside = hemisphere()
+    imgs = render(normals, EIGHT_LIGHTS).astype(np.float32)
+    est, albedo = photometric_stereo(imgs, _L(EIGHT_LIGHTS), robust=robust)
+    core = np.zeros_like(inside)
+    yy, xx = np.mgrid[0:128, 0:128]
+    core = (xx - 63.5) ** 2 + (yy - 63.5) ** 2 < (0.85 * 50) ** 2
+    err = _angles(est, normals)
+    assert err[core].mean() < 3.0
+    assert err[~inside].mean() < 0.5  # the flat plate
+    assert abs(float(np.median(albedo[core])) - 0.8) < 0.02
+
+
+def test_photometric_stereo_with_noise_and_robust_shadow_handling() -> None:
+    normals, inside = hemisphere()
+    imgs = render(normals, EIGHT_LIGHTS, noise=0.01, seed=5).astype(np.float32)
+    est, _ = photometric_stereo(imgs, _L(EIGHT_LIGHTS))  # N = 8 -> robust by default
+    err = _angles(est, normals)
+    assert err[inside].mean() < 8.0
+    plain, _ = photometric_stereo(imgs, _L(EIGHT_LIGHTS), robust=False)
+    # attached shadows bias plain least squares near the rim; the robust fit is better there
+    rim = inside & (np.hypot(*np.mgrid[0:128, 0:128] - 63.5) > 40)
+    assert err[rim].mean() < _angles(plain, normals)[rim].mean()
+
+
+def test_photometric_stereo_rejects_coplanar_lights() -> None:
+    with pytest.raises(ValueError, match="coplanar"):
+        photometric_stereo(np.zeros((3, 4, 4), np.float32), np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0.0]]))
+
+
+def test_lights_json_and_lp_parsing(tmp_path: Path) -> None:
+    lj = tmp_path / "lights.json"
+    lj.write_text(json.dumps({"a.png": {"azimuth_deg": 370, "elevation_deg": 30}, "b.png": {
+        "azimuth_deg": 90, "elevation_deg": 60}}))
+    assert parse_lights_json(lj) == {"a.png": (10.0, 30.0), "b.png": (90.0, 60.0)}
+    assert load_light_directions(tmp_path) == parse_lights_json(lj)
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "lights.json").write_text(json.dumps({"a.png": None, "b.png": None}))
+    assert load_light_directions(tmp_path / "none") is None
+    lj.write_text(json.dumps({"a.png": {"azimuth_deg": 0}}))
+    with pytest.raises(LightFileError, match=r"lights\.json.*a\.png"):
+        parse_lights_json(lj)
+    lj.write_text("{oops")
+    with pytest.raises(LightFileError, match="not valid JSON"):
+        parse_lights_json(lj)
+
+    lp = tmp_path / "set.lp"
+    s = math.sqrt(0.5)
+    lp.write_text(f"3\nC:\\rti\\img1.jpg {s} 0 {s}\n/x/img2.jpg 0 {s} {s}\nimg3.jpg 0 0 1\n")
+    lights = parse_lp(lp)
+    assert set(lights) == {"img1.jpg", "img2.jpg", "img3.jpg"}
+    assert lights["img1.jpg"] == pytest.approx((0.0, 45.0))
+    assert lights["img2.jpg"] == pytest.approx((270.0, 45.0))  # .lp y up -> our azimuth 270 (up)
+    assert parse_lp(lp, y_up=False)["img2.jpg"] == pytest.approx((90.0, 45.0))
+    assert lights["img3.jpg"][1] == pytest.approx(90.0)
+    lp.write_text("4\nimg1.jpg 0 0 1\n")
+    with pytest.raises(LightFileError, match=r"set\.lp: header says 4"):
+        parse_lp(lp)
+    lp.write_text("1\nimg1.jpg 0 0 x\n")
+    with pytest.raises(LightFileError, match="line 2"):
+        parse_lp(lp)
+
+
+def _groove_stack(noise: float = 0.0, texture: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    height, groove = groove_surface()
+    rng = np.random.default_rng(2)
+    albedo = 0.7 + texture * cv2.GaussianBlur(rng.normal(0, 1, height.shape), (0, 0), 1.5)
+    imgs = to_u8(render(normals_from_height(height), EIGHT_LIGHTS, albedo=albedo, noise=noise, seed=3))
+    return imgs, groove
+
+
+def _write_folder(folder: Path, imgs: np.ndarray, lights: bool) -> list[str]:
+    folder.mkdir()
+    names = [f"img{i:02d}.png" for i in range(len(imgs))]
+    for n, im in zip(names, imgs, strict=True):
+        cv2.imwrite(str(folder / n), im)
+    entries = {n: ({"azimuth_deg": a, "elevation_deg": e} if lights else None)
+               for n, (a, e) in zip(names, EIGHT_LIGHTS, strict=True)}
+    (folder / "lights.json").write_text(json.dumps(entries))
+    return names
+
+
+def _groove_contrast(view: np.ndarray, groove: np.ndarray) -> tuple[float, float]:
+    v = view.astype(np.float64)
+    bg_level = float(np.median(v[~groove]))
+    band = cv2.dilate(groove.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    far = ~(cv2.dilate(groove.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
+    far[:8], far[-8:], far[:, :8], far[:, -8:] = False, False, False, False
+    return float(np.abs(v[band] - bg_level).mean()), float(np.abs(v[far] - bg_level).mean())
+
+
+def test_folder_with_directions_gives_relief_views_with_trails(tmp_path: Path) -> None:
+    imgs, groove = _groove_stack(noise=0.005)
+    folder = tmp_path / "item"
+    names = _write_folder(folder, imgs, lights=True)
+    stack = load_stack(folder)
+    assert stack.names == names and stack.lights is not None and len(stack.sha256) == 8
+    views = render_relief_views(stack)
+    by_name = {v.name: (img, v) for img, v in views}
+    assert {"photometric:raking_az000", "photometric:curvature", "photometric:normal_unsharp",
+            "photometric:specular", "photometric:albedo"} <= set(by_name)
+    for name in ("photometric:raking_az000", "photometric:curvature", "photometric:normal_unsharp"):
+        img, view = by_name[name]
+        assert view.trail is not None and view.trail.sha256 == image_sha256(img)
+        assert view.trail.source_sha256 == stack.sha256
+        inside, outside = _groove_contrast(img, groove)
+        assert inside > 3 * outside + 1, name
+    # replay from a fresh load is bit-identical; a changed parameter is not
+    img, view = by_name["photometric:curvature"]
+    assert view.trail is not None
+    again = replay_relief_view(view.trail, load_stack(folder))
+    assert again.tobytes() == img.tobytes()
+    changed = render_relief_views(stack, ReliefParams(curvature_sigma=2.5))
+    assert {v.name: i for i, v in changed}["photometric:curvature"].tobytes() != img.tobytes()
+
+
+def test_folder_without_directions_shows_the_groove(tmp_path: Path) -> None:
+    imgs, groove = _groove_stack(noise=0.005)
+    folder = tmp_path / "item"
+    _write_folder(folder, imgs, lights=False)
+    stack = load_stack(folder)
+    assert stack.lights is None
+    views = render_relief_views(stack)
+    names = {v.name for _, v in views}
+    assert {"photometric:stack_std", "photometric:stack_range", "photometric:pca2",
+            "photometric:pseudo_curvature"} <= names
+    shown = 0
+    for img, view in views:
+        assert view.trail is not None and view.trail.sha256 == image_sha256(img)
+        inside, outside = _groove_contrast(img, groove)
+        shown += inside > 2 * outside + 1
+    assert shown >= len(views) // 2
+    by_name = {v.name: i for i, v in views}
+    inside, outside = _groove_contrast(by_name["photometric:pseudo_curvature"], groove)
+    assert inside > 2 * outside + 1
+
+
+def test_uncalibrated_components_span_the_normals() -> None:
+    normals, inside = hemisphere(96, 40)
+    imgs = render(normals, EIGHT_LIGHTS).astype(np.float32)
+    _pn, comps, sv = uncalibrated_normals(imgs, robust=False)
+    assert sv[2] > 1e-3 * sv[0]
+    # on the lit region the true normals are (nearly) a linear map of the three components
+    lit = (render(normals, EIGHT_LIGHTS) > 0).all(axis=0)
+    A = comps.reshape(3, -1)[:, lit.ravel()].T
+    B = normals.reshape(-1, 3)[lit.ravel()]
+    coef, *_ = np.linalg.lstsq(A, B, rcond=None)
+    assert np.abs(A @ coef - B).mean() < 0.02
+
+
+def test_registration_recovers_a_known_shift() -> None:
+    imgs, _ = _groove_stack(texture=0.3)  # machined metal: visible surface texture
+    moved = imgs.copy()
+    shifts = {2: (3.0, -2.0), 7: (-1.5, 2.5)}
+    for i, (dx, dy) in shifts.items():
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        moved[i] = cv2.warpAffine(imgs[i], m, imgs.shape[:0:-1], borderMode=cv2.BORDER_REPLICATE)
+    aligned, report = register_stack(moved)
+    for i, (dx, dy) in shifts.items():
+        assert report[i]["applied"]
+        assert report[i]["dx"] == pytest.approx(dx, abs=0.35)
+        assert report[i]["dy"] == pytest.approx(dy, abs=0.35)
+    assert not report[1]["applied"]  # already aligned: left untouched
+    assert np.array_equal(aligned[1], moved[1])
+    inner = (slice(8, -8), slice(8, -8))
+    before = np.abs(moved[2].astype(int) - imgs[2].astype(int))[inner].mean()
+    after = np.abs(aligned[2].astype(int) - imgs[2].astype(int))[inner].mean()
+    assert after < before / 2
+
+
+def test_stack_errors_name_the_photo(tmp_path: Path) -> None:
+    a = np.zeros((10, 10), np.uint8)
+    with pytest.raises(LightFileError, match="at least 3"):
+        stack_from_arrays([a, a], ["a", "b"], ["x", "y"])
+    with pytest.raises(LightFileError, match="c.png: size"):
+        stack_from_arrays([a, a, np.zeros((5, 10), np.uint8)], ["a.png", "b.png", "c.png"], ["1", "2", "3"])
+    with pytest.raises(LightFileError, match="b.png"):
+        stack_from_arrays([a, a, a], ["a.png", "b.png", "c.png"], ["1", "2", "3"],
+                          {"a.png": (0, 45), "c.png": (90, 45)})
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "lights.json").write_text(json.dumps({n: {"azimuth_deg": 0, "elevation_deg": 45}
+                                                   for n in ("p1.png", "p2.png", "p3.png")}))
+    with pytest.raises(LightFileError, match="p1.png"):
+        load_stack(folder)
+
+
+def test_working_resolution_is_capped() -> None:
+    imgs = np.full((4, 400, 500), 100, np.uint8)
+    stack = stack_from_arrays(list(imgs), list("abcd"), list("1234"), max_pixels=20_000)
+    assert stack.images.shape[1] * stack.images.shape[2] <= 20_000 * 1.02
+    assert stack.scale < 1.0 and stack.steps[0].params["resize"] == "INTER_AREA"

@@ -1,0 +1,105 @@
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from marktrace.inference.enhance.steps import STEPS, StepError, apply_step, validate_step
+from marktrace.inference.schema import TrailStep
+
+
+def _photo(seed: int = 3, color: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w = 64, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 90 + 60 * xx / w + rng.normal(0, 6, (h, w))
+    base[20:44, 30:34] -= 40  # a dark stroke
+    base[40:44, 30:70] -= 40
+    img = np.clip(base, 0, 255).astype(np.uint8)
+    if not color:
+        return img
+    return np.dstack([img, np.clip(img.astype(int) + 10, 0, 255).astype(np.uint8), img // 2 + 20])
+
+
+STEP_CASES = [
+    TrailStep(name="gray"),
+    TrailStep(name="invert"),
+    TrailStep(name="flatten_background", params={"sigma": 10}),
+    TrailStep(name="flatten_background",
+              params={"background": "morph_close", "sigma": 6, "mode": "subtract"}),
+    TrailStep(name="clahe", params={"clip_limit": 3.0, "tile": 4}),
+    TrailStep(name="tophat", params={"ksize": 9}),
+    TrailStep(name="blackhat", params={"ksize": 9, "gain": 2.0}),
+    TrailStep(name="ridge", params={"sigmas": [1.0, 2.0]}),
+    TrailStep(name="ridge", params={"polarity": "both"}),
+    TrailStep(name="denoise"),
+    TrailStep(name="denoise", params={"method": "nlm", "h": 9}),
+    TrailStep(name="unsharp", params={"sigma": 1.5, "amount": 2.0}),
+    TrailStep(name="gamma", params={"gamma": 0.6}),
+    TrailStep(name="normalize"),
+]
+
+
+def _digest(img: np.ndarray) -> str:
+    return hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
+
+
+def test_every_registered_step_is_covered() -> None:
+    assert {s.name for s in STEP_CASES} == set(STEPS)
+
+
+@pytest.mark.parametrize("step", STEP_CASES, ids=lambda s: f"{s.name}-{json.dumps(s.params)}")
+@pytest.mark.parametrize("color", [False, True])
+def test_step_deterministic_and_pure(step: TrailStep, color: bool) -> None:
+    img = _photo(color=color)
+    before = img.copy()
+    a = apply_step(img, step)
+    b = apply_step(img.copy(), step)
+    assert np.array_equal(img, before), "input must not be modified"
+    assert a.dtype == np.uint8 and a.shape[:2] == img.shape[:2]
+    assert a.tobytes() == b.tobytes()
+    assert a is not img
+
+
+def test_steps_identical_across_fresh_process() -> None:
+    here = {f"{s.name}{json.dumps(s.params)}": _digest(apply_step(_photo(), s)) for s in STEP_CASES}
+    here_dir = str(__import__("pathlib").Path(__file__).parent)
+    code = (
+        f"import json,hashlib,sys;sys.path.insert(0, {here_dir!r});"
+        "from test_steps import STEP_CASES,_photo,_digest;"
+        "from marktrace.inference.enhance.steps import apply_step;"
+        "print(json.dumps({f'{s.name}{json.dumps(s.params)}': _digest(apply_step(_photo(), s)) "
+        "for s in STEP_CASES}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == here
+
+
+def test_steps_change_the_image_meaningfully() -> None:
+    gray = _photo(color=False)
+    flat = apply_step(gray, TrailStep(name="flatten_background", params={"sigma": 10}))
+    # the left-to-right illumination ramp is removed: column means become nearly equal
+    ramp_before = float(gray[:5].mean(axis=0)[-10:].mean() - gray[:5].mean(axis=0)[:10].mean())
+    ramp_after = float(flat[:5].mean(axis=0)[-10:].mean() - flat[:5].mean(axis=0)[:10].mean())
+    assert abs(ramp_after) < abs(ramp_before) / 3
+    bh = apply_step(gray, TrailStep(name="blackhat", params={"ksize": 15}))
+    assert bh[30, 31] > bh[5, 80] + 20  # the dark stroke stands out
+    ridge = apply_step(gray, TrailStep(name="ridge", params={"sigmas": [1.5]}))
+    assert ridge[30, 31] > ridge[10, 10]
+    inv = apply_step(gray, TrailStep(name="invert"))
+    assert np.array_equal(inv.astype(int), 255 - gray.astype(int))
+
+
+def test_validate_fills_defaults_and_rejects_bad_params() -> None:
+    full = validate_step(TrailStep(name="clahe"))
+    assert full.params == {"clip_limit": 2.0, "tile": 8}
+    with pytest.raises(StepError, match="clahe"):
+        validate_step(TrailStep(name="clahe", params={"clip_limit": -1}))
+    with pytest.raises(StepError, match="unknown"):
+        validate_step(TrailStep(name="sharpen_magic"))
+    with pytest.raises(StepError, match="unexpected|extra|Extra"):
+        validate_step(TrailStep(name="gamma", params={"gama": 2}))
+    with pytest.raises(StepError, match="uint8"):
+        apply_step(np.zeros((4, 4), np.float32), TrailStep(name="invert"))

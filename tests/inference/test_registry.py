@@ -1,0 +1,117 @@
+"""Registry data: every entry valid, marking strings unambiguous unless declared, lab files extend it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from marktrace.inference.registry import (
+    RegistryError,
+    compact,
+    country_marking_strings,
+    load_registry,
+    maker_marking_strings,
+    tokenize,
+)
+
+
+def test_bundled_registry_is_valid_and_large_enough() -> None:
+    reg = load_registry()
+    assert len(reg.makers) >= 100
+    assert sum(m.kind == "importer" for m in reg.makers) >= 10
+    assert len(reg.countries) >= 50
+    codes = {c.code for c in reg.countries}
+    for m in reg.makers:
+        assert m.country in codes, m.id
+        assert m.marks, m.id
+    for h in reg.historic:
+        assert set(h.successors) <= codes, h.name
+
+
+def test_issue_makers_are_present_with_their_country() -> None:
+    reg = load_registry()
+    want = {"FN": "BE", "GLOCK": "AT", "BERETTA": "IT", "ZASTAVA": "RS", "H&K": "DE", "CZ": "CZ", "S&W": "US",
+            "RUGER": "US", "TAURUS": "BR", "WALTHER": "DE", "STEYR": "AT", "SIG SAUER": "DE", "COLT": "US",
+            "IZHMASH": "RU", "NORINCO": "CN", "FACTORY 66": "CN", "IZH": "RU", "FNH": "BE", "HK": "DE",
+            "CESKA ZBROJOVKA": "CZ", "FN HERSTAL": "BE", "F.N.": "BE"}
+    for mark, country in want.items():
+        hits = reg.lookup_mark(compact(tokenize(mark)))
+        assert hits, mark
+        assert hits[0].maker.country == country, (mark, hits[0].maker.id)
+
+
+def test_no_undeclared_shared_marking_strings() -> None:
+    reg = load_registry()
+    owners: dict[str, set[str]] = {}
+    for m in reg.makers:
+        for mark in m.marks:
+            owners.setdefault(compact(tokenize(mark)), set()).add(m.id)
+    for key, ids in owners.items():
+        if len(ids) > 1:
+            for mid in ids:
+                declared = {compact(tokenize(a)) for a in reg.maker(mid).ambiguous_marks}
+                assert key in declared, f"{key!r} shared by {sorted(ids)} but not declared by {mid}"
+
+
+def test_country_names_cover_marking_languages() -> None:
+    reg = load_registry()
+    for name, code in {"BELGIQUE": "BE", "DEUTSCHLAND": "DE", "ITALIA": "IT", "ESPAÑA": "ES", "ALEMANHA": "DE",
+                       "ГЕРМАНИЯ": "DE", "GERMANIYA": "DE", "NĚMECKO": "DE", "NEMAČKA": "DE", "ALMANYA": "DE",
+                       "U.S.A.": "US", "W. GERMANY": "DE", "CESKOSLOVENSKO": "CZ", "СССР": "RU"}.items():
+        hit = reg.country_by_name(compact(tokenize(name)))
+        assert hit is not None and hit[0] == code, name
+
+
+def test_cached_per_argument_set() -> None:
+    assert load_registry() is load_registry()
+
+
+def test_lab_file_extends_the_registry(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("makers:\n  - {id: lab-maker, name: Lab Maker, kind: manufacturer, country: NL, "
+                   "marks: [LABMAKER ARMS], models: [LM-1]}\n", encoding="utf-8")
+    reg = load_registry([lab])
+    assert reg.lookup_mark("LABMAKERARMS")[0].maker.name == "Lab Maker"
+    assert load_registry([lab]) is reg
+    assert not load_registry().lookup_mark("LABMAKERARMS")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("makers:\n  - {id: bad, name: Bad, kind: maker, country: NL, marks: [BAD ARMS]}\n", "makers[0] (id='bad')"),
+    ("makers:\n  - {id: bad2, name: Bad, kind: manufacturer, country: XX, marks: [BAD ARMS]}\n", "not in countries"),
+    ("makers:\n  - {id: glock, name: G, kind: manufacturer, country: AT, marks: [GX]}\n", "duplicate id"),
+    ("makers:\n  - {id: fake-glock, name: G, kind: manufacturer, country: AT, marks: [GLOCK]}\n", "ambiguous_marks"),
+    ("makers: [\n", "not valid YAML"),
+    ("colours: []\n", "unknown top-level"),
+    ("makers:\n  - {id: m1, name: M, kind: manufacturer, country: NL, marks: [A], models: [1.5]}\n", "quoted"),
+])
+def test_bad_lab_file_names_file_and_entry(tmp_path: Path, content: str, needle: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content, encoding="utf-8")
+    with pytest.raises(RegistryError) as err:
+        load_registry([bad])
+    assert needle in str(err.value)
+    if needle not in ("ambiguous_marks", "not in countries"):
+        assert str(bad) in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="not found"):
+        load_registry([tmp_path / "nope.yaml"])
+
+
+def test_marking_strings_for_the_generator() -> None:
+    strings = maker_marking_strings()
+    assert "FN" in strings["FN Herstal"] and "GLOCK" in strings["Glock"]
+    importers = maker_marking_strings(kind="importer")
+    assert "Century International Arms" in importers and "Glock" not in importers
+    assert "BELGIQUE" in country_marking_strings()["BE"]
+
+
+def test_tokenize_normalises_marking_forms() -> None:
+    assert tokenize("U.S.A.") == ["USA"]
+    assert tokenize("SMITH & WESSON") == tokenize("SMITH&WESSON") == ["SMITH&WESSON"]
+    assert tokenize("P.BERETTA") == ["P", "BERETTA"]
+    assert tokenize("7.62X39") == ["7.62X39"]
+    assert tokenize("ČESKÁ ZBROJOVKA") == ["CESKA", "ZBROJOVKA"]

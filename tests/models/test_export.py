@@ -1,0 +1,54 @@
+import numpy as np
+import onnx
+import pytest
+
+from marktrace.inference.onnx_models import ModelMetadataError, load_model
+
+torch = pytest.importorskip("torch")
+
+
+def test_exported_models_describe_themselves(tiny_models):
+    det = load_model(tiny_models["line_detection"], "line_detection")
+    rec = load_model(tiny_models["line_recognition"], "line_recognition")
+    assert det.meta.stride == 4 and det.meta.long_side == 640
+    assert rec.meta.input_height == 64 and "A" in rec.meta.charset and rec.meta.blank_index == 0
+    assert rec.meta.training_commit and rec.meta.version == "0.0.1"
+    # uint8 in, decoding outside: the graph takes raw pixels
+    assert rec.session.get_inputs()[0].type == "tensor(uint8)"
+    assert det.session.get_inputs()[0].type == "tensor(uint8)"
+    probs = rec.session.run(None, {"pixels": np.zeros((2, 1, 64, 96), np.uint8)})[0]
+    assert probs.shape == (2, 96 // 4 - 1, len(rec.meta.charset) + 1)
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_inference_refuses_a_model_for_another_task(tiny_models):
+    with pytest.raises(ModelMetadataError, match="expected line_recognition"):
+        load_model(tiny_models["line_detection"], "line_recognition")
+
+
+def test_inference_refuses_a_model_without_metadata(tiny_models, tmp_path):
+    model = onnx.load(str(tiny_models["line_recognition"]))
+    del model.metadata_props[:]
+    stripped = tmp_path / "stripped.onnx"
+    onnx.save(model, str(stripped))
+    with pytest.raises(ModelMetadataError, match="not a marktrace model"):
+        load_model(stripped, "line_recognition")
+
+
+def test_export_fails_when_onnxruntime_disagrees(tmp_path, monkeypatch):
+    from marktrace.models import export as export_module
+    from marktrace.models.networks.detector import DetectorForExport, build_detector
+
+    module = DetectorForExport(build_detector("tiny")).eval()
+    sample = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "det.onnx"
+    torch.onnx.export(module, (torch.from_numpy(sample),), str(path), input_names=["pixels"], opset_version=17,
+                      dynamo=False)
+
+    class Drifted(torch.nn.Module):
+        def forward(self, x):
+            return module(x) + 0.01
+
+    with pytest.raises(export_module.ExportParityError, match="differs from torch"):
+        export_module.check_parity(Drifted(), path, [sample], atol=1e-3)
+    assert not path.exists(), "a model that failed parity must not be left behind"

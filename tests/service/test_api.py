@@ -1,0 +1,285 @@
+"""The API through TestClient on both backends: create/read/list/review, evidence, limits, tenancy, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import zlib
+
+import pytest
+from fastapi.testclient import TestClient
+from svc_helpers import auth, make_image
+
+from marktrace.service.evidence import EvidenceStore
+
+
+def post(client: TestClient, key: str, files: list[tuple[str, bytes]], **extra: object) -> object:
+    headers = auth(key)
+    if "idem" in extra:
+        headers["Idempotency-Key"] = str(extra.pop("idem"))
+    data = {k: str(v) for k, v in extra.items()}
+    return client.post(
+        "/v1/identifications",
+        headers=headers,
+        files=[("files", (name, body, "image/png")) for name, body in files],
+        data=data,
+    )
+
+
+def test_create_read_and_evidence_roundtrip(client: TestClient, keys) -> None:
+    img = make_image(80, 60, seed=1)
+    r = post(client, keys.a, [("p1.png", img)], case_ref="CASE-1", notes="bench 3")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    sha = hashlib.sha256(img).hexdigest()
+    assert body["sha256"] == {"p1.png": sha}
+    assert body["originals"][0]["sha256"] == sha
+    assert body["record"]["serial_number"]["value"] == f"FAKE{sha[:6].upper()}"
+    assert body["case_ref"] == "CASE-1" and body["lab"] == "lab-a"
+    assert r.headers["location"] == f"/v1/identifications/{body['id']}"
+
+    got = client.get(f"/v1/identifications/{body['id']}", headers=auth(keys.a_viewer))
+    assert got.status_code == 200 and got.json()["id"] == body["id"]
+
+    orig = client.get(body["originals"][0]["url"], headers=auth(keys.a))
+    assert orig.status_code == 200
+    assert orig.content == img
+    assert orig.headers["x-content-sha256"] == sha
+    assert orig.headers["x-content-type-options"] == "nosniff"
+    assert orig.headers["content-disposition"].startswith("attachment")
+
+    derived = body["derived"][0]
+    d = client.get(derived["url"], headers=auth(keys.a))
+    assert d.status_code == 200 and hashlib.sha256(d.content).hexdigest() == derived["sha256"]
+    # the view's trail hash matches the stored derived bytes
+    assert body["views"][0]["trail"]["sha256"] == derived["sha256"]
+
+
+def test_multi_light_upload_with_lights(client: TestClient, keys) -> None:
+    files = [(f"l{i}.png", make_image(40, 40, seed=10 + i)) for i in range(3)]
+    lights = json.dumps({"l0.png": [0, 30], "l1.png": [120, 30], "l2.png": {"azimuth": 240, "elevation": 30}})
+    r = post(client, keys.a, files, lights=lights, case_ref="ML")
+    assert r.status_code == 201, r.text
+    assert len(r.json()["originals"]) == 3
+    bad = post(client, keys.a, files, lights=json.dumps({"nope.png": [0, 1]}))
+    assert bad.status_code == 422 and "nope.png" in bad.json()["detail"]
+
+
+def test_list_pagination_and_filters(client: TestClient, keys) -> None:
+    for i in range(5):
+        files = [(f"x{i}.png", make_image(20, 20, seed=100 + i))]
+        assert post(client, keys.a, files, case_ref=f"C{i % 2}").status_code == 201
+    post(client, keys.b, [("b.png", make_image(20, 20, seed=999))], case_ref="C0")
+    page = client.get("/v1/identifications?limit=2", headers=auth(keys.a)).json()
+    assert page["total"] == 5 and len(page["items"]) == 2 and page["next_offset"] == 2
+    last = client.get("/v1/identifications?limit=2&offset=4", headers=auth(keys.a)).json()
+    assert len(last["items"]) == 1 and last["next_offset"] is None
+    c0 = client.get("/v1/identifications?case_ref=C0", headers=auth(keys.a)).json()
+    assert c0["total"] == 3 and all(i["lab"] == "lab-a" for i in c0["items"])
+
+
+def test_review_history_and_viewer_forbidden(client: TestClient, keys) -> None:
+    ident = post(client, keys.a, [("p.png", make_image(seed=2))]).json()["id"]
+    url = f"/v1/identifications/{ident}"
+    change = {"changes": [{"field": "serial_number", "action": "correct", "value": "AB1234", "note": "re-read"}]}
+    assert client.patch(url, json=change, headers=auth(keys.a_viewer)).status_code == 403
+    r = client.patch(url, json={**change, "version": 1}, headers=auth(keys.a))
+    assert r.status_code == 200, r.text
+    field = r.json()["record"]["serial_number"]
+    assert field["value"] == "AB1234" and field["status"] == "corrected"
+    assert field["history"][-1]["actor"] == f"key:{keys.a_id}@lab-a"
+    assert field["history"][-1]["old_value"].startswith("FAKE")
+    assert r.json()["version"] == 2
+    stale = client.patch(url, json={**change, "version": 1}, headers=auth(keys.a))
+    assert stale.status_code == 409
+    confirm_body = {"changes": [{"field": "serial_number", "action": "confirm"}]}
+    confirm = client.patch(url, json=confirm_body, headers=auth(keys.a))
+    assert confirm.json()["record"]["serial_number"]["status"] == "confirmed"
+    assert len(confirm.json()["record"]["serial_number"]["history"]) == 2
+    missing = client.patch(url, json={"changes": [{"field": "nope", "action": "confirm"}]}, headers=auth(keys.a))
+    assert missing.status_code == 422
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_idempotent_retries(client: TestClient, keys) -> None:
+    img = make_image(seed=3)
+    first = post(client, keys.a, [("p.png", img)], idem="k-1")
+    again = post(client, keys.a, [("p.png", img)], idem="k-1")
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers.get("idempotent-replayed") == "true"
+    other = post(client, keys.a, [("p.png", make_image(seed=4))], idem="k-1")
+    assert other.status_code == 422
+    # the same key in another lab is independent
+    b = post(client, keys.b, [("p.png", img)], idem="k-1")
+    assert b.status_code == 201 and b.json()["id"] != first.json()["id"]
+    assert client.get("/v1/identifications", headers=auth(keys.a)).json()["total"] == 1
+
+
+def test_auth_missing_unknown_revoked(client: TestClient, keys) -> None:
+    assert client.get("/v1/identifications").status_code == 401
+    r = client.get("/v1/identifications", headers=auth("mtk_nope_nope"))
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/v1/identifications", headers=auth(keys.a)).status_code == 200
+    assert keys.store.revoke_key(keys.a_id)
+    assert client.get("/v1/identifications", headers=auth(keys.a)).status_code == 401
+    events = [e["event"] for e in keys.store.audit_entries()]
+    assert events.count("auth_failed") == 3
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "status"),
+    [
+        ("zero.png", b"", 422),
+        ("text.png", b"hello, this is not an image at all", 415),
+        ("page.jpg", b"<html><script>alert(1)</script></html>" + make_image(fmt="JPEG"), 415),
+        ("trunc.jpg", make_image(200, 200, fmt="JPEG")[:900], 422),
+        ("trunc.png", make_image(200, 200)[:300], 422),
+        ("bomb.png", _png_header_only(100_000, 100_000), 413),
+        ("liar.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, 422),
+    ],
+)
+def test_hostile_uploads(client: TestClient, keys, name: str, payload: bytes, status: int) -> None:
+    r = post(client, keys.a, [(name, payload)])
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert name in r.json()["detail"]
+    assert client.get("/v1/identifications", headers=auth(keys.a)).json()["total"] == 0
+    rejected = [e for e in keys.store.audit_entries() if e["event"] == "create"]
+    assert [e["outcome"] for e in rejected] == ["rejected"]
+    # nothing of a rejected upload stays in the evidence folder
+    ev: EvidenceStore = client.app.state.service.evidence
+    assert not any(p.is_file() for p in ev.objects.rglob("*"))
+    assert not any(ev.tmp_dir.iterdir())
+
+
+def test_polyglot_jpeg_zip_is_stored_exact_and_served_as_attachment(client: TestClient, keys) -> None:
+    buf = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("evil.html", "<script>alert(1)</script>")
+    poly = make_image(32, 32, fmt="JPEG") + buf.getvalue()
+    r = post(client, keys.a, [("poly.jpg", poly)])
+    assert r.status_code == 201
+    o = client.get(r.json()["originals"][0]["url"], headers=auth(keys.a))
+    assert o.content == poly
+    assert o.headers["content-type"] == "application/octet-stream"
+    assert o.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in o.headers["content-security-policy"]
+
+
+def test_size_caps(client: TestClient, keys) -> None:
+    big = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2_100_000  # over max_file_bytes, under max_request_bytes
+    r = post(client, keys.a, [("big.png", big)])
+    assert r.status_code == 413 and "big.png" in r.json()["detail"]
+    two = post(client, keys.a, [("a.png", big[:1_600_000]), ("b.png", big[:1_600_000])])
+    assert two.status_code == 413  # the request cap
+    huge = client.post(
+        "/v1/identifications", headers={**auth(keys.a), "Content-Type": "multipart/form-data; boundary=x"},
+        content=b"x" * 3_100_000,
+    )
+    assert huge.status_code == 413
+    not_multipart = client.post("/v1/identifications", headers=auth(keys.a), json={"files": []})
+    assert not_multipart.status_code == 415
+
+
+def test_tenancy_matrix_every_route(client: TestClient, keys) -> None:
+    a = post(client, keys.a, [("a.png", make_image(seed=5))]).json()
+    ident, sha, dsha = a["id"], a["originals"][0]["sha256"], a["derived"][0]["sha256"]
+    schema = client.get("/openapi.json").json()
+    public = {"/livez", "/readyz", "/metrics"}
+    concrete = {
+        "{ident}": ident,
+    }
+    checked = 0
+    for path, ops in schema["paths"].items():
+        if path in public:
+            continue
+        for method in ops:
+            url = path.replace("{ident}", concrete["{ident}"])
+            url = url.replace("/originals/{sha256}", f"/originals/{sha}")
+            url = url.replace("/derived/{sha256}", f"/derived/{dsha}")
+            kwargs: dict = {}
+            if method == "patch":
+                kwargs["json"] = {"changes": [{"field": "serial_number", "action": "confirm"}]}
+            if method == "post":
+                kwargs["files"] = [("files", ("b.png", make_image(seed=6), "image/png"))]
+            # no key and a revoked-looking key: 401 everywhere
+            assert client.request(method, url, **kwargs).status_code == 401, (method, path)
+            r_b = client.request(method, url, headers=auth(keys.b), **kwargs)
+            if "{ident}" in path:
+                missing = client.request(method, url.replace(ident, "00000000-0000-0000-0000-000000000000"),
+                                         headers=auth(keys.b), **kwargs)
+                assert r_b.status_code == 404 == missing.status_code, (method, path)
+                assert r_b.json()["title"] == missing.json()["title"]
+                r_a = client.request(method, url, headers=auth(keys.a), **kwargs)
+                assert r_a.status_code == 200, (method, path, r_a.text)
+            elif method == "get":
+                assert all(i["lab"] == "lab-b" for i in r_b.json()["items"])
+            checked += 1
+    assert checked >= 6
+    # lab A's record was never changed by lab B
+    assert client.get(f"/v1/identifications/{ident}", headers=auth(keys.a)).json()["version"] == 2
+
+
+def test_audit_chain_and_tamper_detection(client: TestClient, keys) -> None:
+    ident = post(client, keys.a, [("p.png", make_image(seed=7))]).json()["id"]
+    client.get(f"/v1/identifications/{ident}", headers=auth(keys.a))
+    store = keys.store
+    report = store.verify_audit()
+    assert report.ok and report.entries >= 5
+    events = {(e["event"], e["outcome"]) for e in store.audit_entries()}
+    assert {("create", "success"), ("read", "success"), ("key_create", "success")} <= events
+    # UPDATE is refused by the database
+    from sqlalchemy import text
+
+    with pytest.raises(Exception, match="append-only"), store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET outcome='x' WHERE seq=2"))
+    # an attacker who drops the guard and edits an entry is caught by the chain
+    with store.engine.begin() as conn:
+        if store.is_postgres:
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        conn.execute(text("UPDATE audit_log SET actor='someone-else' WHERE seq=2"))
+    broken = store.verify_audit()
+    assert not broken.ok and any("entry 2" in p and "altered" in p for p in broken.problems)
+
+
+def test_health_and_metrics(client: TestClient, keys) -> None:
+    assert client.get("/livez").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready["checks"] == {"reader": True, "database": True, "evidence": True, "not_draining": True}
+    post(client, keys.a, [("p.png", make_image(seed=8))])
+    text_ = client.get("/metrics").text
+    assert 'marktrace_http_requests_total{method="POST",route="/v1/identifications",status="201"} 1.0' in text_
+    assert 'marktrace_inference_seconds_count{model="fake"} 1.0' in text_
+    client.app.state.service.draining = True
+    assert client.get("/readyz").status_code == 503
+    r = post(client, keys.a, [("p.png", make_image(seed=9))])
+    assert r.status_code == 503 and r.headers["retry-after"]
+
+
+def test_queue_full_answers_503(client: TestClient, keys) -> None:
+    pool = client.app.state.service.pool
+    slots = [pool.acquire() for _ in range(pool.capacity)]
+    try:
+        r = post(client, keys.a, [("p.png", make_image(seed=11))])
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    finally:
+        for s in slots:
+            s.close()
+    assert post(client, keys.a, [("p.png", make_image(seed=11))]).status_code == 201

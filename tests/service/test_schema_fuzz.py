@@ -1,0 +1,60 @@
+"""Schemathesis over the published OpenAPI schema: no server error on any generated request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from svc_helpers import wait_ready
+
+from marktrace.service.app import create_app
+from marktrace.service.settings import ServiceSettings
+
+_state: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def api_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    root: Path = tmp_path_factory.mktemp("fuzz")
+    cfg = ServiceSettings(
+        data_dir=root,
+        database_url=f"sqlite:///{root / 'db.sqlite3'}",
+        reader="marktrace.service.fake_reader:FakeReader",
+        workers=1,
+        queue_size=2,
+    )
+    with TestClient(create_app(cfg)) as client:
+        wait_ready(client)
+        store = client.app.state.service.store  # type: ignore[attr-defined]
+        _, key = store.create_key("fuzz-lab")
+        _state["key"] = key
+        yield client
+
+
+@pytest.fixture(scope="module")
+def api_schema(api_client: TestClient) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_asgi("/openapi.json", api_client.app)
+
+
+def test_no_server_errors(api_schema: schemathesis.BaseSchema) -> None:
+    headers = {"Authorization": f"Bearer {_state['key']}"}
+    checked = 0
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def run(case: schemathesis.Case) -> None:
+            response = case.call(headers=headers)
+            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:500])
+            if response.status_code >= 400:
+                ctype = response.headers.get("content-type") or [""]
+                assert (ctype if isinstance(ctype, str) else ctype[0]).startswith("application/problem+json")
+
+        run()
+        checked += 1
+    assert checked >= 8

@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from marktrace.training.config import load_config
+from marktrace.training.train import detector_loss, encode_texts, lr_factor
+
+torch = pytest.importorskip("torch")
+
+
+def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_run):
+    config = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert config["name"] == "tiny" and config["seed"] == 7
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert info["seed"] == 7 and info["commit"]
+    assert info["det_steps"] == 6 and info["rec_steps"] == 6
+    assert "eval_serial_exact" in info["final_metrics"]
+    events = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "train" for e in events) and any(e["event"] == "eval" for e in events)
+    for name in ("detector-best.pt", "recognizer-best.pt", "detector-last.pt", "recognizer-last.pt"):
+        assert (tiny_run / "checkpoints" / name).stat().st_size > 0
+
+
+def test_overrides_and_unknown_keys():
+    cfg = load_config("tiny", {"recognizer.steps": 3})
+    assert cfg.recognizer.steps == 3
+    with pytest.raises(ValueError, match="extra"):
+        load_config("tiny", {"recognizer.nonsense": 1})
+    with pytest.raises(FileNotFoundError, match="presets"):
+        load_config("no-such-preset")
+
+
+def test_lr_schedule_warms_up_and_decays_by_time():
+    assert lr_factor(0, 1000, 0.0, None, warmup=10) == pytest.approx(0.1)
+    assert lr_factor(10, 1000, 0.0, None, warmup=10) == pytest.approx(1.0)
+    # half the time gone: cosine is at its midpoint even though few steps were done
+    assert lr_factor(20, 1000, 50.0, 100.0, warmup=10) == pytest.approx(0.525)
+    assert lr_factor(20, 1000, 500.0, 100.0, warmup=10) == pytest.approx(0.05)
+
+
+def test_detector_loss_prefers_the_right_answer():
+    target = torch.zeros(1, 3, 8, 8)
+    target[:, 0, 2:4, 1:7] = 1
+    target[:, 1, 2:4, 1:7] = 1  # reading right
+    weight = torch.ones(1, 8, 8)
+    good = torch.full((1, 3, 8, 8), -6.0)
+    good[:, 0, 2:4, 1:7] = 6
+    good[:, 1] = 1
+    good[:, 2] = 0
+    bad = good.clone()
+    bad[:, 1] = -1  # reading left
+    assert detector_loss(good, target, weight) < detector_loss(bad, target, weight)
+
+
+def test_ctc_targets_are_one_based():
+    flat, lengths = encode_texts(["AB", "1"], "1AB")
+    assert flat.tolist() == [2, 3, 1] and lengths.tolist() == [2, 1]
+    assert np.all(flat.numpy() >= 1)

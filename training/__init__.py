@@ -1,0 +1,1 @@
+"""Training loops and recipes for the marking models (needs the ``[train]`` extra)."""

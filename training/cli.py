@@ -1,0 +1,58 @@
+"""CLI commands for training and export: ``marktrace train`` and ``marktrace export-models``.
+
+torch is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise typer.BadParameter(f"{pair!r}: expected key=value (e.g. recognizer.steps=100)")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def train(
+    config: Annotated[str, typer.Option(help="Preset (tiny, cpu, gpu) or a YAML file")] = "cpu",
+    out: Annotated[Path, typer.Option(help="Folder that receives the run folder")] = Path("runs"),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. --set recognizer.steps=100")
+    ] = None,
+) -> None:
+    """Train the line detector and recognizer; writes a run folder with config, seed, commit, metrics, checkpoints."""
+    from marktrace.training.config import load_config
+    from marktrace.training.train import train as run_training
+
+    cfg = load_config(config, _parse_overrides(set_ or []))
+    run = run_training(cfg, out, progress=lambda msg: console.print(msg, highlight=False))
+    console.print(f"[green]run folder[/green] {run}")
+    typer.echo(str(run))
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Training run folder")],
+    out: Annotated[Path, typer.Option(help="Folder for the ONNX files")] = Path("models/shipped"),
+    version: Annotated[str, typer.Option(help="Semantic version of the exported models")] = "1.0.0",
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint tag (best or last)")] = "best",
+    register: Annotated[bool, typer.Option(help="Record the files in OUT/registry.json")] = True,
+) -> None:
+    """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree."""
+    from marktrace.models.publish import export_run
+
+    results = export_run(run, out, version, checkpoint, register)
+    typer.echo(json.dumps(results, indent=2))

@@ -1,0 +1,190 @@
+"""Training samples from the synthetic renderer (and labelled real photos): detector crops with targets, line crops."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from marktrace.datasets.synth import SynthConfig, render_marking
+from marktrace.inference.detect import CORE_SHRINK
+from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
+from marktrace.inference.recognize import batch_line_crops
+from marktrace.models.networks.detector import DETECTOR_STRIDE
+from marktrace.training.config import TrainConfig
+
+
+@dataclass
+class PhotoSample:
+    """One photo's training material."""
+
+    det_image: np.ndarray  # (crop, crop, 3) uint8 RGB
+    det_target: np.ndarray  # (3, crop/4, crop/4) float32: core, cos, sin
+    det_weight: np.ndarray  # (crop/4, crop/4) float32, 0 where the target is unknown
+    crops: list[tuple[np.ndarray, str]]
+
+
+def _quad_direction(quad: np.ndarray) -> tuple[float, float]:
+    v = (quad[1] - quad[0]) + (quad[2] - quad[3])
+    n = float(np.hypot(v[0], v[1])) or 1.0
+    return float(v[0] / n), float(v[1] / n)
+
+
+def detector_targets(quads: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Core map and direction maps at 1/4 resolution for quads given in input pixels."""
+    h, w = size[0] // DETECTOR_STRIDE, size[1] // DETECTOR_STRIDE
+    target = np.zeros((3, h, w), np.float32)
+    weight = np.ones((h, w), np.float32)
+    for quad in quads:
+        core = pad_quad(quad, -CORE_SHRINK, -CORE_SHRINK) / DETECTOR_STRIDE
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(core).astype(np.int32)], 1)
+        if not mask.any():
+            # Too small to have a core at this scale: don't teach either answer there.
+            cv2.fillPoly(weight, [np.round(quad / DETECTOR_STRIDE).astype(np.int32)], 0.0)
+            continue
+        cos, sin = _quad_direction(quad)
+        on = mask.astype(bool)
+        target[0][on] = 1.0
+        target[1][on] = cos
+        target[2][on] = sin
+    return target, weight
+
+
+def random_line_crop(
+    image: np.ndarray, quad: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Cut a line crop the way inference will, with the detector's typical imprecision."""
+    rc = cfg.recognizer
+    _, height = quad_size(quad)
+    q = pad_quad(quad, rng.uniform(*rc.pad_x), rng.uniform(*rc.pad_y))
+    q = q + rng.normal(0.0, rc.jitter * height, size=(4, 2)).astype(np.float32)
+    crop = rectify_line(image, q, height=rc.height, max_width=rc.max_width)
+    if rng.random() < 0.05:
+        crop = 255 - crop
+    return crop
+
+
+def _crop_for_detector(
+    image: np.ndarray, quads: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    dc = cfg.detector
+    h, w = image.shape[:2]
+    scale = rng.uniform(*dc.long_side) / max(h, w)
+    resized = cv2.resize(
+        image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    quads = [q * scale for q in quads]
+    rh, rw = resized.shape[:2]
+    size = dc.crop
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[:] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    x0 = int(rng.integers(0, max(rw - size, 0) + 1))
+    y0 = int(rng.integers(0, max(rh - size, 0) + 1))
+    ox = int(rng.integers(0, max(size - rw, 0) + 1))
+    oy = int(rng.integers(0, max(size - rh, 0) + 1))
+    part = resized[y0 : y0 + size, x0 : x0 + size]
+    canvas[oy : oy + part.shape[0], ox : ox + part.shape[1]] = part
+    shift = np.array([ox - x0, oy - y0], np.float32)
+    return canvas, [q + shift for q in quads]
+
+
+def _truth_quads(lines: list[tuple[list[tuple[float, float]], str]]) -> list[tuple[np.ndarray, str]]:
+    out = []
+    for polygon, text in lines:
+        quad = np.asarray(polygon, np.float32).reshape(4, 2)
+        out.append((quad, text))
+    return out
+
+
+def make_photo_sample(
+    image_bgr: np.ndarray,
+    lines: list[tuple[list[tuple[float, float]], str]],
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    charset: str,
+) -> PhotoSample:
+    """Build detector and recognizer material from one photo and its reading-order line quads."""
+    truths = _truth_quads(lines)
+    crops = []
+    allowed = set(charset)
+    for quad, text in truths:
+        text = "".join(c for c in text if c in allowed).strip()
+        if text and quad_size(quad)[1] >= 4:
+            crops.append((random_line_crop(image_bgr, quad, cfg, rng), text))
+    det_image, det_quads = _crop_for_detector(image_bgr, [q for q, _ in truths], cfg, rng)
+    target, weight = detector_targets(det_quads, det_image.shape[:2])
+    return PhotoSample(det_image[:, :, ::-1].copy(), target, weight, crops)
+
+
+def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]]:
+    """Labelled real photos (datasets format) that have line polygons."""
+    entries = []
+    for folder in folders:
+        manifest = Path(folder) / "manifest.jsonl"
+        for raw in manifest.read_text().splitlines():
+            if not raw.strip():
+                continue
+            obj = json.loads(raw)
+            lines = [(ln["polygon"], ln["text"]) for ln in obj.get("lines", []) if ln.get("polygon")]
+            if lines:
+                entries.append((Path(folder) / obj["image"], lines))
+    return entries
+
+
+class PhotoStream(IterableDataset[PhotoSample]):
+    """An endless, seeded stream of training photos: synthetic, mixed with real ones when given."""
+
+    def __init__(self, cfg: TrainConfig, charset: str, seed_offset: int = 0) -> None:
+        self.cfg = cfg
+        self.charset = charset
+        self.seed_offset = seed_offset
+        self.real = load_real_entries(list(cfg.real_data)) if cfg.real_data else []
+
+    def synth_config(self, rng: np.random.Generator) -> SynthConfig:
+        base = self.cfg.synth
+        if rng.random() < self.cfg.clean_fraction:
+            return base.model_copy(update={"wear": (0.0, 0.15), "camera": 0.4})
+        return base
+
+    def __iter__(self) -> Iterator[PhotoSample]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        workers = info.num_workers if info is not None else 1
+        index = worker
+        while True:
+            seed = self.cfg.seed * 1_000_003 + self.seed_offset + index
+            rng = np.random.default_rng(seed)
+            index += workers
+            if self.real and rng.random() < self.cfg.real_fraction:
+                path, lines = self.real[int(rng.integers(len(self.real)))]
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    continue
+            else:
+                marking = render_marking(int(seed % (2**31)), self.synth_config(rng))
+                image = marking.image
+                lines = [(ln.polygon, ln.text) for ln in marking.lines]
+            for _ in range(self.cfg.samples_per_photo):
+                yield make_photo_sample(image, lines, self.cfg, rng, self.charset)
+
+
+def collate_photos(samples: list[PhotoSample]) -> dict[str, object]:
+    """Stack detector material; pass line crops through as a list."""
+    return {
+        "det_image": torch.from_numpy(np.stack([s.det_image for s in samples])),
+        "det_target": torch.from_numpy(np.stack([s.det_target for s in samples])),
+        "det_weight": torch.from_numpy(np.stack([s.det_weight for s in samples])),
+        "crops": [crop for s in samples for crop in s.crops],
+    }
+
+
+def batch_crops_for_torch(crops: list[tuple[np.ndarray, str]], height: int) -> tuple[torch.Tensor, list[str]]:
+    """Pad line crops as inference does and return them with their texts."""
+    return torch.from_numpy(batch_line_crops([c for c, _ in crops], height)), [t for _, t in crops]
