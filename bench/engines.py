@@ -112,8 +112,15 @@ class MarktraceEngine(Engine):
             entry = record.get(key)
             if isinstance(entry, dict) and entry.get("value") is not None:
                 fields[key] = entry["value"]
-        if isinstance(serial, dict) and serial.get("method"):
-            fields["method"] = serial["method"]
+        if isinstance(serial, dict):
+            evidence = serial.get("evidence")
+            method = serial.get("method") or (evidence.get("method") if isinstance(evidence, dict) else None)
+            if method:
+                fields["method"] = str(method)
+            if serial.get("flags"):
+                fields["serial_flags"] = serial["flags"]
+        if result.timings_ms:
+            fields["timings_ms"] = dict(result.timings_ms)
         return Reading(lines=[ln.text for ln in result.lines], serial=value, fields=fields)
 
     def info(self) -> dict[str, Any]:
@@ -129,8 +136,20 @@ class EasyOCREngine(Engine):
     def __init__(self, options: EngineOptions) -> None:
         if importlib.util.find_spec("easyocr") is None:
             raise EngineUnavailable("easyocr: not installed (pip install 'marktrace[peers]')")
+        from easyocr import config as easyocr_config
+
         from marktrace.models.pretrained import CRAFT_MLT_25K, ENGLISH_G2, WeightChecksumError, verified_weight_path
 
+        published = {
+            ENGLISH_G2.filename: easyocr_config.recognition_models["gen2"]["english_g2"]["md5sum"],
+            CRAFT_MLT_25K.filename: easyocr_config.detection_models["craft"]["md5sum"],
+        }
+        for weights in (ENGLISH_G2, CRAFT_MLT_25K):
+            if published[weights.filename] != weights.md5:
+                raise EngineUnavailable(
+                    f"easyocr: {weights.filename}: EasyOCR's config publishes md5 {published[weights.filename]}, "
+                    f"marktrace expects {weights.md5}"
+                )
         try:
             recog = verified_weight_path(ENGLISH_G2)
             detect = verified_weight_path(CRAFT_MLT_25K)
@@ -156,7 +175,11 @@ class EasyOCREngine(Engine):
         return Reading(lines=lines)
 
     def info(self) -> dict[str, Any]:
-        return {"version": _version("easyocr"), "weights": str(self.folder), "md5_verified": True}
+        return {
+            "version": _version("easyocr"),
+            "weights": str(self.folder),
+            "md5_verified": "english_g2.pth and craft_mlt_25k.pth match EasyOCR's config",
+        }
 
 
 class RapidOCREngine(Engine):

@@ -13,6 +13,7 @@ Definitions (the README's table uses them):
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,6 +59,50 @@ def score(prediction: str, truth: str) -> dict[str, Any]:
     return {"exact": normalize_serial(prediction) == normalize_serial(truth), "cer": round(cer(prediction, truth), 4)}
 
 
+def alteration_positions(flags: Sequence[dict[str, Any]], value: str) -> set[int]:
+    """Positions (in the normalised serial) of a serial field's over-stamp / alteration flags.
+
+    A flag counts when its ``kind`` mentions "stamp" or "alter", or when it has no ``kind`` but a
+    ``position`` and a ``score`` (the shape :func:`marktrace.inference.enhance.alteration.flag_alterations`
+    returns). ``position`` is read as an index into the field's value (spaces then dropped).
+    """
+    out: set[int] = set()
+    for flag in flags:
+        kind = str(flag.get("kind", ""))
+        pos = flag.get("position")
+        if not isinstance(pos, int):
+            continue
+        if ("stamp" in kind or "alter" in kind) or (not kind and "score" in flag):
+            out.add(len(re.sub(r"\s+", "", value[:pos])) if 0 <= pos <= len(value) else pos)
+    return out
+
+
+def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Over-stamp flag recall and false-flag rate over rows whose truth marks over-stamped characters.
+
+    Truth: ``truth_extra["serial_overstamped"]`` (positions in the normalised serial). Flags: the
+    engine's ``fields["serial_flags"]``. Returns None when no row carries truth positions, or no row of
+    the engine carries flags at all (the engine does not flag alterations).
+    """
+    truthful = [r for r in rows if (r.get("truth_extra") or {}).get("serial_overstamped") is not None]
+    if not truthful or not any("serial_flags" in (r.get("fields") or {}) for r in rows):
+        return None
+    hits = positives = false_flags = clean = 0
+    for r in truthful:
+        truth_pos = set(r["truth_extra"]["serial_overstamped"])
+        n_chars = len(normalize_serial(r["truth"]))
+        flagged = alteration_positions((r.get("fields") or {}).get("serial_flags", []), str(r.get("prediction", "")))
+        positives += len(truth_pos)
+        hits += len(truth_pos & flagged)
+        clean += n_chars - len(truth_pos)
+        false_flags += len(flagged - truth_pos)
+    return {
+        "overstamped_chars": positives,
+        "flag_recall": round(hits / positives, 4) if positives else None,
+        "false_flag_rate": round(false_flags / clean, 4) if clean else None,
+    }
+
+
 def _mean(xs: Sequence[float]) -> float | None:
     return round(statistics.fmean(xs), 4) if xs else None
 
@@ -101,4 +146,21 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             }
             for p in parts
         }
+    methods = sorted({str(r["fields"]["method"]) for r in ok if r.get("fields", {}).get("method")})
+    if methods:
+        out["by_method"] = {}
+        for m in methods:
+            mr = [r for r in ok if r.get("fields", {}).get("method") == m]
+            out["by_method"][m] = {
+                "n": len(mr),
+                "exact": round(sum(bool(r.get("exact")) for r in mr) / len(mr), 4),
+                "cpu_ms_per_item": _mean([float(r["cpu_ms"]) for r in mr]),
+                "wall_ms_per_item": _mean([float(r["wall_ms"]) for r in mr]),
+            }
+    alteration = alteration_scores(rows)
+    if alteration is not None:
+        out["alteration"] = alteration
+    alteration = alteration_scores(rows)
+    if alteration is not None:
+        out["alteration"] = alteration
     return out

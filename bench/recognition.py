@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from bench.engines import ENGINE_NAMES
 from bench.metrics import summarize
-from bench.report import markdown, ratios, rich_table, write_json
+from bench.report import alteration_summary, markdown, method_summary, ratios, rich_table, write_json
 from bench.sets import DEFAULT_CACHE, SETS, BenchItem, get_set, load_items, materialize
 from bench.worker import PROGRESS_PREFIX
 
@@ -168,7 +168,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit code (2 on bad arguments)."""
     args = parse_args(argv)
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # logs and pipes: keep the table readable
     try:
         set_names = [s for s in args.sets.split(",") if s.strip()]
         chosen = [get_set(s.strip()) for s in set_names]
@@ -235,12 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     for result in results:
         console.print(rich_table(result))
+        for line in (method_summary(result), alteration_summary(result)):
+            if line:
+                console.print(line)
         path = write_json(args.results / f"{today}-{result['set']}.json", result)
         console.print(f"wrote {path}")
     md = args.results / "latest.md"
     md.write_text(markdown(results, command, machine), encoding="utf-8")
     console.print(f"wrote {md}")
-    return 0
+    ran = [e for e, (_, record) in per_engine.items() if record.get("type") != "unavailable"]
+    return 0 if ran else 1
 
 
 if __name__ == "__main__":

@@ -94,6 +94,28 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def method_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
+    """One line: the engine's exact match and time per reading method (direct, chain:..., photometric:...)."""
+    by_method = result.get("engines", {}).get(engine, {}).get("by_method") or {}
+    parts = [
+        f"{m}: n={v['n']}, exact {_fmt(v['exact'], pct=True)}, CPU {_fmt(v['cpu_ms_per_item'])} ms/item"
+        for m, v in by_method.items()
+    ]
+    return f"{engine} by method — " + "; ".join(parts) if parts else ""
+
+
+def alteration_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
+    """One line: over-stamp flag recall and false-flag rate (issue 3: >= 80% at < 5%), if measured."""
+    alt = result.get("engines", {}).get(engine, {}).get("alteration")
+    if not alt:
+        return ""
+    return (
+        f"{engine} over-stamp flags — recall {_fmt(alt['flag_recall'], pct=True)} (target ≥ 80%), "
+        f"false flags {_fmt(alt['false_flag_rate'], pct=True)} of clean characters (target < 5%), "
+        f"{alt['overstamped_chars']} over-stamped characters"
+    )
+
+
 def rich_table(result: dict[str, Any]) -> Table:
     """A rich table of one set's result."""
     target = result.get("target_exact")
@@ -130,6 +152,9 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
         for row in table_rows(result):
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         out.append("")
+        for line in (method_summary(result), alteration_summary(result)):
+            if line:
+                out += [line, ""]
     out += [
         "Serial exact: truth and prediction with a leading label (`S/N`, `SER.`, `No.`) and all spaces removed, "
         "case-sensitive. CER: edit distance / truth length. marktrace is scored on its `serial_number` field "

@@ -14,6 +14,7 @@ manifest entry names the first shot as ``image`` (the truth polygons refer to it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,15 +37,21 @@ SETS_VERSION = "bench-sets-1"
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 LIGHTS_FILE = "lights.json"
 
-_SERIAL_LABEL = re.compile(r"^\s*(?:SER(?:IAL)?\.?|S/N|NO\.|N°)\s*[:#]?\s*", re.IGNORECASE)
+_SERIAL_LABEL = re.compile(r"^\s*(?:SERIAL\b\.?|SER\.|S/N|N[O°]\.?(?=[\s\d#:.]))\s*[:#]?\s*", re.IGNORECASE)
 
 
 def normalize_serial(text: str) -> str:
-    """The serial as scored: a leading label (``SER.``, ``S/N``, ``SERIAL``, ``No.``) and all spaces removed.
+    """The serial as scored: a leading label (``SER.``, ``S/N``, ``SERIAL``, ``No.``/``No``) and all spaces removed.
 
     Case is kept (serials are marked in upper case; reading ``a`` for ``A`` is an error).
     """
     return re.sub(r"\s+", "", _SERIAL_LABEL.sub("", text))
+
+
+def serial_positions(line_text: str, indices: list[int]) -> list[int]:
+    """Map character indices of a serial line's text to positions in :func:`normalize_serial` of it."""
+    label = len(line_text) - len(_SERIAL_LABEL.sub("", line_text))
+    return [len(re.sub(r"\s+", "", line_text[label:i])) for i in indices if i >= label and not line_text[i].isspace()]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class BenchSet:
             "require_role": self.require_role,
             "parts": [{"label": p.label, "config": p.config.model_dump(mode="json")} for p in self.parts],
             "generator": GENERATOR_VERSION,
+            "generator_source": generator_fingerprint(),
             "sets_version": SETS_VERSION,
         }
 
@@ -88,6 +96,22 @@ class BenchSet:
         """Short hash of :meth:`settings`."""
         blob = json.dumps(self.settings(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
+
+
+@functools.cache
+def generator_fingerprint() -> str:
+    """Short hash of the renderer's source files and font names, so a changed renderer re-renders the sets."""
+    import marktrace.datasets as pkg
+
+    root = Path(pkg.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in ("synth.py", "text.py", "fontlib.py"):
+        path = root / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b""))
+    fonts = root / "fonts"
+    if fonts.is_dir():
+        digest.update("\n".join(sorted(p.name for p in fonts.iterdir())).encode())
+    return digest.hexdigest()[:12]
 
 
 def _cfg(**kw: Any) -> SynthConfig:
@@ -348,11 +372,11 @@ def load_items(folder: Path, set_name: str) -> list[BenchItem]:
         if missing or not files:
             raise ValueError(f"{root / MANIFEST}:{no}: image(s) missing: {missing or item_id}")
         by_role = {ln.role: ln.text for ln in reversed(entry.lines)}
-        extra = {
-            "maker": by_role.get("maker"),
-            "country": by_role.get("country"),
-            "overstamped_chars": meta.get("overstamped_chars"),
-        }
+        extra: dict[str, Any] = {"maker": by_role.get("maker"), "country": by_role.get("country")}
+        per_line = meta.get("overstamped_chars")
+        if isinstance(per_line, list) and len(per_line) == len(entry.lines):
+            serial_index = next(i for i, ln in enumerate(entry.lines) if ln.role == "serial")
+            extra["serial_overstamped"] = serial_positions(serial, [int(c) for c in per_line[serial_index]])
         items.append(
             BenchItem(
                 set=set_name,

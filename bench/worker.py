@@ -110,7 +110,8 @@ def run(engine_name: str, items_file: Path, out_file: Path, options: Any) -> int
                     row["closest_exact"] = score(nearest, item.truth)["exact"]
                 if reading.fields:
                     row["fields"] = reading.fields
-                    row["truth_extra"] = item.extra
+            if item.extra:
+                row["truth_extra"] = item.extra
             out.write(json.dumps(row) + "\n")
             out.flush()
             _emit({"done": done})

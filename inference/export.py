@@ -36,7 +36,8 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 ROLE_OF_FIELD: dict[str, str] = {
     "serial_number": "serial", "manufacturer": "maker", "country_of_manufacture": "country", "model": "model",
-    "calibre": "calibre", "year_of_manufacture": "year", "type": "type",
+    "calibre": "calibre", "year_of_manufacture": "year", "type": "other", "import_marks": "import",
+    "proof_marks": "proof", "other_markings": "other",
 }
 """Field name → line role in the ``datasets/`` manifest format."""
 
@@ -315,7 +316,7 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None) -> 
         value = esc(fld.value) + (f"<br/><font size=7>alt: {esc(alts)}</font>" if alts else "")
         data.append([Paragraph(name, body), Paragraph(value, body), Paragraph(esc(fld.text_as_marked or ""), body),
                      f"{fld.confidence:.2f}", fld.status, Paragraph(esc(method), body)])
-    table = Table(data, colWidths=[36 * mm, 42 * mm, 36 * mm, 12 * mm, 18 * mm, 30 * mm], repeatRows=1)
+    table = Table(data, colWidths=[44 * mm, 40 * mm, 32 * mm, 12 * mm, 18 * mm, 28 * mm], repeatRows=1)
     table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
                                ("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), 8),
@@ -379,7 +380,8 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
 
     For every item with confirmed or corrected fields, the image is copied (after checking its
     SHA-256 against the batch) to ``out_dir/images/`` and one ``manifest.jsonl`` line is written:
-    ``{"image", "sha256", "lines": [{"text", "role", "polygon"}], "source": "real"}``. A corrected
+    ``{"image", "lines": [{"text", "role", "polygon"}], "source": "real", "meta": {"sha256", "item", ...}}``
+    (``marktrace.datasets.manifest.Entry``). A corrected
     field whose line text cannot be rebuilt from the evidence is skipped and counted.
 
     Returns:
@@ -396,10 +398,10 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
                 continue
             rec = record_of(it)
             fields: list[tuple[str, RecordField]] = [(n, f) for n, f in _field_rows(rec)
-                                                     if f is not None and _reviewed(f)]
+                                                     if f is not None and _reviewed(f) and n != "serial_obliterated"]
             by_image: dict[str, list[dict[str, Any]]] = {}
             for name, f in fields:
-                role = ROLE_OF_FIELD.get(name.split("[")[0], "import" if name.startswith("import") else "other")
+                role = ROLE_OF_FIELD.get(name.split("[")[0], "other")
                 text = _line_text(f)
                 if f.evidence.file is None or f.evidence.box is None or text is None:
                     summary["skipped"].append(f"{it.item}: {name} (no line box/text to rebuild)")
@@ -423,8 +425,10 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
                 dest = out_dir / "images" / f"{digest[:16]}{src.suffix.lower()}"
                 if not dest.exists():
                     shutil.copyfile(src, dest)
-                man.write(json.dumps({"image": f"images/{dest.name}", "sha256": digest, "lines": lines,
-                                      "source": "real", "item": it.item}, ensure_ascii=False) + "\n")
+                man.write(json.dumps({"image": f"images/{dest.name}", "lines": lines, "source": "real",
+                                      "meta": {"sha256": digest, "item": it.item, "file": file,
+                                               "exported_by": f"marktrace {__version__}"}},
+                                     ensure_ascii=False) + "\n")
                 summary["items"] += 1
                 summary["lines"] += len(lines)
     return summary

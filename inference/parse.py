@@ -22,6 +22,7 @@ from marktrace.inference.registry import (
     Registry,
     compact,
     normalize_text,
+    skeleton,
     tokenize,
 )
 from marktrace.inference.schema import Alternative, Evidence, Line, RecordField
@@ -187,6 +188,21 @@ def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> Record
                        flags=c.flags)
 
 
+_FUZZY_STOP = frozenset({"MADE", "IN", "CAL", "CALIBRE", "CALIBER", "MODEL", "MOD", "SN", "S/N", "NO", "SER",
+                         "SERIAL", "PAT", "PATENT", "PATENTED", "PROOF", "PROOFED", "TYPE"})
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (small strings)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def _clip01(x: float) -> float:
     return max(0.0, min(1.0, float(x)))
 
@@ -244,7 +260,7 @@ def _prep(text: str) -> str:
 class _Parser:
     def __init__(self, lines: Sequence[Line], registry: Registry, sha256: Mapping[str, str]) -> None:
         self.lines = lines
-        self.reg = registry
+        self.reg = registry.index
         self.sha = sha256
         self.states: list[_LineState] = []
         self.makers: list[_Cand] = []
@@ -278,6 +294,8 @@ class _Parser:
             self.states.append(_LineState(line, norm, [], [], conf))
             return
         m = _IMPORT_ITI.match(re.sub(r"\s+", " ", work))
+        if m and any(m.group(2) in self.reg.models_of(h.maker.id) for h in self.reg.lookup_mark(m.group(1))):
+            m = None  # 'CZ 85' is a maker code and a model of that maker, not an import mark
         if m and self.reg.country(m.group(1)):
             year, alts = self._two_digit_year(m.group(2))
             self.imports.append({
@@ -448,7 +466,8 @@ class _Parser:
                 city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback")
             if city is not None:
                 city.extra["state"] = state or maker.state
-            country = _Cand(maker.country, conf * 0.9, i, state or marked, "registry_fallback")
+            country = _Cand(maker.country, conf * 0.9, i, state or marked,
+                            "derived_from_us_state" if state and maker.country == "US" else "registry_fallback")
             self.imports.append({"importer": imp, "city": city, "country": country, "year": None})
 
     def _maker_tokens(self, i: int, st: _LineState) -> None:
@@ -481,10 +500,13 @@ class _Parser:
                     if all(u == "maker" for u in used):
                         continue
                     key = compact(toks[s:s + n])
-                    if len(key) < 5 or not _LETTER.search(key):
+                    if len(key) < 4 or not _LETTER.search(key) or any(t in _FUZZY_STOP for t in toks[s:s + n]):
                         continue
                     found = False
+                    qsk = skeleton(key)
                     for sk in self.reg.fuzzy_candidates(key):
+                        if len(sk) < 5 or _edit_distance(qsk, sk) > 1:
+                            continue
                         for h in self.reg.matches_for_skeleton(sk):
                             if h.maker.kind != "manufacturer":
                                 continue
@@ -711,7 +733,8 @@ class _Parser:
         if self.makers:
             best: dict[str, _Cand] = {}
             for c in self.makers:
-                score = c.conf * (1 + 0.05 * c.extra.get("ntokens", 1))
+                specificity = min(1.0, 0.6 + 0.06 * len(compact(c.text.split())))
+                score = c.conf * (1 + 0.05 * c.extra.get("ntokens", 1)) * specificity
                 if c.value not in best or score > best[c.value].extra.get("_score", 0):
                     c.extra["_score"] = score
                     best[c.value] = c

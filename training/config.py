@@ -25,6 +25,7 @@ class DetectorTrainConfig(_Frozen):
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    grad_clip: float = 100.0
     crop: int = 512
     """Training crops are crop x crop pixels cut from photos resized to a random long side."""
     long_side: tuple[int, int] = (400, 900)
@@ -40,6 +41,7 @@ class RecognizerTrainConfig(_Frozen):
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 1e-5
+    grad_clip: float = 5.0
     height: int = 64
     max_width: int = 640
     pad_x: tuple[float, float] = (0.0, 0.6)
@@ -63,6 +65,8 @@ class TrainConfig(_Frozen):
     )
     samples_per_photo: int = 1
     """Detector crops and line-crop jitters cut from each rendered photo (rendering is the costly part)."""
+    curriculum: float = 0.0
+    """Share of the time limit spent on clean, nearly upright markings before the full mix."""
     clean_fraction: float = 0.35
     """Share of photos rendered with little wear and mild camera effects."""
     pretrained_dir: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +147,21 @@ class PhotoStream(IterableDataset[PhotoSample]):
         self.charset = charset
         self.seed_offset = seed_offset
         self.real = load_real_entries(list(cfg.real_data)) if cfg.real_data else []
+        self.started: float | None = None
+        """Wall-clock start of training, set by the loop before the workers start."""
+
+    def progress(self) -> float:
+        """Share of the run's time limit gone (0 when the run has none): drives the curriculum."""
+        limit = self.cfg.time_limit_s
+        if not limit or self.started is None:
+            return 1.0
+        return min(1.0, (time.time() - self.started) / limit)
 
     def synth_config(self, rng: np.random.Generator) -> SynthConfig:
+        """Curriculum: clean, nearly upright markings first, the full mix after ``curriculum`` of the run."""
         base = self.cfg.synth
+        if self.progress() < self.cfg.curriculum:
+            return base.model_copy(update={"wear": (0.0, 0.15), "camera": 0.4, "rotation": "small"})
         if rng.random() < self.cfg.clean_fraction:
             return base.model_copy(update={"wear": (0.0, 0.15), "camera": 0.4})
         return base

@@ -49,7 +49,7 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
     """Build the recognizer and load its starting weights (english_g2, checksum verified)."""
     charset = EASYOCR_CHARSET
     model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
-    if cfg.recognizer.init == "english_g2":
+    if cfg.recognizer.init == "english_g2" and cfg.recognizer.steps > 0:
         path = verified_weight_path(ENGLISH_G2, cfg.pretrained_dir)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -67,21 +67,18 @@ def encode_texts(texts: list[str], charset: str) -> tuple[torch.Tensor, torch.Te
 
 
 def detector_loss(raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Balanced BCE + dice on the core map, cosine loss on the direction inside cores."""
+    """Class-balanced BCE + dice on the core map, cosine loss on the reading direction inside cores."""
     logits = raw[:, 0].float()
     core = target[:, 0]
-    bce = F.binary_cross_entropy_with_logits(logits, core, reduction="none") * weight
     positives = core.sum().clamp(min=1.0)
-    pos_loss = (bce * core).sum() / positives
-    neg = bce * (1 - core)
-    k = int(min(neg.numel(), max(3 * positives.item(), 1000)))
-    neg_loss = neg.flatten().topk(k).values.mean()
+    pos_weight = ((1 - core).sum() / positives).clamp(max=10.0)
+    bce = F.binary_cross_entropy_with_logits(logits, core, weight=weight, pos_weight=pos_weight)
     prob = torch.sigmoid(logits) * weight
     dice = 1 - (2 * (prob * core).sum() + 1) / (prob.sum() + core.sum() + 1)
     direction = F.normalize(raw[:, 1:3].float(), dim=1, eps=1e-6)
     cos_sim = (direction * target[:, 1:3]).sum(1)
     dir_loss = ((1 - cos_sim) * core).sum() / positives
-    return pos_loss + neg_loss + dice + dir_loss
+    return bce + dice + 0.5 * dir_loss
 
 
 def lr_factor(step: int, total: int, elapsed: float, time_limit: float | None, warmup: int = 100) -> float:
@@ -100,20 +97,10 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> Non
         group["lr"] = base * factor
 
 
-def _render_eval(args: tuple[int, Any]) -> Any:
-    return render_marking(*args)
-
-
 def evaluation_set(cfg: TrainConfig, count: int) -> list[Any]:
-    """Rendered evaluation photos (fixed seeds disjoint from training), rendered in parallel."""
+    """Rendered evaluation photos (fixed seeds disjoint from training)."""
     config = cfg.synth.model_copy(update={"wear": (0.0, 0.5)})
-    jobs = [(EVAL_SEED_BASE + i, config) for i in range(count)]
-    if cfg.workers <= 1 or count < 8:
-        return [_render_eval(job) for job in jobs]
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(min(cfg.workers, 8)) as pool:
-        return pool.map(_render_eval, jobs, chunksize=4)
+    return [render_marking(EVAL_SEED_BASE + i, config) for i in range(count)]
 
 
 @torch.no_grad()
@@ -171,15 +158,20 @@ def _point_in_quad(point: np.ndarray, quad: np.ndarray) -> bool:
 
 
 def _quiet_worker(_: int) -> None:
-    """Rendering workers use one thread each; the cores are shared among the workers."""
-    import cv2
+    """Rendering workers use one torch thread each; the cores are shared among the workers.
 
-    cv2.setNumThreads(1)
+    OpenCV's thread count is set once in the parent before the workers fork (changing it in a
+    forked child can deadlock on the parent's thread-pool state).
+    """
     torch.set_num_threads(1)
 
 
 def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = print) -> Path:
     """Train both models per ``cfg``; returns the run folder."""
+    import cv2
+
+    if cfg.workers > 0:
+        cv2.setNumThreads(1)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % (2**32))
     device = resolve_device(cfg.device)
@@ -196,6 +188,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     )
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     stream = PhotoStream(cfg, charset)
+    stream.started = time.time()
     loader = DataLoader(
         stream,
         batch_size=cfg.detector.batch_size,
@@ -215,6 +208,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     best = -1.0
     timed_out = False
     last_eval_step = 0
+    det_grad = 0.0
 
     def save(tag: str, metrics: dict[str, float]) -> None:
         torch.save(
@@ -255,7 +249,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
             loss = detector_loss(raw, batch["det_target"].to(device), batch["det_weight"].to(device))
             det_opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(detector.parameters(), 5.0)
+            det_grad = float(torch.nn.utils.clip_grad_norm_(detector.parameters(), cfg.detector.grad_clip))
             _set_lr(
                 det_opt,
                 cfg.detector.lr,
@@ -280,7 +274,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
             loss = ctc(log_probs, targets, input_lengths, lengths)
             rec_opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(recognizer.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(recognizer.parameters(), cfg.recognizer.grad_clip)
             _set_lr(
                 rec_opt,
                 cfg.recognizer.lr,
@@ -299,6 +293,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
                 "rec_step": rec_step,
                 "det_loss": float(np.mean(det_losses[-cfg.log_every :])) if det_losses else None,
                 "rec_loss": float(np.mean(rec_losses[-cfg.log_every :])) if rec_losses else None,
+                "det_grad_norm": round(det_grad, 3),
                 "elapsed_s": round(time.time() - start, 1),
             }
             run.log(record)

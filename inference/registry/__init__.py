@@ -175,6 +175,132 @@ class MakerMatch(BaseModel):
     ntokens: int
 
 
+class RegistryIndex:
+    """Lookup indices over validated registry entries (plain dicts: the parser's hot path)."""
+
+    def __init__(self, makers: Sequence[MakerEntry], countries: Sequence[CountryEntry],
+                 historic: Sequence[HistoricCountry], year_codes: Sequence[YearCodeScheme],
+                 proof_marks: Sequence[ProofMark]) -> None:
+        self.makers, self.countries, self.historic = list(makers), list(countries), list(historic)
+        self.year_codes, self.proof_marks = list(year_codes), list(proof_marks)
+        self.by_id: dict[str, MakerEntry] = {}
+        self.mark_index: dict[str, list[MakerMatch]] = {}
+        self.skeleton_index: dict[str, list[MakerMatch]] = {}
+        self.deletes: dict[str, set[str]] = {}
+        self.model_index: dict[str, dict[str, str]] = {}
+        self.city_index: dict[str, dict[str, str]] = {}
+        self.country_names: dict[str, tuple[str, HistoricCountry | None]] = {}
+        self.country_adjectives: dict[str, str] = {}
+        self.country_by_code: dict[str, CountryEntry] = {}
+        self.alpha3: dict[str, str] = {}
+        self.proof_index: dict[str, ProofMark] = {}
+        self.max_mark_tokens = 1
+        self.max_country_tokens = 1
+        self._build()
+
+
+    # ------------------------------------------------------------------ indices
+    def _build(self) -> None:
+        for c in self.countries:
+            self.country_by_code[c.code] = c
+            self.alpha3[c.alpha3] = c.code
+            for n in [c.name, *c.names]:
+                toks = tokenize(n)
+                key = compact(toks)
+                if key:
+                    self.country_names.setdefault(key, (c.code, None))
+                    self.max_country_tokens = max(self.max_country_tokens, len(toks))
+            for a in c.adjectives:
+                self.country_adjectives.setdefault(compact(tokenize(a)), c.code)
+        for h in self.historic:
+            for n in [h.name, *h.names]:
+                toks = tokenize(n)
+                self.country_names.setdefault(compact(toks), (h.successors[0], h))
+                self.max_country_tokens = max(self.max_country_tokens, len(toks))
+        for m in self.makers:
+            self.by_id[m.id] = m
+            for mark in m.marks:
+                toks = tokenize(mark)
+                key = compact(toks)
+                match = MakerMatch(maker=m, mark=mark, ntokens=len(toks))
+                bucket = self.mark_index.setdefault(key, [])
+                if all(x.maker.id != m.id for x in bucket):
+                    bucket.append(match)
+                self.max_mark_tokens = max(self.max_mark_tokens, len(toks))
+                if len(key) >= 3:
+                    sk = skeleton(key)
+                    sb = self.skeleton_index.setdefault(sk, [])
+                    if all(x.maker.id != m.id for x in sb):
+                        sb.append(match)
+                    if len(key) >= 5:
+                        for i in range(len(sk)):
+                            self.deletes.setdefault(sk[:i] + sk[i + 1 :], set()).add(sk)
+                        self.deletes.setdefault(sk, set()).add(sk)
+            models: dict[str, str] = {}
+            for x in m.models:
+                key = compact(tokenize(x))
+                if key:
+                    models.setdefault(key, x)
+            self.model_index[m.id] = models
+            cities = [*m.cities, *([m.city] if m.city else [])]
+            self.city_index[m.id] = {compact(tokenize(c)): c for c in cities}
+        for p in self.proof_marks:
+            self.proof_index[compact(tokenize(p.mark))] = p
+
+    # ------------------------------------------------------------------ lookups
+    def maker(self, maker_id: str) -> MakerEntry:
+        """The maker with this id (KeyError if unknown)."""
+        return self.by_id[maker_id]
+
+    def lookup_mark(self, key: str) -> list[MakerMatch]:
+        """Makers whose marking string has this compact form (exact)."""
+        return self.mark_index.get(key, [])
+
+    def lookup_skeleton(self, key: str) -> list[MakerMatch]:
+        """Makers whose marking string has the same confusable skeleton as ``key`` (compact form)."""
+        return self.skeleton_index.get(skeleton(key), [])
+
+    def fuzzy_candidates(self, key: str) -> set[str]:
+        """Skeletons of marks within one edit (insert/delete/substitute) of ``key``'s skeleton."""
+        sk = skeleton(key)
+        out: set[str] = set(self.deletes.get(sk, set()))
+        for i in range(len(sk)):
+            out |= self.deletes.get(sk[:i] + sk[i + 1 :], set())
+        return out
+
+    def matches_for_skeleton(self, sk: str) -> list[MakerMatch]:
+        """Makers whose mark has exactly this skeleton."""
+        return self.skeleton_index.get(sk, [])
+
+    def models_of(self, maker_id: str) -> dict[str, str]:
+        """Compact model key → model name as listed for this maker."""
+        return self.model_index.get(maker_id, {})
+
+    def cities_of(self, maker_id: str) -> dict[str, str]:
+        """Compact city key → city name for this maker or importer."""
+        return self.city_index.get(maker_id, {})
+
+    def country_by_name(self, key: str) -> tuple[str, HistoricCountry | None] | None:
+        """ISO alpha-2 (and historic state, if any) for a compact country-name key."""
+        return self.country_names.get(key)
+
+    def country_by_adjective(self, key: str) -> str | None:
+        """ISO alpha-2 for a compact adjective key (``ITALIAN`` → ``IT``)."""
+        return self.country_adjectives.get(key)
+
+    def country(self, code: str) -> CountryEntry | None:
+        """The country entry for an ISO alpha-2 code."""
+        return self.country_by_code.get(code)
+
+    def alpha2_from_alpha3(self, code: str) -> str | None:
+        """ISO alpha-2 for an alpha-3 code."""
+        return self.alpha3.get(code)
+
+    def proof_mark(self, key: str) -> ProofMark | None:
+        """The proof mark with this compact text, if listed."""
+        return self.proof_index.get(key)
+
+
 class Registry(BaseModel):
     """Validated registry data with lookup indices (built once, after validation)."""
 
@@ -187,123 +313,40 @@ class Registry(BaseModel):
     proof_marks: list[ProofMark] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)
 
-    _by_id: dict[str, MakerEntry] = PrivateAttr(default_factory=dict)
-    _mark_index: dict[str, list[MakerMatch]] = PrivateAttr(default_factory=dict)
-    _skeleton_index: dict[str, list[MakerMatch]] = PrivateAttr(default_factory=dict)
-    _deletes: dict[str, set[str]] = PrivateAttr(default_factory=dict)
-    _model_index: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
-    _city_index: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
-    _country_names: dict[str, tuple[str, HistoricCountry | None]] = PrivateAttr(default_factory=dict)
-    _country_adjectives: dict[str, str] = PrivateAttr(default_factory=dict)
-    _country_by_code: dict[str, CountryEntry] = PrivateAttr(default_factory=dict)
-    _alpha3: dict[str, str] = PrivateAttr(default_factory=dict)
-    _proof_index: dict[str, ProofMark] = PrivateAttr(default_factory=dict)
-    max_mark_tokens: int = 1
-    max_country_tokens: int = 1
+    _index: RegistryIndex = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
-        self._build()
+        self._index = RegistryIndex(self.makers, self.countries, self.historic, self.year_codes, self.proof_marks)
 
-    # ------------------------------------------------------------------ indices
-    def _build(self) -> None:
-        for c in self.countries:
-            self._country_by_code[c.code] = c
-            self._alpha3[c.alpha3] = c.code
-            for n in [c.name, *c.names]:
-                toks = tokenize(n)
-                key = compact(toks)
-                if key:
-                    self._country_names.setdefault(key, (c.code, None))
-                    self.max_country_tokens = max(self.max_country_tokens, len(toks))
-            for a in c.adjectives:
-                self._country_adjectives.setdefault(compact(tokenize(a)), c.code)
-        for h in self.historic:
-            for n in [h.name, *h.names]:
-                toks = tokenize(n)
-                self._country_names.setdefault(compact(toks), (h.successors[0], h))
-                self.max_country_tokens = max(self.max_country_tokens, len(toks))
-        for m in self.makers:
-            self._by_id[m.id] = m
-            for mark in m.marks:
-                toks = tokenize(mark)
-                key = compact(toks)
-                match = MakerMatch(maker=m, mark=mark, ntokens=len(toks))
-                bucket = self._mark_index.setdefault(key, [])
-                if all(x.maker.id != m.id for x in bucket):
-                    bucket.append(match)
-                self.max_mark_tokens = max(self.max_mark_tokens, len(toks))
-                if len(key) >= 3:
-                    sk = skeleton(key)
-                    sb = self._skeleton_index.setdefault(sk, [])
-                    if all(x.maker.id != m.id for x in sb):
-                        sb.append(match)
-                    if len(key) >= 5:
-                        for i in range(len(sk)):
-                            self._deletes.setdefault(sk[:i] + sk[i + 1 :], set()).add(sk)
-                        self._deletes.setdefault(sk, set()).add(sk)
-            models: dict[str, str] = {}
-            for x in m.models:
-                key = compact(tokenize(x))
-                if key:
-                    models.setdefault(key, x)
-            self._model_index[m.id] = models
-            cities = [*m.cities, *([m.city] if m.city else [])]
-            self._city_index[m.id] = {compact(tokenize(c)): c for c in cities}
-        for p in self.proof_marks:
-            self._proof_index[compact(tokenize(p.mark))] = p
+    @property
+    def index(self) -> RegistryIndex:
+        """The lookup indices (use in hot loops: plain attribute access)."""
+        return self._index
 
-    # ------------------------------------------------------------------ lookups
+    @property
+    def max_mark_tokens(self) -> int:
+        """Most tokens in any marking string."""
+        return self._index.max_mark_tokens
+
     def maker(self, maker_id: str) -> MakerEntry:
         """The maker with this id (KeyError if unknown)."""
-        return self._by_id[maker_id]
+        return self._index.maker(maker_id)
 
     def lookup_mark(self, key: str) -> list[MakerMatch]:
         """Makers whose marking string has this compact form (exact)."""
-        return self._mark_index.get(key, [])
-
-    def lookup_skeleton(self, key: str) -> list[MakerMatch]:
-        """Makers whose marking string has the same confusable skeleton as ``key`` (compact form)."""
-        return self._skeleton_index.get(skeleton(key), [])
-
-    def fuzzy_candidates(self, key: str) -> set[str]:
-        """Skeletons of marks within one edit (insert/delete/substitute) of ``key``'s skeleton."""
-        sk = skeleton(key)
-        out: set[str] = set(self._deletes.get(sk, set()))
-        for i in range(len(sk)):
-            out |= self._deletes.get(sk[:i] + sk[i + 1 :], set())
-        return out
-
-    def matches_for_skeleton(self, sk: str) -> list[MakerMatch]:
-        """Makers whose mark has exactly this skeleton."""
-        return self._skeleton_index.get(sk, [])
+        return self._index.lookup_mark(key)
 
     def models_of(self, maker_id: str) -> dict[str, str]:
         """Compact model key → model name as listed for this maker."""
-        return self._model_index.get(maker_id, {})
-
-    def cities_of(self, maker_id: str) -> dict[str, str]:
-        """Compact city key → city name for this maker or importer."""
-        return self._city_index.get(maker_id, {})
+        return self._index.models_of(maker_id)
 
     def country_by_name(self, key: str) -> tuple[str, HistoricCountry | None] | None:
         """ISO alpha-2 (and historic state, if any) for a compact country-name key."""
-        return self._country_names.get(key)
-
-    def country_by_adjective(self, key: str) -> str | None:
-        """ISO alpha-2 for a compact adjective key (``ITALIAN`` → ``IT``)."""
-        return self._country_adjectives.get(key)
+        return self._index.country_by_name(key)
 
     def country(self, code: str) -> CountryEntry | None:
         """The country entry for an ISO alpha-2 code."""
-        return self._country_by_code.get(code)
-
-    def alpha2_from_alpha3(self, code: str) -> str | None:
-        """ISO alpha-2 for an alpha-3 code."""
-        return self._alpha3.get(code)
-
-    def proof_mark(self, key: str) -> ProofMark | None:
-        """The proof mark with this compact text, if listed."""
-        return self._proof_index.get(key)
+        return self._index.country(code)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -428,6 +471,7 @@ __all__ = [
     "MakerMatch",
     "ProofMark",
     "Registry",
+    "RegistryIndex",
     "RegistryError",
     "YearCodeScheme",
     "compact",

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.metrics import cer, closest_line, levenshtein, score, summarize
+from bench.metrics import alteration_positions, alteration_scores, cer, closest_line, levenshtein, score, summarize
 from bench.report import markdown, ratios, table_rows
-from bench.sets import SETS, MIN_SEED, BenchItem, BenchSet, SetPart, load_items, materialize, normalize_serial
+from bench.sets import MIN_SEED, SETS, BenchItem, BenchSet, SetPart, load_items, materialize, normalize_serial
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("S/N 12 345", "12345"), ("SER. AB-12", "AB-12"), ("No. 77", "77"), ("serial x9", "x9"), ("NO SN", "SN")],
+    [
+        ("S/N 12 345", "12345"),
+        ("SER. AB-12", "AB-12"),
+        ("No. 77", "77"),
+        ("No 725897", "725897"),
+        ("No725897", "725897"),
+        ("serial x9", "x9"),
+        ("NORA 12", "NORA12"),
+        ("SER123", "SER123"),
+        ("SERIALS 4", "SERIALS4"),
+    ],
 )
 def test_normalize_serial_strips_label_and_spaces(text: str, expected: str) -> None:
     assert normalize_serial(text) == expected
@@ -38,7 +49,7 @@ def test_closest_line_picks_min_distance_and_ignores_far_lines() -> None:
 
 
 def test_summarize_counts_errors_as_misses_and_times_per_image() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"exact": True, "cer": 0.0, "cpu_ms": 100.0, "wall_ms": 120.0, "n_images": 1, "error": None, "part": "a"},
         {"exact": False, "cer": 0.5, "cpu_ms": 300.0, "wall_ms": 280.0, "n_images": 1, "error": None, "part": "b"},
         {"exact": False, "cer": 1.0, "cpu_ms": 5.0, "wall_ms": 5.0, "n_images": 1, "error": "boom", "part": "b"},
@@ -53,7 +64,7 @@ def test_summarize_counts_errors_as_misses_and_times_per_image() -> None:
 
 
 def test_ratios_and_speed_targets() -> None:
-    engines = {
+    engines: dict[str, dict[str, Any]] = {
         "marktrace": {"cpu_ms_per_image": 50.0, "wall_ms_per_image": 40.0, "exact": 0.9},
         "rapidocr": {"cpu_ms_per_image": 250.0, "wall_ms_per_image": 200.0, "exact": 0.5},
         "easyocr": {"cpu_ms_per_image": 300.0, "wall_ms_per_image": 400.0, "exact": 0.3},
@@ -121,7 +132,11 @@ def test_load_items_real_folder_and_errors(tmp_path: Path) -> None:
 
     cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 80, 3), 90, np.uint8))
     lines = [
-        {"image": "a.png", "source": "real", "lines": [{"text": "GLOCK", "role": "maker"}, {"text": "AB 12", "role": "serial"}]},
+        {
+            "image": "a.png",
+            "source": "real",
+            "lines": [{"text": "GLOCK", "role": "maker"}, {"text": "AB 12", "role": "serial"}],
+        },
         {"image": "a.png", "source": "real", "lines": [{"text": "no serial here", "role": "other"}]},
     ]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -130,3 +145,52 @@ def test_load_items_real_folder_and_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.jsonl").write_text(json.dumps({**lines[0], "image": "missing.png"}) + "\n")
     with pytest.raises(ValueError, match="missing"):
         load_items(tmp_path, "real-x")
+
+
+def test_summarize_reports_each_reading_method() -> None:
+    def row(method: str, exact: bool, cpu: float) -> dict[str, Any]:
+        return {
+            "exact": exact,
+            "cer": 0.0 if exact else 1.0,
+            "cpu_ms": cpu,
+            "wall_ms": cpu,
+            "n_images": 1,
+            "error": None,
+            "fields": {"method": method},
+        }
+
+    s = summarize([row("direct", True, 40.0), row("direct", False, 60.0), row("chain:clahe", True, 180.0)])
+    assert s["by_method"]["direct"] == {"n": 2, "exact": 0.5, "cpu_ms_per_item": 50.0, "wall_ms_per_item": 50.0}
+    assert s["by_method"]["chain:clahe"]["cpu_ms_per_item"] == 180.0
+
+
+def test_serial_positions_skip_label_and_spaces() -> None:
+    from bench.sets import serial_positions
+
+    assert serial_positions("S/N GB 0609", [4, 7, 8]) == [0, 2, 3]
+    assert serial_positions("12 345", [3]) == [2]
+    assert serial_positions("SER. 12", [0]) == []  # inside the label
+
+
+def test_alteration_scores_recall_and_false_flags() -> None:
+    def row(truth: str, over: list[int], prediction: str, flags: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "truth": truth,
+            "prediction": prediction,
+            "truth_extra": {"serial_overstamped": over},
+            "fields": {"serial_flags": flags},
+        }
+
+    rows = [
+        row("AB 1234", [3], "AB 1234", [{"kind": "overstamp", "position": 4}]),  # value index 4 -> position 3
+        row("998877", [0], "998877", [{"position": 5, "score": 3.1}]),  # raw flag_alterations shape, wrong place
+        row("55661", [2], "55661", [{"kind": "confusable", "position": 2}]),  # not an alteration flag
+    ]
+    alt = alteration_scores(rows)
+    assert alt == {
+        "overstamped_chars": 3,
+        "flag_recall": pytest.approx(1 / 3, abs=1e-4),
+        "false_flag_rate": pytest.approx(1 / (5 + 5 + 4), abs=1e-4),
+    }
+    assert alteration_scores([{**rows[0], "fields": {}}]) is None  # engine does not flag at all
+    assert alteration_positions([{"kind": "alteration", "position": 2}], "A B C") == {1}

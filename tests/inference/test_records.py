@@ -1,0 +1,140 @@
+"""Identification records, review history, tracing-request gate, and the published JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+
+from marktrace.inference.parse import parse_lines, record_to_json
+from marktrace.inference.records import (
+    SCHEMA_DIR,
+    IdentificationRecord,
+    ReviewError,
+    UnconfirmedFieldsError,
+    build_tracing_request,
+    json_schemas,
+    load_schema,
+    review_field,
+)
+from marktrace.inference.registry import load_registry
+from marktrace.inference.schema import ItemResult, Line
+
+BOX = [(0.0, 0.0), (50.0, 0.0), (50.0, 10.0), (0.0, 10.0)]
+SHA = "cd" * 32
+HUMAN: dict[str, Any] = {
+    "requesting_authority": {"name": "National Focal Point", "country": "FR"},
+    "case_reference": "CASE-2024-17",
+    "illicit_nature": {"criteria": ["illicit_under_national_law", "not_marked_per_iti"]},
+    "legal_justification": "Code pénal art. L.317-8",
+    "intended_use": "criminal investigation",
+}
+
+
+def _record(text: str = "GLOCK 17 | MADE IN AUSTRIA | 9x19 | ABC123 | GLOCK INC SMYRNA GA") -> IdentificationRecord:
+    lines = [Line(text=t.strip(), confidence=0.9, box=BOX, file="p.jpg") for t in text.split("|")]
+    parsed = parse_lines(lines, load_registry(), {"p.jpg": SHA})
+    return IdentificationRecord.from_parsed(parsed, item="p.jpg", sha256={"p.jpg": SHA})
+
+
+def test_published_schema_files_match_the_models() -> None:
+    for name, schema in json_schemas().items():
+        on_disk = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+        assert on_disk == json.loads(json.dumps(schema)), f"{name} is stale: run write_schemas()"
+        jsonschema.Draft202012Validator.check_schema(on_disk)
+
+
+def test_parsed_records_validate_against_the_schema() -> None:
+    schema = load_schema("identification-record.v1.json")
+    for text in ("GLOCK 17 | AUSTRIA | ABC123", "CAI ST ALB VT | MADE IN CHINA | 7.62x39 | 12345678",
+                 "BE FNHE 19 07 00123 56", "ЛК 4521 1969", "P. BERETTA GARDONE V.T. | PSF CN", ""):
+        lines = [Line(text=t, confidence=0.8, box=BOX, file="p.jpg") for t in text.split("|") if t]
+        rec = record_to_json(parse_lines(lines, load_registry(), {"p.jpg": SHA}))
+        jsonschema.validate(rec, schema)
+        # the record also travels inside the batch line
+        item = ItemResult(item="p.jpg", files=["p.jpg"], sha256={"p.jpg": SHA}, status="ok",
+                          record=parse_lines(lines, load_registry()), lines=lines)
+        jsonschema.validate(item.to_json_dict()["record"], schema)
+
+
+def test_schema_rejects_a_bad_record() -> None:
+    schema = load_schema("identification-record.v1.json")
+    bad = _record().model_dump(mode="json")
+    bad["serial_number"]["status"] = "approved"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    bad2 = _record().model_dump(mode="json")
+    bad2["colour"] = "black"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad2, schema)
+
+
+def test_review_appends_history() -> None:
+    rec = _record()
+    f = review_field(rec, "serial_number", "corrected", "examiner-7", value="ABC128", note="8 under magnifier")
+    assert f.value == "ABC128" and f.status == "corrected"
+    assert f.history[-1].actor == "examiner-7" and f.history[-1].old_value == "ABC123"
+    review_field(rec, "serial_number", "confirmed", "examiner-9")
+    assert [h.action for h in rec.serial_number.history] == ["corrected", "confirmed"]  # type: ignore[union-attr]
+    review_field(rec, "import_marks[0].importer", "rejected", "examiner-7")
+    assert rec.import_marks[0].importer.status == "rejected"  # type: ignore[union-attr]
+    with pytest.raises(ReviewError):
+        review_field(rec, "colour", "confirmed", "x")
+    with pytest.raises(ReviewError):
+        review_field(rec, "calibre", "corrected", "x")  # no value
+    with pytest.raises(ReviewError):
+        review_field(rec, "year_of_manufacture", "confirmed", "x")  # empty field
+    review_field(rec, "year_of_manufacture", "corrected", "x", value=2011)
+    assert rec.year_of_manufacture is not None and rec.year_of_manufacture.evidence.method == "examiner"
+
+
+def test_tracing_request_refused_until_confirmed() -> None:
+    rec = _record()
+    with pytest.raises(UnconfirmedFieldsError) as err:
+        build_tracing_request(rec, HUMAN)
+    assert err.value.fields == ["serial_number", "manufacturer", "country_of_manufacture"]
+    assert "serial_number" in str(err.value)
+    review_field(rec, "serial_number", "confirmed", "ex")
+    review_field(rec, "manufacturer", "confirmed", "ex")
+    with pytest.raises(UnconfirmedFieldsError) as err2:
+        build_tracing_request(rec, HUMAN)
+    assert err2.value.fields == ["country_of_manufacture"]
+    review_field(rec, "country_of_manufacture", "corrected", "ex", value="AT")
+    req = build_tracing_request(rec, HUMAN)
+    assert not req.unconfirmed and req.stamp is None
+    assert (req.weapon.serial_number, req.weapon.manufacturer, req.weapon.country_of_manufacture) == (
+        "ABC123", "Glock", "AT")
+    assert req.weapon.calibre is None  # suggested, not confirmed: not copied
+    assert [s.state for s in req.requested_states] == ["AT"]
+    assert req.images[0].sha256 == SHA
+    jsonschema.validate(req.model_dump(mode="json"), load_schema("tracing-request.v1.json"))
+
+
+def test_forced_request_is_stamped() -> None:
+    req = build_tracing_request(_record(), HUMAN, force=True)
+    assert req.unconfirmed is True
+    assert {"serial_number", "manufacturer", "country_of_manufacture"} <= set(req.unconfirmed_fields)
+    assert req.stamp is not None and "UNCONFIRMED" in req.stamp
+    assert req.weapon.calibre == "9x19mm"
+    assert [s.state for s in req.requested_states] == ["AT", "US"]
+    jsonschema.validate(req.model_dump(mode="json"), load_schema("tracing-request.v1.json"))
+
+
+def test_rejected_required_field_still_refuses() -> None:
+    rec = _record()
+    for n in ("serial_number", "manufacturer"):
+        review_field(rec, n, "confirmed", "ex")
+    review_field(rec, "country_of_manufacture", "rejected", "ex")
+    with pytest.raises(UnconfirmedFieldsError):
+        build_tracing_request(rec, HUMAN)
+
+
+def test_human_fields_are_validated() -> None:
+    rec = _record()
+    bad = {**HUMAN, "illicit_nature": {"criteria": ["looks_dodgy"]}}
+    with pytest.raises(ValueError):
+        build_tracing_request(rec, bad, force=True)
+    with pytest.raises(ValueError):
+        build_tracing_request(rec, {**HUMAN, "intended_use": ""}, force=True)
