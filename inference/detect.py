@@ -54,6 +54,32 @@ def core_to_line_quad(core: Quad) -> Quad:
     return pad_quad(core, factor, factor)
 
 
+LONG_LINE_ASPECT = 1.5
+"""A core longer than this many times its height reads along its long axis."""
+
+
+def reading_direction(corners: np.ndarray, predicted: tuple[float, float]) -> tuple[tuple[float, float], float]:
+    """The reading direction of a line core and how sure it is.
+
+    A line reads along its long axis; the predicted direction only decides which way along it
+    (the 180-degree ambiguity). For a short, squarish core the predicted direction is used as is.
+    """
+    edges = [corners[1] - corners[0], corners[2] - corners[1]]
+    lengths = [float(np.hypot(*e)) for e in edges]
+    long_index = int(np.argmax(lengths))
+    pred = np.asarray(predicted, dtype=np.float32)
+    pred_norm = float(np.hypot(*pred))
+    if lengths[long_index] < LONG_LINE_ASPECT * max(lengths[1 - long_index], 1e-6):
+        if pred_norm < 1e-6:
+            return (1.0, 0.0), 0.0
+        return (float(pred[0] / pred_norm), float(pred[1] / pred_norm)), pred_norm
+    axis = edges[long_index] / max(lengths[long_index], 1e-6)
+    agreement = float(axis @ pred)
+    if agreement < 0 or (agreement == 0 and axis[0] < 0):
+        axis = -axis
+    return (float(axis[0]), float(axis[1])), abs(agreement)
+
+
 def postprocess_maps(
     maps: np.ndarray,
     stride: int,
@@ -80,12 +106,12 @@ def postprocess_maps(
             continue
         vx = float(maps[1, ys, xs].mean())
         vy = float(maps[2, ys, xs].mean())
-        direction_confidence = float(np.hypot(vx, vy))
         points = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5
         (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
         rect = ((cx, cy), (rw + 1.0, rh + 1.0), angle)
-        corners = cv2.boxPoints(rect) * stride
-        core = order_quad(corners, (vx, vy))
+        corners = cv2.boxPoints(rect)
+        direction, direction_confidence = reading_direction(corners, (vx, vy))
+        core = order_quad(corners * stride, direction)
         quad = core_to_line_quad(core) * scale
         lines.append(
             DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import numpy as np
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line
-from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image
+from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
 from marktrace.inference.items import Item
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
@@ -28,7 +29,7 @@ CROP_PAD_Y = 0.1
 
 MAX_BATCH = 16
 MAX_WIDTH_RATIO = 1.35
-DIRECTION_SURE = 0.6
+DIRECTION_SURE = 0.95
 """Below this agreement of the predicted reading direction, the line is also read rotated by 180 degrees."""
 
 
@@ -302,6 +303,8 @@ class MarkingReader:
                 image = load_image(path, self.settings.max_pixels, name=name)
             except ImageLoadError as exc:
                 errors.append(str(exc))
+                with contextlib.suppress(OSError):
+                    hashes[name] = sha256_file(path)  # the evidence is hashed even when it cannot be decoded
                 continue
             hashes[name] = image.sha256
             loaded.append(image)

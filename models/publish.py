@@ -44,35 +44,39 @@ def update_registry(folder: Path, entries: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _run_info(run: Path) -> tuple[str, dict[str, str]]:
+    info = json.loads((run / "run.json").read_text())
+    extra = {"training_run": run.name, "training_seed": str(info.get("seed", "")), "license": "Apache-2.0"}
+    return str(info.get("commit", "unknown")), extra
+
+
 def export_run(
-    run: Path, out: Path, version: str, checkpoint: str = "best", register: bool = True
+    run: Path,
+    out: Path,
+    version: str,
+    checkpoint: str = "best",
+    register: bool = True,
+    recognizer_run: Path | None = None,
 ) -> dict[str, Any]:
-    """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums."""
+    """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums.
+
+    ``recognizer_run`` takes the recognizer from another run (each model records its own run and commit).
+    """
     from marktrace.models.export import export_detector, export_recognizer
 
-    info = json.loads((run / "run.json").read_text())
-    commit = str(info.get("commit", "unknown"))
-    extra = {"training_run": run.name, "training_seed": info.get("seed", ""), "license": "Apache-2.0"}
+    det_commit, det_extra = _run_info(run)
+    rec_source = recognizer_run or run
+    rec_commit, rec_extra = _run_info(rec_source)
     det_sample, rec_sample = _parity_samples(64)
     det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
     rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
     det = export_detector(
-        run / "checkpoints" / f"detector-{checkpoint}.pt",
-        det_file,
-        DETECTOR_NAME,
-        version,
-        commit,
-        det_sample,
-        extra=extra,
+        run / "checkpoints" / f"detector-{checkpoint}.pt", det_file, DETECTOR_NAME, version, det_commit, det_sample,
+        extra=det_extra,
     )
     rec = export_recognizer(
-        run / "checkpoints" / f"recognizer-{checkpoint}.pt",
-        rec_file,
-        RECOGNIZER_NAME,
-        version,
-        commit,
-        rec_sample,
-        extra={**extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
+        rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt", rec_file, RECOGNIZER_NAME, version, rec_commit,
+        rec_sample, extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
     )
     results: dict[str, Any] = {"detector": det, "recognizer": rec}
     entries = []

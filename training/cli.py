@@ -50,9 +50,10 @@ def export(
     version: Annotated[str, typer.Option(help="Semantic version of the exported models")] = "1.0.0",
     checkpoint: Annotated[str, typer.Option(help="Checkpoint tag (best or last)")] = "best",
     register: Annotated[bool, typer.Option(help="Record the files in OUT/registry.json")] = True,
+    recognizer_run: Annotated[Path | None, typer.Option(help="Take the recognizer from this run instead")] = None,
 ) -> None:
     """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree."""
     from marktrace.models.publish import export_run
 
-    results = export_run(run, out, version, checkpoint, register)
+    results = export_run(run, out, version, checkpoint, register, recognizer_run)
     typer.echo(json.dumps(results, indent=2))

@@ -26,6 +26,8 @@ class DetectorTrainConfig(_Frozen):
     lr: float = 2e-3
     weight_decay: float = 1e-4
     grad_clip: float = 100.0
+    init_from: Path | None = None
+    """Continue from a detector checkpoint (a run's ``checkpoints/detector-*.pt``)."""
     crop: int = 512
     """Training crops are crop x crop pixels cut from photos resized to a random long side."""
     long_side: tuple[int, int] = (400, 900)

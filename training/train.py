@@ -176,7 +176,11 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     np.random.seed(cfg.seed % (2**32))
     device = resolve_device(cfg.device)
     run = RunFolder(out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__})
-    detector = build_detector(cfg.detector.size).to(device)
+    detector = build_detector(cfg.detector.size)
+    if cfg.detector.init_from is not None:
+        state = torch.load(cfg.detector.init_from, map_location="cpu", weights_only=False)
+        detector.load_state_dict(state["state_dict"])
+    detector = detector.to(device)
     recognizer, charset = load_recognizer(cfg)
     recognizer = recognizer.to(device)
     run.update_info(charset=charset, recognizer_init=cfg.recognizer.init, seed=cfg.seed)

@@ -29,8 +29,8 @@ def _register() -> None:
         ("marktrace.training.cli", "train", "train", "command"),
         ("marktrace.training.cli", "export", "export-models", "command"),
         ("marktrace.models.cli", "app", "models", "group"),
-        ("marktrace.inference.export_cli", "export", "export", "command"),
-        ("marktrace.service.cli", "serve", "serve", "command"),
+        ("marktrace.inference.export_cli", "export_command", "export", "command"),
+        ("marktrace.service.cli", "serve_command", "serve", "command"),
         ("marktrace.service.cli", "keys_app", "keys", "group"),
         ("marktrace.service.cli", "audit_app", "audit", "group"),
     ]

@@ -1,0 +1,55 @@
+"""``marktrace models``: list the shipped models and verify their checksums and metadata (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from marktrace.models.registry import SHIPPED_DIR, ModelChecksumError, load_registry, verify_file
+
+app = typer.Typer(help="The shipped ONNX models: list, verify.", no_args_is_help=True)
+console = Console()
+
+FolderOpt = Annotated[Path, typer.Option(help="Model folder holding registry.json")]
+
+
+@app.command("list")
+def list_models(folder: FolderOpt = SHIPPED_DIR) -> None:
+    """List the registered models with task, version, variant and SHA-256."""
+    table = Table(title=f"models in {folder}")
+    for column in ("name", "version", "task", "variant", "default", "file", "sha256"):
+        table.add_column(column)
+    for model in load_registry(folder):
+        table.add_row(
+            model.name, model.version, model.task, model.variant, "yes" if model.default else "",
+            model.file, model.sha256[:16] + "…",
+        )
+    console.print(table)
+
+
+@app.command("verify")
+def verify_models(folder: FolderOpt = SHIPPED_DIR) -> None:
+    """Check every registered model: file present, SHA-256 as recorded, metadata readable and of the right task."""
+    from marktrace.inference.onnx_models import ModelMetadataError, load_model
+
+    failures = 0
+    for model in load_registry(folder):
+        try:
+            path = verify_file(model, folder)
+            loaded = load_model(path, model.task, threads=1)
+            if loaded.meta.version != model.version or loaded.meta.name != model.name:
+                raise ModelMetadataError(
+                    f"{path}: metadata says {loaded.meta.name} {loaded.meta.version}, registry says "
+                    f"{model.name} {model.version}"
+                )
+        except (ModelChecksumError, ModelMetadataError, FileNotFoundError) as exc:
+            failures += 1
+            console.print(f"[red]FAIL[/red] {exc}")
+            continue
+        console.print(f"[green]ok[/green]   {model.file}  sha256 {model.sha256[:16]}…  {model.task} v{model.version}")
+    if failures:
+        raise typer.Exit(1)

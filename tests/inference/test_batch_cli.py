@@ -1,0 +1,128 @@
+"""The batch CLI's output contract, resume after a crash, and isolation of bad input (shipped models)."""
+
+import hashlib
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from marktrace.cli import _register, app
+from marktrace.datasets.synth import SynthConfig, render_marking
+
+_register()
+runner = CliRunner()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression bomb's header) with no real pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seized")
+    plate = np.full((120, 420), 140, np.uint8)
+    cv2.putText(plate, "AB123456", (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 60, 5)
+    cv2.imwrite(str(root / "plate.png"), plate)
+    case = root / "case-7"
+    case.mkdir()
+    marking = render_marking(1_960_000_001, SynthConfig(fonts="heldout", wear=(0, 0.05), rotation="small"))
+    cv2.imwrite(str(case / "rifle.jpg"), marking.image)
+    good = cv2.imencode(".png", plate)[1].tobytes()
+    (case / "corrupt.png").write_bytes(good[: len(good) // 2])
+    (case / "zero.jpg").write_bytes(b"")
+    (case / "notes.jpg").write_text("this is a text file with an image name\n")
+    (case / "huge.png").write_bytes(_png_header_only(20000, 20000))
+    (root / "empty-folder").mkdir()
+    stack = root / "stack"
+    stack.mkdir()
+    lights = {}
+    for k, az in enumerate((0, 120, 240)):
+        cv2.imwrite(str(stack / f"l{k}.png"), plate)
+        lights[f"l{k}.png"] = {"azimuth_deg": az, "elevation_deg": 30}
+    (stack / "lights.json").write_text(json.dumps(lights))
+    return root
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    return {row["item"]: row for row in map(json.loads, out.read_text().splitlines())}
+
+
+def test_batch_contract_and_bad_input(photo_tree, tmp_path):
+    before = {p: p.read_bytes() for p in photo_tree.rglob("*") if p.is_file()}
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    assert set(rows) == {
+        "plate.png", "case-7/rifle.jpg", "case-7/corrupt.png", "case-7/zero.jpg", "case-7/notes.jpg",
+        "case-7/huge.png", "stack",
+    }
+    plate = rows["plate.png"]
+    assert plate["status"] == "ok" and plate["error"] is None
+    serial = plate["record"]["serial_number"]
+    assert serial["value"] == "AB123456"
+    assert 0.0 <= serial["confidence"] <= 1.0
+    assert serial["evidence"]["file"] == "plate.png" and len(serial["evidence"]["box"]) == 4
+    assert plate["sha256"]["plate.png"] == hashlib.sha256((photo_tree / "plate.png").read_bytes()).hexdigest()
+    assert plate["lines"] and {"text", "confidence", "box", "file"} <= set(plate["lines"][0])
+    assert "total_ms" in plate["timings_ms"]
+    expected_errors = {
+        "case-7/corrupt.png": "corrupt or truncated",
+        "case-7/zero.jpg": "empty file",
+        "case-7/notes.jpg": "not a recognised image",
+        "case-7/huge.png": "over the limit",
+    }
+    for item, message in expected_errors.items():
+        row = rows[item]
+        assert row["status"] == "error", item
+        assert item in row["error"] and message in row["error"]
+    assert rows["stack"]["status"] == "ok" and len(rows["stack"]["files"]) == 3
+    assert {p: p.read_bytes() for p in photo_tree.rglob("*") if p.is_file()} == before, "originals changed"
+
+
+def test_resume_skips_finished_items_and_repairs_a_torn_line(photo_tree, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"]).exit_code == 0
+    lines = out.read_text().splitlines()
+    # A crash while writing the last line: keep the others, tear the last one.
+    out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    torn_item = json.loads(lines[-1])["item"]
+    result = runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "6 already done" in result.output.replace("\n", " ") or "6 item(s) already" in result.output
+    again = out.read_text().splitlines()
+    assert len(again) == len(lines)
+    items = [json.loads(line)["item"] for line in again]
+    assert sorted(items) == sorted(json.loads(line)["item"] for line in lines)
+    assert items[-1] == torn_item
+
+
+def test_folder_without_images_is_a_message_not_a_crash(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    result = runner.invoke(app, ["batch", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 0
+    assert "no images found" in result.output
+
+
+def test_parallel_workers_give_the_same_records(photo_tree, tmp_path):
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(one), "--workers", "1"]).exit_code == 0
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(two), "--workers", "2"]).exit_code == 0
+    a, b = _rows(one), _rows(two)
+    assert a.keys() == b.keys()
+    for item in a:
+        assert a[item]["status"] == b[item]["status"]
+        assert a[item]["record"].get("serial_number", {}).get("value") == b[item]["record"].get(
+            "serial_number", {}
+        ).get("value")
