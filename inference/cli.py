@@ -28,10 +28,28 @@ RecognizerOpt = Annotated[Path | None, typer.Option(help="ONNX recognizer (defau
 MaxPixelsOpt = Annotated[int, typer.Option(help="Refuse images with more pixels than this")]
 
 
+SaveEnhancedOpt = Annotated[
+    Path | None, typer.Option(help="Keep every derived (enhanced or photometric) image here, with its trail JSON")
+]
+EnhanceOpt = Annotated[bool, typer.Option(help="Try enhanced and photometric views when the direct read is unsure")]
+
+
 def _settings(
-    detector: Path | None, recognizer: Path | None, max_pixels: int, threads: int | None
+    detector: Path | None,
+    recognizer: Path | None,
+    max_pixels: int,
+    threads: int | None,
+    save_enhanced: Path | None = None,
+    enhance: bool = True,
 ) -> ReaderSettings:
-    return ReaderSettings(detector=detector, recognizer=recognizer, max_pixels=max_pixels, threads=threads)
+    return ReaderSettings(
+        detector=detector,
+        recognizer=recognizer,
+        max_pixels=max_pixels,
+        threads=threads,
+        save_enhanced=save_enhanced,
+        enhance=enhance,
+    )
 
 
 def read(
@@ -40,12 +58,14 @@ def read(
     detector: DetectorOpt = None,
     recognizer: RecognizerOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    save_enhanced: SaveEnhancedOpt = None,
+    enhance: EnhanceOpt = True,
 ) -> None:
     """Read the markings of a few photos and print the serial number and lines of each."""
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader
 
-    reader = MarkingReader.from_settings(_settings(detector, recognizer, max_pixels, None))
+    reader = MarkingReader.from_settings(_settings(detector, recognizer, max_pixels, None, save_enhanced, enhance))
     failed = False
     for path in files:
         try:
@@ -99,6 +119,8 @@ def batch(
     detector: DetectorOpt = None,
     recognizer: RecognizerOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    save_enhanced: SaveEnhancedOpt = None,
+    enhance: EnhanceOpt = True,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
     from marktrace.inference.batch import run_batch
@@ -106,7 +128,7 @@ def batch(
     if not folder.exists():
         console.print(f"[red]error[/red] {folder}: no such folder")
         raise typer.Exit(2)
-    settings = _settings(detector, recognizer, max_pixels, None)
+    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance)
     with Progress(
         TextColumn("[bold]reading"),
         BarColumn(),

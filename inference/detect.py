@@ -113,7 +113,5 @@ def postprocess_maps(
         direction, direction_confidence = reading_direction(corners, (vx, vy))
         core = order_quad(corners * stride, direction)
         quad = core_to_line_quad(core) * scale
-        lines.append(
-            DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence)
-        )
+        lines.append(DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence))
     return lines

@@ -6,12 +6,13 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from marktrace.inference.assemble import build_record, merge_alternatives
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line
@@ -20,7 +21,6 @@ from marktrace.inference.items import Item
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.recognize import batch_line_crops
-from marktrace.inference.assemble import build_record, merge_alternatives
 from marktrace.inference.schema import Alternative, CharAlternatives, ItemResult, Line, View
 
 CROP_PAD_X = 0.2
@@ -170,8 +170,12 @@ class MarkingReader:
         return lines
 
     # -- items ----------------------------------------------------------------------------------
-    def _attempt(self, image: np.ndarray, file: str, sha256: str, method: str, view: str, scale: float = 1.0) -> _Attempt:
-        lines = self.read_image(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, sha256, view)
+    def _attempt(
+        self, image: np.ndarray, file: str, sha256: str, method: str, view: str, scale: float = 1.0
+    ) -> _Attempt:
+        lines = self.read_image(
+            image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, sha256, view
+        )
         if scale != 1.0:
             for line in lines:
                 line.box = [(round(x / scale, 1), round(y / scale, 1)) for x, y in line.box]
@@ -276,9 +280,7 @@ class MarkingReader:
                 item=item_name, files=[n for n, _ in files], sha256=hashes, status="error", error=str(exc)
             )
         if not loaded:
-            return ItemResult(
-                item=item_name, files=[], sha256={}, status="error", error=f"{item_name}: no images"
-            )
+            return ItemResult(item=item_name, files=[], sha256={}, status="error", error=f"{item_name}: no images")
         return self.read_loaded(item_name, loaded, lights)
 
     def read_item(self, item: Item, root: Path) -> ItemResult:
@@ -310,9 +312,7 @@ class MarkingReader:
             loaded.append(image)
         load_ms = round((time.perf_counter() - t0) * 1000, 1)
         if errors and (item.kind == "photo" or not loaded):
-            return ItemResult(
-                item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors)
-            )
+            return ItemResult(item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors))
         lights = None
         if item.kind == "multi_light":
             from marktrace.inference.enhance.photometric import LightFileError, load_light_directions
@@ -335,9 +335,7 @@ def _score(text: DecodedText) -> float:
 
 def _to_line(text: DecodedText, quad: np.ndarray, file: str, view: str, model: str, det_score: float) -> Line:
     alternatives = [
-        CharAlternatives(
-            position=i, candidates=[Alternative(value=c, confidence=round(p, 4)) for c, p in cands]
-        )
+        CharAlternatives(position=i, candidates=[Alternative(value=c, confidence=round(p, 4)) for c, p in cands])
         for i, cands in enumerate(text.char_alternatives)
         if len(cands) > 1 and cands[1][1] > 0.02
     ]

@@ -25,8 +25,13 @@ def list_models(folder: FolderOpt = SHIPPED_DIR) -> None:
         table.add_column(column)
     for model in load_registry(folder):
         table.add_row(
-            model.name, model.version, model.task, model.variant, "yes" if model.default else "",
-            model.file, model.sha256[:16] + "…",
+            model.name,
+            model.version,
+            model.task,
+            model.variant,
+            "yes" if model.default else "",
+            model.file,
+            model.sha256[:16] + "…",
         )
     console.print(table)
 

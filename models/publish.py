@@ -71,12 +71,22 @@ def export_run(
     det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
     rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
     det = export_detector(
-        run / "checkpoints" / f"detector-{checkpoint}.pt", det_file, DETECTOR_NAME, version, det_commit, det_sample,
+        run / "checkpoints" / f"detector-{checkpoint}.pt",
+        det_file,
+        DETECTOR_NAME,
+        version,
+        det_commit,
+        det_sample,
         extra=det_extra,
     )
     rec = export_recognizer(
-        rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt", rec_file, RECOGNIZER_NAME, version, rec_commit,
-        rec_sample, extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
+        rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
+        rec_file,
+        RECOGNIZER_NAME,
+        version,
+        rec_commit,
+        rec_sample,
+        extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
     )
     results: dict[str, Any] = {"detector": det, "recognizer": rec}
     entries = []

@@ -30,9 +30,7 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
 def train(
     config: Annotated[str, typer.Option(help="Preset (tiny, cpu, gpu) or a YAML file")] = "cpu",
     out: Annotated[Path, typer.Option(help="Folder that receives the run folder")] = Path("runs"),
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override, e.g. --set recognizer.steps=100")
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set recognizer.steps=100")] = None,
 ) -> None:
     """Train the line detector and recognizer; writes a run folder with config, seed, commit, metrics, checkpoints."""
     from marktrace.training.config import load_config

@@ -62,9 +62,7 @@ class TrainConfig(_Frozen):
     workers: int = 2
     detector: DetectorTrainConfig = Field(default_factory=DetectorTrainConfig)
     recognizer: RecognizerTrainConfig = Field(default_factory=RecognizerTrainConfig)
-    synth: SynthConfig = Field(
-        default_factory=lambda: SynthConfig(fonts="train", wear=(0.0, 0.6), rotation="any")
-    )
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig(fonts="train", wear=(0.0, 0.6), rotation="any"))
     samples_per_photo: int = 1
     """Detector crops and line-crop jitters cut from each rendered photo (rendering is the costly part)."""
     curriculum: float = 0.0

@@ -58,9 +58,7 @@ def detector_targets(quads: list[np.ndarray], size: tuple[int, int]) -> tuple[np
     return target, weight
 
 
-def random_line_crop(
-    image: np.ndarray, quad: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
-) -> np.ndarray:
+def random_line_crop(image: np.ndarray, quad: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
     """Cut a line crop the way inference will, with the detector's typical imprecision."""
     rc = cfg.recognizer
     _, height = quad_size(quad)
@@ -78,9 +76,7 @@ def _crop_for_detector(
     dc = cfg.detector
     h, w = image.shape[:2]
     scale = rng.uniform(*dc.long_side) / max(h, w)
-    resized = cv2.resize(
-        image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA
-    )
+    resized = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
     quads = [q * scale for q in quads]
     rh, rw = resized.shape[:2]
     size = dc.crop

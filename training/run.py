@@ -50,9 +50,7 @@ class RunFolder:
             suffix += 1
             self.path = Path(root) / f"{name}-{stamp}-{suffix}"
         (self.path / "checkpoints").mkdir(parents=True)
-        (self.path / "config.yaml").write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-        )
+        (self.path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         info = {
             "name": name,
             "commit": git_commit(),

@@ -150,10 +150,7 @@ def _point_in_quad(point: np.ndarray, quad: np.ndarray) -> bool:
     import cv2
 
     return (
-        cv2.pointPolygonTest(
-            quad.reshape(-1, 1, 2).astype(np.float32), (float(point[0]), float(point[1])), False
-        )
-        >= 0
+        cv2.pointPolygonTest(quad.reshape(-1, 1, 2).astype(np.float32), (float(point[0]), float(point[1])), False) >= 0
     )
 
 
@@ -184,12 +181,8 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     recognizer, charset = load_recognizer(cfg)
     recognizer = recognizer.to(device)
     run.update_info(charset=charset, recognizer_init=cfg.recognizer.init, seed=cfg.seed)
-    det_opt = torch.optim.AdamW(
-        detector.parameters(), lr=cfg.detector.lr, weight_decay=cfg.detector.weight_decay
-    )
-    rec_opt = torch.optim.AdamW(
-        recognizer.parameters(), lr=cfg.recognizer.lr, weight_decay=cfg.recognizer.weight_decay
-    )
+    det_opt = torch.optim.AdamW(detector.parameters(), lr=cfg.detector.lr, weight_decay=cfg.detector.weight_decay)
+    rec_opt = torch.optim.AdamW(recognizer.parameters(), lr=cfg.recognizer.lr, weight_decay=cfg.recognizer.weight_decay)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     stream = PhotoStream(cfg, charset)
     stream.started = time.time()

@@ -65,8 +65,13 @@ def test_batch_contract_and_bad_input(photo_tree, tmp_path):
     assert result.exit_code == 0, result.output
     rows = _rows(out)
     assert set(rows) == {
-        "plate.png", "case-7/rifle.jpg", "case-7/corrupt.png", "case-7/zero.jpg", "case-7/notes.jpg",
-        "case-7/huge.png", "stack",
+        "plate.png",
+        "case-7/rifle.jpg",
+        "case-7/corrupt.png",
+        "case-7/zero.jpg",
+        "case-7/notes.jpg",
+        "case-7/huge.png",
+        "stack",
     }
     plate = rows["plate.png"]
     assert plate["status"] == "ok" and plate["error"] is None

@@ -1,0 +1,162 @@
+"""INT8 variants of the shipped models, built with ``onnxruntime.quantization`` (torch-free).
+
+* Detector: static QDQ quantization of its convolutions (per-channel int8 weights, uint8 activations),
+  calibrated by min/max on rendered photos (training fonts, a seed block used by no benchmark set).
+* Recognizer: dynamic quantization of its LSTM, MatMul and Gemm weights (int8); optionally also static
+  QDQ for its convolutions (``recognizer_conv_qdq``), calibrated on line crops cut from the same photos.
+  ONNX Runtime's ``ConvInteger`` has no CPU kernel, so convolutions are only ever quantized in QDQ format.
+
+Each variant keeps its FP32 parent's metadata (same name and version) plus ``variant``, ``quantization``
+and ``parent_sha256``; it is registered in ``registry.json`` with ``"variant": "int8"``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+CALIBRATION_SEED = 1_600_000_000
+"""Calibration photos use seeds from here (training: < 1.3e9, benchmark sets: >= 1.7e9)."""
+
+
+def int8_name(fp32_file: str) -> str:
+    """``name-v1.0.0.onnx`` -> ``name-v1.0.0-int8.onnx``."""
+    return fp32_file.removesuffix(".onnx") + "-int8.onnx"
+
+
+def calibration_photos(count: int = 24) -> list[np.ndarray]:
+    """Rendered BGR photos for calibration (training fonts, the calibration seed block)."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    config = SynthConfig(fonts="train", wear=(0.0, 0.5), rotation="small", n_lines=(1, 4))
+    return [render_marking(CALIBRATION_SEED + i, config).image for i in range(count)]
+
+
+def calibration_crops(count: int = 24, height: int = 64) -> list[np.ndarray]:
+    """Gray line crops (cut as inference cuts them) from the calibration photos."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference.geometry import pad_quad, rectify_line
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y
+
+    config = SynthConfig(fonts="train", wear=(0.0, 0.5), rotation="small", n_lines=(1, 4))
+    crops: list[np.ndarray] = []
+    for i in range(count):
+        marking = render_marking(CALIBRATION_SEED + 10_000 + i, config)
+        for line in marking.lines:
+            quad = pad_quad(np.asarray(line.polygon, np.float32), CROP_PAD_X, CROP_PAD_Y)
+            crops.append(rectify_line(marking.image, quad, height))
+    return crops
+
+
+class _Reader:
+    """A ``CalibrationDataReader`` over a list of input tensors."""
+
+    def __init__(self, input_name: str, tensors: list[np.ndarray]) -> None:
+        self.input_name = input_name
+        self._iter: Iterator[np.ndarray] = iter(tensors)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        tensor = next(self._iter, None)
+        return None if tensor is None else {self.input_name: tensor}
+
+
+def _copy_metadata(parent: Path, target: Path, extra: dict[str, str]) -> None:
+    """Give ``target`` the parent's metadata plus ``extra`` (quantization drops or keeps it unpredictably)."""
+    from marktrace.models.registry import sha256_of
+
+    props = {p.key: p.value for p in onnx.load(str(parent), load_external_data=False).metadata_props}
+    props.update(extra)
+    props["parent_sha256"] = sha256_of(parent)
+    model = onnx.load(str(target))
+    del model.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(target))
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    """Shape inference and graph cleanup before quantization (falls back to the source file)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the original instead
+        return src
+    return dst
+
+
+def quantize_detector(fp32: Path, out: Path, photos: list[np.ndarray] | None = None) -> Path:
+    """Static QDQ int8 quantization of the detector's convolutions, calibrated on rendered photos."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from marktrace.inference.detect import prepare_detector_input
+    from marktrace.inference.onnx_models import parse_metadata
+
+    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    meta = parse_metadata(str(fp32), props, "line_detection")
+    tensors = [prepare_detector_input(p, meta.long_side).tensor for p in (photos or calibration_photos())]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _preprocess(fp32, Path(tmp) / "pre.onnx")
+        quantize_static(
+            str(source),
+            str(out),
+            _Reader("pixels", tensors),  # type: ignore[arg-type]
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    _copy_metadata(
+        fp32,
+        out,
+        {
+            "variant": "int8",
+            "quantization": "static QDQ: Conv weights int8 per-channel, activations uint8 (MinMax calibration, "
+            f"{len(tensors)} rendered photos, seeds from {CALIBRATION_SEED})",
+        },
+    )
+    return out
+
+
+def quantize_recognizer(
+    fp32: Path, out: Path, conv_qdq: bool = False, crops: list[np.ndarray] | None = None
+) -> Path:
+    """Dynamic int8 quantization of the recognizer's LSTM/MatMul/Gemm (and static QDQ convs if ``conv_qdq``)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    from marktrace.inference.recognize import batch_line_crops
+
+    description = "dynamic: LSTM, MatMul, Gemm weights int8"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _preprocess(fp32, Path(tmp) / "pre.onnx")
+        if conv_qdq:
+            staged = Path(tmp) / "conv.onnx"
+            samples = [batch_line_crops([c], 64) for c in (crops or calibration_crops())]
+            quantize_static(
+                str(source),
+                str(staged),
+                _Reader("pixels", samples),  # type: ignore[arg-type]
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+            source = staged
+            description += f"; static QDQ: Conv int8 per-channel ({len(samples)} calibration crops)"
+        quantize_dynamic(
+            str(source),
+            str(out),
+            op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+            per_channel=False,
+        )
+    _copy_metadata(fp32, out, {"variant": "int8", "quantization": description})
+    return out
