@@ -61,17 +61,21 @@ def _read_in_worker(item: Item) -> dict[str, object]:
     return _safe_read(_WORKER_READER, item, _WORKER_ROOT)
 
 
+def _error_row(item: Item, root: Path, problem: str) -> dict[str, object]:
+    return ItemResult(
+        item=item.name,
+        files=[item.file_label(f, root) for f in item.files],
+        sha256={},
+        status="error",
+        error=f"{item.name}: {problem}",
+    ).to_json_dict()
+
+
 def _safe_read(reader: MarkingReader, item: Item, root: Path) -> dict[str, object]:
     try:
         return reader.read_item(item, root).to_json_dict()
     except Exception as exc:  # noqa: BLE001 - one bad item must never abort the batch
-        return ItemResult(
-            item=item.name,
-            files=[item.file_label(f, root) for f in item.files],
-            sha256={},
-            status="error",
-            error=f"{item.name}: internal error while reading ({type(exc).__name__}: {exc})",
-        ).to_json_dict()
+        return _error_row(item, root, f"internal error while reading ({type(exc).__name__}: {exc})")
 
 
 def run_batch(
@@ -90,7 +94,7 @@ def run_batch(
         on_result: called with each result as it is written.
     """
     started = time.perf_counter()
-    root = Path(root)
+    root = Path(root).resolve()
     items = discover_items(root)
     base = root if root.is_dir() else root.parent
     done = finished_items(out)
@@ -128,19 +132,42 @@ def _results(
             yield _safe_read(reader, item, root)
         return
     per_worker = ReaderSettings(**{**settings.__dict__, "threads": 1})
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(per_worker, root)
-    ) as pool:
-        pending: set[Future[dict[str, object]]] = set()
-        queue = iter(todo)
-        for item in queue:
-            pending.add(pool.submit(_read_in_worker, item))
-            if len(pending) >= workers * 4:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                yield future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_read_in_worker, nxt))
+    queue = iter(todo)
+    retry: list[Item] = []
+    failures: dict[str, int] = {}
+    exhausted = False
+    while True:
+        # A worker that dies (out of memory, a crash in native code) breaks the pool. The items in flight
+        # are retried one at a time in a fresh pool, so only an item that breaks it again gets an error line.
+        broken = False
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(per_worker, root)) as pool:
+            pending: dict[Future[dict[str, object]], Item] = {}
+            while True:
+                while not broken and len(pending) < workers * 4:
+                    if retry:
+                        if pending:
+                            break  # retried items run alone
+                        item = retry.pop(0)
+                    else:
+                        item_or_none = None if exhausted else next(queue, None)
+                        if item_or_none is None:
+                            exhausted = True
+                            break
+                        item = item_or_none
+                    pending[pool.submit(_read_in_worker, item)] = item
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done_item = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except Exception as exc:  # noqa: BLE001 - the worker process failed, not the reader
+                        broken = True
+                        failures[done_item.name] = failures.get(done_item.name, 0) + 1
+                        if failures[done_item.name] >= 2:
+                            yield _error_row(done_item, root, f"worker process failed ({type(exc).__name__}: {exc})")
+                        else:
+                            retry.append(done_item)
+        if not broken and not retry and exhausted:
+            return

@@ -8,6 +8,7 @@ from there and refuses a file whose metadata is missing or does not fit the task
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import onnxruntime as ort
 
 METADATA_SCHEMA_VERSION = "1"
+logger = logging.getLogger("marktrace.inference")
 
 
 class ModelMetadataError(ValueError):
@@ -113,6 +115,25 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def resolve_providers(requested: list[str] | None) -> list[str]:
+    """The requested execution providers that this onnxruntime build has, CPU always last.
+
+    A provider that is not available (e.g. CUDA without the ``[gpu]`` extra or without a GPU) is
+    dropped with a warning on the ``marktrace`` logger, so the model falls back to the CPU.
+    """
+    available = set(ort.get_available_providers())
+    chosen: list[str] = []
+    for name in requested or ["CPUExecutionProvider"]:
+        if name in available:
+            if name not in chosen:
+                chosen.append(name)
+        else:
+            logger.warning("onnxruntime execution provider %s is not available; falling back to CPU", name)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """An onnxruntime session with its parsed metadata."""
@@ -134,7 +155,7 @@ def load_model(
         raise FileNotFoundError(f"{path}: model file not found")
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=providers or ["CPUExecutionProvider"]
+            str(path), sess_options=session_options(threads), providers=resolve_providers(providers)
         )
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelMetadataError(f"{path}: onnxruntime cannot load this file ({exc})") from None

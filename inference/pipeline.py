@@ -48,12 +48,17 @@ class ReaderSettings:
     registry_files: tuple[Path, ...] = field(default_factory=tuple)
     enhance: bool = True
     """Try enhancement chains (single photos) or photometric views (multi-light) when the direct read is unsure."""
-    confident: float = 0.9
+    confident: float = 0.8
     """A serial read at this confidence or above is not enhanced further."""
     chains: tuple[str, ...] = ("flatten_clahe", "blackhat_clahe", "clahe")
     max_photometric_views: int = 8
     save_enhanced: Path | None = None
     """Folder that receives every derived image with its trail (``--save-enhanced``)."""
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    """onnxruntime execution providers in order of preference (e.g. ``("CUDAExecutionProvider",)`` with the
+    ``[gpu]`` extra); unavailable ones are dropped with a log line and CPU is always the fallback."""
+    variant: str = "fp32"
+    """Which registered variant of the shipped models to load when no path is given: ``fp32`` or ``int8``."""
 
 
 @dataclass
@@ -101,10 +106,11 @@ class MarkingReader:
         settings = settings or ReaderSettings()
         from marktrace.models.registry import default_model, verify_file
 
-        det_path = settings.detector or verify_file(default_model("line_detection"))
-        rec_path = settings.recognizer or verify_file(default_model("line_recognition"))
-        detector = load_model(det_path, "line_detection", threads=settings.threads)
-        recognizer = load_model(rec_path, "line_recognition", threads=settings.threads)
+        det_path = settings.detector or verify_file(default_model("line_detection", variant=settings.variant))
+        rec_path = settings.recognizer or verify_file(default_model("line_recognition", variant=settings.variant))
+        providers = list(settings.providers)
+        detector = load_model(det_path, "line_detection", threads=settings.threads, providers=providers)
+        recognizer = load_model(rec_path, "line_recognition", threads=settings.threads, providers=providers)
         return cls(detector, recognizer, settings)
 
     def warm_up(self) -> None:

@@ -1,6 +1,7 @@
 """INT8 variants of the shipped models, built with ``onnxruntime.quantization`` (torch-free).
 
-* Detector: static QDQ quantization of its convolutions (per-channel int8 weights, uint8 activations),
+* Detector: static QDQ quantization of its convolutions (per-channel int8 weights) with uint8 activations
+  kept through the graph (its resizes and concatenations too, so no float round trip between convs),
   calibrated by min/max on rendered photos (training fonts, a seed block used by no benchmark set).
 * Recognizer: dynamic quantization of its LSTM, MatMul and Gemm weights (int8); optionally also static
   QDQ for its convolutions (``recognizer_conv_qdq``), calibrated on line crops cut from the same photos.
@@ -107,7 +108,6 @@ def quantize_detector(fp32: Path, out: Path, photos: list[np.ndarray] | None = N
             str(out),
             _Reader("pixels", tensors),  # type: ignore[arg-type]
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -118,7 +118,8 @@ def quantize_detector(fp32: Path, out: Path, photos: list[np.ndarray] | None = N
         out,
         {
             "variant": "int8",
-            "quantization": "static QDQ: Conv weights int8 per-channel, activations uint8 (MinMax calibration, "
+            "quantization": "static QDQ: Conv weights int8 per-channel, activations uint8 through the graph "
+            "(MinMax calibration, "
             f"{len(tensors)} rendered photos, seeds from {CALIBRATION_SEED})",
         },
     )

@@ -131,3 +131,31 @@ def test_parallel_workers_give_the_same_records(photo_tree, tmp_path):
         assert a[item]["record"].get("serial_number", {}).get("value") == b[item]["record"].get(
             "serial_number", {}
         ).get("value")
+
+
+def dies_on_the_plate(item):
+    """Stands in for a worker killed by a native crash or the OOM killer (module level: it is pickled)."""
+    import os
+
+    from marktrace.inference.batch import _WORKER_ROOT, _safe_read
+
+    if item.name == "plate.png":
+        os._exit(3)
+    from marktrace.inference import batch as batch_module
+
+    assert batch_module._WORKER_READER is not None and _WORKER_ROOT is not None
+    return _safe_read(batch_module._WORKER_READER, item, _WORKER_ROOT)
+
+
+def test_a_crashing_worker_costs_only_its_own_item(photo_tree, tmp_path, monkeypatch):
+    from marktrace.inference import batch as batch_module
+    from marktrace.inference.pipeline import ReaderSettings
+
+    monkeypatch.setattr(batch_module, "_read_in_worker", dies_on_the_plate)
+    out = tmp_path / "out.jsonl"
+    summary = batch_module.run_batch(photo_tree, out, ReaderSettings(), workers=2)
+    rows = _rows(out)
+    assert len(rows) == 7 and summary.ok + summary.errors == 7
+    assert rows["plate.png"]["status"] == "error" and "worker process failed" in rows["plate.png"]["error"]
+    assert rows["case-7/rifle.jpg"]["status"] == "ok", rows["case-7/rifle.jpg"]["error"]
+    assert rows["stack"]["status"] == "ok", rows["stack"]["error"]
