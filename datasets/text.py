@@ -379,7 +379,7 @@ def _maybe_lower(rng: np.random.Generator, s: str) -> str:
     return s
 
 
-SERIAL_PREFIXES: tuple[str, ...] = ("SER. ", "S/N ", "SERIAL ", "No. ")
+SERIAL_PREFIXES: tuple[str, ...] = ("SER. ", "S/N ", "SERIAL ", "No. ", "SN ")
 """Words sometimes marked before a serial number; they are not part of the serial."""
 
 

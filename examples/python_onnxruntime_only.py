@@ -55,7 +55,7 @@ def detector_input(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    """v / max(|v|, 1e-6)."""
+    """V / max(|v|, 1e-6)."""
     return v / max(float(np.hypot(v[0], v[1])), 1e-6)
 
 
@@ -121,10 +121,10 @@ def detect(session: ort.InferenceSession, meta: dict[str, str], rgb: np.ndarray)
 def cut_crop(gray: np.ndarray, quad: np.ndarray, height: int) -> np.ndarray:
     """Section 5: perspective warp of the padded quad to a crop ``height`` high, bilinear, edge replicated."""
     q = pad_quad(quad, CROP_PAD_X, CROP_PAD_Y)
-    width = (np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2
-    line_h = (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+    width = float(np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2
+    line_h = float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
     out_w = int(min(max(round(width * height / max(line_h, 1.0)), height // 2), MAX_CROP_WIDTH))
-    target = np.float32([[0, 0], [out_w, 0], [out_w, height], [0, height]])
+    target = np.array([[0, 0], [out_w, 0], [out_w, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(q.astype(np.float32), target)
     return cv2.warpPerspective(gray, matrix, (out_w, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

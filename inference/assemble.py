@@ -30,6 +30,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _stamp(field: dict[str, Any], hashes: Mapping[str, str], method: str, view: str) -> None:
+    field["method"] = method
     evidence = field.setdefault("evidence", {})
     if evidence.get("method") in (None, "direct"):
         evidence["method"] = method

@@ -44,6 +44,8 @@ FIELD_NAMES: tuple[str, ...] = (
 
 CONFUSABLE_LETTER_TO_DIGIT: dict[str, str] = {"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "S": "5",
                                               "Z": "2", "B": "8", "G": "6"}
+SURE_CHARACTER = 0.8
+"""A recognised character at this confidence, with no competing digit, is not changed by the serial grammar."""
 CONFUSABLE_DIGIT_TO_LETTER: dict[str, str] = {"0": "O", "1": "I", "5": "S", "2": "Z", "8": "B", "6": "G"}
 
 US_STATES: frozenset[str] = frozenset(
@@ -340,7 +342,7 @@ class _Parser:
         # explicit serial prefix: S/N, NO., SER. ...
         for pm in _SERIAL_PREFIX.finditer(work):
             rest = work[pm.end():]
-            sm = re.match(r"[A-Z0-9А-ЯЁ][A-Z0-9А-ЯЁ-]{2,}(?:\s[0-9]{3,})?", rest)
+            sm = re.match(r"[A-Z0-9А-ЯЁ][A-Z0-9А-ЯЁ-]{1,}(?:\s[0-9]{2,}){0,2}", rest)
             if not sm or not _HAS_DIGIT.search(sm.group(0)) and sum(ch in CONFUSABLE_LETTER_TO_DIGIT
                                                                     for ch in sm.group(0)) < 3:
                 continue
@@ -624,6 +626,15 @@ class _Parser:
                 raw = toks[k - 1] + " " + tok
                 start_k = k - 1
             self._serial_candidate(i, st, raw, start_k, k)
+            # spaced serials ('AB 27 1234', '14 040737'): the group of following digit tokens as one candidate
+            end = k
+            while (
+                tok.isascii() and tok.isalnum() and end + 1 < len(toks) and end - start_k < 3
+                and not st.used[end + 1] and toks[end + 1].isdigit()
+            ):
+                end += 1
+                raw = raw + " " + toks[end]
+                self._serial_candidate(i, st, raw, start_k, end)
             k += 1
 
     def _serial_candidate(self, i: int, st: _LineState, raw: str, start_k: int, end_k: int) -> None:
@@ -700,11 +711,20 @@ class _Parser:
                     source = "confusion_table"
                     lp = pos_in_line + j + (offset if " " not in c.extra.get("raw", "") else 0)
                     ca = alt_pos.get(lp) if pos_in_line >= 0 else None
-                    if ca is not None:
-                        digit_cands = [a for a in ca.candidates if a.value.isdigit()]
-                        if digit_cands:
-                            target = digit_cands[0].value
-                            source = "char_alternatives"
+                    digit_cands = [a for a in ca.candidates if a.value.isdigit()] if ca is not None else []
+                    if digit_cands:
+                        target = digit_cands[0].value
+                        source = "char_alternatives"
+                    elif line.char_confidences and 0 <= lp < len(line.char_confidences) and (
+                        line.char_confidences[lp] >= SURE_CHARACTER
+                    ):
+                        # the recognizer is sure of the letter and saw no digit there: serials do mix
+                        # letters into the body (6BG90547), so keep it and offer the digit reading
+                        c.alternatives.append(Alternative(
+                            value=value[: offset + j] + target + value[offset + j + 1 :],
+                            confidence=round(c.conf * (1 - line.char_confidences[lp]), 4),
+                        ))
+                        continue
                     chars[offset + j] = target
                     flags.append({"kind": "confusable", "field_grammar": "serial digit body", "position": offset + j,
                                   "from": ch, "to": target, "source": source})

@@ -51,7 +51,7 @@ class ReaderSettings:
     confident: float = 0.8
     """A serial read at this confidence or above is not enhanced further."""
     chains: tuple[str, ...] = ("flatten_clahe", "blackhat_clahe", "clahe")
-    max_photometric_views: int = 8
+    max_photometric_views: int = 5
     save_enhanced: Path | None = None
     """Folder that receives every derived image with its trail (``--save-enhanced``)."""
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -254,6 +254,8 @@ class MarkingReader:
             views.append(self._keep_view(reference.path, relief, view))
             attempt = self._attempt(relief, reference.path, reference.sha256, view.name, view.name, stack.scale)
             attempts.append(attempt)
+            if _serial_confidence(attempt) >= self.settings.confident:
+                break
         return views
 
     def _keep_view(self, source: str, image: np.ndarray, view: View) -> View:

@@ -113,6 +113,8 @@ class RecordField(_Model):
     status: ReviewStatus = "suggested"
     history: list[HistoryEntry] = Field(default_factory=list)
     flags: list[dict[str, Any]] = Field(default_factory=list)
+    method: str | None = None
+    """How the value was read: ``direct``, ``chain:<name>``, ``photometric:<view>`` or ``restoration``."""
 
 
 class ItemResult(_Model):

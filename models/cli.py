@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marktrace.models.registry import SHIPPED_DIR, ModelChecksumError, load_registry, verify_file
@@ -53,8 +54,25 @@ def verify_models(folder: FolderOpt = SHIPPED_DIR) -> None:
                 )
         except (ModelChecksumError, ModelMetadataError, FileNotFoundError) as exc:
             failures += 1
-            console.print(f"[red]FAIL[/red] {exc}")
+            console.print(f"[red]FAIL[/red] {escape(str(exc))}", soft_wrap=True)  # one line: greppable in CI logs
             continue
         console.print(f"[green]ok[/green]   {model.file}  sha256 {model.sha256[:16]}…  {model.task} v{model.version}")
     if failures:
         raise typer.Exit(1)
+
+
+@app.command("regenerate")
+def regenerate_models(
+    folder: FolderOpt = SHIPPED_DIR,
+    variants: Annotated[bool, typer.Option(help="Rebuild the INT8 variants (else keep the existing files)")] = True,
+) -> None:
+    """Rebuild what depends on the model bytes: INT8 variants, test vectors, card checksums (needs ``onnx``).
+
+    Run it after every ``marktrace export-models``; same as ``python -m marktrace.models.vectors``.
+    """
+    from marktrace.models.vectors import regenerate
+
+    summary = regenerate(folder, variants=variants)
+    console.print(f"variants: {', '.join(summary['variants']) or '(kept)'}")
+    console.print(f"vectors:  {', '.join(summary['vectors'])}")
+    console.print(f"cards:    {', '.join(Path(c).name for c in summary['cards'])}")

@@ -126,9 +126,7 @@ def quantize_detector(fp32: Path, out: Path, photos: list[np.ndarray] | None = N
     return out
 
 
-def quantize_recognizer(
-    fp32: Path, out: Path, conv_qdq: bool = False, crops: list[np.ndarray] | None = None
-) -> Path:
+def quantize_recognizer(fp32: Path, out: Path, conv_qdq: bool = False, crops: list[np.ndarray] | None = None) -> Path:
     """Dynamic int8 quantization of the recognizer's LSTM/MatMul/Gemm (and static QDQ convs if ``conv_qdq``)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -161,3 +159,59 @@ def quantize_recognizer(
         )
     _copy_metadata(fp32, out, {"variant": "int8", "quantization": description})
     return out
+
+
+def compare_speed(folder: Path, threads: int = 2, repeats: int = 15) -> dict[str, dict[str, float]]:
+    """Median latency (ms) of each model's FP32 and INT8 files on the same inputs, runs interleaved.
+
+    Inputs: one rendered photo at the detector's ``long_side`` and a batch of 4 line crops 256 px wide.
+    """
+    import time
+
+    import onnxruntime as ort
+
+    from marktrace.inference.detect import prepare_detector_input
+    from marktrace.inference.onnx_models import session_options
+    from marktrace.inference.recognize import batch_line_crops
+    from marktrace.models.registry import load_registry
+
+    photo = calibration_photos(1)[0]
+    crops = [cv2_resize_crop(c) for c in calibration_crops(2)[:4]]
+    inputs = {
+        "line_detection": prepare_detector_input(photo, 640).tensor,
+        "line_recognition": batch_line_crops(crops, 64),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for task, tensor in inputs.items():
+        models = {m.variant: m for m in load_registry(folder) if m.task == task and m.default}
+        sessions = {
+            v: ort.InferenceSession(str(m.path(folder)), session_options(threads), providers=["CPUExecutionProvider"])
+            for v, m in models.items()
+        }
+        times: dict[str, list[float]] = {v: [] for v in sessions}
+        for session in sessions.values():
+            session.run(None, {"pixels": tensor})
+        for _ in range(repeats):
+            for variant, session in sessions.items():
+                start = time.perf_counter()
+                session.run(None, {"pixels": tensor})
+                times[variant].append((time.perf_counter() - start) * 1000)
+        results[task] = {v: float(np.median(t)) for v, t in times.items()}
+        if "fp32" in results[task] and "int8" in results[task]:
+            results[task]["speedup"] = results[task]["fp32"] / results[task]["int8"]
+    return results
+
+
+def cv2_resize_crop(crop: np.ndarray, width: int = 256) -> np.ndarray:
+    """A crop stretched to ``width`` (so the speed batch has a fixed shape)."""
+    import cv2
+
+    return cv2.resize(crop, (width, crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+if __name__ == "__main__":
+    import json as _json
+
+    from marktrace.models.registry import SHIPPED_DIR
+
+    print(_json.dumps(compare_speed(SHIPPED_DIR), indent=1))

@@ -1,0 +1,49 @@
+"""Execution-provider fallback and the ``variant`` setting of the reader (issue 6)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from marktrace.inference.onnx_models import load_model, resolve_providers
+from marktrace.models.registry import SHIPPED_DIR, default_model
+
+
+def test_unavailable_provider_falls_back_to_cpu_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="marktrace.inference"):
+        chosen = resolve_providers(["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    assert chosen == ["CPUExecutionProvider"]
+    assert any("NoSuchExecutionProvider" in r.getMessage() and "CPU" in r.getMessage() for r in caplog.records)
+
+
+def test_cpu_is_always_appended_and_not_duplicated() -> None:
+    assert resolve_providers(None) == ["CPUExecutionProvider"]
+    assert resolve_providers(["CPUExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_cuda_request_loads_on_cpu_when_no_gpu(caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build of onnxruntime is installed; the fallback is not exercised here")
+    path = default_model("line_detection").path(SHIPPED_DIR)
+    with caplog.at_level(logging.WARNING, logger="marktrace.inference"):
+        model = load_model(path, "line_detection", threads=1, providers=["CUDAExecutionProvider"])
+    assert model.session.get_providers() == ["CPUExecutionProvider"]
+    assert any("CUDAExecutionProvider" in r.getMessage() for r in caplog.records)
+
+
+def test_variant_setting_picks_the_registered_int8_files() -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    fp32 = MarkingReader.from_settings(ReaderSettings(threads=1))
+    int8 = MarkingReader.from_settings(ReaderSettings(threads=1, variant="int8"))
+    assert Path(fp32.detector.meta.path).name == default_model("line_detection").file
+    assert Path(int8.detector.meta.path).name == default_model("line_detection", variant="int8").file
+    assert Path(int8.recognizer.meta.path).name.endswith("-int8.onnx")
+    extra = dict(int8.recognizer.meta.extra)
+    assert extra["variant"] == "int8" and extra["parent_sha256"] == default_model("line_recognition").sha256
+    with pytest.raises(LookupError, match="fp16"):
+        MarkingReader.from_settings(ReaderSettings(threads=1, variant="fp16"))
