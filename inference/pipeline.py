@@ -29,8 +29,10 @@ CROP_PAD_Y = 0.1
 
 MAX_BATCH = 16
 MAX_WIDTH_RATIO = 1.35
-DIRECTION_SURE = 0.95
+DIRECTION_SURE = 0.6
 """Below this agreement of the predicted reading direction, the line is also read rotated by 180 degrees."""
+RETRY_BELOW = 0.9
+"""A line read with less confidence than this is also read rotated by 180 degrees."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ class ReaderSettings:
     registry_files: tuple[Path, ...] = field(default_factory=tuple)
     enhance: bool = True
     """Try enhancement chains (single photos) or photometric views (multi-light) when the direct read is unsure."""
-    confident: float = 0.8
+    confident: float = 0.6
     """A serial read at this confidence or above is not enhanced further."""
-    chains: tuple[str, ...] = ("flatten_clahe", "blackhat_clahe", "clahe")
+    chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
     max_photometric_views: int = 5
     save_enhanced: Path | None = None
     """Folder that receives every derived image with its trail (``--save-enhanced``)."""
@@ -156,14 +158,20 @@ class MarkingReader:
             quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
             crop = rectify_line(image_bgr, quad, self.height, self.settings.max_line_width)
             candidates.append(_Candidate(det, crop, False))
-            if det.direction_confidence < DIRECTION_SURE:
-                candidates.append(_Candidate(det, np.ascontiguousarray(crop[::-1, ::-1]), True))
         decoded = self.recognize([c.crop for c in candidates]) if candidates else []
-        best: dict[int, tuple[_Candidate, DecodedText]] = {}
-        for cand, text in zip(candidates, decoded, strict=True):
-            key = id(cand.detected)
-            if key not in best or _score(text) > _score(best[key][1]):
-                best[key] = (cand, text)
+        best: dict[int, tuple[_Candidate, DecodedText]] = {
+            id(cand.detected): (cand, text) for cand, text in zip(candidates, decoded, strict=True)
+        }
+        # The 180-degree retry: a line whose direction is uncertain or whose reading is weak is also read
+        # upside down, and the better reading is kept.
+        retry = [
+            _Candidate(cand.detected, np.ascontiguousarray(cand.crop[::-1, ::-1]), True)
+            for cand, text in best.values()
+            if cand.detected.direction_confidence < DIRECTION_SURE or text.confidence < RETRY_BELOW
+        ]
+        for cand, text in zip(retry, self.recognize([c.crop for c in retry]) if retry else [], strict=True):
+            if _score(text) > _score(best[id(cand.detected)][1]):
+                best[id(cand.detected)] = (cand, text)
         lines: list[Line] = []
         for cand, text in best.values():
             if not text.text.strip():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import onnx
 import pytest
 
-from marktrace.models.quantize import int8_name
-from marktrace.models.registry import SHIPPED_DIR, load_registry
+onnx = pytest.importorskip("onnx", reason="the INT8 build needs onnx (the [train] extra)")
+
+from marktrace.models.quantize import int8_name  # noqa: E402
+from marktrace.models.registry import SHIPPED_DIR, load_registry  # noqa: E402
 
 
 def test_int8_name() -> None:

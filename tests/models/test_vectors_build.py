@@ -1,0 +1,32 @@
+"""Pieces of the regeneration command (``python -m marktrace.models.vectors``) that need no models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marktrace.models.vectors import MAX_VECTOR_BYTES, _small_png, replace_block
+
+
+def test_replace_block_keeps_hand_written_text() -> None:
+    card = "intro\n<!-- generated:files -->\nold\n<!-- /generated:files -->\nlimits\n"
+    out = replace_block(card, "files", "| new |\n")
+    assert out == "intro\n<!-- generated:files -->\n| new |\n<!-- /generated:files -->\nlimits\n"
+    assert replace_block(out, "files", "| new |\n") == out
+
+
+def test_replace_block_refuses_a_card_without_the_block() -> None:
+    with pytest.raises(ValueError, match="generated:vectors"):
+        replace_block("no markers here", "vectors", "x")
+
+
+def test_small_png_falls_back_to_cheaper_forms_under_the_cap() -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((120, 200, 3), 128, np.uint8)
+    stored = _small_png(flat)
+    assert stored is not None and stored[1] == "colour"
+    noisy = rng.integers(0, 256, (200, 260, 3), dtype=np.uint8)  # colour noise does not compress
+    stored = _small_png(noisy)
+    assert stored is None or (len(stored[0]) <= MAX_VECTOR_BYTES and stored[1] != "colour")
+    huge = rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    assert _small_png(huge) is None
