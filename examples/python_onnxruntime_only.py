@@ -26,7 +26,8 @@ CROP_PAD_Y = 0.1
 MAX_CROP_WIDTH = 1024
 MAX_BATCH = 16  # section 5.6
 MAX_WIDTH_RATIO = 1.35
-DIRECTION_SURE = 0.95  # section 7
+DIRECTION_SURE = 0.6  # section 7
+RETRY_BELOW = 0.9
 
 
 def open_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:
@@ -182,18 +183,14 @@ def read_photo(path: Path, models: Path) -> dict[str, Any]:
     rgb = load_rgb(path)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     detections = detect(det_session, det_meta, rgb)
-    candidates = []  # (detection index, flipped, crop)
-    for i, det in enumerate(detections):
-        crop = cut_crop(gray, det["quad"], height)
-        candidates.append((i, False, crop))
-        if det["conf"] < DIRECTION_SURE:
-            candidates.append((i, True, np.ascontiguousarray(crop[::-1, ::-1])))
-    decoded = recognize(rec_session, charset, [c[2] for c in candidates])
-    best: dict[int, tuple[bool, str, float]] = {}
-    for (i, flipped, _), (text, conf) in zip(candidates, decoded, strict=True):
-        score = conf * min(1.0, len(text) / 3)
-        if i not in best or score > best[i][2] * min(1.0, len(best[i][1]) / 3):
-            best[i] = (flipped, text, conf)
+    crops = [cut_crop(gray, det["quad"], height) for det in detections]
+    best = {i: (False, *read) for i, read in enumerate(recognize(rec_session, charset, crops))}
+    # Section 7: unsure direction or weak reading -> also read upside down, keep the better score.
+    retry = [i for i, (_, _, conf) in best.items() if detections[i]["conf"] < DIRECTION_SURE or conf < RETRY_BELOW]
+    flipped_crops = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in retry]
+    for i, (text, conf) in zip(retry, recognize(rec_session, charset, flipped_crops) if retry else [], strict=True):
+        if conf * min(1.0, len(text) / 3) > best[i][2] * min(1.0, len(best[i][1]) / 3):
+            best[i] = (True, text, conf)
     lines = []
     for i, (flipped, text, conf) in best.items():
         if not text.strip():

@@ -23,7 +23,8 @@ const CROP_PAD_Y = 0.1;
 const MAX_CROP_WIDTH = 1024;
 const MAX_BATCH = 16; // section 5.6
 const MAX_WIDTH_RATIO = 1.35;
-const DIRECTION_SURE = 0.95; // section 7
+const DIRECTION_SURE = 0.6; // section 7
+const RETRY_BELOW = 0.9;
 
 // Python's round(): half to even.
 function pyRound(x) {
@@ -381,19 +382,16 @@ export async function readPhoto(file, modelsDir) {
   const img = loadRgb(file);
   const gray = toGray(img);
   const detections = await detect(det.session, det.meta, img);
-  const candidates = [];
-  detections.forEach((d, i) => {
-    const crop = cutCrop(gray, d.quad, height);
-    candidates.push({ i, flipped: false, crop });
-    if (d.conf < DIRECTION_SURE) candidates.push({ i, flipped: true, crop: rotate180(crop) });
-  });
-  const decoded = await recognize(rec.session, charset, height, candidates.map((c) => c.crop));
+  const crops = detections.map((d) => cutCrop(gray, d.quad, height));
   const score = (r) => r.conf * Math.min(1, [...r.text].length / 3);
   const best = new Map();
-  candidates.forEach((c, k) => {
-    const r = decoded[k];
-    if (!best.has(c.i) || score(r) > score(best.get(c.i).r)) best.set(c.i, { flipped: c.flipped, r });
-  });
+  (await recognize(rec.session, charset, height, crops)).forEach((r, i) => best.set(i, { flipped: false, r }));
+  // Section 7: unsure direction or weak reading -> also read upside down, keep the better score.
+  const retry = [...best.keys()].filter((i) => detections[i].conf < DIRECTION_SURE || best.get(i).r.conf < RETRY_BELOW);
+  if (retry.length) {
+    const again = await recognize(rec.session, charset, height, retry.map((i) => rotate180(crops[i])));
+    retry.forEach((i, k) => { if (score(again[k]) > score(best.get(i).r)) best.set(i, { flipped: true, r: again[k] }); });
+  }
   const lines = [];
   for (const [i, { flipped, r }] of best) {
     if (!r.text.trim()) continue;
