@@ -84,8 +84,8 @@ def postprocess_maps(
     maps: np.ndarray,
     stride: int,
     scale: float,
-    threshold: float = 0.4,
-    min_score: float = 0.55,
+    threshold: float = 0.7,
+    min_score: float = 0.75,
     min_area: int = 4,
 ) -> list[DetectedLine]:
     """Turn the detector's (3, h, w) output into line quads in original pixels.

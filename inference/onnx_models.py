@@ -40,8 +40,8 @@ class ModelMeta:
     input_height: int = 0
     long_side: int = 0
     stride: int = 0
-    threshold: float = 0.4
-    min_score: float = 0.55
+    threshold: float = 0.7
+    min_score: float = 0.75
     extra: tuple[tuple[str, str], ...] = ()
 
 
