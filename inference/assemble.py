@@ -49,6 +49,7 @@ def build_record(
     from marktrace.inference.parse import parse_lines
 
     record = _jsonable(parse_lines(list(lines), registry))
+    _attach_alterations(record, lines)
     for value in record.values():
         fields = value if isinstance(value, list) else [value]
         for field in fields:
@@ -59,6 +60,31 @@ def build_record(
                     if isinstance(sub, dict) and "evidence" in sub:
                         _stamp(sub, hashes, method, view)
     return record
+
+
+def _attach_alterations(record: dict[str, Any], lines: Sequence[Line]) -> None:
+    """Put over-stamp flags of the serial's line on the serial field, at positions within its value."""
+    serial = record.get("serial_number")
+    if not isinstance(serial, dict) or not serial.get("value"):
+        return
+    line_text = (serial.get("evidence") or {}).get("line_text")
+    line = next((ln for ln in lines if ln.text == line_text or (line_text and line_text in ln.text)), None)
+    if line is None or not line.alterations:
+        return
+    marked = str(serial.get("text_as_marked") or serial["value"])
+    start = line.text.find(marked)
+    if start < 0:
+        return
+    for flag in line.alterations:
+        position = int(flag["position"]) - start
+        if 0 <= position < len(marked):
+            serial.setdefault("flags", []).append({
+                "kind": "overstamp_suspected",
+                "position": position,
+                "character": marked[position],
+                "score": flag["score"],
+                "evidence": flag.get("evidence", {}),
+            })
 
 
 def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str, Any]:

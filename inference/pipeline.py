@@ -179,7 +179,9 @@ class MarkingReader:
             quad = cand.detected.quad
             if cand.flipped:
                 quad = quad[[2, 3, 0, 1]]
-            lines.append(_to_line(text, quad, file, view, self.model_label, cand.detected.score))
+            line = _to_line(text, quad, file, view, self.model_label, cand.detected.score)
+            line.alterations = _alterations(cand.crop, text)
+            lines.append(line)
         lines.sort(key=lambda ln: (round(min(p[1] for p in ln.box) / 20), min(p[0] for p in ln.box)))
         return lines
 
@@ -343,6 +345,26 @@ class MarkingReader:
         result.timings_ms = {"load_ms": load_ms, **result.timings_ms}
         result.files = names
         return result
+
+
+def _alterations(crop: np.ndarray, text: DecodedText) -> list[dict[str, Any]]:
+    """Over-stamp flags for one line, with character columns taken from the CTC time steps.
+
+    The recognizer emits one step per 4 crop columns, so a character spans from halfway to its left
+    neighbour's step to halfway to its right neighbour's.
+    """
+    from marktrace.inference.enhance.alteration import flag_alterations
+
+    steps = text.char_steps
+    if len(steps) < 4:
+        return []
+    centres = [4 * s + 2 for s in steps]
+    edges = [0] + [(a + b) // 2 for a, b in zip(centres, centres[1:], strict=False)] + [crop.shape[1]]
+    boxes = [(edges[i], max(edges[i + 1], edges[i] + 1)) for i in range(len(steps))]
+    try:
+        return flag_alterations(crop, boxes)
+    except ValueError:
+        return []
 
 
 def _score(text: DecodedText) -> float:

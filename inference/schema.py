@@ -78,6 +78,8 @@ class Line(_Model):
     alternatives: list[Alternative] = Field(default_factory=list)
     view: str = "original"
     model: str | None = None
+    alterations: list[dict[str, Any]] = Field(default_factory=list)
+    """Characters showing signs of over-stamping: ``{"position", "score", "evidence"}`` (position in ``text``)."""
 
 
 class Evidence(_Model):
