@@ -160,7 +160,47 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     alteration = alteration_scores(rows)
     if alteration is not None:
         out["alteration"] = alteration
-    alteration = alteration_scores(rows)
-    if alteration is not None:
-        out["alteration"] = alteration
+    makers = maker_scores(rows)
+    if makers is not None:
+        out["makers"] = makers
     return out
+
+
+def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Canonical manufacturer and ISO country of a rendered marking's maker/country lines.
+
+    The rendered texts are read by the record parser itself (text, not pixels), so the truth is the
+    registry's canonical name for what was marked; a maker the registry lacks has no truth (None).
+    """
+    from marktrace.inference.parse import parse_lines
+    from marktrace.inference.registry import load_registry
+    from marktrace.inference.schema import Line
+
+    texts = [t for t in (extra.get("maker"), extra.get("country")) if t]
+    lines = [Line(text=t, confidence=1.0, box=[(0, 0), (1, 0), (1, 1), (0, 1)], file="truth") for t in texts]
+    parsed = parse_lines(lines, load_registry())
+    maker = parsed.get("manufacturer")
+    country = parsed.get("country_of_manufacture")
+    return (maker.value if maker else None), (country.value if country else None)
+
+
+def maker_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Manufacturer and country-of-manufacture accuracy over rows whose marking has a registry maker line."""
+    scored = []
+    for r in rows:
+        extra = r.get("truth_extra") or {}
+        if not extra.get("maker") or not r.get("fields"):
+            continue  # no maker line, or an engine that fills no fields
+        maker, country = truth_maker_country(extra)
+        if maker is None:
+            continue
+        fields = r.get("fields") or {}
+        country_ok = country is None or fields.get("country_of_manufacture") == country
+        scored.append((fields.get("manufacturer") == maker, country_ok))
+    if not scored:
+        return None
+    return {
+        "n": len(scored),
+        "manufacturer": round(sum(m for m, _ in scored) / len(scored), 4),
+        "country": round(sum(c for _, c in scored) / len(scored), 4),
+    }

@@ -116,6 +116,17 @@ def alteration_summary(result: dict[str, Any], engine: str = "marktrace") -> str
     )
 
 
+def maker_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
+    """One line: manufacturer / country pre-fill accuracy (issue 4: >= 95% clean, >= 85% worn), if measured."""
+    makers = result.get("engines", {}).get(engine, {}).get("makers")
+    if not makers:
+        return ""
+    return (
+        f"{engine} makers — manufacturer {_fmt(makers['manufacturer'], pct=True)}, country "
+        f"{_fmt(makers['country'], pct=True)} correct over {makers['n']} markings with a registry maker line"
+    )
+
+
 def rich_table(result: dict[str, Any]) -> Table:
     """A rich table of one set's result."""
     target = result.get("target_exact")
@@ -152,7 +163,7 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
         for row in table_rows(result):
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         out.append("")
-        for line in (method_summary(result), alteration_summary(result)):
+        for line in (method_summary(result), alteration_summary(result), maker_summary(result)):
             if line:
                 out += [line, ""]
     out += [

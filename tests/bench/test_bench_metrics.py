@@ -194,3 +194,18 @@ def test_alteration_scores_recall_and_false_flags() -> None:
     }
     assert alteration_scores([{**rows[0], "fields": {}}]) is None  # engine does not flag at all
     assert alteration_positions([{"kind": "alteration", "position": 2}], "A B C") == {1}
+
+
+def test_maker_scores_use_the_registry_names_of_the_rendered_lines():
+    from bench.metrics import maker_scores, truth_maker_country
+
+    maker, country = truth_maker_country({"maker": "GLOCK", "country": "MADE IN AUSTRIA"})
+    assert maker and country == "AT"
+    rows = [
+        {"truth_extra": {"maker": "GLOCK", "country": "AUSTRIA"}, "fields": {"manufacturer": maker,
+                                                                          "country_of_manufacture": "AT"}},
+        {"truth_extra": {"maker": "GLOCK", "country": "AUSTRIA"}, "fields": {"method": "direct"}},
+        {"truth_extra": {"maker": "GLOCK"}},  # a peer: fills no fields, not scored
+    ]
+    assert maker_scores(rows) == {"n": 2, "manufacturer": 0.5, "country": 0.5}
+    assert maker_scores([{"truth_extra": {}, "fields": {}}]) is None
