@@ -42,8 +42,9 @@ class ServiceSettings(BaseSettings):
     """Largest image (width x height), checked from the header before decoding."""
     workers: int = Field(default_factory=_cores, gt=0)
     """Inference threads (default: the cores available)."""
-    queue_size: int = Field(default_factory=_cores, ge=0)
-    """Requests allowed to wait for a worker beyond those running; more get 503 + Retry-After."""
+    queue_size: int = Field(default_factory=lambda: 4 * _cores(), ge=0)
+    """Requests allowed to wait for a worker beyond those running (default: 4 per core, so a lab's usual
+    handful of concurrent uploads waits instead of bouncing); more get 503 + Retry-After."""
     request_timeout_s: float = Field(default=60.0, gt=0)
     """Per-request inference timeout (503 after it)."""
     retry_after_s: int = Field(default=2, ge=1)
