@@ -25,7 +25,7 @@ run: setup
 $(VENV)/.dev-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,service,dev,peers]'
+	$(BIN)/python -m pip install -q -e '.[train,service,dev]'
 	touch $@
 
 setup-dev: $(VENV)/.dev-installed
@@ -42,7 +42,8 @@ pytest: setup-dev
 test: lint typecheck pytest
 
 bench: setup-dev
-	$(BIN)/python -m bench.recognition
+	$(BIN)/python -m pip install -q -e '.[peers]'
+	$(BIN)/python -m bench.recognition --sets clean,worn --engines marktrace,rapidocr,easyocr,tesseract --n 50
 
 train-cpu: setup-dev
 	$(BIN)/marktrace train --config cpu --out runs
