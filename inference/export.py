@@ -9,7 +9,6 @@ SHA-256 against the batch.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from marktrace import __version__
+from marktrace.inference.images import sha256_file
 from marktrace.inference.records import IdentificationRecord, TracingRequest
 from marktrace.inference.schema import ItemResult, RecordField
 
@@ -44,15 +44,6 @@ ROLE_OF_FIELD: dict[str, str] = {
 
 class ExportError(ValueError):
     """An export input is unreadable or inconsistent; the message names the file and the problem."""
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_batch(path: Path) -> list[ItemResult]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from marktrace.models.registry import REGISTRY_FILE, sha256_of
+from marktrace.inference.images import sha256_file
+from marktrace.models.registry import REGISTRY_FILE
 
 DETECTOR_NAME = "marktrace-line-detector"
 RECOGNIZER_NAME = "marktrace-line-recognizer"
@@ -94,7 +95,7 @@ def export_run(
         ("detector", det_file, "line_detection"),
         ("recognizer", rec_file, "line_recognition"),
     ):
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         results[key]["sha256"] = digest
         results[key].pop("metadata", None)
         entries.append(

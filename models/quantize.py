@@ -67,11 +67,11 @@ class _Reader:
 
 def _copy_metadata(parent: Path, target: Path, extra: dict[str, str]) -> None:
     """Give ``target`` the parent's metadata plus ``extra`` (quantization drops or keeps it unpredictably)."""
-    from marktrace.models.registry import sha256_of
+    from marktrace.inference.images import sha256_file
 
     props = {p.key: p.value for p in onnx.load(str(parent), load_external_data=False).metadata_props}
     props.update(extra)
-    props["parent_sha256"] = sha256_of(parent)
+    props["parent_sha256"] = sha256_file(parent)
     model = onnx.load(str(target))
     del model.metadata_props[:]
     for key, value in sorted(props.items()):

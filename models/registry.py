@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from marktrace.inference.images import sha256_file
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 REGISTRY_FILE = "registry.json"
@@ -33,15 +34,6 @@ class RegisteredModel:
         return folder / self.file
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_registry(folder: Path = SHIPPED_DIR) -> list[RegisteredModel]:
     """Read ``registry.json`` of a model folder."""
     path = folder / REGISTRY_FILE
@@ -65,7 +57,7 @@ def verify_file(model: RegisteredModel, folder: Path = SHIPPED_DIR) -> Path:
     path = model.path(folder)
     if not path.is_file():
         raise ModelChecksumError(f"{path}: model file missing")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != model.sha256:
         raise ModelChecksumError(f"{path}: SHA-256 {actual} does not match the registry's {model.sha256}")
     return path

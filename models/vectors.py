@@ -25,7 +25,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from marktrace.models.registry import SHIPPED_DIR, load_registry, sha256_of, verify_file
+from marktrace.inference.images import sha256_file
+from marktrace.models.registry import SHIPPED_DIR, load_registry, verify_file
 
 VECTORS_DIR = "vectors"
 EXPECTED_FILE = "expected.json"
@@ -247,8 +248,8 @@ def build_vectors(
     document = {
         "regenerate": REGENERATE,
         "models": {
-            "detector": {"file": Path(det).name, "sha256": sha256_of(Path(det))},
-            "recognizer": {"file": Path(rec).name, "sha256": sha256_of(Path(rec))},
+            "detector": {"file": Path(det).name, "sha256": sha256_file(Path(det))},
+            "recognizer": {"file": Path(rec).name, "sha256": sha256_file(Path(rec))},
         },
         "tolerance": TOLERANCE,
         "notes": (
@@ -284,7 +285,7 @@ def build_variants(folder: Path) -> list[dict[str, Any]]:
                 "version": model.version,
                 "task": model.task,
                 "file": out.name,
-                "sha256": sha256_of(out),
+                "sha256": sha256_file(out),
                 "card": model.card,
                 "variant": "int8",
                 "default": True,
