@@ -34,7 +34,6 @@ def _stamp(field: dict[str, Any], hashes: Mapping[str, str], method: str, view: 
     evidence = field.setdefault("evidence", {})
     if evidence.get("method") in (None, "direct"):
         evidence["method"] = method
-    evidence.setdefault("view", view)
     if evidence.get("view") in (None, "original"):
         evidence["view"] = view
     file = evidence.get("file")

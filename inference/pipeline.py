@@ -221,7 +221,8 @@ class MarkingReader:
                 views += self._photometric_attempts(images, lights, attempts)
                 timings["photometric_ms"] = _ms(t1)
             else:
-                reference = max(images, key=lambda img: _serial_confidence(attempts[images.index(img)]))
+                # attempts[:len(images)] are the direct reads, one per photo, in order
+                reference = max(zip(images, attempts, strict=False), key=lambda pair: _serial_confidence(pair[1]))[0]
                 views += self._chain_attempts(reference, attempts)
                 timings["chains_ms"] = _ms(t1)
             best = max(attempts, key=_serial_confidence)

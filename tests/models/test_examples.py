@@ -85,26 +85,14 @@ def test_js_example_matches_marktrace_read(marktrace_read: dict[str, dict[str, A
         pytest.skip(message)
     js = EXAMPLES / "js"
     if not (js / "node_modules" / "onnxruntime-node").is_dir():
-        install = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=js, capture_output=True, text=True, timeout=600, check=False
-        )
+        install = _run([npm, "ci", "--no-audit", "--no-fund"], js, 600)
         if install.returncode != 0:
-            install = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund"],
-                cwd=js,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
+            install = _run([npm, "install", "--no-audit", "--no-fund"], js, 600)
         assert install.returncode == 0, install.stderr[-2000:]
-    done = subprocess.run(
-        [node, "read.mjs", "--json", *map(str, IMAGES)],
-        cwd=js,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _run([node, "read.mjs", "--json", *map(str, IMAGES)], js, 300)
     assert done.returncode == 0, done.stderr[-2000:]
     _compare([json.loads(line) for line in done.stdout.splitlines()], marktrace_read, None)
+
+
+def _run(args: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
