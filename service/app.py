@@ -29,15 +29,24 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from marktrace.inference.export import ExportError, record_of
 from marktrace.inference.images import ImageLoadError, ImageTooLargeError, probe_image
 from marktrace.inference.reader import Reader
+from marktrace.inference.records import (
+    REQUIRED_FOR_TRACE,
+    TracingHumanFields,
+    TracingRequest,
+    UnconfirmedFieldsError,
+    build_tracing_request,
+)
 from marktrace.inference.schema import ItemResult
 from marktrace.service.evidence import EvidenceError, EvidenceStore, TempUpload
+from marktrace.service.exports import render_report, schema_bytes, schema_names, schema_summary
 from marktrace.service.limits import (
     InferencePool,
     InferenceTimeout,
@@ -52,6 +61,7 @@ from marktrace.service.settings import ServiceSettings
 from marktrace.service.store import AuditEvent, IdempotencyConflict, Principal, Store, StoredFile
 
 PROBLEM_JSON = "application/problem+json"
+SCHEMA_JSON = "application/schema+json"
 API_VERSION = "1"
 
 
@@ -135,6 +145,29 @@ class IdentificationPage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None = None
+
+
+class TracingRequestBody(TracingHumanFields):
+    """The human-only fields of an ITI tracing request (para 17 (a), (c)), and whether to force it."""
+
+    force: bool = False
+    """Issue the request although serial number, manufacturer or country of manufacture are not
+    confirmed; it is then stamped ``unconfirmed`` with the list of those fields."""
+
+
+class SchemaInfo(BaseModel):
+    """A published JSON Schema."""
+
+    name: str
+    title: str | None = None
+    id: str | None = None
+    url: str
+
+
+class SchemaList(BaseModel):
+    """The published JSON Schemas (identification record, tracing request)."""
+
+    items: list[SchemaInfo]
 
 
 class Health(BaseModel):
@@ -318,10 +351,12 @@ def _principal(
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 
 
-def _require_examiner(principal: Principal, state: ServiceState, target: str) -> None:
+def _require_examiner(
+    principal: Principal, state: ServiceState, target: str, event: str = "change", act: str = "change records"
+) -> None:
     if principal.role != "examiner":
-        state.store.audit(AuditEvent(principal.actor, principal.lab, "change", target, "forbidden", {}))
-        raise Problem(403, "Forbidden", "viewer keys cannot change records")
+        state.store.audit(AuditEvent(principal.actor, principal.lab, event, target, "forbidden", {}))
+        raise Problem(403, "Forbidden", f"viewer keys cannot {act}")
 
 
 def _out(row: dict[str, Any]) -> IdentificationOut:
@@ -784,6 +819,175 @@ def create_app(
     def get_derived(state: StateDep, principal: PrincipalDep, ident: str, sha256: str) -> Response:
         """A derived image (enhanced view), as an attachment; its trail is in the record's ``views``."""
         return _file_response(state, principal, ident, sha256, "derived")
+
+    # -- exports -----------------------------------------------------------------------------
+    unconfirmed_desc = (
+        "serial number, manufacturer or country of manufacture not confirmed or corrected by an examiner "
+        "(the detail names them); send `force: true` for a request stamped `unconfirmed`"
+    )
+
+    @app.post(
+        "/v1/identifications/{ident}/tracing-request",
+        response_model=TracingRequest,
+        tags=["exports"],
+        responses={
+            **_ERRORS,
+            403: {"model": ProblemBody, "content": {PROBLEM_JSON: {}}, "description": "viewer key"},
+            409: {"model": ProblemBody, "content": {PROBLEM_JSON: {}}, "description": unconfirmed_desc},
+        },
+    )
+    def create_tracing_request(
+        state: StateDep,
+        principal: PrincipalDep,
+        ident: Annotated[str, PathParam(max_length=64)],
+        body: TracingRequestBody,
+    ) -> Response:
+        """An ITI tracing request (schema `tracing-request.v1`) from the record and the human-only fields.
+
+        Refused with 409 while serial number, manufacturer and country of manufacture are not all
+        confirmed or corrected; with `force: true` it is issued stamped `unconfirmed`. Examiner keys only.
+        `X-Content-SHA256` carries the hash of the body, which the audit log keeps.
+        """
+        target = f"identification:{ident}/tracing-request"
+        row = _get_or_404(state, principal, ident, "export")
+        _require_examiner(principal, state, target, "export", "export tracing requests")
+        human = TracingHumanFields.model_validate(body.model_dump(exclude={"force"}))
+        try:
+            record = record_of(ItemResult.model_validate(row["result"]))
+            request = build_tracing_request(record, human, force=body.force)
+        except UnconfirmedFieldsError as exc:
+            state.store.audit(
+                AuditEvent(
+                    principal.actor, principal.lab, "export", target, "refused", {"unconfirmed": exc.fields}
+                )
+            )
+            raise Problem(
+                409,
+                "Conflict",
+                f"tracing request refused: {', '.join(exc.fields)} not yet confirmed or corrected by an "
+                f"examiner (required: {', '.join(REQUIRED_FOR_TRACE)}). Review them with PATCH "
+                f"/v1/identifications/{ident}, or send \"force\": true to issue the request stamped "
+                "'unconfirmed'",
+            ) from None
+        except (ExportError, ValidationError) as exc:
+            detail = str(exc)
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first.get("loc", ()))
+                detail = f"the record's values do not fit tracing-request.v1: {loc}: {first.get('msg', '')}"
+                if loc == "state":
+                    detail = (
+                        f"country {first.get('input')!r} is not an ISO 3166-1 alpha-2 code (e.g. DE); "
+                        "correct country_of_manufacture (or the import mark's country) with PATCH"
+                    )
+            state.store.audit(
+                AuditEvent(principal.actor, principal.lab, "export", target, "rejected", {"reason": detail})
+            )
+            raise Problem(422, "Unprocessable Content", detail) from None
+        response = JSONResponse(request.model_dump(mode="json"))
+        digest = hashlib.sha256(response.body).hexdigest()
+        state.store.audit(
+            AuditEvent(
+                principal.actor,
+                principal.lab,
+                "export",
+                target,
+                "success",
+                {
+                    "request_id": request.request_id,
+                    "case_reference": request.case_reference,
+                    "forced": body.force,
+                    "unconfirmed": request.unconfirmed_fields,
+                    "sha256": digest,
+                },
+            )
+        )
+        response.headers["X-Content-SHA256"] = digest
+        return response
+
+    @app.get(
+        "/v1/identifications/{ident}/report.pdf",
+        tags=["exports"],
+        response_class=Response,
+        responses={
+            **_ERRORS,
+            200: {"content": {"application/pdf": {}}, "description": "the PDF report"},
+            500: {
+                "model": ProblemBody,
+                "content": {PROBLEM_JSON: {}},
+                "description": "an original is missing or altered in the evidence store",
+            },
+        },
+    )
+    def get_report(
+        state: StateDep, principal: PrincipalDep, ident: Annotated[str, PathParam(max_length=64)]
+    ) -> Response:
+        """The printable PDF report: photos with the read boxes, enhanced views, fields with review state, trail.
+
+        Photos come from the evidence store and are hash-checked first. `X-Content-SHA256` carries the
+        PDF's hash, which the audit log keeps.
+        """
+        target = f"identification:{ident}/report.pdf"
+        row = _get_or_404(state, principal, ident, "export")
+        try:
+            pdf = render_report(row["result"], row["files"], state.evidence)
+        except EvidenceError as exc:
+            state.metrics.errors.labels("evidence_integrity").inc()
+            state.store.audit(
+                AuditEvent(
+                    principal.actor, principal.lab, "export", target, "integrity_failure", {"error": str(exc)}
+                )
+            )
+            raise Problem(
+                500, "Evidence Integrity Failure", f"an evidence file of {ident} is missing or altered"
+            ) from None
+        except ExportError as exc:
+            state.store.audit(
+                AuditEvent(principal.actor, principal.lab, "export", target, "rejected", {"reason": str(exc)})
+            )
+            raise Problem(422, "Unprocessable Content", str(exc)) from None
+        digest = hashlib.sha256(pdf).hexdigest()
+        state.store.audit(
+            AuditEvent(
+                principal.actor, principal.lab, "export", target, "success", {"sha256": digest, "size": len(pdf)}
+            )
+        )
+        safe_id = "".join(c if c.isalnum() or c == "-" else "_" for c in str(row["id"]))[:64]
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="marktrace-{safe_id}.pdf"',
+                "X-Content-Type-Options": "nosniff",
+                "X-Content-SHA256": digest,
+            },
+        )
+
+    # -- published schemas (public documents, no key needed) ---------------------------------
+    @app.get("/v1/schemas", response_model=SchemaList, tags=["schemas"])
+    def list_schemas() -> SchemaList:
+        """The published JSON Schemas: identification record and ITI tracing request."""
+        return SchemaList(
+            items=[
+                SchemaInfo(name=n, url=f"/v1/schemas/{n}", **schema_summary(n)) for n in schema_names()
+            ]
+        )
+
+    @app.get(
+        "/v1/schemas/{name}",
+        tags=["schemas"],
+        response_class=Response,
+        responses={
+            200: {"content": {SCHEMA_JSON: {}}, "description": "the schema file, byte for byte"},
+            404: {"model": ProblemBody, "content": {PROBLEM_JSON: {}}, "description": "no such schema"},
+        },
+    )
+    def get_schema(name: Annotated[str, PathParam(max_length=100)]) -> Response:
+        """One published JSON Schema (`identification-record.v1`, `tracing-request.v1`; `.json` optional)."""
+        data = schema_bytes(name)
+        if data is None:
+            raise Problem(404, "Not Found", f"no schema {name!r}; see /v1/schemas")
+        return Response(data, media_type=SCHEMA_JSON, headers={"Cache-Control": "public, max-age=3600"})
 
     # -- middleware --------------------------------------------------------------------------
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import struct
 import zlib
 
@@ -200,22 +201,37 @@ def test_tenancy_matrix_every_route(client: TestClient, keys) -> None:
     a = post(client, keys.a, [("a.png", make_image(seed=5))]).json()
     ident, sha, dsha = a["id"], a["originals"][0]["sha256"], a["derived"][0]["sha256"]
     schema = client.get("/openapi.json").json()
-    public = {"/livez", "/readyz", "/metrics"}
+    public = {"/livez", "/readyz", "/metrics", "/v1/schemas", "/v1/schemas/{name}"}
     concrete = {
         "{ident}": ident,
+    }
+    human = {
+        "requesting_authority": {"name": "NFP"},
+        "case_reference": "C-1",
+        "illicit_nature": {"criteria": ["illicit_under_national_law"]},
+        "legal_justification": "ITI para 17",
+        "intended_use": "investigation",
+        "force": True,
     }
     checked = 0
     for path, ops in schema["paths"].items():
         if path in public:
+            # public documents answer without a key
+            for method in ops:
+                url = path.replace("{name}", "tracing-request.v1")
+                assert client.request(method, url).status_code == 200, (method, path)
             continue
         for method in ops:
+            assert set(re.findall(r"{[^}]+}", path)) <= {"{ident}", "{sha256}"}, f"no filler for {path}"
             url = path.replace("{ident}", concrete["{ident}"])
             url = url.replace("/originals/{sha256}", f"/originals/{sha}")
             url = url.replace("/derived/{sha256}", f"/derived/{dsha}")
             kwargs: dict = {}
             if method == "patch":
                 kwargs["json"] = {"changes": [{"field": "serial_number", "action": "confirm"}]}
-            if method == "post":
+            if method == "post" and path.endswith("/tracing-request"):
+                kwargs["json"] = human
+            elif method == "post":
                 kwargs["files"] = [("files", ("b.png", make_image(seed=6), "image/png"))]
             # no key and a revoked-looking key: 401 everywhere
             assert client.request(method, url, **kwargs).status_code == 401, (method, path)
@@ -230,7 +246,7 @@ def test_tenancy_matrix_every_route(client: TestClient, keys) -> None:
             elif method == "get":
                 assert all(i["lab"] == "lab-b" for i in r_b.json()["items"])
             checked += 1
-    assert checked >= 6
+    assert checked >= 8
     # lab A's record was never changed by lab B
     assert client.get(f"/v1/identifications/{ident}", headers=auth(keys.a)).json()["version"] == 2
 
