@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.sets import BenchItem
 
-ENGINE_NAMES = ("marktrace", "easyocr", "rapidocr", "tesseract")
+ENGINE_NAMES = ("marktrace", "marktrace-fp32", "easyocr", "rapidocr", "tesseract")
 
 
 class EngineError(RuntimeError):
@@ -89,12 +89,17 @@ def _version(dist: str) -> str:
 
 
 class MarktraceEngine(Engine):
+    """marktrace as shipped: the ``auto`` variant (INT8 models on the CPU)."""
+
     name = "marktrace"
+    variant = "auto"
 
     def __init__(self, options: EngineOptions) -> None:
         from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-        settings = ReaderSettings(detector=options.detector, recognizer=options.recognizer, threads=options.threads)
+        settings = ReaderSettings(
+            detector=options.detector, recognizer=options.recognizer, threads=options.threads, variant=self.variant
+        )
         try:
             self.reader = MarkingReader.from_settings(settings)
         except (FileNotFoundError, LookupError) as exc:
@@ -127,7 +132,15 @@ class MarktraceEngine(Engine):
         return {
             "detector": f"{self.reader.detector.meta.name}@{self.reader.detector.meta.version}",
             "recognizer": self.reader.model_label,
+            "variant": self.reader.settings.resolved_variant(),
         }
+
+
+class MarktraceFP32Engine(MarktraceEngine):
+    """marktrace on its FP32 models (the parents of the INT8 files), to measure what quantization costs."""
+
+    name = "marktrace-fp32"
+    variant = "fp32"
 
 
 class EasyOCREngine(Engine):
@@ -232,6 +245,7 @@ class TesseractEngine(Engine):
 
 FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace": MarktraceEngine,
+    "marktrace-fp32": MarktraceFP32Engine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

@@ -5,7 +5,7 @@ given, then for each concurrency level (default 8 clients and 4x overload = 32) 
 photos for ``--seconds`` and reports throughput of 201s, p50/p95 latency of accepted requests,
 answer-code counts, server RSS (peak sampled), and checks that every 201 is present afterwards.
 
-    python bench/load_service.py                       # real reader (MARKTRACE_READER default)
+    python bench/load_service.py                       # real reader on 40 rendered close-ups
     python bench/load_service.py --fake                # service overhead only (fake reader)
     python bench/load_service.py --photos DIR          # your own close-ups
 """
@@ -32,12 +32,18 @@ from live_server import LiveServer  # noqa: E402
 
 
 def synthetic_photos(n: int) -> list[tuple[str, bytes]]:
-    rng = np.random.default_rng(0)
+    """Rendered close-ups of markings (held-out fonts, clean to worn, mild camera effects) as JPEG bytes.
+
+    Seeds from 1.76e9: outside training (< 1.3e9) and the recognition benchmark's blocks.
+    """
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    config = SynthConfig(fonts="heldout", wear=(0.0, 0.5), camera=0.5)
     out = []
     for i in range(n):
-        img = rng.integers(60, 200, size=(480, 640, 3), dtype=np.uint8)
+        rgb = render_marking(1_760_000_000 + i, config).image[:, :, ::-1]
         buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=90)
         out.append((f"close{i}.jpg", buf.getvalue()))
     return out
 
@@ -119,17 +125,19 @@ def main() -> None:
     parser.add_argument("--url", help="an already running service (then --key is required)")
     parser.add_argument("--key")
     parser.add_argument("--fake", action="store_true", help="use the fake reader (service overhead only)")
-    parser.add_argument("--photos", type=Path, help="folder of close-up photos (default: synthetic 640x480 JPEGs)")
+    parser.add_argument("--photos", type=Path, help="folder of close-up photos (default: 40 rendered markings)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--overload", type=int, default=4, help="overload factor over --clients")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, help="MARKTRACE_WORKERS for the started server (default: cores)")
-    parser.add_argument("--queue-size", type=int, help="MARKTRACE_QUEUE_SIZE for the started server (default: cores)")
+    parser.add_argument(
+        "--queue-size", type=int, help="MARKTRACE_QUEUE_SIZE for the started server (default: the service's)"
+    )
     args = parser.parse_args()
     if args.photos:
         photos = [(p.name, p.read_bytes()) for p in sorted(args.photos.iterdir()) if p.is_file()][:64]
     else:
-        photos = synthetic_photos(16)
+        photos = synthetic_photos(40)
     server = None
     pid = None
     url, key = args.url, args.key
@@ -143,10 +151,9 @@ def main() -> None:
         _, key = store.create_key("bench-lab")
         store.close()
         cores = len(os.sched_getaffinity(0))
-        env = {
-            "MARKTRACE_WORKERS": str(args.workers or cores),
-            "MARKTRACE_QUEUE_SIZE": str(args.queue_size if args.queue_size is not None else cores),
-        }
+        env = {"MARKTRACE_WORKERS": str(args.workers or cores)}
+        if args.queue_size is not None:
+            env["MARKTRACE_QUEUE_SIZE"] = str(args.queue_size)
         if not args.fake:
             env["MARKTRACE_READER"] = os.environ.get(
                 "MARKTRACE_READER", "marktrace.inference.pipeline:MarkingReader.from_settings"

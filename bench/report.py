@@ -74,7 +74,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
             continue
         ratio = "1.0" if name == "marktrace" else _fmt(rat.get(name, {}).get("cpu_time_ratio"), digits=1)
         exact = _fmt(s.get("exact"), pct=True)
-        if name == "marktrace" and s.get("closest_line_exact") is not None:
+        if name.startswith("marktrace") and s.get("closest_line_exact") is not None:
             exact += f" (line {_fmt(s['closest_line_exact'], pct=True)})"
         rss = s.get("peak_rss_mb")
         rss_total = rss + (s.get("child_peak_rss_mb") or 0.0) if rss is not None else None

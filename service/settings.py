@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
     """Largest image (width x height), checked from the header before decoding."""
     workers: int = Field(default_factory=_cores, gt=0)
     """Inference threads (default: the cores available)."""
+    threads_per_worker: int = Field(default=1, gt=0)
+    """onnxruntime intra-op threads of each inference (default 1: the workers already fill the cores, and
+    more threads per request would only make them contend)."""
+    model_variant: Literal["auto", "fp32", "int8"] = "auto"
+    """Shipped model variant for the default reader: ``auto`` (INT8 on the CPU), ``fp32`` or ``int8``."""
     queue_size: int = Field(default_factory=lambda: 4 * _cores(), ge=0)
     """Requests allowed to wait for a worker beyond those running (default: 4 per core, so a lab's usual
     handful of concurrent uploads waits instead of bouncing); more get 503 + Retry-After."""

@@ -7,7 +7,7 @@
 // written out below, small and readable.
 //
 //   npm install --no-audit --no-fund      (once, in examples/js)
-//   node read.mjs PHOTO.png [PHOTO.jpg ...] [--models ../../models/shipped] [--json]
+//   node read.mjs PHOTO.png [PHOTO.jpg ...] [--models ../../models/shipped] [--variant int8|fp32] [--json]
 //
 // Note: JPEG EXIF orientation (CONTRACT.md section 1) is not applied here; rotate such photos first.
 
@@ -372,9 +372,9 @@ function readMetadata(buf) {
   return meta;
 }
 
-export async function readPhoto(file, modelsDir) {
+export async function readPhoto(file, modelsDir, variant = "int8") {
   const registry = JSON.parse(fs.readFileSync(path.join(modelsDir, "registry.json"), "utf8")).models;
-  const pick = (task) => registry.find((m) => m.task === task && (m.variant ?? "fp32") === "fp32" && m.default).file;
+  const pick = (task) => registry.find((m) => m.task === task && (m.variant ?? "fp32") === variant && m.default).file;
   const det = await openModel(path.join(modelsDir, pick("line_detection")));
   const rec = await openModel(path.join(modelsDir, pick("line_recognition")));
   const charset = [...JSON.parse(rec.meta.charset)];
@@ -413,18 +413,24 @@ async function main() {
   const here = path.dirname(fileURLToPath(import.meta.url));
   let modelsDir = path.resolve(here, "..", "..", "models", "shipped");
   let asJson = false;
+  let variant = "int8"; // as marktrace on a CPU; "fp32" for the parent models
   const photos = [];
   for (let k = 0; k < args.length; k++) {
     if (args[k] === "--models") modelsDir = args[++k];
     else if (args[k] === "--json") asJson = true;
+    else if (args[k] === "--variant") variant = args[++k];
     else photos.push(args[k]);
   }
   if (!photos.length) {
-    console.error("usage: node read.mjs PHOTO [PHOTO ...] [--models DIR] [--json]");
+    console.error("usage: node read.mjs PHOTO [PHOTO ...] [--models DIR] [--variant int8|fp32] [--json]");
+    process.exit(2);
+  }
+  if (!["int8", "fp32"].includes(variant)) {
+    console.error(`--variant must be int8 or fp32, not ${variant}`);
     process.exit(2);
   }
   for (const photo of photos) {
-    const result = await readPhoto(photo, modelsDir);
+    const result = await readPhoto(photo, modelsDir, variant);
     if (asJson) console.log(JSON.stringify(result));
     else {
       console.log(photo);

@@ -38,7 +38,7 @@ def test_cuda_request_loads_on_cpu_when_no_gpu(caplog: pytest.LogCaptureFixture)
 def test_variant_setting_picks_the_registered_int8_files() -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-    fp32 = MarkingReader.from_settings(ReaderSettings(threads=1))
+    fp32 = MarkingReader.from_settings(ReaderSettings(threads=1, variant="fp32"))
     int8 = MarkingReader.from_settings(ReaderSettings(threads=1, variant="int8"))
     assert Path(fp32.detector.meta.path).name == default_model("line_detection").file
     assert Path(int8.detector.meta.path).name == default_model("line_detection", variant="int8").file
@@ -47,3 +47,13 @@ def test_variant_setting_picks_the_registered_int8_files() -> None:
     assert extra["variant"] == "int8" and extra["parent_sha256"] == default_model("line_recognition").sha256
     with pytest.raises(LookupError, match="fp16"):
         MarkingReader.from_settings(ReaderSettings(threads=1, variant="fp16"))
+
+
+def test_auto_variant_is_int8_on_cpu_and_fp32_with_a_gpu_provider() -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    assert ReaderSettings().resolved_variant() == "int8"
+    assert ReaderSettings(providers=("CUDAExecutionProvider", "CPUExecutionProvider")).resolved_variant() == "fp32"
+    assert ReaderSettings(variant="fp32").resolved_variant() == "fp32"
+    default = MarkingReader.from_settings(ReaderSettings(threads=1))
+    assert Path(default.detector.meta.path).name == default_model("line_detection", variant="int8").file

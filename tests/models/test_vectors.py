@@ -33,7 +33,7 @@ def _check_summary(actual: np.ndarray, expected: dict[str, Any], tol: dict[str, 
 def reader() -> Any:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-    return MarkingReader.from_settings(ReaderSettings(threads=2))
+    return MarkingReader.from_settings(ReaderSettings(threads=2, variant="fp32"))
 
 
 def test_vectors_exist_and_are_small() -> None:
