@@ -170,17 +170,27 @@ def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:
     """Canonical manufacturer and ISO country of a rendered marking's maker/country lines.
 
     The rendered texts are read by the record parser itself (text, not pixels), so the truth is the
-    registry's canonical name for what was marked; a maker the registry lacks has no truth (None).
+    registry's canonical name for what was marked; a maker the registry lacks has no truth (None). The
+    manufacturer comes from the maker and country lines only (an import mark names the importer); the
+    country, when no country line was marked, also from the import mark, whose country is the country
+    of manufacture.
     """
     from marktrace.inference.parse import parse_lines
     from marktrace.inference.registry import load_registry
     from marktrace.inference.schema import Line
 
+    def parse(texts: list[str]) -> dict[str, Any]:
+        lines = [Line(text=t, confidence=1.0, box=[(0, 0), (1, 0), (1, 1), (0, 1)], file="truth") for t in texts]
+        return parse_lines(lines, load_registry())
+
     texts = [t for t in (extra.get("maker"), extra.get("country")) if t]
-    lines = [Line(text=t, confidence=1.0, box=[(0, 0), (1, 0), (1, 1), (0, 1)], file="truth") for t in texts]
-    parsed = parse_lines(lines, load_registry())
+    parsed = parse(texts)
     maker = parsed.get("manufacturer")
     country = parsed.get("country_of_manufacture")
+    if not extra.get("country") and extra.get("import") and maker is not None:
+        with_import = parse([*texts, extra["import"]]).get("country_of_manufacture")
+        if with_import is not None and with_import.evidence.method != "registry_fallback":
+            country = with_import
     return (maker.value if maker else None), (country.value if country else None)
 
 

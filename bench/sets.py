@@ -37,11 +37,15 @@ SETS_VERSION = "bench-sets-1"
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 LIGHTS_FILE = "lights.json"
 
-_SERIAL_LABEL = re.compile(r"^\s*(?:SERIAL\b\.?|SER\.|S/N|N[O°]\.?(?=[\s\d#:.]))\s*[:#]?\s*", re.IGNORECASE)
+_SERIAL_LABEL = re.compile(
+    r"^\s*(?:(?:SERIAL\b\.?|SER\.|S/N|SN\b|N[O°]\.?(?=[\s\d#:.]))\s*[:#]?\s*)+", re.IGNORECASE
+)
+"""Leading labels, possibly stacked (``S/N No 4020``, ``SERIAL No 34346``, ``SN 044441``)."""
 
 
 def normalize_serial(text: str) -> str:
-    """The serial as scored: a leading label (``SER.``, ``S/N``, ``SERIAL``, ``No.``/``No``) and all spaces removed.
+    """The serial as scored: leading labels (``SER.``, ``S/N``, ``SN``, ``SERIAL``, ``No.``/``No``) and all spaces
+    removed.
 
     Case is kept (serials are marked in upper case; reading ``a`` for ``A`` is an error).
     """
@@ -191,7 +195,7 @@ class BenchItem:
     lights: dict[str, tuple[float, float]] | None = None
     """File name -> (azimuth_deg, elevation_deg) for a multi-light item."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Other truth: maker / country lines, over-stamped character positions."""
+    """Other truth: maker / country / import lines, over-stamped character positions."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form (what the worker subprocess reads)."""
@@ -372,7 +376,8 @@ def load_items(folder: Path, set_name: str) -> list[BenchItem]:
         if missing or not files:
             raise ValueError(f"{root / MANIFEST}:{no}: image(s) missing: {missing or item_id}")
         by_role = {ln.role: ln.text for ln in reversed(entry.lines)}
-        extra: dict[str, Any] = {"maker": by_role.get("maker"), "country": by_role.get("country")}
+        extra: dict[str, Any] = {"maker": by_role.get("maker"), "country": by_role.get("country"),
+                                 "import": by_role.get("import")}
         per_line = meta.get("overstamped_chars")
         if isinstance(per_line, list) and len(per_line) == len(entry.lines):
             serial_index = next(i for i, ln in enumerate(entry.lines) if ln.role == "serial")

@@ -6,6 +6,7 @@ synthetic (plausible formats, no real serial numbers); the lists of makers and p
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -357,19 +358,66 @@ def random_year(rng: np.random.Generator) -> str:
     return f"{y}r."
 
 
-def random_import_line(rng: np.random.Generator) -> str:
-    """A US-style import mark (importer, city, state), sometimes with a country or year."""
+def random_import_line(rng: np.random.Generator, country: str | None = None) -> str:
+    """A US-style import mark (importer, city, state), sometimes with a year or the country of origin.
+
+    Args:
+        rng: the generator.
+        country: the country of manufacture as marked (``"BELGIUM"``); an import mark that names a country
+            names this one. ``None``: the mark names no country.
+    """
     name, place = IMPORTERS[int(rng.integers(0, len(IMPORTERS)))]
     k = int(rng.integers(0, 5))
     if k == 0:
         return f"IMP BY {name} {place}"
     if k == 1:
         return f"IMPORTED BY {name} {place}"
-    if k == 2:
+    if k == 2 or (k == 4 and not country):
         return f"{name} {place}"
     if k == 3:
         return f"IMP {name} {place} {_int(rng, 1985, 2024)}"
-    return f"{name} {place} {_pick(rng, ('CHINA', 'ROMANIA', 'BULGARIA', 'RUSSIA', 'SERBIA', 'TURKEY'))}"
+    return f"{name} {place} {country}"
+
+
+_MADE_IN = ("MADE IN ", "Made in ")
+
+
+@functools.cache
+def _country_names() -> frozenset[str]:
+    """Compact forms of the registry's country names (current and former states)."""
+    from marktrace.inference.registry import load_registry
+
+    return frozenset(load_registry().index.country_names)
+
+
+def marked_country(line: str) -> str | None:
+    """The country name a country line marks (``"MADE IN BELGIUM"`` → ``"BELGIUM"``), or ``None``.
+
+    The shortest tail of the line (after ``MADE IN``) that is a registry country name: ``"KARLOVAC CROATIA"``
+    → ``"CROATIA"``, ``"MADE IN CZECH REPUBLIC"`` → ``"CZECH REPUBLIC"``; a town alone (``"GARDONE V.T."``)
+    → ``None``.
+    """
+    from marktrace.inference.registry import compact, tokenize
+
+    for prefix in _MADE_IN:
+        if line.startswith(prefix):
+            line = line[len(prefix):]
+    words = line.split()
+    names = _country_names()
+    for k in range(len(words) - 1, -1, -1):
+        tail = " ".join(words[k:])
+        if compact(tokenize(tail)) in names:
+            return tail.upper()
+    return None
+
+
+def marking_country(country_line: str, maker_countries: Sequence[str]) -> str | None:
+    """The country of a marking: the one its country line names, else the first its maker's lines name."""
+    for line in (country_line, *maker_countries):
+        found = marked_country(line)
+        if found:
+            return found
+    return None
 
 
 def _maybe_lower(rng: np.random.Generator, s: str) -> str:
@@ -402,12 +450,18 @@ def random_marking_lines(rng: np.random.Generator, n_lines: tuple[int, int] = (1
     serial_text = random_serial(rng)
     if rng.random() < 0.15:
         serial_text = _pick(rng, SERIAL_PREFIXES) + serial_text
+    maker_text = _maybe_lower(rng, maker)
+    country_text = _pick(rng, countries) if rng.random() < 0.7 else _pick(rng, COUNTRY_LINES)
+    calibre_text = _pick(rng, CALIBRES)
+    model_text = _pick(rng, models)
+    # an import mark's country is the country of manufacture: the one this marking names
+    import_text = random_import_line(rng, marking_country(country_text, countries))
     pool: list[tuple[str, Role]] = [
-        (_maybe_lower(rng, maker), "maker"),
-        (_pick(rng, countries) if rng.random() < 0.7 else _pick(rng, COUNTRY_LINES), "country"),
-        (_pick(rng, CALIBRES), "calibre"),
-        (_pick(rng, models), "model"),
-        (random_import_line(rng), "import"),
+        (maker_text, "maker"),
+        (country_text, "country"),
+        (calibre_text, "calibre"),
+        (model_text, "model"),
+        (import_text, "import"),
         (random_year(rng), "year"),
         (" ".join(_pick(rng, PROOF_MARKS) for _ in range(_int(rng, 1, 3))), "proof"),
     ]

@@ -4,12 +4,20 @@
 year of manufacture, import marks, proof marks and other markings from the lines a recogniser read,
 using the registry (:mod:`marktrace.inference.registry`). Every value is a
 :class:`~marktrace.inference.schema.RecordField` with status ``suggested``; confusable characters
-resolved by a field's grammar are recorded in the field's ``flags``. Torch-free and fast (a few
-hundred microseconds for ten lines).
+resolved by a field's grammar are recorded in the field's ``flags``. Torch-free and fast (about a
+millisecond for ten lines).
+
+Maker and country names misread beyond the confusable classes are matched approximately
+(:class:`~marktrace.inference.registry.FuzzyIndex`: glyph-weighted edit distance on the confusable
+skeleton, more edits for longer names, more after ``MADE IN``), only where no name was read exactly;
+each such match records its distance, what it was taken for and any equally near rival. A maker named
+on an import mark (after ``IMPORTED BY`` or before a U.S. address) names the importer: it is used as
+manufacturer only when no other maker is read.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marktrace.inference.registry import (
+    FuzzyHit,
+    FuzzyIndex,
     MakerEntry,
     MakerMatch,
     Registry,
@@ -177,6 +187,14 @@ class _LineState:
     tokens: list[str]
     used: list[str | None]
     conf: float
+    imp_prefix: int = 0
+    """Tokens of an import prefix (``IMPORTED BY``, ``IMP``) at the start of the line; 0 if none."""
+    addr: int | None = None
+    """Index of the U.S. State token closing a U.S. address (``... EXETER NH``), if any."""
+    state_at: int | None = None
+    """Index of a U.S. State token after a place name at the end of the line (``SPRINGFIELD MA``)."""
+    addr_countries: set[str] = field(default_factory=set)
+    """Countries named after the address (``... EXETER NH SERBIA``: the country of origin)."""
 
 
 def _evidence(line: Line, sha256: Mapping[str, str], method: str) -> Evidence:
@@ -191,18 +209,96 @@ def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> Record
 
 
 _FUZZY_STOP = frozenset({"MADE", "IN", "CAL", "CALIBRE", "CALIBER", "MODEL", "MOD", "SN", "S/N", "NO", "SER",
-                         "SERIAL", "PAT", "PATENT", "PATENTED", "PROOF", "PROOFED", "TYPE"})
+                         "SERIAL", "PAT", "PATENT", "PATENTED", "PROOF", "PROOFED", "TYPE", "BY"})
+
+FUZZY_RATIO = 0.25
+"""Approximate matches of marks and country names: glyph-weighted edits per character of the reference
+(:func:`marktrace.inference.registry.allowed_edits`: none up to three characters, one for four)."""
+FUZZY_RATIO_MADE_IN = 0.4
+"""Country names right after ``MADE IN`` (or its misreading): the context allows more edits, and one on
+three-letter names."""
+FUZZY_RATIO_COUNTRY = 0.25
+"""Country names with no ``MADE IN`` context (one edit at most; only when no country name was read exactly)."""
+FUZZY_TIE = 0.5
+"""Two references of different makers/countries within this distance of each other are ambiguous."""
+IMPORT_PREFIX_FACTOR = 0.15
+"""Weight of a maker named after an import prefix (``IMPORTED BY X``): it names the importer."""
+US_ADDRESS_FACTOR = 0.25
+"""Weight of a non-U.S. maker followed by a U.S. city and State: the address of its importer."""
+US_ADDRESS_US_MAKER_FACTOR = 0.4
+"""Weight of a U.S. maker followed by a U.S. address: its own seat, or an import mark of it as importer."""
+
+_GENERIC_WORDS = frozenset({"ARMS", "ARM", "CO", "COMPANY", "INC", "MFG", "CORP", "CORPORATION", "LTD", "LLC", "GMBH",
+                            "AG", "SA", "SPA", "AS", "FIREARMS", "ARMORY", "INDUSTRIES", "IND", "INTL",
+                            "INTERNATIONAL", "DEFENSE", "DEFENCE", "WORKS", "FACTORY", "PLANT", "USA"})
+"""Company-form and trade words: a window made of these alone is not fuzzy-matched to a maker."""
+_MADE_IN_PHRASES: tuple[str, ...] = ("MADEIN", "HECHOEN", "FABRIQUEEN", "FABBRICATOIN", "FEITONO", "FABRICADOEN")
+_IMPORT_PHRASES: tuple[str, ...] = ("IMPORTEDBY", "IMPORTED", "IMPORTER", "IMPBY", "IMPORTADOPOR", "IMPORTEPAR")
+_IMPORT_WORDS = frozenset({"IMP", "IMPD", "IMPT", "IMPORT"})
+_NOT_STATES = frozenset({"IN", "DE", "OR"})
+"""U.S. State codes that are common words on markings (``MADE IN``, ``FABRICA DE``): never an address."""
 
 
-def _edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (small strings)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+@functools.cache
+def _phrase_index(phrases: tuple[str, ...]) -> FuzzyIndex[str]:
+    return FuzzyIndex(((p, p) for p in phrases), min_len=4)
+
+
+def _phrase_match(key: str, phrases: tuple[str, ...], ratio: float = FUZZY_RATIO) -> tuple[str, float] | None:
+    """The phrase (compact form) nearest to ``key`` within the allowed edits, with its distance."""
+    if len(key) < 4:
+        return None
+    hits = _phrase_index(phrases).search(key, ratio)
+    return (hits[0].payloads[0], hits[0].distance) if hits else None
+
+
+def _explained(hit: FuzzyHit[Any]) -> float:
+    """How much of the marking an approximate match explains.
+
+    The reference's length less the edits, times its similarity: of two overlapping readings the longer
+    wins unless it is much farther.
+    """
+    return (len(hit.key) - hit.distance) * (1 - hit.normalized)
+
+
+def _import_flag(reason: str) -> dict[str, Any]:
+    note = ("named after an import prefix: the importer, used as manufacturer only when no other maker is read"
+            if reason == "import_prefix" else
+            "followed by a U.S. address: an importer's (or the maker's own seat); used as manufacturer only when "
+            "no other maker is read")
+    return {"kind": "import_context", "reason": reason, "note": note}
+
+
+def _partial_mark(key: str, mark: str) -> bool:
+    """Whether ``key`` reads as ``mark`` with whole words left out (``HERSTAL`` of ``FN HERSTAL``).
+
+    Such a reading is another string, not a misread one: a mark the registry does not list on its own
+    (often a town, shared by several makers) must not be matched approximately.
+    """
+    toks = tokenize(mark)
+    if len(toks) < 2:
+        return False
+    sk = skeleton(key)
+    for a in range(len(toks)):
+        for b in range(a + 1, len(toks) + 1):
+            if (a, b) != (0, len(toks)) and skeleton(compact(toks[:a] + toks[b:])) == sk:
+                return True
+            if (a, b) != (0, len(toks)) and skeleton(compact(toks[a:b])) == sk:
+                return True
+    return False
+
+
+def _letters_ok(tokens: Sequence[str], min_letters: int = 4, min_share: float = 0.75) -> bool:
+    """Enough letters for an approximate name match (not a serial, calibre or code)."""
+    text = "".join(tokens)
+    letters = sum(1 for ch in text if ch.isalpha())
+    return letters >= min_letters and letters >= min_share * len(text.replace("&", ""))
+
+
+def _fuzzy_flag(key: str, hit: FuzzyHit[Any], to: str, **extra: Any) -> dict[str, Any]:
+    """The record of an approximate match: what was read, what it was taken for, and how far apart."""
+    return {"kind": "fuzzy", "edit_distance": hit.edits, "weighted_distance": round(hit.distance, 2),
+            "normalized_distance": round(hit.normalized, 3), "from": key, "to": to, **extra}
 
 
 def _clip01(x: float) -> float:
@@ -275,6 +371,7 @@ class _Parser:
         self.imports: list[dict[str, _Cand | None]] = []
         self.proofs: list[_Cand] = []
         self.models: list[_Cand] = []
+        self._fuzzy_cache: dict[str, list[FuzzyHit[MakerMatch]]] = {}
 
     # -------------------------------------------------------------- per line
     def run(self) -> dict[str, Any]:
@@ -353,13 +450,90 @@ class _Parser:
             self.serials.append(_Cand(raw, conf, i, work[pm.start(): start + len(raw)].strip(),
                                       "serial_prefix", extra={"score": 1.3, "start": start, "raw": raw}))
             work = work[: pm.start()] + " " * (start + len(raw) - pm.start()) + work[start + len(raw):]
-        tokens = tokenize(work)
+        tokens = self._split_glued(tokenize(work))
         st = _LineState(line, norm, tokens, [None] * len(tokens), conf)
         self.states.append(st)
+        self._import_context(st)
         self._importers(i, st)
         self._maker_tokens(i, st)
         self._country_tokens(i, st)
+        self._fuzzy_importers(i, st)
         self._misc_tokens(i, st)
+
+    def _split_glued(self, tokens: list[str]) -> list[str]:
+        """Split a token glued from a mark (or ``MADE IN``) and a country name: ``MADEINRUSSIA``."""
+        out: list[str] = []
+        for tok in tokens:
+            if len(tok) < 7 or not tok.isalpha() or self.reg.lookup_mark(tok) or self.reg.country_by_name(tok):
+                out.append(tok)
+                continue
+            for cut in range(3, len(tok) - 3):
+                left, right = tok[:cut], tok[cut:]
+                if self.reg.country_by_name(right) and (
+                    self.reg.lookup_mark(left) or _phrase_match(left, _MADE_IN_PHRASES) is not None
+                ):
+                    out += [left, right]
+                    break
+            else:
+                out.append(tok)
+        return out
+
+    def _import_context(self, st: _LineState) -> None:
+        """Find an import prefix (``IMPORTED BY``, ``IMP``, misread ones too) and a closing U.S. address."""
+        toks = st.tokens
+        for p in range(min(2, len(toks))):
+            if p == 1 and len(toks[0]) > 2:
+                break  # only a stray mark may come before the prefix
+            end = 0
+            if toks[p] in _IMPORT_WORDS:
+                end = p + 1
+            else:
+                for m in (2, 1):
+                    if p + m <= len(toks) and _letters_ok(toks[p:p + m], 4, 1.0) and _phrase_match(
+                            compact(toks[p:p + m]), _IMPORT_PHRASES) is not None:
+                        end = p + m
+                        break
+            if end:
+                if end < len(toks) and skeleton(toks[end]) == "BY":
+                    end += 1
+                st.imp_prefix = end
+                for k in range(end):
+                    st.used[k] = "import_prefix"
+                break
+        # the address may be followed by a year and the country of origin
+        j = len(toks) - 1
+        while j >= 0:
+            if toks[j].isdigit():
+                j -= 1
+                continue
+            named = next(((m, hit[0]) for m in (2, 1) if j - m + 1 >= 0 and (
+                hit := self.reg.country_by_name(compact(toks[j - m + 1:j + 1]))) is not None), None)
+            if named is None:
+                break
+            st.addr_countries.add(named[1])
+            j -= named[0]
+        if j >= 1 and toks[j] in US_STATES and toks[j] not in _NOT_STATES and toks[j - 1] not in _GENERIC_WORDS:
+            st.state_at = j  # a State after a place name ('MFG CO' is a company, not Colorado)
+            if j >= 2:
+                st.addr = j  # ... after a name and a city: an address
+
+    def _import_factor(self, st: _LineState, start: int, end: int, maker: MakerEntry) -> tuple[float, str | None]:
+        """How much a maker matched on tokens ``start:end`` names an importer rather than the manufacturer.
+
+        After an import prefix it names the importer; followed by a U.S. city and State (no other name in
+        between, or the address inside the mark) it is the importer's address, or a U.S. maker's own seat,
+        unless the maker's own country is named after the address.
+        """
+        if st.imp_prefix and start >= st.imp_prefix:
+            return IMPORT_PREFIX_FACTOR, "import_prefix"
+        if maker.country in st.addr_countries:
+            return 1.0, None  # '... GARDONE V.T. ITALY': the maker's own address and country
+        if st.addr is not None and start < st.addr and not any(
+                u in ("maker", "importer") for u in st.used[end:st.addr]):
+            if maker.country == "US":
+                return US_ADDRESS_US_MAKER_FACTOR, "us_address"
+            return US_ADDRESS_FACTOR, "us_address"
+        return 1.0, None
 
     def _two_digit_year(self, yy: str) -> tuple[int, list[Alternative]]:
         if len(yy) == 4:
@@ -434,43 +608,89 @@ class _Parser:
         for start, n, hits, method in self._ngram_matches(st, importer=True):
             marked = " ".join(st.tokens[start:start + n])
             conf = st.conf * (0.95 if method == "registry_exact" else 0.8) / len(hits)
-            maker = hits[0].maker
             flags = self._confusable_flags(marked, hits[0].mark) if method != "registry_exact" else []
-            imp = _Cand(maker.name, conf, i, marked, method, flags=flags, extra={"maker": maker},
-                        alternatives=[Alternative(value=h.maker.name, confidence=round(conf, 4)) for h in hits[1:]])
-            # city (as marked) inside or after the importer mark, then a U.S. State code
-            city: _Cand | None = None
-            cities = self.reg.cities_of(maker.id)
-            inner = hits[0].mark
-            inner_toks = tokenize(inner)
-            for a in range(len(inner_toks)):
-                for b in range(min(len(inner_toks), a + 3), a, -1):
-                    key = compact(inner_toks[a:b])
-                    if a > 0 and key in cities and city is None:
-                        city = _Cand(" ".join(inner_toks[a:b]), st.conf * 0.9, i, " ".join(inner_toks[a:b]),
-                                     "registry_exact")
-            state_in_mark = next((t for t in inner_toks[1:] if t in US_STATES), None)
-            j = start + n
-            for m in range(min(3, len(st.tokens) - j), 0, -1):
-                key = compact(st.tokens[j:j + m])
-                if city is None and key in cities and not any(st.used[j:j + m]):
-                    city = _Cand(" ".join(st.tokens[j:j + m]), st.conf * 0.9, i, " ".join(st.tokens[j:j + m]),
+            self._add_import(i, st, start, n, hits, method, conf, flags)
+
+    def _add_import(self, i: int, st: _LineState, start: int, n: int, hits: Sequence[MakerMatch], method: str,
+                    conf: float, flags: list[dict[str, Any]]) -> None:
+        """An import mark naming ``hits[0]``'s maker as importer, with the city and State after it."""
+        marked = " ".join(st.tokens[start:start + n])
+        maker = hits[0].maker
+        for k in range(start, start + n):
+            st.used[k] = "importer"
+        imp = _Cand(maker.name, conf, i, marked, method, flags=flags, extra={"maker": maker},
+                    alternatives=[Alternative(value=h.maker.name, confidence=round(conf, 4)) for h in hits[1:]])
+        # city (as marked) inside or after the importer mark, then a U.S. State code
+        city: _Cand | None = None
+        cities = self.reg.cities_of(maker.id)
+        inner = hits[0].mark
+        inner_toks = tokenize(inner)
+        for a in range(len(inner_toks)):
+            for b in range(min(len(inner_toks), a + 3), a, -1):
+                key = compact(inner_toks[a:b])
+                if a > 0 and key in cities and city is None:
+                    city = _Cand(" ".join(inner_toks[a:b]), st.conf * 0.9, i, " ".join(inner_toks[a:b]),
                                  "registry_exact")
-                    for k in range(j, j + m):
-                        st.used[k] = "importer_city"
-                    j += m
-                    break
-            state = state_in_mark
-            if j < len(st.tokens) and st.tokens[j] in US_STATES and not st.used[j]:
-                state = st.tokens[j]
-                st.used[j] = "importer_state"
-            if city is None and maker.city:
-                city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback")
-            if city is not None:
-                city.extra["state"] = state or maker.state
-            country = _Cand(maker.country, conf * 0.9, i, state or marked,
-                            "derived_from_us_state" if state and maker.country == "US" else "registry_fallback")
-            self.imports.append({"importer": imp, "city": city, "country": country, "year": None})
+        state_in_mark = next((t for t in inner_toks[1:] if t in US_STATES), None)
+        j = start + n
+        for m in range(min(3, len(st.tokens) - j), 0, -1):
+            key = compact(st.tokens[j:j + m])
+            if city is None and key in cities and not any(st.used[j:j + m]):
+                city = _Cand(" ".join(st.tokens[j:j + m]), st.conf * 0.9, i, " ".join(st.tokens[j:j + m]),
+                             "registry_exact")
+                for k in range(j, j + m):
+                    st.used[k] = "importer_city"
+                j += m
+                break
+        state = state_in_mark
+        if j < len(st.tokens) and st.tokens[j] in US_STATES and not st.used[j]:
+            state = st.tokens[j]
+            st.used[j] = "importer_state"
+        if city is None and maker.city:
+            city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback")
+        if city is not None:
+            city.extra["state"] = state or maker.state
+        country = _Cand(maker.country, conf * 0.9, i, state or marked,
+                        "derived_from_us_state" if state and maker.country == "US" else "registry_fallback")
+        self.imports.append({"importer": imp, "city": city, "country": country, "year": None})
+
+    def _fuzzy_importers(self, i: int, st: _LineState, free: tuple[str | None, ...] = (None,)) -> bool:
+        """On an import mark that named no importer exactly: the nearest importer's mark, if any.
+
+        ``free``: the token labels that may be read again (a maker's name read on the mark, when it lost).
+        """
+        if not (st.imp_prefix or st.addr is not None) or any(
+                u == "importer" or (u == "maker" and "maker" not in free) for u in st.used):
+            return False
+        end = st.addr if st.addr is not None else len(st.tokens)
+        best: tuple[float, int, int, FuzzyHit[MakerMatch], str] | None = None
+        for n in (4, 3, 2, 1):
+            for s in range(st.imp_prefix, end - n + 1):
+                toks = st.tokens[s:s + n]
+                if any(u not in free for u in st.used[s:s + n]) or not _letters_ok(toks) or all(
+                        t in _GENERIC_WORDS for t in toks):
+                    continue
+                key = compact(toks)
+                for hit in self._search_makers(key):
+                    if any(h.maker.kind == "importer" and not _partial_mark(key, h.mark) for h in hit.payloads):
+                        quality = _explained(hit)
+                        if best is None or quality > best[0]:
+                            best = (quality, s, n, hit, key)
+                        break
+        if best is None:
+            return False
+        _, s, n, hit, key = best
+        hits = [h for h in hit.payloads if h.maker.kind == "importer" and not _partial_mark(key, h.mark)]
+        conf = st.conf * 0.9 * (1 - 1.2 * hit.normalized) / len(hits)
+        self._add_import(i, st, s, n, hits, "registry_fuzzy", conf, [_fuzzy_flag(key, hit, compact(tokenize(
+            hits[0].mark)))])
+        return True
+
+    def _search_makers(self, key: str) -> list[FuzzyHit[MakerMatch]]:
+        got = self._fuzzy_cache.get(key)
+        if got is None:
+            got = self._fuzzy_cache[key] = self.reg.maker_fuzzy.search(key, FUZZY_RATIO)
+        return got
 
     def _maker_tokens(self, i: int, st: _LineState) -> None:
         for start, n, hits, method in self._ngram_matches(st, importer=False):
@@ -481,49 +701,103 @@ class _Parser:
                 base -= 0.1  # two-letter codes are weaker evidence
             for h in hits:
                 flags = self._confusable_flags(marked, h.mark) if method != "registry_exact" else []
-                self.makers.append(_Cand(h.maker.id, st.conf * base / len(hits), i, marked, method, flags=flags,
-                                         extra={"match": h, "ntokens": n, "span": (start, n)}))
+                factor, reason = self._import_factor(st, start, start + n, h.maker)
+                if reason:
+                    flags = [*flags, _import_flag(reason)]
+                self.makers.append(_Cand(h.maker.id, st.conf * base * factor / len(hits), i, marked, method,
+                                         flags=flags, extra={"match": h, "ntokens": n, "span": (start, n),
+                                                             "import_ctx": reason}))
 
     def _fuzzy_makers(self) -> None:
-        """One-edit matches of n-grams (≥ 5 chars), used only when no long mark matched exactly.
+        """Approximate matches of marks on tokens no other field claimed (when no long mark matched exactly).
 
-        An n-gram may cover a short exact match (``SIG`` in ``SIG SAVER``); a fuzzy match of the longer
-        mark then supersedes the short one, since it explains more of the marking.
+        Windows of one to four tokens are compared with the registry's marks by glyph-weighted edit distance
+        on the confusable skeleton (:class:`~marktrace.inference.registry.FuzzyIndex`); per line, the best
+        windows that do not overlap are kept. Confidence falls with the distance; two makers about as near
+        make it ambiguous (lower confidence, the other listed as alternative). A window may cover a short
+        exact match (``SIG`` in ``SIG SAVER``): the longer mark then supersedes it. Lines after an import
+        prefix name importers and are skipped.
         """
         for i, st in enumerate(self.states):
             toks = st.tokens
-            for n in (3, 2, 1):
-                for s in range(0, len(toks) - n + 1):
+            found: list[tuple[float, int, int, str, FuzzyHit[MakerMatch], list[MakerMatch]]] = []
+            for n in (4, 3, 2, 1):
+                for s in range(st.imp_prefix, len(toks) - n + 1):
                     used = st.used[s:s + n]
                     short_spans = [c for c in self.makers if c.line == i and "span" in c.extra
                                    and s <= c.extra["span"][0] < s + n and len(compact(c.text.split())) <= 4]
-                    if any(u is not None and u != "maker" for u in used) or ("maker" in used and not short_spans):
+                    if any(u is not None and u not in ("maker", "country") for u in used) or (
+                            "maker" in used and not short_spans) or (
+                            "country" in used and not self._plain_countries_within(i, s, s + n)):
                         continue
-                    if all(u == "maker" for u in used):
+                    if all(u in ("maker", "country") for u in used):
                         continue
-                    key = compact(toks[s:s + n])
-                    if len(key) < 4 or not _LETTER.search(key) or any(t in _FUZZY_STOP for t in toks[s:s + n]):
+                    window = toks[s:s + n]
+                    if not _letters_ok(window) or any(t in _FUZZY_STOP for t in window) or all(
+                            t in _GENERIC_WORDS for t in window) or (
+                            st.state_at is not None and s <= st.state_at < s + n):
                         continue
-                    found = False
-                    qsk = skeleton(key)
-                    for sk in self.reg.fuzzy_candidates(key):
-                        if len(sk) < 5 or _edit_distance(qsk, sk) > 1:
-                            continue
-                        for h in self.reg.matches_for_skeleton(sk):
-                            if h.maker.kind != "manufacturer":
-                                continue
-                            found = True
-                            self.makers.append(_Cand(h.maker.id, st.conf * 0.75, i, " ".join(toks[s:s + n]),
-                                                     "registry_fuzzy", extra={"match": h, "ntokens": n,
-                                                                              "span": (s, n)},
-                                                     flags=[{"kind": "fuzzy", "edit_distance": 1,
-                                                             "from": key, "to": compact(tokenize(h.mark))}]))
-                    if found and short_spans:
-                        for c in short_spans:
-                            c.conf *= 0.5
-                    if found:
-                        for k in range(s, s + n):
-                            st.used[k] = "maker"
+                    key = compact(window)
+                    if key in self.reg.model_keys:
+                        continue  # an exact model name, not a misread maker
+                    for hit in self._search_makers(key):
+                        makers = [h for h in hit.payloads
+                                  if h.maker.kind == "manufacturer" and not _partial_mark(key, h.mark)]
+                        if makers:
+                            quality = _explained(hit)
+                            found.append((quality, s, n, key, hit, makers))
+                            break
+            taken: set[int] = set()
+            for _quality, s, n, key, hit, makers in sorted(found, key=lambda f: -f[0]):
+                if taken & set(range(s, s + n)):
+                    continue
+                taken |= set(range(s, s + n))
+                self._add_fuzzy_maker(i, st, s, n, key, hit, makers)
+
+    def _plain_countries_within(self, i: int, start: int, end: int) -> bool:
+        """Whether the country names read on tokens ``start:end`` of line ``i`` lie inside it, unmarked.
+
+        Plain names only (no ``MADE IN``): a maker's name may contain one (``ISRAEL WEAPON INDUSTRIES``).
+        """
+        cands = [c for c in self.countries if c.line == i and "span" in c.extra
+                 and c.extra["span"][0] < end and start < c.extra["span"][1]]
+        return bool(cands) and all(c.extra["prio"] <= 1 and c.method == "country_name"
+                                   and start <= c.extra["span"][0] and c.extra["span"][1] <= end for c in cands)
+
+    def _add_fuzzy_maker(self, i: int, st: _LineState, s: int, n: int, key: str, hit: FuzzyHit[MakerMatch],
+                         makers: list[MakerMatch]) -> None:
+        rivals: dict[str, float] = {}
+        for other in self._search_makers(key):
+            if other.distance > hit.distance + FUZZY_TIE:
+                break
+            for h in other.payloads:
+                if h.maker.kind == "manufacturer" and h.maker.id not in {m.maker.id for m in makers}:
+                    rivals.setdefault(h.maker.id, other.distance)
+        tied = [mid for mid, d in rivals.items() if d <= hit.distance]
+        conf = st.conf * 0.9 * max(0.1, 1 - 1.2 * hit.normalized) / len(makers)
+        if tied:
+            conf *= 0.5
+        elif rivals:
+            conf *= 0.8
+        span_covers = [c for c in self.makers if c.line == i and "span" in c.extra
+                       and s <= c.extra["span"][0] < s + n]
+        for c in span_covers:
+            c.conf *= 0.5
+        text = " ".join(st.tokens[s:s + n])
+        for h in makers:
+            factor, reason = self._import_factor(st, s, s + n, h.maker)
+            flag = _fuzzy_flag(key, hit, compact(tokenize(h.mark)), mark=h.mark,
+                               **({"ambiguous_with": sorted(rivals)} if rivals else {}))
+            flags = [flag] + ([_import_flag(reason)] if reason else [])
+            alts = [Alternative(value=self.reg.maker(mid).name, confidence=round(conf * 0.8, 4)) for mid in rivals]
+            self.makers.append(_Cand(h.maker.id, conf * factor, i, text, "registry_fuzzy", flags=flags,
+                                     alternatives=alts, extra={"match": h, "ntokens": n, "span": (s, n),
+                                                               "import_ctx": reason}))
+        # a country name inside the maker's name is part of the name (as with exact marks)
+        self.countries = [c for c in self.countries if not (
+            c.line == i and "span" in c.extra and s <= c.extra["span"][0] and c.extra["span"][1] <= s + n)]
+        for k in range(s, s + n):
+            st.used[k] = "maker"
 
     # -------------------------------------------------------------- countries
     def _country_tokens(self, i: int, st: _LineState) -> None:
@@ -549,30 +823,29 @@ class _Parser:
                 if hit is None:
                     continue
                 code, historic = hit
-                made_in = s >= 2 and toks[s - 2:s] in (["MADE", "IN"], ["HECHO", "EN"], ["FABRIQUE", "EN"],
-                                                       ["FABBRICATO", "IN"], ["FEITO", "NO"], ["FABRICADO", "EN"])
+                if code != "US" and st.state_at is not None and s + n == st.state_at:
+                    continue  # '<place> <U.S. State>': a U.S. town (GEORGIA VT), not a country
+                ctx, ctx_flag = self._made_in(st, s)
+                if ctx_flag:
+                    flags.append(ctx_flag)
+                made_in = ctx > 0 or any(key.startswith(p) for p in _MADE_IN_PHRASES)
                 if s >= 1 and toks[s - 1] in ("IND", "INDUSTRIA", "INDUSTRY"):
                     made_in = True
                 prio = 3 if made_in else 1
                 conf = st.conf * (0.95 if made_in else 0.85) * (0.9 if flags else 1.0)
-                alts: list[Alternative] = []
-                if historic is not None:
-                    flags.append({"kind": "historic_country", "name": historic.name, "iso3166_3": historic.iso3166_3,
-                                  "successors": historic.successors})
-                    alts = [Alternative(value=c, confidence=round(conf * 0.5, 4)) for c in historic.successors[1:]]
-                    if len(historic.successors) > 1:
-                        conf *= 0.8
-                self.countries.append(_Cand(code, conf, i, " ".join(toks[max(0, s - 2) if made_in else s:s + n]),
-                                            method, flags=flags, alternatives=alts, extra={"prio": prio}))
-                for k in range(s, s + n):
-                    st.used[k] = "country"
-                if made_in:
-                    st.used[s - 2] = st.used[s - 1] = "country"
+                self._add_country(i, st, code, historic, conf, s - ctx, s + n, method, flags, prio)
                 s += n
                 matched = True
                 break
             if not matched:
                 s += 1
+        # approximate country names right after MADE IN (the context is strong evidence)
+        for s in range(1, len(toks)):
+            if st.used[s] is not None:
+                continue
+            ctx, ctx_flag = self._made_in(st, s)
+            if ctx:
+                self._fuzzy_country(i, st, s, ctx, ctx_flag)
         # adjectives (weaker): ITALIAN, BELGE ...
         for k, tok in enumerate(toks):
             if st.used[k]:
@@ -581,6 +854,96 @@ class _Parser:
             if adj:
                 self.countries.append(_Cand(adj, st.conf * 0.6, i, tok, "country_adjective", extra={"prio": 0}))
                 st.used[k] = "country"
+
+    def _made_in(self, st: _LineState, s: int) -> tuple[int, dict[str, Any] | None]:
+        """Tokens before ``s`` that read ``MADE IN`` (or a language's equivalent), allowing OCR edits.
+
+        Returns how many tokens (0: none) and a flag when the phrase was matched approximately.
+        """
+        toks = st.tokens
+        for m in (1, 2):
+            if s - m < 0 or any(u is not None and u != "country" for u in st.used[s - m:s]):
+                continue
+            if not _letters_ok(toks[s - m:s], 4, 1.0):
+                continue
+            key = compact(toks[s - m:s])
+            if key in _MADE_IN_PHRASES:
+                return m, None
+            got = _phrase_match(key, _MADE_IN_PHRASES)
+            if got is not None:
+                return m, {"kind": "fuzzy_context", "from": key, "to": got[0], "weighted_distance": got[1]}
+        return 0, None
+
+    def _add_country(self, i: int, st: _LineState, code: str, historic: Any, conf: float, start: int, end: int,
+                     method: str, flags: list[dict[str, Any]], prio: float,
+                     alts: list[Alternative] | None = None, extra: dict[str, Any] | None = None) -> None:
+        alts = list(alts or [])
+        if historic is not None:
+            flags.append({"kind": "historic_country", "name": historic.name, "iso3166_3": historic.iso3166_3,
+                          "successors": historic.successors})
+            alts += [Alternative(value=c, confidence=round(conf * 0.5, 4)) for c in historic.successors[1:]]
+            if len(historic.successors) > 1:
+                conf *= 0.8
+        self.countries.append(_Cand(code, conf, i, " ".join(st.tokens[start:end]), method, flags=flags,
+                                    alternatives=alts, extra={"prio": prio, "span": (start, end), **(extra or {})}))
+        for k in range(start, end):
+            st.used[k] = "country"
+
+    def _fuzzy_country(self, i: int, st: _LineState, s: int, ctx: int, ctx_flag: dict[str, Any] | None,
+                       ratio: float = FUZZY_RATIO_MADE_IN) -> bool:
+        """The nearest country name on one to three unused tokens from ``s`` (``ctx``: MADE IN tokens before)."""
+        toks = st.tokens
+        best: tuple[float, int, str, FuzzyHit[tuple[str, str, Any]]] | None = None
+        for n in (3, 2, 1):
+            if s + n > len(toks) or any(st.used[s:s + n]):
+                continue
+            window = toks[s:s + n]
+            if not _letters_ok(window, 2 if ctx else 6, 1.0):
+                continue
+            key = compact(window)
+            hits = self.reg.country_fuzzy.search(key, ratio, 1 if ctx else 0)
+            if not ctx:
+                hits = [h for h in hits if h.edits <= 1]  # no context: one edit at most
+            if hits and (best is None or hits[0].normalized < best[3].normalized):
+                best = (hits[0].normalized, n, key, hits[0])
+        if best is None:
+            return False
+        _, n, key, hit = best
+        _, code, historic = hit.payloads[0]
+        if code != "US" and st.state_at is not None and s + n == st.state_at:
+            return False  # '<place> <U.S. State>': a U.S. town
+        rivals: dict[str, float] = {}
+        for other in self.reg.country_fuzzy.search(key, ratio, 1 if ctx else 0):
+            for _, c, _ in other.payloads:
+                if c != code and other.distance <= hit.distance + FUZZY_TIE:
+                    rivals.setdefault(c, other.distance)
+        tied = [c for c, d in rivals.items() if d <= hit.distance]
+        if tied and not ctx:
+            return False  # no context and two countries as near: too weak
+        conf = st.conf * (0.9 if ctx else 0.6) * max(0.1, 1 - 1.2 * hit.normalized)
+        conf *= 0.5 if tied else 0.8 if rivals else 1.0
+        flags = [_fuzzy_flag(key, hit, hit.payloads[0][0], **({"ambiguous_with": sorted(rivals)} if rivals else {}),
+                             **({"context": "made_in"} if ctx else {}))]
+        if ctx_flag:
+            flags.append(ctx_flag)
+        alts = [Alternative(value=c, confidence=round(conf * 0.8, 4)) for c in rivals]
+        self._add_country(i, st, code, historic, conf, s - ctx, s + n, "country_name_fuzzy", flags,
+                          2 if ctx else 0, alts, {"tied": tied})
+        return True
+
+    def _fuzzy_countries(self) -> None:
+        """Approximate country names with no MADE IN context, when no country name was read at all."""
+        if self.countries:
+            return
+        for i, st in enumerate(self.states):
+            first = 0
+            if st.imp_prefix or st.addr is not None:
+                if st.state_at is None:
+                    continue  # an import mark names its country after the importer's address
+                first = st.state_at + 1
+            for s in range(first, len(st.tokens)):
+                if st.used[s] is None and self._fuzzy_country(i, st, s, 0, None, FUZZY_RATIO_COUNTRY):
+                    return
 
     # -------------------------------------------------------------- years, proofs, types, serials
     def _misc_tokens(self, i: int, st: _LineState) -> None:
@@ -745,8 +1108,10 @@ class _Parser:
         rec["proof_marks"] = []
         rec["other_markings"] = []
         lines, sha = self.lines, self.sha
-        if not any(c.method != "isacs_template" and len(compact(c.text.split())) >= 5 for c in self.makers):
+        if not any(c.method != "isacs_template" and len(compact(c.text.split())) >= 5 and not c.extra.get("import_ctx")
+                   for c in self.makers):
             self._fuzzy_makers()
+        self._fuzzy_countries()
         # manufacturer
         maker: MakerEntry | None = None
         maker_lines: set[int] = set()
@@ -762,15 +1127,26 @@ class _Parser:
             top = ranked[0]
             maker = self.reg.maker(top.value)
             maker_lines = {c.line for c in self.makers if c.value == top.value}
+            alts: dict[str, float] = {a.value: a.confidence for a in top.alternatives}  # equally near marks
+            for r in ranked[1:]:
+                alts.setdefault(self.reg.maker(r.value).name, round(r.conf, 4))
+            alts.pop(maker.name, None)
             f = _Cand(maker.name, top.conf, top.line, top.text, top.method, flags=top.flags,
-                      alternatives=[Alternative(value=self.reg.maker(r.value).name, confidence=round(r.conf, 4))
-                                    for r in ranked[1:4]])
+                      alternatives=[Alternative(value=k, confidence=v) for k, v in list(alts.items())[:4]])
             rec["manufacturer"] = _field(f, lines, sha)
             rec["manufacturer"].flags = [*f.flags, {"kind": "registry", "maker_id": maker.id}]
+            self._imports_from_makers(top.value)
         # country: read from text (best priority), else maker fallback
         read = sorted(self.countries, key=lambda c: (-c.extra.get("prio", 1), -c.conf))
         if read:
             top = read[0]
+            if maker is not None and maker.country in top.extra.get("tied", ()):
+                # two country names as near to the misread: the maker's country decides
+                top.alternatives = [a for a in top.alternatives if a.value != maker.country]
+                top.alternatives.insert(0, Alternative(value=top.value, confidence=round(top.conf * 0.8, 4)))
+                top.flags.append({"kind": "tie_resolved_by_maker", "from": top.value, "to": maker.country,
+                                  "maker_id": maker.id})
+                top.value = maker.country
             others: dict[str, float] = {}
             for c in read[1:]:
                 if c.value != top.value:
@@ -878,6 +1254,25 @@ class _Parser:
                 c = _Cand(" ".join(rest), st.conf, i, " ".join(rest), "unassigned")
                 rec["other_markings"].append(_field(c, lines, sha))
         return rec
+
+    def _imports_from_makers(self, chosen: str) -> None:
+        """Makers read on import marks name the importer of their line.
+
+        Those that lost to the manufacturer, and those after an import prefix (even when, no other maker
+        being read, one is also the manufacturer).
+        """
+        with_importer = {c.line for imp in self.imports if (c := imp.get("importer")) is not None}
+        for c in sorted(self.makers, key=lambda x: -x.conf):
+            ctx = c.extra.get("import_ctx")
+            if not ctx or (c.value == chosen and ctx != "import_prefix") or c.line in with_importer:
+                continue
+            st = self.states[c.line]
+            start, n = c.extra["span"]
+            with_importer.add(c.line)
+            if self._fuzzy_importers(c.line, st, (None, "maker")):
+                continue  # a misread importer's mark ('GLOCK ING' for GLOCK INC)
+            self._add_import(c.line, st, start, n, [c.extra["match"]], "maker_on_import_mark", c.conf,
+                             [*c.flags, {"kind": "maker_as_importer", "maker_id": c.value}])
 
     def _obliterated(self, serial: _Cand | None) -> RecordField | None:
         if serial is None:

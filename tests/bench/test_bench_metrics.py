@@ -25,6 +25,11 @@ from bench.sets import MIN_SEED, SETS, BenchItem, BenchSet, SetPart, load_items,
         ("NORA 12", "NORA12"),
         ("SER123", "SER123"),
         ("SERIALS 4", "SERIALS4"),
+        ("SN 044441", "044441"),
+        ("SN12345", "SN12345"),
+        ("S/N No 4020", "4020"),
+        ("SERIAL No 34346", "34346"),
+        ("SNOW 1", "SNOW1"),
     ],
 )
 def test_normalize_serial_strips_label_and_spaces(text: str, expected: str) -> None:
@@ -209,3 +214,18 @@ def test_maker_scores_use_the_registry_names_of_the_rendered_lines():
     ]
     assert maker_scores(rows) == {"n": 2, "manufacturer": 0.5, "country": 0.5}
     assert maker_scores([{"truth_extra": {}, "fields": {}}]) is None
+
+
+def test_maker_truth_takes_the_import_marks_country_but_never_its_maker():
+    from bench.metrics import truth_maker_country
+
+    # the import mark names the importer (SIG Sauer Inc.) and the country of manufacture
+    assert truth_maker_country({"maker": "ZASTAVA KRAGUJEVAC", "import": "SIG ARMS INC EXETER NH SERBIA"}) == (
+        "Zastava Arms", "RS")
+    assert truth_maker_country({"maker": "SAKO LTD", "import": "CAI ST ALB VT FINLAND"}) == ("Sako", "FI")
+    # a country line wins over the import mark; an import mark with no country leaves the maker's country
+    assert truth_maker_country({"maker": "GLOCK", "country": "MADE IN AUSTRIA",
+                                "import": "GLOCK INC SMYRNA GA"})[1] == "AT"
+    assert truth_maker_country({"maker": "GLOCK", "import": "IMPORTED BY GLOCK INC SMYRNA GA"}) == ("Glock", "AT")
+    # a maker the registry lacks has no truth, whatever the import mark names
+    assert truth_maker_country({"maker": "NO SUCH MAKER", "import": "SIG ARMS INC EXETER NH"})[0] is None

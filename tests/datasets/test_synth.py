@@ -15,7 +15,15 @@ from marktrace.datasets.synth import (
     render_marking,
     render_stack,
 )
-from marktrace.datasets.text import charset, random_marking_lines, random_serial
+from marktrace.datasets.text import (
+    MAKERS,
+    charset,
+    marked_country,
+    marking_country,
+    random_import_line,
+    random_marking_lines,
+    random_serial,
+)
 
 SMALL = (160, 240)
 
@@ -206,6 +214,40 @@ def test_text_generator_variety_and_charset() -> None:
     assert len(shapes) > 25
     digits_only = sum(s.isdigit() for s in serials) / len(serials)
     assert digits_only < 0.3
+
+
+def test_import_marks_name_the_country_of_the_marking() -> None:
+    from marktrace.inference.registry import compact, load_registry, tokenize
+
+    reg = load_registry()
+
+    def code(name: str) -> str:
+        hit = reg.country_by_name(compact(tokenize(name)))
+        assert hit is not None, name
+        return hit[0]
+
+    assert marked_country("MADE IN BELGIUM") == "BELGIUM" and marked_country("KARLOVAC CROATIA") == "CROATIA"
+    assert marked_country("MADE IN CZECH REPUBLIC") == "CZECH REPUBLIC" and marked_country("GARDONE V.T.") is None
+    assert marking_country("GARDONE V.T.", ("GARDONE V.T.", "MADE IN ITALY")) == "ITALY"
+    assert random_import_line(np.random.default_rng(5)) == random_import_line(np.random.default_rng(5))
+    rng = np.random.default_rng(11)
+    named = 0
+    for _ in range(3000):
+        lines = random_marking_lines(rng, (3, 4))
+        by_role = {r: t for t, r in lines}
+        imp, country = by_role.get("import"), by_role.get("country")
+        origin = marked_country(imp) if imp else None
+        if origin is None:
+            continue
+        named += 1
+        marking = marked_country(country) if country else None
+        if marking is not None:
+            assert code(origin) == code(marking), (imp, country)
+    assert named > 20
+    # with no country in its country line, a marking has its maker's country
+    for _, countries, _ in MAKERS:
+        found = marking_country("GARDONE V.T.", countries)
+        assert found is None or code(found) in {code(c) for c in filter(None, map(marked_country, countries))}
 
 
 def test_config_rejects_bad_values() -> None:

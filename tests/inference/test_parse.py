@@ -134,8 +134,61 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("WALTHFR", {"maker": "Carl Walther"}),
     ("REMINGTQN", {"maker": "Remington Arms"}),
     ("TAURU5", {"maker": "Taurus (Forjas Taurus)"}),
+    # ------------------------------------------------------------------ makers (OCR noise beyond one edit)
+    ("MATA SABILCXDO V CIA", {"maker": "Llama (Gabilondo y Cía.)", "maker_flag": "fuzzy"}),
+    ("IKALASHNIKOY SONCEEN MADEIN RUSSIA", {"maker": "Kalashnikov Concern (Izhmash)", "country": "RU",
+                                            "country_method": "country_name"}),
+    ("REEWGTON ARNS CO. NADR IN U..A", {"maker": "Remington Arms", "country": "US",
+                                        "country_method": "country_name_fuzzy"}),
+    ("KCANIK", {"maker": "Canik (Samsun Yurt Savunma)", "maker_flag": "fuzzy"}),
+    ("SSAKO LTD | MADEIN AUSERIA", {"maker": "Sako", "country": "AT", "country_method": "country_name_fuzzy"}),
+    ("HECKLFR & K0CM GMBH", {"maker": "Heckler & Koch", "country": "DE"}),
+    ("FABRIQUE NATIONALF HFRSTAL", {"maker": "FN Herstal", "maker_flag": "fuzzy"}),
+    ("ISRAEL WEAPQN INDUSTRIFS", {"maker": "Israel Weapon Industries (IWI / IMI)", "country": "IL"}),
+    ("CESKA ZROJOVKA | KOREA", {"maker": "Ceska zbrojovka", "country": "KR"}),
+    ("GLOCKAUSTRIA", {"maker": "Glock", "country": "AT", "country_method": "country_name"}),
+    # ------------------------------------------------------------------ makers on import marks name the importer
+    ("Imbel | IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "IMBEL", "country": "BR", "importer": "SIG Sauer Inc.",
+                                                    "city": "EXETER"}),
+    ("ZASTAVA KRAGUJEVAC | SIG ARMS INC EXETER NH", {"maker": "Zastava Arms", "country": "RS",
+                                                     "importer": "SIG Sauer Inc."}),
+    ("CRVENA ZASTAVA | SIGARMS INC EXETER NH SERBIA", {"maker": "Zastava Arms", "country": "RS"}),
+    ("STAR BONIFACIU | IP BY GLOCK ING EFNENA GA", {"maker": "Star Bonifacio Echeverria", "country": "ES",
+                                                   "importer": "Glock Inc."}),
+    ("BERETTA 92FS | IMP BY TAURUS MIAMI FL", {"maker": "Beretta", "country": "IT", "model": "92FS",
+                                               "importer": "Taurus (Forjas Taurus)"}),
+    ("MATA SABILCXDO V CIA | MPORTED BY SIG ARMS INC EXETER NH", {"maker": "Llama (Gabilondo y Cía.)"}),
+    ("IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "SIG Sauer Inc.", "maker_flag": "import_context",
+                                            "importer": "SIG Sauer Inc."}),
+    ("IZHMASH | IMTERORBHANCE MOHROE NC", {"maker": "Kalashnikov Concern (Izhmash)",
+                                           "importer": "InterOrdnance (I.O. Inc.)"}),
+    ("SAKO LTD | CAI ST ALB VT FINLAND", {"maker": "Sako", "country": "FI", "importer": "Century International Arms"}),
+    ("MAUSER-WERKE | IMPORTED BY CAIQ GEORGIA VT", {"maker": "Mauser", "country": "DE"}),
+    ("SMITH & WESSON SPRINGFIELD MA", {"maker": "Smith & Wesson", "country": "US"}),
+    # ------------------------------------------------------------------ no maker from these (approximate matching)
+    ("STOCK II", {"maker": None}),
+    ("SPRINGFIELD MA", {"maker": None}),
+    ("HERSTAL BELGIQUE", {"maker": None, "country": "BE"}),
+    ("HARTFORD CONN", {"maker": None}),
+    ("ARMS CO", {"maker": None}),
+    ("WTNNARENAA", {"maker": None, "country": None}),
+    ("BDA12345", {"maker": None, "serial": "BDA12345"}),
+    ("PTB 555 BN", {"maker": None}),
+    ("CAL .45 ACP | MADE IN CHINA", {"maker": None, "country": "CN"}),
+    ("MODEL 1911A1", {"maker": None}),
+    ("IMPORTED BY", {"maker": None, "country": None}),
     # ------------------------------------------------------------------ countries
     ("MADE IN ITALY", {"country": "IT", "country_method": "country_name"}),
+    ("MADEIN AUSERIA", {"country": "AT", "country_method": "country_name_fuzzy"}),
+    ("TAURUS MADE IN PHILIPPIMES", {"maker": "Taurus (Forjas Taurus)", "country": "PH", "country_alt": "BR"}),
+    ("MADE IN CERATIA", {"country": "HR"}),
+    ("MAGE IN FRANCE", {"country": "FR", "country_method": "country_name"}),
+    ("MADK IN SPAIN", {"country": "ES"}),
+    ("MADEINRUSSIA", {"country": "RU"}),
+    ("BYLGIEN", {"country": "BE", "country_method": "country_name_fuzzy"}),
+    ("MORGAN UTAH", {"country": None}),
+    ("CAIQ GEORGIA VT", {"country": None}),
+    ("HECHO EN ESPANNA", {"country": "ES"}),
     ("MADE IN W. GERMANY", {"country": "DE"}),
     ("WEST GERMANY", {"country": "DE"}),
     ("BELGIQUE", {"country": "BE"}),
@@ -418,3 +471,34 @@ def test_parse_is_fast(registry: Registry) -> None:
         times.append(time.perf_counter() - t)
     times.sort()
     assert times[len(times) // 2] < 0.010  # budget 5 ms; generous margin for a loaded CI machine
+
+
+def test_approximate_maker_records_distance_and_match(registry: Registry) -> None:
+    m = parse_lines(_lines("IKALASHNIKOY SONCEEN"), registry)["manufacturer"]
+    assert m.value == "Kalashnikov Concern (Izhmash)" and m.evidence.method == "registry_fuzzy"
+    flag = next(fl for fl in m.flags if fl["kind"] == "fuzzy")
+    assert flag["from"] == "IKALASHNIKOYSONCEEN" and flag["to"] == "KALASHNIKOVCONCERN"
+    assert flag["edit_distance"] == 4 and 0 < flag["normalized_distance"] <= 0.25
+    # confidence falls with the distance
+    near = parse_lines(_lines("KALASHNIKOV CONCERM"), registry)["manufacturer"]
+    assert near.value == m.value and near.confidence > m.confidence
+
+
+def test_ambiguous_approximate_maker_lists_the_other(registry: Registry) -> None:
+    m = parse_lines(_lines("MAUSEX"), registry)["manufacturer"]
+    flag = next(fl for fl in m.flags if fl["kind"] == "fuzzy")
+    assert flag["ambiguous_with"] == ["madsen"]
+    assert "Dansk Industri Syndikat (Madsen)" in [a.value for a in m.alternatives]
+    exact = parse_lines(_lines("MAUSER"), registry)["manufacturer"]
+    assert m.confidence < exact.confidence
+
+
+def test_maker_on_an_import_mark_is_much_weaker_than_the_maker(registry: Registry) -> None:
+    rec = parse_lines(_lines("ZASTAVA KRAGUJEVAC | IMPORTED BY GLOCK SMYRNA GA"), registry)
+    assert rec["manufacturer"].value == "Zastava Arms"
+    assert "Glock" in [a.value for a in rec["manufacturer"].alternatives]
+    imp = rec["import_marks"][0]["importer"]
+    assert imp.value == "Glock" and any(fl["kind"] == "maker_as_importer" for fl in imp.flags)
+    alone = parse_lines(_lines("IMPORTED BY GLOCK SMYRNA GA"), registry)["manufacturer"]
+    assert alone.value == "Glock" and alone.confidence < 0.3
+    assert any(fl["kind"] == "import_context" and fl["reason"] == "import_prefix" for fl in alone.flags)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from marktrace.inference.registry import (
+    FuzzyIndex,
     RegistryError,
+    allowed_edits,
     compact,
     country_marking_strings,
+    edit_distance,
+    glyph_distance,
     load_registry,
     maker_marking_strings,
+    skeleton,
     tokenize,
 )
 
@@ -115,3 +121,47 @@ def test_tokenize_normalises_marking_forms() -> None:
     assert tokenize("P.BERETTA") == ["P", "BERETTA"]
     assert tokenize("7.62X39") == ["7.62X39"]
     assert tokenize("ČESKÁ ZBROJOVKA") == ["CESKA", "ZBROJOVKA"]
+
+
+def test_allowed_edits_grow_with_the_reference_length() -> None:
+    assert [allowed_edits(n) for n in (2, 3, 4)] == [0.0, 0.0, 1.0]
+    assert allowed_edits(3, short=1) == 1.0  # a strong context (MADE IN) allows one on three letters
+    assert allowed_edits(5, 0.25) == 1.25 and allowed_edits(12, 0.25) == 3.0
+    assert glyph_distance("GARATIA", "CROATIA") < edit_distance("GARATIA", "CROATIA")  # G/C: glyph neighbours
+    assert glyph_distance(skeleton("0L1"), skeleton("OIL")) == 0.0  # confusable classes cost nothing
+
+
+def test_fuzzy_index_finds_every_reference_within_the_budget() -> None:
+    """The bigram filter loses nothing: the index answers what a brute-force comparison answers."""
+    rng = random.Random(3)
+    refs = ["".join(rng.choice("ABCEGKMNORSTUVW") for _ in range(rng.randint(3, 14))) for _ in range(300)]
+    index = FuzzyIndex((r, r) for r in refs)
+    for _ in range(300):
+        base = rng.choice(refs)
+        q = list(base)
+        for _ in range(rng.randint(0, 4)):
+            k = rng.randrange(len(q) + 1)
+            op = rng.random()
+            if op < 0.4 and k < len(q):
+                q[k] = rng.choice("ABCEGKMNORSTUVW")
+            elif op < 0.7:
+                q.insert(k, rng.choice("ABCEGKMNORSTUVW"))
+            elif q and k < len(q):
+                del q[k]
+        query = "".join(q)
+        got = {h.key for h in index.search(query, 0.3)}
+        want = set()
+        for r in set(refs):
+            budget = allowed_edits(len(r), 0.3)
+            max_edits = int(budget) + (1 if len(r) >= 5 else 0)
+            if edit_distance(query, r) <= max_edits and glyph_distance(query, r) <= budget:
+                want.add(r)
+        assert got == want, query
+
+
+def test_registry_indexes_marks_and_country_names_for_approximate_lookup() -> None:
+    reg = load_registry()
+    hits = reg.index.maker_fuzzy.search("REEWGTONARNSCO", 0.25)
+    assert hits and hits[0].payloads[0].maker.id == "remington" and hits[0].edits == 4
+    assert not reg.index.maker_fuzzy.search("WTNNARENAA", 0.25)
+    assert reg.index.country_fuzzy.search("AUSERIA", 0.4)[0].payloads[0][1] == "AT"
