@@ -56,6 +56,10 @@ CONFUSABLE_LETTER_TO_DIGIT: dict[str, str] = {"O": "0", "D": "0", "Q": "0", "I":
                                               "Z": "2", "B": "8", "G": "6"}
 SURE_CHARACTER = 0.8
 """A recognised character at this confidence, with no competing digit, is not changed by the serial grammar."""
+DIGIT_ALTERNATIVE_MIN = 0.25
+"""A letter inside a serial's digit body becomes a digit when the recognizer gave that digit at least this
+probability, or when it was unsure of the letter (< 0.5 with a weaker digit alternative, < SURE_CHARACTER with
+none). Serials do mix letters into the body (56ZV01774), so a faint digit alternative alone is no reason."""
 CONFUSABLE_DIGIT_TO_LETTER: dict[str, str] = {"0": "O", "1": "I", "5": "S", "2": "Z", "8": "B", "6": "G"}
 
 US_STATES: frozenset[str] = frozenset(
@@ -78,9 +82,10 @@ _TYPE_WORDS: dict[str, str] = {
 }
 _MODEL_WORDS = frozenset({"MODEL", "MOD", "MODELO", "MODELE", "MODELL", "MODELLO", "TYPE", "TYP", "MLE", "MOD."})
 _SERIAL_PREFIX = re.compile(
-    r"(?:^|(?<=[\s:]))(?:S/N|SN|SER(?:IAL)?(?:\s*N(?:O|R|UM)?)?|N[O0°º]|NR|NUM|№|SERIE|MATR(?:ICOLA)?|N)"
-    r"(?:\s*[.:#-]\s*|\s+)(?=[A-Z0-9А-ЯЁ])"
+    r"(?:^|(?<=[\s:]))(?:(?:S/N|SN|SER(?:IAL)?(?:\s*N(?:O|R|UM)?)?|N[O0°º]|NR|NUM|№|SERIE|MATR(?:ICOLA)?|N)"
+    r"(?:\s*[.:#-]\s*|\s+))+(?=[A-Z0-9А-ЯЁ])"
 )
+"""Serial labels before a serial, possibly stacked (``S/N No 4020``)."""
 _FFL_SERIAL = re.compile(r"(?<![\w-])(\d{8})-([A-Z0-9]{2,})(?![\w-])")
 _ISACS = re.compile(r"^([A-Z]{2})\s+([A-Z]{2,6})\s+(\d{2})\s+(\d{2})\s+(\d{3,10})(?:\s+(\d{2}))?$")
 _IMPORT_ITI = re.compile(r"^([A-Z]{2})\s+(\d{2}|\d{4})$")
@@ -395,6 +400,8 @@ class _Parser:
         m = _IMPORT_ITI.match(re.sub(r"\s+", " ", work))
         if m and any(m.group(2) in self.reg.models_of(h.maker.id) for h in self.reg.lookup_mark(m.group(1))):
             m = None  # 'CZ 85' is a maker code and a model of that maker, not an import mark
+        if m and len(m.group(2)) == 4 and not 1900 <= int(m.group(2)) <= datetime.now(UTC).year:
+            m = None  # 'NO 1402', 'HU 0453': a label or letter prefix and a serial, not a country and a year
         if m and self.reg.country(m.group(1)):
             year, alts = self._two_digit_year(m.group(2))
             self.imports.append({
@@ -1075,14 +1082,15 @@ class _Parser:
                     lp = pos_in_line + j + (offset if " " not in c.extra.get("raw", "") else 0)
                     ca = alt_pos.get(lp) if pos_in_line >= 0 else None
                     digit_cands = [a for a in ca.candidates if a.value.isdigit()] if ca is not None else []
+                    letter_conf = (line.char_confidences[lp] if line.char_confidences
+                                   and 0 <= lp < len(line.char_confidences) else 0.0)
                     if digit_cands:
                         target = digit_cands[0].value
                         source = "char_alternatives"
-                    elif line.char_confidences and 0 <= lp < len(line.char_confidences) and (
-                        line.char_confidences[lp] >= SURE_CHARACTER
-                    ):
-                        # the recognizer is sure of the letter and saw no digit there: serials do mix
-                        # letters into the body (6BG90547), so keep it and offer the digit reading
+                    strong_digit = bool(digit_cands) and digit_cands[0].confidence >= DIGIT_ALTERNATIVE_MIN
+                    if not strong_digit and (letter_conf >= SURE_CHARACTER or (digit_cands and letter_conf >= 0.5)):
+                        # the recognizer is sure enough of the letter and gave the digit little weight:
+                        # serials do mix letters into the body (6BG90547), so keep it and offer the digit
                         c.alternatives.append(Alternative(
                             value=value[: offset + j] + target + value[offset + j + 1 :],
                             confidence=round(c.conf * (1 - line.char_confidences[lp]), 4),

@@ -58,6 +58,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("SN: TMA12345", {"serial": "TMA12345"}),
     ("S/N D1234567 | MADE IN AUSTRIA", {"serial": "D1234567", "country": "AT"}),
     ("1973 | 4452", {"year": 1973, "serial": "4452"}),
+    ("S/N No 4020", {"serial": "4020"}),
+    ("SERIAL No 34346", {"serial": "34346"}),
+    ("No. No 23508", {"serial": "23508"}),
+    ("No 1402", {"serial": "1402", "import_country": None}),
+    ("HU 0453", {"serial": "HU0453", "import_country": None}),
+    ("HU 98", {"import_country": "HU", "import_year": 1998}),
+    ("No 1599 | AR-10", {"serial": "1599"}),
     ("KM 4573 | 1961", {"serial": "KM4573", "year": 1961}),
     ("SER 0012345", {"serial": "0012345"}),
     ("NR. 56789", {"serial": "56789"}),
@@ -429,6 +436,17 @@ def test_char_alternatives_drive_the_resolution(registry: Registry) -> None:
     s = parse_lines([line], registry)["serial_number"]
     assert s.value == "AB12845"
     assert any(fl.get("source") == "char_alternatives" for fl in s.flags)
+
+
+def test_a_sure_letter_in_the_serial_body_is_kept_despite_a_faint_digit_alternative(registry: Registry) -> None:
+    # serials mix letters into the digit body (56ZV01774): a digit the recognizer gave 5% does not overrule it
+    text = "56ZV01774"
+    line = Line(text=text, confidence=0.9, box=BOX, file="x.jpg", char_confidences=[0.95] * 2 + [0.7] + [0.95] * 6,
+                char_alternatives=[CharAlternatives(position=2, candidates=[Alternative(value="Z", confidence=0.7),
+                                                                          Alternative(value="2", confidence=0.05)])])
+    s = parse_lines([line], registry)["serial_number"]
+    assert s.value == "56ZV01774"
+    assert "562V01774" in [a.value for a in s.alternatives]
 
 
 def test_serial_role_prefers_serial_over_calibre_year_and_model(registry: Registry) -> None:
