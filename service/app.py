@@ -771,6 +771,16 @@ def create_app(
             )
         return _out(updated)
 
+    def _integrity_failure(
+        state: ServiceState, principal: Principal, target: str, exc: EvidenceError, what: str
+    ) -> Problem:
+        """Count and audit a missing or altered evidence file; the 500 problem to raise."""
+        state.metrics.errors.labels("evidence_integrity").inc()
+        state.store.audit(
+            AuditEvent(principal.actor, principal.lab, "export", target, "integrity_failure", {"error": str(exc)})
+        )
+        return Problem(500, "Evidence Integrity Failure", f"{what} is missing or altered")
+
     def _file_response(
         state: ServiceState, principal: Principal, ident: str, sha256: str, kind: str
     ) -> Response:
@@ -783,15 +793,7 @@ def create_app(
         try:
             data = state.evidence.read_verified(sha256)
         except EvidenceError as exc:
-            state.metrics.errors.labels("evidence_integrity").inc()
-            state.store.audit(
-                AuditEvent(
-                    principal.actor, principal.lab, "export", target, "integrity_failure", {"error": str(exc)}
-                )
-            )
-            raise Problem(
-                500, "Evidence Integrity Failure", f"{kind} {sha256} is missing or altered"
-            ) from None
+            raise _integrity_failure(state, principal, target, exc, f"{kind} {sha256}") from None
         state.store.audit(
             AuditEvent(principal.actor, principal.lab, "export", target, "success", {"sha256": sha256})
         )
@@ -945,15 +947,7 @@ def create_app(
         try:
             pdf = render_report(row["result"], row["files"], state.evidence)
         except EvidenceError as exc:
-            state.metrics.errors.labels("evidence_integrity").inc()
-            state.store.audit(
-                AuditEvent(
-                    principal.actor, principal.lab, "export", target, "integrity_failure", {"error": str(exc)}
-                )
-            )
-            raise Problem(
-                500, "Evidence Integrity Failure", f"an evidence file of {ident} is missing or altered"
-            ) from None
+            raise _integrity_failure(state, principal, target, exc, f"an evidence file of {ident}") from None
         except ExportError as exc:
             state.store.audit(
                 AuditEvent(principal.actor, principal.lab, "export", target, "rejected", {"reason": str(exc)})

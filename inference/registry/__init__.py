@@ -103,23 +103,6 @@ between them costs half an edit in :func:`glyph_distance`. Skeleton classes (0/O
 T = TypeVar("T")
 
 
-def edit_distance(a: str, b: str, bound: int | None = None) -> int:
-    """Levenshtein distance; with ``bound``, any value above it is returned as ``bound + 1`` (early exit)."""
-    if len(a) < len(b):
-        a, b = b, a
-    if bound is not None and len(a) - len(b) > bound:
-        return bound + 1
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        if bound is not None and min(cur) > bound:
-            return bound + 1
-        prev = cur
-    return prev[-1]
-
-
 def glyph_distance(a: str, b: str, band: int | None = None) -> float:
     """Edit distance where substituting glyph-shape neighbours (:data:`_GLYPH_NEIGHBOURS`) costs 0.5.
 
@@ -673,7 +656,6 @@ __all__ = [
     "allowed_edits",
     "compact",
     "country_marking_strings",
-    "edit_distance",
     "glyph_distance",
     "load_registry",
     "maker_marking_strings",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -48,6 +49,14 @@ def api_schema(api_client: TestClient) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_asgi("/openapi.json", api_client.app)
 
 
+def _assert_no_server_error(case: schemathesis.Case, response: Any) -> None:
+    """No 5xx, and every error answer is application/problem+json."""
+    assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:500])
+    if response.status_code >= 400:
+        ctype = response.headers.get("content-type") or [""]
+        assert (ctype if isinstance(ctype, str) else ctype[0]).startswith("application/problem+json")
+
+
 def test_no_server_errors(api_schema: schemathesis.BaseSchema) -> None:
     headers = {"Authorization": f"Bearer {_state['key']}"}
     checked = 0
@@ -58,10 +67,7 @@ def test_no_server_errors(api_schema: schemathesis.BaseSchema) -> None:
         @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:
             response = case.call(headers=headers)
-            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:500])
-            if response.status_code >= 400:
-                ctype = response.headers.get("content-type") or [""]
-                assert (ctype if isinstance(ctype, str) else ctype[0]).startswith("application/problem+json")
+            _assert_no_server_error(case, response)
 
         run()
         checked += 1
@@ -85,10 +91,7 @@ def test_no_server_errors_on_a_real_record(api_schema: schemathesis.BaseSchema) 
             case.path_parameters = {**(case.path_parameters or {}), "ident": ident}
             response = case.call(headers=headers)
             seen.add((case.method, case.operation.path, response.status_code))
-            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:500])
-            if response.status_code >= 400:
-                ctype = response.headers.get("content-type") or [""]
-                assert (ctype if isinstance(ctype, str) else ctype[0]).startswith("application/problem+json")
+            _assert_no_server_error(case, response)
 
         run()
         checked += 1
