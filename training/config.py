@@ -27,7 +27,8 @@ class DetectorTrainConfig(_Frozen):
     weight_decay: float = 1e-4
     grad_clip: float = 100.0
     init_from: Path | None = None
-    """Continue from a detector checkpoint (a run's ``checkpoints/detector-*.pt``)."""
+    """Continue from a detector checkpoint (a run's ``checkpoints/detector-*.pt``) or from an exported
+    ``.onnx`` file (e.g. the shipped detector; its folded batch norms then stay frozen)."""
     crop: int = 512
     """Training crops are crop x crop pixels cut from photos resized to a random long side."""
     long_side: tuple[int, int] = (400, 900)
@@ -39,6 +40,9 @@ class RecognizerTrainConfig(_Frozen):
     size: Literal["tiny", "g2"] = "g2"
     init: Literal["english_g2", "scratch"] = "english_g2"
     """Start from EasyOCR's english_g2 weights (checksum verified) or from random weights."""
+    init_from: Path | None = None
+    """Continue instead from a recognizer checkpoint (``checkpoints/recognizer-*.pt``) or an exported ``.onnx``
+    file (e.g. the shipped recognizer; its folded batch norms then stay frozen); overrides ``init``."""
     steps: int = 3000
     batch_size: int = 64
     lr: float = 3e-4
@@ -81,8 +85,63 @@ class TrainConfig(_Frozen):
     """Stop early (and still save and evaluate) when the wall clock passes this."""
 
 
-def load_config(name_or_path: str | Path, overrides: dict[str, object] | None = None) -> TrainConfig:
-    """Load a preset by name (``tiny``, ``cpu``, ``gpu``) or a YAML file, applying dotted overrides."""
+class RestorerTrainConfig(_Frozen):
+    """Learned-restoration recipe: a small U-Net from worn/ground line crops to the clean glyph mask.
+
+    A preset is a restorer recipe when it says ``task: restoration``; ``marktrace train --config`` picks
+    the loop from that key. Seeds stay below 1_300_000_000 and fonts are the training split: the
+    benchmark's ``ground`` and ``multilight`` sets (seeds >= 1_700_000_000, held-out fonts) are never seen.
+    """
+
+    task: Literal["restoration"] = "restoration"
+    name: str = "restorer"
+    seed: int = 1234
+    device: str = "auto"
+    workers: int = 0
+    """Rendering worker processes (0: render in the training process, one core)."""
+    threads: int = 1
+    """torch intra-op threads on the CPU (the development machine's cores are shared)."""
+    size: Literal["tiny", "base"] = "base"
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 10.0
+    height: int = 32
+    """Crop height the restorer works at (its ONNX ``input_height``); multiple of 8."""
+    max_width: int = 1024
+    window: int = 192
+    """Training windows are ``height`` x ``window`` pixels cut at random along a line crop (multiple of 8)."""
+    windows_per_line: int = 2
+    """Windows (each with its own crop jitter) cut from every line of a rendered photo; rendering is the costly part."""
+    pad_x: tuple[float, float] = (0.05, 0.45)
+    """Random padding along the line, in line heights, each side (inference pads detector quads by 0.2)."""
+    pad_y: tuple[float, float] = (0.0, 0.25)
+    jitter: float = 0.06
+    """Random corner jitter in line heights."""
+    flip_prob: float = 0.15
+    """Share of crops turned by 180 degrees (the detector's reading direction can be wrong)."""
+    invert_prob: float = 0.05
+    pos_weight_max: float = 5.0
+    dice_weight: float = 1.0
+    threshold: float = 0.5
+    """Glyph-probability threshold recorded in the ONNX metadata (mask = probability > threshold)."""
+    synth: SynthConfig = Field(
+        default_factory=lambda: SynthConfig(fonts="train", wear=(0.3, 0.92), rotation="any", image_size=(260, 800))
+    )
+    light_fraction: float = 0.1
+    """Share of photos rendered with little wear (0-0.3), so legible markings are not turned into guesses."""
+    eval_images: int = 60
+    """Evaluation photos: ground-like wear (0.65-0.85), training fonts, a seed block no training stream reaches."""
+    eval_every: int = 200
+    log_every: int = 25
+    eval_recognizer: bool = True
+    """Also read the restored serial crops with the shipped recognizer (onnxruntime) and report exact matches."""
+    time_limit_s: float | None = None
+    """Stop early (and still save and evaluate) when the wall clock passes this."""
+
+
+def _read_preset(name_or_path: str | Path, overrides: dict[str, object] | None) -> dict[str, object]:
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESETS_DIR / f"{name_or_path}.yaml"
@@ -96,4 +155,24 @@ def load_config(name_or_path: str | Path, overrides: dict[str, object] | None = 
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
+    return data
+
+
+def load_config(name_or_path: str | Path, overrides: dict[str, object] | None = None) -> TrainConfig:
+    """Load a preset by name (``tiny``, ``cpu``, ``gpu``) or a YAML file, applying dotted overrides."""
+    return TrainConfig.model_validate(_read_preset(name_or_path, overrides))
+
+
+def load_restorer_config(name_or_path: str | Path, overrides: dict[str, object] | None = None) -> RestorerTrainConfig:
+    """Load a restorer preset (``tiny-restorer``, ``cpu-restorer``, ``gpu-restorer``) or YAML file."""
+    return RestorerTrainConfig.model_validate(_read_preset(name_or_path, overrides))
+
+
+def load_any_config(
+    name_or_path: str | Path, overrides: dict[str, object] | None = None
+) -> TrainConfig | RestorerTrainConfig:
+    """A detector/recognizer recipe, or a restorer recipe when the file says ``task: restoration``."""
+    data = _read_preset(name_or_path, overrides)
+    if data.get("task") == "restoration":
+        return RestorerTrainConfig.model_validate(data)
     return TrainConfig.model_validate(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from marktrace.models.networks.detector import (
     LineDetector,
     build_detector,
 )
-from marktrace.models.networks.recognizer import CRNN, build_recognizer
+from marktrace.models.networks.recognizer import CRNN, RecognizerForExport, build_recognizer
+from marktrace.models.onnx_weights import freeze_batchnorm, load_onnx_weights
 from marktrace.models.pretrained import EASYOCR_CHARSET, ENGLISH_G2, verified_weight_path
 from marktrace.training.config import TrainConfig
 from marktrace.training.data import PhotoStream, batch_crops_for_torch, collate_photos
@@ -46,10 +48,27 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
-    """Build the recognizer and load its starting weights (english_g2, checksum verified)."""
+    """Build the recognizer and load its starting weights.
+
+    ``recognizer.init_from`` (a checkpoint or an exported ONNX file, parity checked) wins over ``init``
+    (english_g2, checksum verified, or scratch).
+    """
     charset = EASYOCR_CHARSET
     model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
-    if cfg.recognizer.init == "english_g2" and cfg.recognizer.steps > 0:
+    source = cfg.recognizer.init_from
+    if source is not None and Path(source).suffix == ".onnx":
+        meta = onnx_metadata(Path(source))
+        charset = json.loads(meta.get("charset", json.dumps(charset)))
+        model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
+        probe = torch.randint(0, 256, (1, 1, cfg.recognizer.height, 160), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0))
+        load_onnx_weights(model, Path(source), probe, RecognizerForExport)
+    elif source is not None:
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        charset = state.get("charset", charset)
+        model = build_recognizer(len(charset) + 1, state.get("size", cfg.recognizer.size))
+        model.load_state_dict(state["state_dict"])
+    elif cfg.recognizer.init == "english_g2" and cfg.recognizer.steps > 0:
         path = verified_weight_path(ENGLISH_G2, cfg.pretrained_dir)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -57,6 +76,36 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
         if missing or unexpected:
             raise RuntimeError(f"english_g2 weights do not fit: missing {missing}, unexpected {unexpected}")
     return model, charset
+
+
+def load_detector(cfg: TrainConfig) -> LineDetector:
+    """Build the detector, continuing from ``detector.init_from`` (checkpoint, or ONNX parity checked) if set."""
+    detector = build_detector(cfg.detector.size)
+    source = cfg.detector.init_from
+    if source is not None and Path(source).suffix == ".onnx":
+        probe = torch.randint(0, 256, (1, 128, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        load_onnx_weights(detector, Path(source), probe, DetectorForExport, atol=1e-3)
+    elif source is not None:
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        detector.load_state_dict(state["state_dict"])
+    return detector
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def set_train_mode(detector: torch.nn.Module, recognizer: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Both networks to train mode; batch norms imported from ONNX (folded, no statistics) stay in eval mode."""
+    detector.train()
+    recognizer.train()
+    if cfg.detector.init_from is not None and Path(cfg.detector.init_from).suffix == ".onnx":
+        freeze_batchnorm(detector)
+    if cfg.recognizer.init_from is not None and Path(cfg.recognizer.init_from).suffix == ".onnx":
+        freeze_batchnorm(recognizer)
 
 
 def encode_texts(texts: list[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,8 +187,7 @@ def evaluate(
             poly = np.asarray(line.polygon, np.float32)
             inside = [c for c in centers if _point_in_quad(c, poly)]
             found += int(bool(inside))
-    detector.train()
-    recognizer.train()
+    set_train_mode(detector, recognizer, cfg)
     return {
         "eval_serial_exact": correct / max(total, 1),
         "eval_line_recall": found / max(lines_total, 1),
@@ -173,14 +221,16 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     np.random.seed(cfg.seed % (2**32))
     device = resolve_device(cfg.device)
     run = RunFolder(out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__})
-    detector = build_detector(cfg.detector.size)
-    if cfg.detector.init_from is not None:
-        state = torch.load(cfg.detector.init_from, map_location="cpu", weights_only=False)
-        detector.load_state_dict(state["state_dict"])
-    detector = detector.to(device)
+    detector = load_detector(cfg).to(device)
     recognizer, charset = load_recognizer(cfg)
     recognizer = recognizer.to(device)
-    run.update_info(charset=charset, recognizer_init=cfg.recognizer.init, seed=cfg.seed)
+    set_train_mode(detector, recognizer, cfg)
+    run.update_info(
+        charset=charset,
+        recognizer_init=str(cfg.recognizer.init_from or cfg.recognizer.init),
+        detector_init=str(cfg.detector.init_from or "scratch"),
+        seed=cfg.seed,
+    )
     det_opt = torch.optim.AdamW(detector.parameters(), lr=cfg.detector.lr, weight_decay=cfg.detector.weight_decay)
     rec_opt = torch.optim.AdamW(recognizer.parameters(), lr=cfg.recognizer.lr, weight_decay=cfg.recognizer.weight_decay)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)

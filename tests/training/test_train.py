@@ -58,3 +58,33 @@ def test_ctc_targets_are_one_based():
     flat, lengths = encode_texts(["AB", "1"], "1AB")
     assert flat.tolist() == [2, 3, 1] and lengths.tolist() == [2, 1]
     assert np.all(flat.numpy() >= 1)
+
+
+def test_training_continues_from_exported_onnx_files(tiny_models, tmp_path):
+    """A run started from exported ONNX files begins with exactly their weights (no run folder needed)."""
+    import onnxruntime as ort
+
+    from marktrace.models.networks.detector import DetectorForExport, build_detector
+    from marktrace.training.train import train
+
+    cfg = load_config(
+        "tiny",
+        {
+            "detector.init_from": str(tiny_models["line_detection"]),
+            "recognizer.init_from": str(tiny_models["line_recognition"]),
+            "detector.steps": 0,
+            "recognizer.steps": 0,
+        },
+    )
+    run = train(cfg, tmp_path, progress=lambda _: None)
+    info = json.loads((run / "run.json").read_text())
+    assert info["detector_init"].endswith(".onnx") and info["recognizer_init"].endswith(".onnx")
+    state = torch.load(run / "checkpoints" / "detector-last.pt", map_location="cpu", weights_only=False)
+    net = build_detector(state["size"])
+    net.load_state_dict(state["state_dict"])
+    pixels = np.random.default_rng(3).integers(0, 256, (1, 96, 128, 3), dtype=np.uint8)
+    session = ort.InferenceSession(str(tiny_models["line_detection"]), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"pixels": pixels})[0]
+    with torch.no_grad():
+        got = DetectorForExport(net).eval()(torch.from_numpy(pixels)).numpy()
+    assert np.abs(got - expected).max() < 1e-3
