@@ -167,6 +167,13 @@ SETS: dict[str, BenchSet] = {
             (SetPart("overstamp", _cfg(wear=(0.0, 0.2), camera=0.5, overstamp_prob=1.0)),),
         ),
         BenchSet(
+            "rotated",
+            "any orientation in the image plane (upside down and sideways included), wear 0-0.4",
+            "2",
+            1_770_000_000,
+            (SetPart("rotated", _cfg(wear=(0.0, 0.4), rotation="any")),),
+        ),
+        BenchSet(
             "makers",
             "maker line present; alternate clean (wear 0-0.1) and worn (wear 0.33-0.5) items",
             "4",
