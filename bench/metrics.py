@@ -77,12 +77,41 @@ def alteration_positions(flags: Sequence[dict[str, Any]], value: str) -> set[int
     return out
 
 
+def align_positions(prediction: str, truth: str) -> dict[int, int]:
+    """Map positions of the space-stripped prediction to positions of the normalised truth.
+
+    A minimum edit-distance alignment: matched and substituted characters map, inserted ones (and a
+    label the prediction kept) do not. Without it, one dropped or extra character would shift every
+    later flag off its character.
+    """
+    a, b = re.sub(r"\s+", "", prediction), normalize_serial(truth)
+    n, m = len(a), len(b)
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    pairs: dict[int, int] = {}
+    i, j = n, m
+    while i > 0 and j > 0:
+        if cost[i][j] == cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]):
+            pairs[i - 1] = j - 1
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs
+
+
 def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Over-stamp flag recall and false-flag rate over rows whose truth marks over-stamped characters.
 
     Truth: ``truth_extra["serial_overstamped"]`` (positions in the normalised serial). Flags: the
-    engine's ``fields["serial_flags"]``. Returns None when no row carries truth positions, or no row of
-    the engine carries flags at all (the engine does not flag alterations).
+    engine's ``fields["serial_flags"]``, mapped onto the truth by :func:`align_positions` (a flag on a
+    character the truth does not have is a false flag). Recall: over-stamped characters flagged /
+    over-stamped characters; false-flag rate: flags on other characters / clean characters of the
+    truth. Returns None when no row carries truth positions, or no row of the engine carries flags at
+    all (the engine does not flag alterations).
     """
     truthful = [r for r in rows if (r.get("truth_extra") or {}).get("serial_overstamped") is not None]
     if not truthful or not any("serial_flags" in (r.get("fields") or {}) for r in rows):
@@ -91,11 +120,14 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     for r in truthful:
         truth_pos = set(r["truth_extra"]["serial_overstamped"])
         n_chars = len(normalize_serial(r["truth"]))
-        flagged = alteration_positions((r.get("fields") or {}).get("serial_flags", []), str(r.get("prediction", "")))
+        prediction = str(r.get("prediction", ""))
+        flagged = alteration_positions((r.get("fields") or {}).get("serial_flags", []), prediction)
+        to_truth = align_positions(prediction, r["truth"])
+        on_truth = {to_truth[p] for p in flagged if p in to_truth}
         positives += len(truth_pos)
-        hits += len(truth_pos & flagged)
+        hits += len(truth_pos & on_truth)
         clean += n_chars - len(truth_pos)
-        false_flags += len(flagged - truth_pos)
+        false_flags += len(on_truth - truth_pos) + sum(1 for p in flagged if p not in to_truth)
     return {
         "overstamped_chars": positives,
         "flag_recall": round(hits / positives, 4) if positives else None,

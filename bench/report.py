@@ -104,16 +104,21 @@ def method_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
     return f"{engine} by method — " + "; ".join(parts) if parts else ""
 
 
-def alteration_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
-    """One line: over-stamp flag recall and false-flag rate (issue 3: >= 80% at < 5%), if measured."""
-    alt = result.get("engines", {}).get(engine, {}).get("alteration")
-    if not alt:
-        return ""
-    return (
-        f"{engine} over-stamp flags — recall {_fmt(alt['flag_recall'], pct=True)} (target ≥ 80%), "
-        f"false flags {_fmt(alt['false_flag_rate'], pct=True)} of clean characters (target < 5%), "
-        f"{alt['overstamped_chars']} over-stamped characters"
-    )
+def alteration_summary(result: dict[str, Any], engine: str | None = None) -> str:
+    """Over-stamp flag recall and false-flag rate (issue 3: >= 80% at < 5%), if measured: one line for
+    ``engine``, or one line per engine that flags (``marktrace``, ``marktrace-flags``, ...) when None."""
+    engines = result.get("engines", {})
+    names = [engine] if engine is not None else list(engines)
+    lines = []
+    for name in names:
+        alt = engines.get(name, {}).get("alteration")
+        if alt:
+            lines.append(
+                f"{name} over-stamp flags — recall {_fmt(alt['flag_recall'], pct=True)} (target ≥ 80%), "
+                f"false flags {_fmt(alt['false_flag_rate'], pct=True)} of clean characters (target < 5%), "
+                f"{alt['overstamped_chars']} over-stamped characters"
+            )
+    return "\n".join(lines)
 
 
 def maker_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
@@ -163,8 +168,8 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
         for row in table_rows(result):
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         out.append("")
-        for line in (method_summary(result), alteration_summary(result), maker_summary(result)):
-            if line:
+        for text in (method_summary(result), alteration_summary(result), maker_summary(result)):
+            for line in filter(None, text.split("\n")):
                 out += [line, ""]
     out += [
         "Serial exact: truth and prediction with leading labels (`S/N`, `SN`, `SER.`, `No.`, stacked ones too) "

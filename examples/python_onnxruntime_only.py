@@ -29,6 +29,7 @@ MAX_BATCH = 16  # section 5.6
 MAX_WIDTH_RATIO = 1.35
 DIRECTION_SURE = 0.6  # section 7
 RETRY_BELOW = 0.9
+FLIP_MARGIN = 0.15
 
 
 def open_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:
@@ -190,7 +191,8 @@ def read_photo(path: Path, models: Path, variant: str = "int8") -> dict[str, Any
     retry = [i for i, (_, _, conf) in best.items() if detections[i]["conf"] < DIRECTION_SURE or conf < RETRY_BELOW]
     flipped_crops = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in retry]
     for i, (text, conf) in zip(retry, recognize(rec_session, charset, flipped_crops) if retry else [], strict=True):
-        if conf * min(1.0, len(text) / 3) > best[i][2] * min(1.0, len(best[i][1]) / 3):
+        margin = FLIP_MARGIN * detections[i]["conf"]
+        if conf * min(1.0, len(text) / 3) > best[i][2] * min(1.0, len(best[i][1]) / 3) + margin:
             best[i] = (True, text, conf)
     lines = []
     for i, (flipped, text, conf) in best.items():

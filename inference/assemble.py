@@ -62,7 +62,12 @@ def build_record(
 
 
 def _attach_alterations(record: dict[str, Any], lines: Sequence[Line]) -> None:
-    """Put over-stamp flags of the serial's line on the serial field, at positions within its value."""
+    """Put over-stamp flags of the serial's line on the serial field, at positions within its value.
+
+    A flag's ``position`` indexes the field's ``value`` (what is scored and exported); ``line_position``
+    keeps the index in the recognised line's text. Flags on characters outside the value (a ``S/N``
+    label, spaces) are dropped. The flag never changes the value.
+    """
     serial = record.get("serial_number")
     if not isinstance(serial, dict) or not serial.get("value"):
         return
@@ -70,20 +75,67 @@ def _attach_alterations(record: dict[str, Any], lines: Sequence[Line]) -> None:
     line = next((ln for ln in lines if ln.text == line_text or (line_text and line_text in ln.text)), None)
     if line is None or not line.alterations:
         return
-    marked = str(serial.get("text_as_marked") or serial["value"])
-    start = line.text.find(marked)
-    if start < 0:
-        return
+    value = str(serial["value"])
+    marked = str(serial.get("text_as_marked") or value)
+    to_value = value_positions(line.text, marked, value)
     for flag in line.alterations:
-        position = int(flag["position"]) - start
-        if 0 <= position < len(marked):
-            serial.setdefault("flags", []).append({
-                "kind": "overstamp_suspected",
-                "position": position,
-                "character": marked[position],
-                "score": flag["score"],
-                "evidence": flag.get("evidence", {}),
-            })
+        position = to_value.get(int(flag["position"]))
+        if position is None:
+            continue
+        serial.setdefault("flags", []).append({
+            "kind": "overstamp_suspected",
+            "position": position,
+            "character": value[position],
+            "line_position": int(flag["position"]),
+            "score": flag["score"],
+            "evidence": flag.get("evidence", {}),
+        })
+
+
+def _align(a: str, b: str) -> dict[int, int]:
+    """Index pairs (i in ``a`` -> j in ``b``) of a minimum edit-distance alignment (matches and substitutions)."""
+    n, m = len(a), len(b)
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        cost[i][0] = i
+    for j in range(m + 1):
+        cost[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    pairs: dict[int, int] = {}
+    i, j = n, m
+    while i > 0 and j > 0:
+        if cost[i][j] == cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]):
+            pairs[i - 1] = j - 1
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs
+
+
+def value_positions(line_text: str, marked: str, value: str) -> dict[int, int]:
+    """Map indices of a recognised line's text to indices of a field value read from it.
+
+    The value is found in the field's text as marked (located in the line, case-insensitively), with
+    spaces squeezed out; usually it is the tail (``S/N AB 1234`` -> ``AB1234``). Where the parser
+    changed characters, an edit-distance alignment maps the rest. Unmapped indices (labels, spaces)
+    are absent.
+    """
+    start = line_text.find(marked)
+    if start < 0:
+        start = line_text.upper().find(marked.upper())
+    if start < 0:
+        return {}
+    chars = [(start + k, ch) for k, ch in enumerate(marked) if not ch.isspace()]
+    squeezed = "".join(ch for _, ch in chars).upper()
+    target = value.upper()
+    offset = squeezed.rfind(target)
+    if offset >= 0:
+        return {chars[offset + k][0]: k for k in range(len(target))}
+    return {chars[i][0]: j for i, j in _align(squeezed, target).items()}
 
 
 def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str, Any]:

@@ -33,6 +33,10 @@ SaveEnhancedOpt = Annotated[
     Path | None, typer.Option(help="Keep every derived (enhanced or photometric) image here, with its trail JSON")
 ]
 EnhanceOpt = Annotated[bool, typer.Option(help="Try enhanced and photometric views when the direct read is unsure")]
+RestorationOpt = Annotated[
+    bool,
+    typer.Option(help="Learned restoration of unsure single photos (a suggestion, method 'restoration')"),
+]
 
 
 class Variant(StrEnum):
@@ -54,6 +58,7 @@ def _settings(
     save_enhanced: Path | None = None,
     enhance: bool = True,
     variant: Variant = Variant.auto,
+    restoration: bool = False,
 ) -> ReaderSettings:
     return ReaderSettings(
         detector=detector,
@@ -63,6 +68,7 @@ def _settings(
         save_enhanced=save_enhanced,
         enhance=enhance,
         variant=variant.value,
+        restoration=restoration,
     )
 
 
@@ -75,12 +81,13 @@ def read(
     save_enhanced: SaveEnhancedOpt = None,
     enhance: EnhanceOpt = True,
     variant: VariantOpt = Variant.auto,
+    restoration: RestorationOpt = False,
 ) -> None:
     """Read the markings of a few photos and print the serial number and lines of each."""
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader
 
-    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant)
+    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration)
     reader = MarkingReader.from_settings(settings)
     failed = False
     for path in files:
@@ -138,6 +145,7 @@ def batch(
     save_enhanced: SaveEnhancedOpt = None,
     enhance: EnhanceOpt = True,
     variant: VariantOpt = Variant.auto,
+    restoration: RestorationOpt = False,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
     from marktrace.inference.batch import run_batch
@@ -145,7 +153,7 @@ def batch(
     if not folder.exists():
         console.print(f"[red]error[/red] {folder}: no such folder")
         raise typer.Exit(2)
-    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant)
+    settings = _settings(detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration)
     with Progress(
         TextColumn("[bold]reading"),
         BarColumn(),

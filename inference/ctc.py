@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,11 @@ class DecodedText:
     """For each character, the top candidates (character, probability) at its best time step."""
     char_steps: tuple[int, ...]
     """The time step of each character (for locating it along the line)."""
+    probs: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The (T, C) per-step class probabilities it was decoded from (over-stamp flags read them); None when
+    not kept."""
+    charset: str = field(default="", compare=False, repr=False)
+    """The charset of ``probs`` (class ``i >= 1`` is ``charset[i - 1]``); empty when not kept."""
 
 
 def greedy_decode(probs: np.ndarray, charset: str, blank: int = 0, top_k: int = 3) -> DecodedText:
@@ -65,4 +70,6 @@ def greedy_decode(probs: np.ndarray, charset: str, blank: int = 0, top_k: int = 
         char_confidences=tuple(confidences),
         char_alternatives=tuple(alternatives),
         char_steps=tuple(steps),
+        probs=probs,
+        charset=charset,
     )

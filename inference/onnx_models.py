@@ -29,7 +29,7 @@ class ModelMeta:
     """What inference needs to know about a model, read from its ONNX metadata."""
 
     path: str
-    task: Literal["line_detection", "line_recognition"]
+    task: Literal["line_detection", "line_recognition", "restoration"]
     name: str
     version: str
     training_commit: str
@@ -57,6 +57,7 @@ REQUIRED_KEYS = (
 TASK_KEYS = {
     "line_detection": ("long_side", "stride", "threshold", "min_score"),
     "line_recognition": ("charset", "blank_index", "input_height"),
+    "restoration": ("input_height", "threshold"),
 }
 
 
@@ -93,6 +94,11 @@ def parse_metadata(path: str, props: dict[str, str], expected_task: str | None =
             values["input_height"] = int(props["input_height"])
             if not values["charset"] or values["blank_index"] != 0:
                 raise ValueError("charset must be non-empty with the blank at index 0")
+        elif task == "restoration":
+            values["input_height"] = int(props["input_height"])
+            values["threshold"] = float(props["threshold"])
+            if values["input_height"] <= 0 or values["input_height"] % 8:
+                raise ValueError("input_height must be a positive multiple of 8")
         else:
             values["long_side"] = int(props["long_side"])
             values["stride"] = int(props["stride"])

@@ -15,6 +15,12 @@ import torch
 from marktrace.inference.onnx_models import METADATA_SCHEMA_VERSION
 from marktrace.models.networks.detector import DETECTOR_STRIDE, DetectorForExport, build_detector
 from marktrace.models.networks.recognizer import RecognizerForExport, build_recognizer
+from marktrace.models.networks.restorer import (
+    RESTORER_MULTIPLE,
+    STANDARDIZE_EPS,
+    RestorerForExport,
+    build_restorer,
+)
 
 OPSET = 17
 
@@ -170,4 +176,62 @@ def export_recognizer(
     _write_metadata(out, props)
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(8, sample_gray.shape[3] // 16 * 8)])
     diff = check_parity(module, out, [sample_gray, narrow], atol=2e-3)
+    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+
+
+def export_restorer(
+    checkpoint: Path,
+    out: Path,
+    name: str,
+    version: str,
+    commit: str,
+    sample_gray: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export the learned restorer; ``sample_gray`` is a (N, 1, H, W) uint8 input (H the checkpoint's height).
+
+    Network only (uint8 in, normalisation and sigmoid inside the graph); the parity check runs a
+    narrower crop too, so the dynamic width is exercised.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    standardize = bool(state.get("standardize", False))
+    net = build_restorer(state["size"], standardize)
+    net.load_state_dict(state["state_dict"])
+    module = RestorerForExport(net).eval()
+    height = int(state["height"])
+    if sample_gray.shape[2] != height:
+        raise ValueError(f"parity sample is {sample_gray.shape[2]} px high, the restorer works at {height}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        module,
+        (torch.from_numpy(sample_gray[:1]),),
+        str(out),
+        input_names=["pixels"],
+        output_names=["mask"],
+        dynamic_axes={"pixels": {0: "batch", 3: "width"}, "mask": {0: "batch", 3: "width"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    props = _base_props(
+        name,
+        version,
+        "restoration",
+        commit,
+        {
+            "input_layout": f"NCHW uint8 gray, H = input_height, W any multiple of {RESTORER_MULTIPLE} "
+            "(right-padded by edge replication)",
+            "normalisation": "x / 127.5 - 1 (inside the graph)"
+            + (f"; then per crop (x - mean) / (std + {STANDARDIZE_EPS}) over C, H, W" if standardize else ""),
+            "outputs": "mask (N, 1, H, W): glyph probability per pixel (sigmoid applied)",
+            "input_height": height,
+            "width_multiple": RESTORER_MULTIPLE,
+            "threshold": float(state.get("threshold", 0.5)),
+            "rendering": "read as dark glyphs on light: gray = 235 - 215 * p, resized to the recognizer's height",
+            "status": "suggestion only: proposes what a faint marking says; never replaces the deterministic views",
+            **(extra or {}),
+        },
+    )
+    _write_metadata(out, props)
+    narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(RESTORER_MULTIPLE, sample_gray.shape[3] // 16 * 8)])
+    diff = check_parity(module, out, [sample_gray, narrow], atol=1e-3)
     return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}

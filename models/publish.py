@@ -13,6 +13,7 @@ from marktrace.models.registry import REGISTRY_FILE
 
 DETECTOR_NAME = "marktrace-line-detector"
 RECOGNIZER_NAME = "marktrace-line-recognizer"
+RESTORER_NAME = "marktrace-restorer"
 
 
 def _parity_samples(height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +63,12 @@ def export_run(
     """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums.
 
     ``recognizer_run`` takes the recognizer from another run (each model records its own run and commit).
+    A restorer run (``task: restoration``) is handed to :func:`export_restorer_run`.
     """
     from marktrace.models.export import export_detector, export_recognizer
 
+    if is_restorer_run(run):
+        return export_restorer_run(run, out, version, checkpoint, register)
     det_commit, det_extra = _run_info(run)
     rec_source = recognizer_run or run
     rec_commit, rec_extra = _run_info(rec_source)
@@ -113,3 +117,60 @@ def export_run(
     if register:
         update_registry(out, entries)
     return results
+
+
+def is_restorer_run(run: Path) -> bool:
+    """True for a run folder written by the restorer's training loop."""
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    return info.get("task") == "restoration"
+
+
+def restorer_parity_sample(height: int) -> np.ndarray:
+    """Line crops of a rendered ground-like marking (held-out fonts, a seed no set uses) at the restorer's height."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference.geometry import pad_quad, rectify_line
+    from marktrace.inference.recognize import batch_line_crops
+
+    marking = render_marking(424243, SynthConfig(fonts="heldout", rotation="small", wear=(0.6, 0.8), n_lines=(2, 3)))
+    crops = [
+        rectify_line(marking.image, pad_quad(np.asarray(line.polygon, np.float32), 0.2, 0.1), height)
+        for line in marking.lines
+    ]
+    return batch_line_crops(crops, height)
+
+
+def export_restorer_run(
+    run: Path, out: Path, version: str, checkpoint: str = "best", register: bool = True
+) -> dict[str, Any]:
+    """Export a restorer run's checkpoint to ``OUT/marktrace-restorer-vVERSION.onnx`` and register it.
+
+    Registered with task ``restoration``, variant fp32 (no INT8 variant).
+    """
+    import torch
+
+    from marktrace.models.export import export_restorer
+
+    commit, extra = _run_info(run)
+    path = run / "checkpoints" / f"restorer-{checkpoint}.pt"
+    height = int(torch.load(path, map_location="cpu", weights_only=False)["height"])
+    target = out / f"{RESTORER_NAME}-v{version}.onnx"
+    result = export_restorer(path, target, RESTORER_NAME, version, commit, restorer_parity_sample(height), extra=extra)
+    result["sha256"] = sha256_file(target)
+    result.pop("metadata", None)
+    if register:
+        update_registry(
+            out,
+            [
+                {
+                    "name": RESTORER_NAME,
+                    "version": version,
+                    "task": "restoration",
+                    "file": target.name,
+                    "sha256": result["sha256"],
+                    "card": target.with_suffix(".md").name,
+                    "variant": "fp32",
+                    "default": True,
+                }
+            ],
+        )
+    return {"restorer": result}

@@ -38,6 +38,8 @@ SAMPLE_POINTS = 8
 TOLERANCE = {"mean": 2e-4, "std": 2e-4, "sample": 2e-3, "box_px": 1.5}
 """FP32 tolerances: different CPUs and runtime builds differ in the last bits; boxes in original pixels."""
 REGENERATE = "python -m marktrace.models.vectors"
+VECTOR_TASKS = ("line_detection", "line_recognition")
+"""Tasks with INT8 variants and test vectors (the restorer's card only gets its files block)."""
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,8 @@ def build_variants(folder: Path) -> list[dict[str, Any]]:
 
     entries = []
     for model in load_registry(folder):
-        if model.variant != "fp32" or not model.default:
-            continue
+        if model.variant != "fp32" or not model.default or model.task not in VECTOR_TASKS:
+            continue  # the restorer has no INT8 variant (run only on unsure photos; FP32 is its reference)
         fp32 = verify_file(model, folder)
         out = folder / int8_name(model.file)
         if model.task == "line_detection":
@@ -316,7 +318,7 @@ def update_cards(folder: Path, expected: dict[str, Any] | None) -> list[Path]:
             size = m.path(folder).stat().st_size if m.path(folder).is_file() else 0
             rows.append(f"| {m.variant} | `{m.file}` | {size:,} | `{m.sha256}` |")
         text = replace_block(path.read_text(), "files", "\n".join(rows) + "\n")
-        if expected is not None:
+        if expected is not None and any(m.task in VECTOR_TASKS for m in models if m.card == card):
             vec = ["| image | source | lines (expected text) | serial |", "|---|---|---|---|"]
             for img in expected["images"]:
                 texts = " / ".join(f"`{ln['text']}`" for ln in img["lines"])

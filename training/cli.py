@@ -28,16 +28,27 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def train(
-    config: Annotated[str, typer.Option(help="Preset (tiny, cpu, gpu) or a YAML file")] = "cpu",
+    config: Annotated[
+        str, typer.Option(help="Preset (tiny, cpu, gpu; tiny-restorer, cpu-restorer, gpu-restorer) or a YAML file")
+    ] = "cpu",
     out: Annotated[Path, typer.Option(help="Folder that receives the run folder")] = Path("runs"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set recognizer.steps=100")] = None,
 ) -> None:
-    """Train the line detector and recognizer; writes a run folder with config, seed, commit, metrics, checkpoints."""
-    from marktrace.training.config import load_config
-    from marktrace.training.train import train as run_training
+    """Train the line detector and recognizer, or the learned restorer (presets ``*-restorer``).
 
-    cfg = load_config(config, _parse_overrides(set_ or []))
-    run = run_training(cfg, out, progress=lambda msg: console.print(msg, highlight=False))
+    Writes a run folder with config, seed, commit, metrics, checkpoints.
+    """
+    from marktrace.training.config import RestorerTrainConfig, load_any_config
+
+    cfg = load_any_config(config, _parse_overrides(set_ or []))
+    if isinstance(cfg, RestorerTrainConfig):
+        from marktrace.training.restorer import train_restorer
+
+        run = train_restorer(cfg, out, progress=lambda msg: console.print(msg, highlight=False))
+    else:
+        from marktrace.training.train import train as run_training
+
+        run = run_training(cfg, out, progress=lambda msg: console.print(msg, highlight=False))
     console.print(f"[green]run folder[/green] {run}")
     typer.echo(str(run))
 
@@ -50,7 +61,10 @@ def export(
     register: Annotated[bool, typer.Option(help="Record the files in OUT/registry.json")] = True,
     recognizer_run: Annotated[Path | None, typer.Option(help="Take the recognizer from this run instead")] = None,
 ) -> None:
-    """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree."""
+    """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree.
+
+    A restorer run (``task: restoration`` in its config) exports the restorer alone.
+    """
     from marktrace.models.publish import export_run
 
     results = export_run(run, out, version, checkpoint, register, recognizer_run)

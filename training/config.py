@@ -102,6 +102,8 @@ class RestorerTrainConfig(_Frozen):
     threads: int = 1
     """torch intra-op threads on the CPU (the development machine's cores are shared)."""
     size: Literal["tiny", "base"] = "base"
+    standardize: bool = True
+    """Standardise every crop (zero mean, unit deviation) inside the network, before the first convolution."""
     steps: int = 2000
     batch_size: int = 16
     lr: float = 2e-3

@@ -25,6 +25,7 @@ const MAX_BATCH = 16; // section 5.6
 const MAX_WIDTH_RATIO = 1.35;
 const DIRECTION_SURE = 0.6; // section 7
 const RETRY_BELOW = 0.9;
+const FLIP_MARGIN = 0.15;
 
 // Python's round(): half to even.
 function pyRound(x) {
@@ -390,7 +391,10 @@ export async function readPhoto(file, modelsDir, variant = "int8") {
   const retry = [...best.keys()].filter((i) => detections[i].conf < DIRECTION_SURE || best.get(i).r.conf < RETRY_BELOW);
   if (retry.length) {
     const again = await recognize(rec.session, charset, height, retry.map((i) => rotate180(crops[i])));
-    retry.forEach((i, k) => { if (score(again[k]) > score(best.get(i).r)) best.set(i, { flipped: true, r: again[k] }); });
+    retry.forEach((i, k) => {
+      const margin = FLIP_MARGIN * detections[i].conf;
+      if (score(again[k]) > score(best.get(i).r) + margin) best.set(i, { flipped: true, r: again[k] });
+    });
   }
   const lines = [];
   for (const [i, { flipped, r }] of best) {

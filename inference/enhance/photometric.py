@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -533,6 +533,19 @@ class ReliefParams(BaseModel):
     unsharp_elevation: float = Field(default=30.0, gt=0, le=90)
     stretch_low_pct: float = Field(default=0.5, ge=0, lt=50)
     stretch_high_pct: float = Field(default=99.5, gt=50, le=100)
+    relit_azimuth: float = 315.0
+    relit_elevation: float = Field(default=45.0, gt=0, le=90)
+    relit_sigma: float = Field(default=1.5, ge=0, le=20)
+    relit_eps: float = Field(default=1.0 / 255.0, gt=0, le=1)
+    relit_flatten_sigma: float = Field(default=30.0, ge=0, le=500)
+    relief_azimuth: float = 225.0
+    relief_elevation: float = Field(default=35.0, gt=0, le=90)
+    relief_sigma: float = Field(default=1.5, ge=0, le=20)
+    relief_background_sigma: float = Field(default=10.0, gt=0, le=200)
+    relief_slope: float = Field(default=0.6, gt=0, le=10)
+    relief_slope_pct: float = Field(default=99.0, gt=50, le=100)
+    relief_albedo: float = Field(default=0.75, gt=0, le=1)
+    relief_ambient: float = Field(default=0.12, ge=0, le=1)
 
 
 def _stretch(arr: np.ndarray, lo_pct: float, hi_pct: float) -> np.ndarray:
@@ -599,15 +612,131 @@ def _normal_views(normals: np.ndarray, albedo: np.ndarray | None, p: ReliefParam
     return views
 
 
-def render_relief_views(
-    stack: LightStack, params: ReliefParams | None = None
-) -> list[tuple[np.ndarray, View]]:
-    """Derived views that show relief, each a uint8 grey image with a :class:`View` and its trail.
+def ratio_relight(images: np.ndarray | Sequence[np.ndarray], lights: np.ndarray, azimuth_deg: float,
+                  elevation_deg: float, *, sigma: float = 1.5, eps: float = 1.0 / 255.0) -> np.ndarray:
+    """Shading under a virtual light from ratio images, free of albedo and exposure (float32, HxW).
 
-    With light directions: least-squares normals, then ``photometric:raking_azXXX`` (virtual raking
-    lights), ``photometric:curvature``, ``photometric:normal_unsharp``, ``photometric:specular`` and
-    ``photometric:albedo``. Without: ``photometric:stack_{max,min,std,range}``,
-    ``photometric:pca2``/``pca3`` and pseudo-normal views ``photometric:pseudo_*``.
+    Each photo is divided by the per-pixel mean of the stack (``I_i / (mean + eps)``: albedo, exposure
+    and any factor common to all shots cancel), then the ratio images are combined with the weights
+    ``w = pinv(L)^T l`` that turn the N Lambertian shadings ``n . l_i`` into ``n . l`` for the virtual
+    light ``l`` (the linear relighting of photometric stereo, without dividing by a fitted albedo).
+    The sum runs over the photos in order in float32 (no BLAS reduction), then a Gaussian of ``sigma``
+    (0: none) smooths camera noise.
+    """
+    stack = _as_float_stack(images)
+    n = stack.shape[0]
+    L = np.asarray(lights, dtype=np.float64)
+    if L.shape != (n, 3):
+        raise ValueError(f"lights must have shape ({n}, 3), got {L.shape}")
+    L = L / np.linalg.norm(L, axis=1, keepdims=True)
+    weights = np.linalg.pinv(L).T @ direction_vector(azimuth_deg, elevation_deg)
+    denom = stack.mean(axis=0) + np.float32(eps)
+    out: np.ndarray = np.zeros(stack.shape[1:], np.float32)
+    for i in range(n):
+        out += np.float32(weights[i]) * (stack[i] / denom)
+    if sigma > 0:
+        out = np.asarray(cv2.GaussianBlur(out, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), np.float32)
+    return out
+
+
+def least_squares_normals(images: np.ndarray | Sequence[np.ndarray], lights: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Plain least-squares photometric stereo with every sample (no trimming), summed photo by photo.
+
+    Same model as :func:`photometric_stereo` with ``robust=False``, written as an explicit float32 sum
+    over the photos so the result does not depend on a BLAS library's reduction order. On ground
+    markings under a ring of lights the per-pixel trimming of the robust fit changes the set of
+    lights from pixel to pixel, and with any ambient light that turns into blotchy normals; the plain
+    fit keeps the light set fixed.
+    """
+    stack = _as_float_stack(images)
+    n, h, w = stack.shape
+    L = np.asarray(lights, dtype=np.float64)
+    if L.shape != (n, 3):
+        raise ValueError(f"lights must have shape ({n}, 3), got {L.shape}")
+    L = L / np.linalg.norm(L, axis=1, keepdims=True)
+    if np.linalg.matrix_rank(L) < 3:
+        raise ValueError("light directions are coplanar; photometric stereo needs 3 non-coplanar lights")
+    pinv = np.linalg.pinv(L).astype(np.float32)  # (3, N)
+    g = np.zeros((h, w, 3), np.float32)
+    for i in range(n):
+        for k in range(3):
+            g[..., k] += pinv[k, i] * stack[i]
+    albedo = np.sqrt((g * g).sum(axis=2))
+    normals = np.zeros_like(g)
+    normals[..., 2] = 1.0
+    safe = albedo > 1e-8
+    normals[safe] = g[safe] / albedo[safe, None]
+    return normals, albedo
+
+
+def shaded_relief(normals: np.ndarray, *, azimuth_deg: float = 225.0, elevation_deg: float = 35.0,
+                  sigma: float = 1.5, background_sigma: float = 10.0, slope: float = 0.6,
+                  slope_pct: float = 99.0, albedo: float = 0.75, ambient: float = 0.12) -> np.ndarray:
+    """The relief alone, lit like a photo: a uint8 grey image of a plate of constant albedo.
+
+    The height gradient ``(p, q) = -(nx, ny) / nz`` is smoothed (Gaussian ``sigma``), its slow part (the
+    plate's own curvature and tilt, Gaussian ``background_sigma``) removed, and it is scaled so that the
+    ``slope_pct`` percentile of the slope magnitude equals ``slope`` (a ground mark is shown as deep as a
+    fresh one). The surface is then shaded by one light: ``255 (ambient + albedo max(0, n . l))``.
+    """
+    nz = np.maximum(normals[..., 2], np.float32(0.05))
+    p = (-normals[..., 0] / nz).astype(np.float32)
+    q = (-normals[..., 1] / nz).astype(np.float32)
+    if sigma > 0:
+        p = cv2.GaussianBlur(p, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        q = cv2.GaussianBlur(q, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    p = p - cv2.GaussianBlur(p, (0, 0), background_sigma, borderType=cv2.BORDER_REFLECT)
+    q = q - cv2.GaussianBlur(q, (0, 0), background_sigma, borderType=cv2.BORDER_REFLECT)
+    size = float(np.percentile(np.sqrt(p * p + q * q), slope_pct))
+    k = np.float32(slope / max(size, 1e-6))
+    m = np.stack([-k * p, -k * q, np.ones_like(p)], axis=-1)
+    m /= np.linalg.norm(m, axis=-1, keepdims=True)
+    light = direction_vector(azimuth_deg, elevation_deg).astype(np.float32)
+    shade = np.maximum(m[..., 0] * light[0] + m[..., 1] * light[1] + m[..., 2] * light[2], np.float32(0.0))
+    out = np.float32(255.0) * (np.float32(ambient) + np.float32(albedo) * shade)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+_LightsParam = dict[str, list[float]]
+
+
+def _relit_views(images: np.ndarray, L: np.ndarray, lights: _LightsParam, p: ReliefParams
+                 ) -> list[tuple[str, np.ndarray, list[TrailStep], dict[str, Any]]]:
+    relit = ratio_relight(images, L, p.relit_azimuth, p.relit_elevation, sigma=p.relit_sigma, eps=p.relit_eps)
+    step = TrailStep(name="ratio_relight", params={
+        "lights": lights, "ratio": "photo / (per-pixel stack mean + eps)", "eps": p.relit_eps,
+        "weights": "pinv(L)^T l(azimuth, elevation)", "azimuth_deg": p.relit_azimuth,
+        "elevation_deg": p.relit_elevation, "gaussian_sigma": p.relit_sigma})
+    if p.relit_flatten_sigma > 0:  # the plate's own shading (curvature, tilt) would take the stretch's range
+        relit = relit - cv2.GaussianBlur(relit, (0, 0), p.relit_flatten_sigma, borderType=cv2.BORDER_REFLECT)
+    return [("relit_ratio", _stretch(relit, p.stretch_low_pct, p.stretch_high_pct), [step],
+             {"op": "subtract_gaussian+percentile_stretch", "flatten_sigma": p.relit_flatten_sigma,
+              "low_pct": p.stretch_low_pct, "high_pct": p.stretch_high_pct})]
+
+
+def _shaded_relief_views(images: np.ndarray, L: np.ndarray, lights: _LightsParam, p: ReliefParams
+                         ) -> list[tuple[str, np.ndarray, list[TrailStep], dict[str, Any]]]:
+    normals, _albedo = least_squares_normals(images, L)
+    step = TrailStep(name="photometric_stereo", params={
+        "model": "lambertian_least_squares", "lights": lights, "robust": False, "sum": "per photo, float32"})
+    img = shaded_relief(normals, azimuth_deg=p.relief_azimuth, elevation_deg=p.relief_elevation,
+                        sigma=p.relief_sigma, background_sigma=p.relief_background_sigma, slope=p.relief_slope,
+                        slope_pct=p.relief_slope_pct, albedo=p.relief_albedo, ambient=p.relief_ambient)
+    return [("shaded_relief", img, [step], {
+        "op": "shaded_relief", "azimuth_deg": p.relief_azimuth, "elevation_deg": p.relief_elevation,
+        "gradient_sigma": p.relief_sigma, "background_sigma": p.relief_background_sigma,
+        "slope": p.relief_slope, "slope_pct": p.relief_slope_pct, "albedo": p.relief_albedo,
+        "ambient": p.relief_ambient})]
+
+
+def iter_relief_views(
+    stack: LightStack, params: ReliefParams | None = None
+) -> Iterator[tuple[np.ndarray, View]]:
+    """The views of :func:`render_relief_views`, in the same order, each computed when it is asked for.
+
+    A reader that stops after the first views it needs skips the fits of the later ones. Each view's
+    trail lists the stack's steps, the fit its view came from, ``relief_params`` and ``render``.
     """
     p = params or ReliefParams()
     images = stack.images
@@ -619,38 +748,58 @@ def render_relief_views(
             "min_shift_px": 0.5, "min_angle_deg": 0.1, "min_response": 0.15,
             "feature": "gradient_magnitude_sigma1.5", "reference": stack.names[0],
             "motion": dict(zip(stack.names, report, strict=True))}))
-    L = stack.light_matrix()
-    out: list[tuple[str, np.ndarray, dict[str, Any]]] = []
-    if L is not None:
-        normals, albedo = photometric_stereo(images, L, robust=p.robust, trim=p.trim, shadow=p.shadow)
-        steps.append(TrailStep(name="photometric_stereo", params={
-            "model": "lambertian_least_squares",
-            "lights": {k: list(v) for k, v in (stack.lights or {}).items()},
-            "robust": (len(stack.names) >= 6) if p.robust is None else p.robust,
-            "trim": p.trim, "shadow": p.shadow}))
-        out = _normal_views(normals, albedo, p, "")
-    else:
-        stats = stack_statistics(images)
-        for key in ("max", "min", "std", "range"):
-            out.append((f"stack_{key}", _stretch(stats[key], p.stretch_low_pct, p.stretch_high_pct),
-                        {"op": f"per_pixel_{key}"}))
-        pn, comps, _sv = uncalibrated_normals(images, robust=p.robust)
-        for j in (1, 2):
-            out.append((f"pca{j + 1}", _stretch(comps[j], p.stretch_low_pct, p.stretch_high_pct),
-                        {"op": "svd_component", "index": j + 1}))
-        steps.append(TrailStep(name="uncalibrated_photometric_stereo", params={
-            "model": "svd_rank3_pseudo_normals", "robust": (len(stack.names) >= 6) if p.robust is None
-            else p.robust, "sign": "largest_entry_positive"}))
-        out += _normal_views(pn, None, p, "pseudo_")
     software = software_version()
-    result: list[tuple[np.ndarray, View]] = []
     relief = TrailStep(name="relief_params", params=p.model_dump(mode="json"))
-    for name, img, vparams in out:
-        trail = Trail(source_sha256=list(stack.sha256),
-                      steps=[*steps, relief, TrailStep(name="render", params={"view": name, **vparams})],
-                      software=software, sha256=image_sha256(img))
-        result.append((img, View(name=f"photometric:{name}", trail=trail)))
-    return result
+
+    def _family(views: Sequence[tuple[str, np.ndarray, list[TrailStep], dict[str, Any]]]
+                ) -> Iterator[tuple[np.ndarray, View]]:
+        for name, img, own, vparams in views:
+            trail = Trail(source_sha256=list(stack.sha256),
+                          steps=[*steps, *own, relief, TrailStep(name="render", params={"view": name, **vparams})],
+                          software=software, sha256=image_sha256(img))
+            yield img, View(name=f"photometric:{name}", trail=trail)
+
+    L = stack.light_matrix()
+    if L is not None:
+        lights = {k: list(v) for k, v in (stack.lights or {}).items()}
+        yield from _family(_relit_views(images, L, lights, p))
+        yield from _family(_shaded_relief_views(images, L, lights, p))
+        normals, albedo = photometric_stereo(images, L, robust=p.robust, trim=p.trim, shadow=p.shadow)
+        fit = TrailStep(name="photometric_stereo", params={
+            "model": "lambertian_least_squares", "lights": lights,
+            "robust": (len(stack.names) >= 6) if p.robust is None else p.robust,
+            "trim": p.trim, "shadow": p.shadow})
+        yield from _family([(name, img, [fit], vp) for name, img, vp in _normal_views(normals, albedo, p, "")])
+        return
+    stats = stack_statistics(images)
+    out: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+    for key in ("max", "min", "std", "range"):
+        out.append((f"stack_{key}", _stretch(stats[key], p.stretch_low_pct, p.stretch_high_pct),
+                    {"op": f"per_pixel_{key}"}))
+    yield from _family([(name, img, [], vp) for name, img, vp in out])
+    pn, comps, _sv = uncalibrated_normals(images, robust=p.robust)
+    fit = TrailStep(name="uncalibrated_photometric_stereo", params={
+        "model": "svd_rank3_pseudo_normals", "robust": (len(stack.names) >= 6) if p.robust is None
+        else p.robust, "sign": "largest_entry_positive"})
+    pca = [(f"pca{j + 1}", _stretch(comps[j], p.stretch_low_pct, p.stretch_high_pct),
+            {"op": "svd_component", "index": j + 1}) for j in (1, 2)]
+    yield from _family([(name, img, [fit], vp) for name, img, vp in [*pca, *_normal_views(pn, None, p, "pseudo_")]])
+
+
+def render_relief_views(
+    stack: LightStack, params: ReliefParams | None = None
+) -> list[tuple[np.ndarray, View]]:
+    """Derived views that show relief, each a uint8 grey image with a :class:`View` and its trail.
+
+    With light directions, first the two views measured most readable on ground markings (see the
+    package README): ``photometric:relit_ratio`` (ratio images relit by a virtual light) and
+    ``photometric:shaded_relief`` (plain least-squares normals, band-passed, scaled and shaded at a
+    constant albedo); then, from the robust least-squares normals, ``photometric:raking_azXXX``
+    (virtual raking lights), ``photometric:curvature``, ``photometric:normal_unsharp``,
+    ``photometric:specular`` and ``photometric:albedo``. Without: ``photometric:stack_{max,min,std,range}``,
+    ``photometric:pca2``/``pca3`` and pseudo-normal views ``photometric:pseudo_*``.
+    """
+    return list(iter_relief_views(stack, params))
 
 
 def replay_relief_view(trail: Trail, stack: LightStack) -> np.ndarray:
@@ -665,9 +814,8 @@ def replay_relief_view(trail: Trail, stack: LightStack) -> np.ndarray:
     render = next((s for s in trail.steps if s.name == "render"), None)
     if rp is None or render is None:
         raise ValueError("not a photometric relief trail (no relief_params/render step)")
-    views = render_relief_views(stack, ReliefParams.model_validate(rp.params))
     wanted = f"photometric:{render.params['view']}"
-    for img, view in views:
+    for img, view in iter_relief_views(stack, ReliefParams.model_validate(rp.params)):
         if view.name == wanted:
             return img
     raise ValueError(f"view {wanted!r} not produced on replay")

@@ -28,6 +28,7 @@ def _register() -> None:
         ("marktrace.datasets.cli", "app", "data", "group"),
         ("marktrace.training.cli", "train", "train", "command"),
         ("marktrace.training.cli", "export", "export-models", "command"),
+        ("marktrace.training.overstamp", "train_command", "train-overstamp", "command"),
         ("marktrace.models.cli", "app", "models", "group"),
         ("marktrace.inference.export_cli", "export_command", "export", "command"),
         ("marktrace.service.cli", "serve_command", "serve", "command"),

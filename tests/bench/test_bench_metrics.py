@@ -201,6 +201,23 @@ def test_alteration_scores_recall_and_false_flags() -> None:
     assert alteration_positions([{"kind": "alteration", "position": 2}], "A B C") == {1}
 
 
+def test_alteration_scores_align_a_prediction_that_dropped_or_added_a_character() -> None:
+    from bench.metrics import align_positions
+
+    assert align_positions("AB234", "AB 1234") == {0: 0, 1: 1, 2: 3, 3: 4, 4: 5}  # '1' dropped
+    rows = [
+        # '1' dropped: the flag on '3' (prediction index 3) is on truth position 4, the over-stamped one
+        {"truth": "AB1234", "prediction": "AB234", "truth_extra": {"serial_overstamped": [4]},
+         "fields": {"serial_flags": [{"kind": "overstamp_suspected", "position": 3}]}},
+        # an extra 'X' read: a flag on it is a false flag
+        {"truth": "5566", "prediction": "55X66", "truth_extra": {"serial_overstamped": [0]},
+         "fields": {"serial_flags": [{"kind": "overstamp_suspected", "position": 2},
+                                     {"kind": "overstamp_suspected", "position": 0}]}},
+    ]
+    assert alteration_scores(rows) == {"overstamped_chars": 2, "flag_recall": 1.0,
+                                       "false_flag_rate": pytest.approx(1 / 8, abs=1e-4)}
+
+
 def test_maker_scores_use_the_registry_names_of_the_rendered_lines():
     from bench.metrics import maker_scores, truth_maker_country
 

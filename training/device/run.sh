@@ -8,15 +8,18 @@ preset=${1:-gpu-continue}; shift || true
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m marktrace.cli train --config "$preset" --out /tmp/runs --set pretrained_dir=.gpu/weights "$@" 2>&1 | tee /tmp/train.log
+extra=()  # english_g2 weights for the recipes that start from them (not the restorer's)
+case "$preset" in *restorer*) ;; *) [ -d .gpu/weights ] && extra=(--set pretrained_dir=.gpu/weights) ;; esac
+python3 -m marktrace.cli train --config "$preset" --out /tmp/runs "${extra[@]}" "$@" 2>&1 | tee /tmp/train.log
 status=${PIPESTATUS[0]}
 run=$(ls -dt /tmp/runs/*/ 2>/dev/null | head -1)
 name=$(basename "${run:-none}")
 # the run folder's layout is kept ($OUT/NAME/checkpoints/*.pt), so `marktrace export-models` takes it as it is
 mkdir -p "$OUT/$name/checkpoints"
 cp /tmp/train.log "$OUT/$name/train.log" 2>/dev/null
-for f in run.json config.yaml metrics.jsonl checkpoints/detector-best.pt checkpoints/recognizer-best.pt; do
+for f in run.json config.yaml metrics.jsonl; do
   [ -f "$run/$f" ] && cp "$run/$f" "$OUT/$name/$f"
 done
+cp "$run"/checkpoints/*-best.pt "$OUT/$name/checkpoints/" 2>/dev/null
 ls -laR "$OUT/$name"
 exit "$status"

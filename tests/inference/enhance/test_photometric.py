@@ -7,19 +7,24 @@ import numpy as np
 import pytest
 from enhance_surfaces import EIGHT_LIGHTS, groove_surface, hemisphere, normals_from_height, render, to_u8
 
+from marktrace.inference.enhance import photometric
 from marktrace.inference.enhance.chains import image_sha256
 from marktrace.inference.enhance.photometric import (
     LightFileError,
     ReliefParams,
     direction_vector,
+    iter_relief_views,
+    least_squares_normals,
     load_light_directions,
     load_stack,
     parse_lights_json,
     parse_lp,
     photometric_stereo,
+    ratio_relight,
     register_stack,
     render_relief_views,
     replay_relief_view,
+    shaded_relief,
     stack_from_arrays,
     uncalibrated_normals,
 )
@@ -232,3 +237,96 @@ def test_working_resolution_is_capped() -> None:
     stack = stack_from_arrays(list(imgs), list("abcd"), list("1234"), max_pixels=20_000)
     assert stack.images.shape[1] * stack.images.shape[2] <= 20_000 * 1.02
     assert stack.scale < 1.0 and stack.steps[0].params["resize"] == "INTER_AREA"
+
+
+# --------------------------------------------------------------------------- readable views (issue 3)
+
+
+def _step_albedo(shape: tuple[int, int]) -> np.ndarray:
+    """Dark left half, bright right half: a sharp albedo edge (a worn patch, a paint chip)."""
+    albedo = np.full(shape, 0.9)
+    albedo[:, : shape[1] // 2 + 7] = 0.35
+    return albedo
+
+
+def test_least_squares_normals_match_plain_photometric_stereo() -> None:
+    normals, _inside = hemisphere()
+    imgs = render(normals, EIGHT_LIGHTS, noise=0.01, seed=4).astype(np.float32)
+    ours, albedo = least_squares_normals(imgs, _L(EIGHT_LIGHTS))
+    ref, ref_albedo = photometric_stereo(imgs, _L(EIGHT_LIGHTS), robust=False)
+    assert np.abs(ours - ref).max() < 1e-4 and np.abs(albedo - ref_albedo).max() < 1e-4
+
+
+def test_ratio_relight_reproduces_a_real_light_whatever_the_albedo() -> None:
+    normals, inside = hemisphere()
+    light = 3  # relight with the direction of photo 3: a Lambertian surface gives I_3 / mean(I)
+    plain = render(normals, EIGHT_LIGHTS, albedo=1.0)
+    lit = (plain > 0.02).all(axis=0)  # no attached shadow in any photo: the linear model holds exactly
+    assert lit[inside].mean() > 0.3
+    views = []
+    for albedo in (1.0, _step_albedo(normals.shape[:2])):
+        imgs = render(normals, EIGHT_LIGHTS, albedo=albedo).astype(np.float32)
+        views.append(ratio_relight(imgs, _L(EIGHT_LIGHTS), *EIGHT_LIGHTS[light], sigma=0.0, eps=1e-9))
+    expected = plain[light] / plain.mean(axis=0)
+    assert np.abs(views[0] - expected)[lit].max() < 1e-3
+    assert np.abs(views[1] - views[0])[lit].max() < 1e-3  # the albedo edge cancels out
+
+
+def test_shaded_relief_shows_the_groove_not_the_albedo_edge_under_ambient_light() -> None:
+    height, groove = groove_surface()
+    albedo = _step_albedo(height.shape)
+    # Lambertian shading plus ambient light (0.15 x albedo in every photo): the case in which the robust
+    # fit's per-pixel choice of lights turns albedo into false relief
+    imgs = to_u8(render(normals_from_height(height), EIGHT_LIGHTS, albedo=albedo) + 0.15 * albedo[None])
+    normals, _ = least_squares_normals(imgs, _L(EIGHT_LIGHTS))
+    view = shaded_relief(normals)
+    inside, outside = _groove_contrast(view, groove)
+    assert inside > 3 * outside + 1
+    edge = height.shape[1] // 2 + 7
+    rows = slice(4, 16)  # above the groove: flat plate across the albedo edge
+    jump = abs(float(view[rows, edge + 2:edge + 8].mean()) - float(view[rows, edge - 8:edge - 2].mean()))
+    photo_jump = abs(float(imgs[0][rows, edge + 2:edge + 8].mean()) - float(imgs[0][rows, edge - 8:edge - 2].mean()))
+    assert photo_jump > 40 and jump < 3
+
+
+def test_readable_views_come_first_with_trails_and_replay(tmp_path: Path) -> None:
+    imgs, groove = _groove_stack(noise=0.005, texture=0.2)
+    folder = tmp_path / "item"
+    _write_folder(folder, imgs, lights=True)
+    stack = load_stack(folder)
+    views = render_relief_views(stack)
+    assert [v.name for _, v in views[:2]] == ["photometric:relit_ratio", "photometric:shaded_relief"]
+    fits = {"photometric:relit_ratio": ("ratio_relight", None),
+            "photometric:shaded_relief": ("photometric_stereo", False)}
+    again = render_relief_views(load_stack(folder))
+    for (img, view), (img2, view2) in zip(views[:2], again[:2], strict=True):
+        assert view.trail is not None and view.trail.sha256 == image_sha256(img)
+        assert view.trail.source_sha256 == stack.sha256
+        step, robust = fits[view.name]
+        names = [s.name for s in view.trail.steps]
+        assert names == ["load_stack", "register", step, "relief_params", "render"]
+        if robust is not None:
+            assert view.trail.steps[2].params["robust"] is robust
+        assert view.trail.steps[-1].params["view"] == view.name.split(":", 1)[1]
+        assert img2.tobytes() == img.tobytes() and view2.trail == view.trail  # deterministic
+        assert replay_relief_view(view.trail, load_stack(folder)).tobytes() == img.tobytes()
+        inside, outside = _groove_contrast(img, groove)
+        assert inside > 3 * outside + 1, view.name
+    changed = {v.name: i for i, v in render_relief_views(stack, ReliefParams(relit_azimuth=135.0, relief_slope=0.3))}
+    for img, view in views[:2]:
+        assert changed[view.name].tobytes() != img.tobytes()
+
+
+def test_first_views_do_not_run_the_robust_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    imgs, _ = _groove_stack()
+    stack = stack_from_arrays(list(imgs), [f"i{k}" for k in range(8)], [str(k) for k in range(8)],
+                              {f"i{k}": lt for k, lt in enumerate(EIGHT_LIGHTS)})
+
+    def robust_fit(*_a: object, **_k: object) -> None:
+        raise AssertionError("robust fit computed")
+
+    monkeypatch.setattr(photometric, "photometric_stereo", robust_fit)
+    it = iter_relief_views(stack)
+    assert [next(it)[1].name, next(it)[1].name] == ["photometric:relit_ratio", "photometric:shaded_relief"]
+    with pytest.raises(AssertionError, match="robust fit"):
+        next(it)

@@ -1,0 +1,180 @@
+"""Over-stamp flags from the recognizer's per-step probabilities (issue 3).
+
+Unit tests on hand-made probability matrices (a rival digit under one character), the model file's checksum
+and format, and a small end-to-end check on rendered markings read by the shipped reader (training fonts,
+seeds outside the flagger's training block; the held-out benchmark figures are in the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from marktrace.inference.ctc import greedy_decode
+from marktrace.inference.enhance.alteration import (
+    FEATURE_NAMES,
+    OVERSTAMP_MODEL_FILE,
+    OVERSTAMP_MODEL_SHA256,
+    OverstampModel,
+    OverstampModelError,
+    ctc_character_features,
+    flag_overstamps,
+    shipped_overstamp_model,
+)
+
+CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ "
+
+
+def _probs(text: str, rival: dict[int, tuple[str, float]] | None = None, p_char: float = 0.97) -> np.ndarray:
+    """A (T, C) matrix: each character peaks at step 4k+2 (blank elsewhere); ``rival`` puts a second class
+    of the given probability at a character's step and its right neighbour."""
+    rival = rival or {}
+    c = len(CHARSET) + 1
+    t = 4 * len(text) + 4
+    probs = np.full((t, c), 0.002, np.float32)
+    probs[:, 0] = 1.0
+    for k, ch in enumerate(text):
+        s = 4 * k + 2
+        cls = CHARSET.index(ch) + 1
+        probs[s, 0] = 0.01
+        probs[s, cls] = p_char
+        if k in rival:
+            other, p = rival[k]
+            probs[s, cls] = p_char - p
+            probs[s, CHARSET.index(other) + 1] = p
+            probs[s + 1, CHARSET.index(other) + 1] = 0.8 * p
+            probs[s + 1, 0] -= 0.8 * p
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _flags(text: str, probs: np.ndarray, **kw: Any) -> list[dict[str, Any]]:
+    decoded = greedy_decode(probs, CHARSET)
+    assert decoded.text == text
+    gray = np.full((64, 4 * probs.shape[0]), 180, np.uint8)
+    return flag_overstamps(gray, decoded.text, decoded.char_steps, probs, CHARSET, **kw)
+
+
+def test_a_rival_digit_under_one_character_raises_its_score_and_clean_lines_are_not_flagged() -> None:
+    text = "AK40912"
+    model = shipped_overstamp_model()
+    assert _flags(text, _probs(text)) == []
+    clean = {e["position"]: e["score"] for e in _flags(text, _probs(text), return_all=True)}
+    for strength in (0.1, 0.25, 0.4):
+        every = _flags(text, _probs(text, {3: ("8", strength)}), return_all=True)
+        assert every[0]["position"] == 3
+        assert every[0]["score"] > clean[3] + 0.02
+        assert every[0]["evidence"]["ctc"]["digit_rival_max"] == pytest.approx(strength, abs=0.02)
+    # the flag itself: above the threshold (here lowered, the hand-made matrix is milder than real strikes)
+    flags = _flags(text, _probs(text, {3: ("8", 0.25)}), threshold=0.12)
+    assert [f["position"] for f in flags] == [3]
+    top = flags[0]
+    assert set(top) == {"position", "score", "evidence"}
+    assert top["evidence"]["character"] == "0" and top["evidence"]["model"] == model.label
+    assert top["evidence"]["threshold"] == 0.12
+    assert top["evidence"]["columns"][0] < 4 * 14 < top["evidence"]["columns"][1]  # character 3 peaks at step 14
+
+
+def test_scores_rank_the_overstamped_character_first_and_are_deterministic() -> None:
+    text = "US 4528762"
+    probs = _probs(text, {6: ("3", 0.3)})
+    every = _flags(text, probs, return_all=True)
+    assert len(every) == 9  # the space is not scored
+    assert every[0]["position"] == 6
+    assert all(e["flagged"] == (e["score"] > shipped_overstamp_model().threshold) for e in every)
+    assert every == _flags(text, probs, return_all=True)
+
+
+def test_short_lines_and_bad_input() -> None:
+    assert _flags("A12", _probs("A12", {1: ("7", 0.3)}), threshold=0.0) == []
+    with pytest.raises(ValueError, match="steps"):
+        ctc_character_features(np.zeros((10, 5), np.float32), "AB12", [1, 2], CHARSET)
+    index, feats = ctc_character_features(_probs("AB 1234"), "AB 1234", [2, 6, 10, 14, 18, 22, 26], CHARSET)
+    assert index == [0, 1, 3, 4, 5, 6] and feats.shape == (6, len(FEATURE_NAMES))
+
+
+def test_shipped_model_file_matches_its_pinned_checksum() -> None:
+    assert hashlib.sha256(OVERSTAMP_MODEL_FILE.read_bytes()).hexdigest() == OVERSTAMP_MODEL_SHA256
+    model = shipped_overstamp_model()
+    data = json.loads(OVERSTAMP_MODEL_FILE.read_text())
+    assert data["features"] == list(FEATURE_NAMES)
+    assert 0.0 < model.threshold < 1.0
+    seeds = data["training"]["seeds"]
+    assert seeds[1] < 1_300_000_000 and data["training"]["synth"]["fonts"] == "train"
+    assert data["training"]["commit"]
+
+
+def test_an_altered_or_malformed_model_file_is_refused(tmp_path: Path) -> None:
+    data = json.loads(OVERSTAMP_MODEL_FILE.read_text())
+    data["threshold"] = 0.0001
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(data))
+    with pytest.raises(OverstampModelError, match="SHA-256"):
+        OverstampModel.load(altered, sha256=OVERSTAMP_MODEL_SHA256)
+    data["features"] = data["features"][:-1]
+    altered.write_text(json.dumps(data))
+    with pytest.raises(OverstampModelError, match="features"):
+        OverstampModel.load(altered)
+    with pytest.raises(OverstampModelError, match="not readable"):
+        OverstampModel.load(tmp_path / "missing.json")
+
+
+# -- end to end on rendered markings ----------------------------------------------------------------------
+
+SEEDS = 1_200_095_000
+"""Outside the flagger's training block (1_200_000_000 + 3000) and below the 1_300_000_000 training limit."""
+
+
+@pytest.fixture(scope="module")
+def reads() -> list[tuple[Any, Any, Any]]:
+    """(marking, result with flags, result without flags) for a few over-stamped markings and clean ones."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    with_flags = MarkingReader.from_settings(ReaderSettings(threads=1, flag_alterations=True))
+    without = MarkingReader.from_settings(ReaderSettings(threads=1, flag_alterations=False))
+    out = []
+    for k in range(8):
+        cfg = SynthConfig(fonts="train", wear=(0.0, 0.2), camera=0.5, overstamp_prob=1.0 if k % 4 else 0.0)
+        marking = render_marking(SEEDS + k, cfg)
+        data = cv2.imencode(".png", marking.image)[1].tobytes()
+        out.append((marking, with_flags.read_uploaded("a", [("a.png", data)]),
+                    without.read_uploaded("a", [("a.png", data)])))
+    return out
+
+
+def test_flags_never_change_what_is_read(reads: list[tuple[Any, Any, Any]]) -> None:
+    n_flags = 0
+    for _marking, flagged, plain in reads:
+        assert [ln.text for ln in flagged.lines] == [ln.text for ln in plain.lines]
+        serial, plain_serial = flagged.record.get("serial_number") or {}, plain.record.get("serial_number") or {}
+        assert serial.get("value") == plain_serial.get("value")
+        assert not any(f.get("kind") == "overstamp_suspected" for f in plain_serial.get("flags", []))
+        for flag in serial.get("flags", []):
+            if flag.get("kind") == "overstamp_suspected":
+                n_flags += 1
+                assert serial["value"][flag["position"]] == flag["character"]
+                assert {"model", "threshold", "ctc", "columns"} <= set(flag["evidence"])
+                assert flag["score"] > flag["evidence"]["threshold"]
+    assert n_flags >= 1
+
+
+def test_overstamped_characters_score_above_clean_ones_on_rendered_markings() -> None:
+    from marktrace.training.overstamp import OverstampTrainConfig, collect
+
+    cfg = OverstampTrainConfig(seed_start=SEEDS + 100, n_markings=30)
+    examples = [e for e in collect(cfg) if e.final]
+    model = shipped_overstamp_model()
+    scores = np.concatenate([model.probability(e.features) for e in examples])
+    labels = np.concatenate([e.labels for e in examples])
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    assert len(pos) >= 15 and len(neg) >= 150
+    auc = float(np.mean(pos[:, None] > neg[None, :]))
+    assert auc >= 0.62, auc  # 0.5: no better than chance
+    assert float(np.mean(neg > model.threshold)) <= 0.08
+    assert float(np.mean(pos > model.threshold)) >= 0.1

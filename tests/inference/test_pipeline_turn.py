@@ -1,0 +1,58 @@
+"""Reading an unsure photo turned so its longest line is level, with boxes mapped back to the original."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marktrace.inference.geometry import rotate_quad
+from marktrace.inference.pipeline import OBLIQUE_DEG, level_turn, turn_image
+from marktrace.inference.schema import Line
+
+
+def _line(box: list[tuple[float, float]], text: str = "AB1234") -> Line:
+    return Line(text=text, confidence=0.5, box=box, file="x.png")
+
+
+def _box(cx: float, cy: float, length: float, height: float, deg: float) -> list[tuple[float, float]]:
+    """A line box centred at (cx, cy) whose reading direction makes ``deg`` degrees with +x (screen, y down)."""
+    u = np.array([np.cos(np.radians(deg)), np.sin(np.radians(deg))])
+    v = np.array([-u[1], u[0]])
+    c = np.array([cx, cy])
+    pts = [c - u * length / 2 - v * height / 2, c + u * length / 2 - v * height / 2,
+           c + u * length / 2 + v * height / 2, c - u * length / 2 + v * height / 2]
+    return [(float(p[0]), float(p[1])) for p in pts]
+
+
+@pytest.mark.parametrize("deg", [35.0, -50.0, 90.0, -90.0, 150.0, 215.0])
+def test_oblique_lines_ask_for_the_turn_that_levels_them(deg: float) -> None:
+    turn = level_turn([_line(_box(200, 150, 180, 30, deg)), _line(_box(100, 100, 40, 20, 0.0))])
+    assert turn is not None
+    image = np.zeros((300, 400, 3), np.uint8)
+    turned, back = turn_image(image, turn)
+    forward = np.vstack([np.linalg.inv(np.vstack([back, [0, 0, 1]]))[:2], [0, 0, 1]])[:2]
+    quad = rotate_quad(_box(200, 150, 180, 30, deg), forward)
+    dx, dy = quad[1] - quad[0]
+    level = (np.degrees(np.arctan2(dy, dx)) + 90.0) % 180.0 - 90.0
+    assert abs(level) < 0.5, f"after turning by {turn:.1f} the line still slopes {level:.1f} degrees"
+
+
+@pytest.mark.parametrize("deg", [0.0, 12.0, -19.0, 180.0, 170.0])
+def test_near_level_lines_and_no_lines_are_left_alone(deg: float) -> None:
+    assert abs(deg % 180.0) < OBLIQUE_DEG or abs(deg % 180.0 - 180.0) < OBLIQUE_DEG
+    assert level_turn([_line(_box(200, 150, 180, 30, deg))]) is None
+    assert level_turn([]) is None
+
+
+def test_turned_canvas_holds_the_whole_photo_and_maps_back() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    turned, back = turn_image(image, 90.0)
+    assert turned.shape[:2] == (200, 120)
+    corners = np.array([[0, 0], [199, 0], [199, 119], [0, 119]], np.float32)
+    forward = np.linalg.inv(np.vstack([back, [0, 0, 1]]))[:2]
+    there = rotate_quad(corners, forward)
+    assert np.all(there >= -1) and np.all(there[:, 0] <= 121) and np.all(there[:, 1] <= 201)
+    np.testing.assert_allclose(rotate_quad(there, back), corners, atol=1e-3)
+    # a quarter turn moves pixels without blending them
+    assert set(np.unique(turned)) <= set(np.unique(image))

@@ -1,0 +1,36 @@
+"""The over-stamp flagger's training command: config checks, run folder, reproducible model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from marktrace.inference.enhance.alteration import OverstampModel
+from marktrace.training.overstamp import OverstampTrainConfig, load_overstamp_config, train_overstamp
+
+
+def test_config_refuses_benchmark_fonts_and_seeds() -> None:
+    with pytest.raises(ValidationError, match="fonts"):
+        OverstampTrainConfig(synth={"fonts": "heldout", "overstamp_prob": 1.0})
+    with pytest.raises(ValidationError, match="below"):
+        OverstampTrainConfig(seed_start=1_299_999_990, n_markings=20)
+    cfg = load_overstamp_config("overstamp")
+    assert cfg.synth.fonts == "train" and cfg.seed_start + cfg.n_markings <= 1_300_000_000
+    assert load_overstamp_config("overstamp", {"n_markings": 50}).n_markings == 50
+
+
+def test_tiny_run_writes_a_loadable_model_and_is_reproducible(tmp_path: Path) -> None:
+    cfg = load_overstamp_config("tiny-overstamp", {"n_markings": 14})
+    runs = [train_overstamp(cfg, tmp_path / name) for name in ("a", "b")]
+    for run in runs:
+        assert {"config.yaml", "run.json", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+        info = json.loads((run / "run.json").read_text())
+        assert info["seed_start"] == cfg.seed_start and info["commit"] and 0 < info["threshold"] < 1
+        assert yaml.safe_load((run / "config.yaml").read_text())["synth"]["fonts"] == "train"
+    models = [OverstampModel.load(next((run / "checkpoints").glob("*.json"))) for run in runs]
+    assert models[0].coef == models[1].coef and models[0].threshold == models[1].threshold
+    assert models[0].training["seeds"] == [cfg.seed_start, cfg.seed_start + 13]

@@ -1,0 +1,373 @@
+"""Train the over-stamp flagger (issue 3): a logistic regression on the recognizer's per-step probabilities.
+
+One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.0.0.json``)::
+
+    marktrace train-overstamp --config overstamp --out runs            # or: python -m marktrace.training.overstamp
+    marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped file
+
+What it does:
+
+1. Renders ``n_markings`` photos (``datasets.synth.render_marking``, training fonts, seeds from
+   ``seed_start``; every seed stays below 1_300_000_000, the benchmark's seeds and held-out fonts are never
+   rendered) and reads each with the shipped reader exactly as ``marktrace read`` does (detector,
+   recognizer, 180-degree retry, enhancement chains when unsure). Every recognised line that aligns to the
+   marking's serial line (edit distance at most ``max_line_cer`` of its length) gives one example per
+   character: the features of :func:`marktrace.inference.enhance.alteration.ctc_character_features`
+   and the label "over-stamped" when the character aligns to the renderer's over-stamped index.
+2. Cross-validates by marking (``folds``), picks the threshold at which ``target_false_flag_rate`` of the
+   clean characters of the record's serial lines score above it (out-of-fold), and fits the final model
+   on everything (Newton iterations, L2 ``l2``; deterministic).
+3. Writes a run folder (``config.yaml`` resolved config, ``run.json`` with commit, seeds and metrics,
+   ``metrics.jsonl``, ``checkpoints/overstamp-flags-v<version>.json``). ``--install`` copies the model
+   next to its loader and prints the SHA-256 to pin in ``OVERSTAMP_MODEL_SHA256``.
+
+numpy + onnxruntime only (no torch); one onnxruntime thread by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from marktrace.datasets.synth import SynthConfig, render_marking
+
+PRESET_DIR = Path(__file__).parent / "presets"
+TRAINING_SEED_LIMIT = 1_300_000_000
+"""Training seeds stay below this (the benchmark's start at 1_700_000_000)."""
+
+
+class OverstampTrainConfig(BaseModel):
+    """Recipe of the over-stamp flagger (``training/presets/overstamp.yaml`` is the shipped one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = "overstamp_flags"
+    name: str = "marktrace-overstamp-flags"
+    version: str = "1.0.0"
+    seed_start: int = 1_200_000_000
+    n_markings: int = 3000
+    synth: SynthConfig = Field(
+        default_factory=lambda: SynthConfig(fonts="train", wear=(0.0, 0.25), camera=0.75, overstamp_prob=0.85)
+    )
+    max_line_cer: float = 0.4
+    """A recognised line is used when its edit distance to the serial line is at most this share of its length."""
+    folds: int = 5
+    l2: float = 1.0
+    target_false_flag_rate: float = 0.03
+    """Out-of-fold share of clean serial characters flagged at the chosen threshold (issue 3 asks < 5%)."""
+    threads: int = 1
+    """onnxruntime threads of the reader (the development machine's cores are shared)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> OverstampTrainConfig:
+        if self.synth.fonts != "train":
+            raise ValueError("synth.fonts must be 'train' (held-out fonts are for the benchmark)")
+        if self.seed_start < 0 or self.seed_start + self.n_markings > TRAINING_SEED_LIMIT:
+            raise ValueError(f"seeds {self.seed_start}..{self.seed_start + self.n_markings} must stay below "
+                             f"{TRAINING_SEED_LIMIT}")
+        if self.synth.overstamp_prob <= 0:
+            raise ValueError("synth.overstamp_prob must be > 0 (no over-stamps, nothing to learn)")
+        if not 0 < self.target_false_flag_rate < 0.5 or self.folds < 2 or self.n_markings < 10:
+            raise ValueError("need 0 < target_false_flag_rate < 0.5, folds >= 2, n_markings >= 10")
+        return self
+
+
+def load_overstamp_config(name_or_path: str | Path, overrides: dict[str, object] | None = None) -> OverstampTrainConfig:
+    """A preset by name (``overstamp``, ``tiny-overstamp``) or a YAML file, with dotted overrides."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{name_or_path}: no such over-stamp training config")
+    data: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    for key, value in (overrides or {}).items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return OverstampTrainConfig.model_validate(data)
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+
+def align(read: str, truth: str) -> dict[int, int]:
+    """Index pairs (read -> truth) of a minimum edit-distance alignment (matches and substitutions)."""
+    from marktrace.inference.assemble import _align
+
+    return _align(read, truth)
+
+
+@dataclass
+class LineExample:
+    """The characters of one recognised serial line: features, labels, and where it came from."""
+
+    seed: int
+    final: bool
+    """The line the record's serial was read from (what a user sees flags on)."""
+    features: np.ndarray
+    labels: np.ndarray
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+@contextlib.contextmanager
+def _recording_alterations(calls: list[tuple[np.ndarray, Any]]) -> Iterator[None]:
+    """Make the reader hand every (line crop, decoded text) to ``calls`` instead of flagging it.
+
+    The line's ``alterations`` then hold one marker (``{"position": -1, "call": k}``) naming its call, so the
+    line the record's serial comes from can be found; the marker is never a flag (position -1).
+    """
+    import marktrace.inference.pipeline as pipeline
+
+    original = pipeline._alterations
+
+    def record(crop: np.ndarray, text: Any) -> list[dict[str, Any]]:
+        calls.append((crop, text))
+        return [{"position": -1, "call": len(calls) - 1, "score": 0.0}]
+
+    pipeline._alterations = record
+    try:
+        yield
+    finally:
+        pipeline._alterations = original
+
+
+def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = None) -> list[LineExample]:
+    """Render and read ``cfg.n_markings`` photos; the character examples of their serial lines."""
+    from marktrace.inference.enhance.alteration import ctc_character_features
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=cfg.threads, flag_alterations=True))
+    examples: list[LineExample] = []
+    calls: list[tuple[np.ndarray, Any]] = []
+    t0 = time.perf_counter()
+    with _recording_alterations(calls):
+        for n, seed in enumerate(range(cfg.seed_start, cfg.seed_start + cfg.n_markings), start=1):
+            marking = render_marking(seed, cfg.synth)
+            serial_line = next((ln for ln in marking.lines if ln.role == "serial"), None)
+            if serial_line is None:
+                continue
+            calls.clear()
+            ok, buf = cv2.imencode(".png", marking.image)
+            if not ok:
+                raise RuntimeError(f"seed {seed}: could not encode the rendered photo")
+            result = reader.read_uploaded(f"seed-{seed}", [("photo.png", buf.tobytes())])
+            final_call = _serial_call(result)
+            truth = serial_line.text
+            over = set(serial_line.overstamped)
+            for k, (_crop, text) in enumerate(calls):
+                if text.probs is None:
+                    continue
+                distance = _edit_distance(text.text, truth)
+                if distance > cfg.max_line_cer * len(truth) and k != final_call:
+                    continue
+                index, feats = ctc_character_features(text.probs, text.text, text.char_steps, text.charset)
+                if not len(feats):
+                    continue
+                pairs = align(text.text, truth)
+                labels = np.array([int(pairs[i] in over) if i in pairs and truth[pairs[i]] != " " else -1
+                                   for i in index])
+                keep = labels >= 0
+                if keep.any():
+                    examples.append(LineExample(seed, k == final_call, feats[keep], labels[keep]))
+            if progress and (n % 250 == 0 or n == cfg.n_markings):
+                progress(f"{n}/{cfg.n_markings} markings read, {len(examples)} lines, "
+                         f"{time.perf_counter() - t0:.0f} s")
+    return examples
+
+
+def _serial_call(result: Any) -> int | None:
+    """The recording call of the line the record's serial was read from."""
+    serial = result.record.get("serial_number") if result.status == "ok" else None
+    if not isinstance(serial, dict):
+        return None
+    line_text = (serial.get("evidence") or {}).get("line_text")
+    line = next((ln for ln in result.lines if ln.text == line_text or (line_text and line_text in ln.text)), None)
+    if line is None:
+        return None
+    marker = next((a for a in line.alterations if "call" in a), None)
+    return int(marker["call"]) if marker else None
+
+
+# -- fitting -----------------------------------------------------------------------------------------
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 30) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression by Newton's method on standardised ``x``; (coef, intercept)."""
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    w = np.zeros(d + 1)
+    ridge = l2 * np.r_[np.ones(d), 0.0]
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -40, 40)))
+        grad = xb.T @ (p - y) + ridge * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(ridge + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    return mean, np.where(scale > 1e-9, scale, 1.0)
+
+
+def _predict(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    z = ((x - mean) / scale) @ coef + intercept
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))))
+
+
+def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Recall of over-stamped characters and false-flag rate of clean ones at a threshold."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return {
+        "overstamped": int(len(pos)),
+        "clean": int(len(neg)),
+        "recall": round(float(np.mean(pos > threshold)), 4) if len(pos) else None,
+        "false_flag_rate": round(float(np.mean(neg > threshold)), 4) if len(neg) else None,
+    }
+
+
+def train_overstamp(
+    cfg: OverstampTrainConfig, out: Path, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Collect, cross-validate, fit and write the model; return the run folder."""
+    from marktrace.inference.enhance.alteration import FEATURE_NAMES, OverstampModel
+    from marktrace.training.run import RunFolder, git_commit
+
+    say = progress or (lambda _msg: None)
+    run = RunFolder(out, cfg.name, cfg, extra={"seed_start": cfg.seed_start, "n_markings": cfg.n_markings,
+                                               "task": cfg.task})
+    t0 = time.perf_counter()
+    examples = collect(cfg, say)
+    if not examples:
+        raise RuntimeError("no serial line was read; nothing to train on")
+    x = np.vstack([e.features for e in examples])
+    y = np.concatenate([e.labels for e in examples]).astype(np.float64)
+    seeds = np.concatenate([np.full(len(e.labels), e.seed) for e in examples])
+    final = np.concatenate([np.full(len(e.labels), e.final) for e in examples])
+    if y.sum() < 10 or (1 - y).sum() < 10:
+        raise RuntimeError(f"too few examples: {int(y.sum())} over-stamped, {int((1 - y).sum())} clean characters")
+    say(f"{len(y)} characters ({int(y.sum())} over-stamped) from {len(examples)} lines; cross-validating")
+    oof = np.zeros(len(y))
+    fold = seeds % cfg.folds
+    for f in range(cfg.folds):
+        train, test = fold != f, fold == f
+        mean, scale = _standardise(x[train])
+        coef, intercept = fit_logistic((x[train] - mean) / scale, y[train], cfg.l2)
+        oof[test] = _predict(x[test], mean, scale, coef, intercept)
+    clean_final = np.sort(oof[final & (y == 0)])[::-1]
+    threshold = float(clean_final[int(cfg.target_false_flag_rate * len(clean_final))])
+    cv = {"final_lines": rates(oof[final], y[final], threshold), "all_lines": rates(oof, y, threshold)}
+    run.log({"stage": "cross_validation", "threshold": threshold, **cv})
+    say(f"threshold {threshold:.4f}: out-of-fold {cv['final_lines']}")
+    mean, scale = _standardise(x)
+    coef, intercept = fit_logistic((x - mean) / scale, y, cfg.l2)
+    fit = rates(_predict(x, mean, scale, coef, intercept), y, threshold)
+    commit = git_commit()
+    model = OverstampModel(
+        name=cfg.name,
+        version=cfg.version,
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
+        coef=tuple(float(v) for v in coef),
+        intercept=intercept,
+        threshold=threshold,
+        training={
+            "commit": commit,
+            "seeds": [cfg.seed_start, cfg.seed_start + cfg.n_markings - 1],
+            "synth": cfg.synth.model_dump(mode="json"),
+            "l2": cfg.l2,
+            "target_false_flag_rate": cfg.target_false_flag_rate,
+            "lines": len(examples),
+            "characters": int(len(y)),
+            "overstamped": int(y.sum()),
+            "cross_validation": cv,
+            "recognizer": _recognizer_label(),
+        },
+    )
+    assert len(FEATURE_NAMES) == x.shape[1]
+    path = run.path / "checkpoints" / f"overstamp-flags-v{cfg.version}.json"
+    path.write_text(json.dumps(model.to_json(), indent=1) + "\n")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    run.log({"stage": "fit", **fit})
+    run.update_info(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=round(time.perf_counter() - t0, 1),
+                    threshold=threshold, cross_validation=cv, fit=fit, model=path.name, model_sha256=sha)
+    return run.path
+
+
+def _recognizer_label() -> str:
+    from marktrace.models.registry import default_model
+
+    model = default_model("line_recognition", variant="int8")
+    return f"{model.name}@{model.version}-int8 ({model.sha256[:16]})"
+
+
+def install(run: Path) -> tuple[Path, str]:
+    """Copy a run's model next to its loader; return the path and the SHA-256 to pin."""
+    from marktrace.inference.enhance.alteration import OVERSTAMP_MODEL_FILE, OverstampModel
+
+    source = next((run / "checkpoints").glob("overstamp-flags-v*.json"))
+    OverstampModel.load(source)  # refuse a malformed file before it replaces the shipped one
+    shutil.copy2(source, OVERSTAMP_MODEL_FILE)
+    return OVERSTAMP_MODEL_FILE, hashlib.sha256(OVERSTAMP_MODEL_FILE.read_bytes()).hexdigest()
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+def train_command(
+    config: Annotated[str, typer.Option(help="Preset (overstamp, tiny-overstamp) or a YAML file")] = "overstamp",
+    out: Annotated[Path, typer.Option(help="Folder that receives the run folder")] = Path("runs"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set n_markings=500")] = None,
+    install_model: Annotated[bool, typer.Option("--install", help="Replace the shipped model file")] = False,
+) -> None:
+    """Train the over-stamp flagger; writes a run folder with config, seeds, commit, metrics and the model."""
+    overrides: dict[str, object] = {}
+    for pair in set_ or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"{pair!r}: expected key=value (e.g. n_markings=500)")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_overstamp_config(config, overrides)
+    run = train_overstamp(cfg, out, progress=lambda msg: typer.echo(msg, err=True))
+    typer.echo(f"run folder {run}", err=True)
+    if install_model:
+        path, sha = install(run)
+        typer.echo(f"installed {path}; pin OVERSTAMP_MODEL_SHA256 = {sha!r} in inference/enhance/alteration.py",
+                   err=True)
+    typer.echo(str(run))
+
+
+def main() -> None:
+    """``python -m marktrace.training.overstamp``."""
+    typer.run(train_command)
+
+
+if __name__ == "__main__":
+    main()
