@@ -23,15 +23,9 @@ from bench.sets import normalize_serial
 
 def levenshtein(a: str, b: str) -> int:
     """Edit distance (insertions, deletions, substitutions all cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    from marktrace.inference.assemble import edit_distance
+
+    return edit_distance(a, b) if len(a) >= len(b) else edit_distance(b, a)
 
 
 def cer(prediction: str, truth: str) -> float:
@@ -84,23 +78,9 @@ def align_positions(prediction: str, truth: str) -> dict[int, int]:
     label the prediction kept) do not. Without it, one dropped or extra character would shift every
     later flag off its character.
     """
-    a, b = re.sub(r"\s+", "", prediction), normalize_serial(truth)
-    n, m = len(a), len(b)
-    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-    pairs: dict[int, int] = {}
-    i, j = n, m
-    while i > 0 and j > 0:
-        if cost[i][j] == cost[i - 1][j - 1] + (a[i - 1] != b[j - 1]):
-            pairs[i - 1] = j - 1
-            i, j = i - 1, j - 1
-        elif cost[i][j] == cost[i - 1][j] + 1:
-            i -= 1
-        else:
-            j -= 1
-    return pairs
+    from marktrace.inference.assemble import align_characters
+
+    return align_characters(re.sub(r"\s+", "", prediction), normalize_serial(truth))
 
 
 def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

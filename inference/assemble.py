@@ -92,7 +92,18 @@ def _attach_alterations(record: dict[str, Any], lines: Sequence[Line]) -> None:
         })
 
 
-def _align(a: str, b: str) -> dict[int, int]:
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def align_characters(a: str, b: str) -> dict[int, int]:
     """Index pairs (i in ``a`` -> j in ``b``) of a minimum edit-distance alignment (matches and substitutions)."""
     n, m = len(a), len(b)
     cost = [[0] * (m + 1) for _ in range(n + 1)]
@@ -135,7 +146,7 @@ def value_positions(line_text: str, marked: str, value: str) -> dict[int, int]:
     offset = squeezed.rfind(target)
     if offset >= 0:
         return {chars[offset + k][0]: k for k in range(len(target))}
-    return {chars[i][0]: j for i, j in _align(squeezed, target).items()}
+    return {chars[i][0]: j for i, j in align_characters(squeezed, target).items()}
 
 
 def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str, Any]:

@@ -64,6 +64,22 @@ def check_parity(module: torch.nn.Module, path: Path, samples: list[np.ndarray],
     return worst
 
 
+def _export_graph(
+    module: torch.nn.Module, sample: np.ndarray, out: Path, output: str, dynamic_axes: dict[str, dict[int, str]]
+) -> None:
+    """Trace ``module`` on ``sample`` into ``out``: one uint8 input ``pixels``, one output (TorchScript exporter)."""
+    torch.onnx.export(
+        module,
+        (torch.from_numpy(sample),),
+        str(out),
+        input_names=["pixels"],
+        output_names=[output],
+        dynamic_axes=dynamic_axes,
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
 def _base_props(name: str, version: str, task: str, commit: str, extra: dict[str, Any]) -> dict[str, str]:
     props = {
         "marktrace_schema": METADATA_SCHEMA_VERSION,
@@ -95,19 +111,8 @@ def export_detector(
     net.load_state_dict(state["state_dict"])
     module = DetectorForExport(net).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        module,
-        (torch.from_numpy(sample_rgb),),
-        str(out),
-        input_names=["pixels"],
-        output_names=["maps"],
-        dynamic_axes={
-            "pixels": {0: "batch", 1: "height", 2: "width"},
-            "maps": {0: "batch", 2: "h4", 3: "w4"},
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    _export_graph(module, sample_rgb, out, "maps",
+                  {"pixels": {0: "batch", 1: "height", 2: "width"}, "maps": {0: "batch", 2: "h4", 3: "w4"}})
     props = _base_props(
         name,
         version,
@@ -147,16 +152,8 @@ def export_recognizer(
     net.load_state_dict(state["state_dict"])
     module = RecognizerForExport(net).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        module,
-        (torch.from_numpy(sample_gray[:1]),),
-        str(out),
-        input_names=["pixels"],
-        output_names=["probs"],
-        dynamic_axes={"pixels": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    _export_graph(module, sample_gray[:1], out, "probs",
+                  {"pixels": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}})
     props = _base_props(
         name,
         version,
@@ -202,16 +199,8 @@ def export_restorer(
     if sample_gray.shape[2] != height:
         raise ValueError(f"parity sample is {sample_gray.shape[2]} px high, the restorer works at {height}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        module,
-        (torch.from_numpy(sample_gray[:1]),),
-        str(out),
-        input_names=["pixels"],
-        output_names=["mask"],
-        dynamic_axes={"pixels": {0: "batch", 3: "width"}, "mask": {0: "batch", 3: "width"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    _export_graph(module, sample_gray[:1], out, "mask",
+                  {"pixels": {0: "batch", 3: "width"}, "mask": {0: "batch", 3: "width"}})
     props = _base_props(
         name,
         version,

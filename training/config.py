@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,7 +150,12 @@ def _read_preset(name_or_path: str | Path, overrides: dict[str, object] | None) 
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"{name_or_path}: no such training config (presets: {known})")
-    data = yaml.safe_load(path.read_text()) or {}
+    data: dict[str, object] = yaml.safe_load(path.read_text()) or {}
+    return apply_overrides(data, overrides)
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, object] | None) -> dict[str, Any]:
+    """Set dotted keys (``recognizer.steps``) of a loaded YAML mapping in place; returns it."""
     for key, value in (overrides or {}).items():
         node = data
         parts = key.split(".")

@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from marktrace.datasets.synth import SynthConfig, render_marking
+from marktrace.inference.assemble import edit_distance
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TRAINING_SEED_LIMIT = 1_300_000_000
@@ -92,14 +93,10 @@ def load_overstamp_config(name_or_path: str | Path, overrides: dict[str, object]
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{name_or_path}: no such over-stamp training config")
+    from marktrace.training.config import apply_overrides
+
     data: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
-    for key, value in (overrides or {}).items():
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return OverstampTrainConfig.model_validate(data)
+    return OverstampTrainConfig.model_validate(apply_overrides(data, overrides))
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -107,9 +104,9 @@ def load_overstamp_config(name_or_path: str | Path, overrides: dict[str, object]
 
 def align(read: str, truth: str) -> dict[int, int]:
     """Index pairs (read -> truth) of a minimum edit-distance alignment (matches and substitutions)."""
-    from marktrace.inference.assemble import _align
+    from marktrace.inference.assemble import align_characters
 
-    return _align(read, truth)
+    return align_characters(read, truth)
 
 
 @dataclass
@@ -121,16 +118,6 @@ class LineExample:
     """The line the record's serial was read from (what a user sees flags on)."""
     features: np.ndarray
     labels: np.ndarray
-
-
-def _edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 @contextlib.contextmanager
@@ -181,7 +168,7 @@ def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = 
             for k, (_crop, text) in enumerate(calls):
                 if text.probs is None:
                     continue
-                distance = _edit_distance(text.text, truth)
+                distance = edit_distance(text.text, truth)
                 if distance > cfg.max_line_cer * len(truth) and k != final_call:
                     continue
                 index, feats = ctc_character_features(text.probs, text.text, text.char_steps, text.charset)
