@@ -30,7 +30,7 @@ class Item:
 
     def file_label(self, path: Path, root: Path) -> str:
         """The name of one of the item's files relative to the batch root."""
-        return path.relative_to(root).as_posix()
+        return path.resolve().relative_to(root.resolve()).as_posix()
 
 
 def _light_file(folder: Path, names: list[str]) -> Path | None:

@@ -163,3 +163,14 @@ def test_a_crashing_worker_costs_only_its_own_item(photo_tree, tmp_path, monkeyp
     assert rows["plate.png"]["status"] == "error" and "worker process failed" in rows["plate.png"]["error"]
     assert rows["case-7/rifle.jpg"]["status"] == "ok", rows["case-7/rifle.jpg"]["error"]
     assert rows["stack"]["status"] == "ok", rows["stack"]["error"]
+
+
+def test_read_takes_relative_paths(photo_tree, monkeypatch):
+    """``marktrace read sub/photo.png`` from the folder above: item names are relative, nothing crashes."""
+    photo = photo_tree / "case-7" / "rifle.jpg"
+    monkeypatch.chdir(photo_tree)
+    relative = Path(photo.parent.name) / photo.name
+    result = runner.invoke(app, ["read", "--json", str(relative)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
+    assert row["files"] == [photo.name] and row["status"] == "ok"
