@@ -34,10 +34,10 @@ DIRECTION_SURE = 0.6
 RETRY_BELOW = 0.9
 """A line read with less confidence than this is also read rotated by 180 degrees."""
 FLIP_MARGIN = 0.15
-OBLIQUE_DEG = 20.0
-"""A line this many degrees or more off the horizontal (either way) makes an unsure photo worth reading turned."""
 """The rotated reading must beat the upright one by this much times the direction confidence (the detector's
 direction is evidence too: symmetric strings such as 'T696822' / 'ZZ89691' read well both ways)."""
+OBLIQUE_DEG = 20.0
+"""A line this many degrees or more off the horizontal (either way) makes an unsure photo worth reading turned."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,11 @@ class ReaderSettings:
     enhance: bool = True
     """Try enhancement chains (single photos) or photometric views (multi-light) when the direct read is unsure."""
     confident: float = 0.6
+    """A serial read at this confidence or above is not enhanced further."""
     confident_stack: float = 0.6
     """The same bar for multi-light items: below it, photometric views are read too. Raising it reads views
     more often; on 60 development stacks (training fonts and seeds) 0.6, 0.8, 0.9 and "always" all read 38.3%
     at 0.69, 0.77, 1.02 and 1.13 s CPU per stack (2026-11-27), so the default stays."""
-    """A serial read at this confidence or above is not enhanced further."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
     turn_oblique: bool = True
     """When the direct read of a single photo is unsure and its longest line runs more than
@@ -229,14 +229,28 @@ class MarkingReader:
 
     # -- items ----------------------------------------------------------------------------------
     def _attempt(
-        self, image: np.ndarray, file: str, sha256: str, method: str, view: str, scale: float = 1.0
+        self,
+        image: np.ndarray,
+        file: str,
+        sha256: str,
+        method: str,
+        view: str,
+        scale: float = 1.0,
+        to_original: np.ndarray | None = None,
     ) -> _Attempt:
+        """Read one image: the photo, a view of it, or a working copy.
+
+        Boxes go back to the photo's pixels by ``1 / scale`` or by the 2x3 affine ``to_original``.
+        """
         lines = self.read_image(
             image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, sha256, view
         )
         if scale != 1.0:
             for line in lines:
                 line.box = [(round(x / scale, 1), round(y / scale, 1)) for x, y in line.box]
+        if to_original is not None:
+            for line in lines:
+                line.box = quad_to_list(rotate_quad(line.box, to_original))
         record = build_record(lines, {file: sha256}, self.registry, method=method, view=view)
         return _Attempt(lines=lines, record=record, method=method, view=view)
 
@@ -261,10 +275,8 @@ class MarkingReader:
             else:
                 # attempts[:len(images)] are the direct reads, one per photo, in order
                 reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
-                if self.settings.turn_oblique and reference.image.ndim == 3:
-                    turn = self._turned_attempt(reference, direct, attempts)
-                    if turn is not None:
-                        timings["turn_ms"] = _ms(t1)
+                if self.settings.turn_oblique and self._turned_attempt(reference, direct, attempts) is not None:
+                    timings["turn_ms"] = _ms(t1)
                 if max(map(_serial_confidence, attempts)) < self.settings.confident:
                     t_chain = time.perf_counter()
                     views += self._chain_attempts(reference, attempts)
@@ -297,11 +309,7 @@ class MarkingReader:
         if angle is None:
             return None
         turned, to_original = turn_image(image.image, angle)
-        lines = self.read_image(turned, image.path, image.sha256, "original")
-        for line in lines:
-            line.box = quad_to_list(rotate_quad(line.box, to_original))
-        record = build_record(lines, {image.path: image.sha256}, self.registry, method="direct", view="original")
-        attempts.append(_Attempt(lines=lines, record=record, method="direct", view="original"))
+        attempts.append(self._attempt(turned, image.path, image.sha256, "direct", "original", to_original=to_original))
         return angle
 
     def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:

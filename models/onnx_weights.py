@@ -106,6 +106,7 @@ def load_onnx_weights(
     state: dict[str, torch.Tensor] = {}
     names = {m: n for n, m in module.named_modules()}
     mods = [m for m in order if not isinstance(m, nn.BatchNorm2d)]
+    after = dict(zip(order, order[1:], strict=False))  # the module each one's output feeds next
     if len(mods) != len(layers):
         raise OnnxImportError(f"{onnx_path}: {len(layers)} weighted layers in the graph, {len(mods)} in the module")
     for k, (mod, (kind, arrays)) in enumerate(zip(mods, layers, strict=True)):
@@ -116,7 +117,7 @@ def load_onnx_weights(
                 raise OnnxImportError(f"{onnx_path}: conv {prefix} shape {mod.weight.shape} vs {weight.shape}")
             state[f"{prefix}.weight"] = torch.from_numpy(weight.copy())
             bias_arr = arrays[1] if len(arrays) > 1 else np.zeros(weight.shape[0], np.float32)
-            following = order[order.index(mod) + 1] if order.index(mod) + 1 < len(order) else None
+            following = after.get(mod)
             if mod.bias is not None:
                 state[f"{prefix}.bias"] = torch.from_numpy(bias_arr.copy())
             elif isinstance(following, nn.BatchNorm2d):

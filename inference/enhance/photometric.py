@@ -368,6 +368,27 @@ def _as_float_stack(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def _unit_lights(lights: np.ndarray, n: int) -> np.ndarray:
+    """``lights`` as (n, 3) unit vectors; refuses a wrong shape or coplanar directions."""
+    L = np.asarray(lights, dtype=np.float64)
+    if L.shape != (n, 3):
+        raise ValueError(f"lights must have shape ({n}, 3), got {L.shape}")
+    L = L / np.linalg.norm(L, axis=1, keepdims=True)
+    if np.linalg.matrix_rank(L) < 3:
+        raise ValueError("light directions are coplanar; photometric stereo needs 3 non-coplanar lights")
+    return L
+
+
+def _normals_and_albedo(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals and albedo (the length) of scaled normals ``g`` (..., 3); (0, 0, 1) where it is ~0."""
+    albedo = np.sqrt((g * g).sum(axis=-1))
+    safe = albedo > 1e-8
+    normals = np.zeros_like(g)
+    normals[..., 2] = 1.0
+    normals[safe] = g[safe] / albedo[safe, None]
+    return normals, albedo
+
+
 def photometric_stereo(
     images: np.ndarray | Sequence[np.ndarray],
     lights: np.ndarray,
@@ -392,12 +413,7 @@ def photometric_stereo(
     """
     stack = _as_float_stack(images)
     n, h, w = stack.shape
-    L = np.asarray(lights, dtype=np.float64)
-    if L.shape != (n, 3):
-        raise ValueError(f"lights must have shape ({n}, 3), got {L.shape}")
-    L = L / np.linalg.norm(L, axis=1, keepdims=True)
-    if np.linalg.matrix_rank(L) < 3:
-        raise ValueError("light directions are coplanar; photometric stereo needs 3 non-coplanar lights")
+    L = _unit_lights(lights, n)
     use_robust = (n >= 6) if robust is None else robust
     k = max(0, min(trim, (n - 3) // 2))
     flat = stack.reshape(n, -1)
@@ -442,11 +458,7 @@ def photometric_stereo(
         G[s:s + m, 0] = (c00 * b0 + c01 * b1 + c02 * b2) / det
         G[s:s + m, 1] = (c01 * b0 + c11 * b1 + c12 * b2) / det
         G[s:s + m, 2] = (c02 * b0 + c12 * b1 + c22 * b2) / det
-    albedo = np.sqrt((G * G).sum(axis=1))
-    safe = albedo > 1e-8
-    normals = np.zeros_like(G)
-    normals[:, 2] = 1.0
-    normals[safe] = G[safe] / albedo[safe, None]
+    normals, albedo = _normals_and_albedo(G)
     return normals.reshape(h, w, 3), albedo.reshape(h, w)
 
 
@@ -651,23 +663,13 @@ def least_squares_normals(images: np.ndarray | Sequence[np.ndarray], lights: np.
     """
     stack = _as_float_stack(images)
     n, h, w = stack.shape
-    L = np.asarray(lights, dtype=np.float64)
-    if L.shape != (n, 3):
-        raise ValueError(f"lights must have shape ({n}, 3), got {L.shape}")
-    L = L / np.linalg.norm(L, axis=1, keepdims=True)
-    if np.linalg.matrix_rank(L) < 3:
-        raise ValueError("light directions are coplanar; photometric stereo needs 3 non-coplanar lights")
+    L = _unit_lights(lights, n)
     pinv = np.linalg.pinv(L).astype(np.float32)  # (3, N)
     g = np.zeros((h, w, 3), np.float32)
     for i in range(n):
         for k in range(3):
             g[..., k] += pinv[k, i] * stack[i]
-    albedo = np.sqrt((g * g).sum(axis=2))
-    normals = np.zeros_like(g)
-    normals[..., 2] = 1.0
-    safe = albedo > 1e-8
-    normals[safe] = g[safe] / albedo[safe, None]
-    return normals, albedo
+    return _normals_and_albedo(g)
 
 
 def shaded_relief(normals: np.ndarray, *, azimuth_deg: float = 225.0, elevation_deg: float = 35.0,
