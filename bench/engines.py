@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -33,7 +33,8 @@ import numpy as np
 from bench.sets import BenchItem
 
 ENGINE_NAMES = (
-    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "easyocr", "rapidocr", "tesseract"
+    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "easyocr", "rapidocr",
+    "tesseract",
 )
 
 
@@ -101,20 +102,15 @@ class MarktraceEngine(Engine):
 
     name = "marktrace"
     variant = "auto"
-    flag_alterations: bool | None = None
-    """Over-stamp flags on or off; ``None``: the reader's default."""
-    restoration: bool | None = None
-    """Learned restoration of unsure photos on or off; ``None``: the reader's default."""
+    overrides: ClassVar[dict[str, Any]] = {}
+    """Reader settings this engine sets whatever their defaults (e.g. ``{"flag_alterations": True}``)."""
 
     def __init__(self, options: EngineOptions) -> None:
         from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-        flags: dict[str, Any] = {} if self.flag_alterations is None else {"flag_alterations": self.flag_alterations}
-        if self.restoration is not None:
-            flags["restoration"] = self.restoration
         settings = ReaderSettings(
             detector=options.detector, recognizer=options.recognizer, threads=options.threads, variant=self.variant,
-            **flags,
+            **self.overrides,
         )
         try:
             self.reader = MarkingReader.from_settings(settings)
@@ -165,14 +161,21 @@ class MarktraceFlagsEngine(MarktraceEngine):
     """marktrace (``auto`` variant) with over-stamp flags on, whatever the reader's default."""
 
     name = "marktrace-flags"
-    flag_alterations = True
+    overrides = {"flag_alterations": True}
 
 
 class MarktraceRestorationEngine(MarktraceEngine):
     """marktrace (``auto`` variant) with the learned restoration on, whatever the reader's default (issue 3)."""
 
     name = "marktrace-restore"
-    restoration = True
+    overrides = {"restoration": True}
+
+
+class MarktraceNoTurnEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) without reading unsure oblique photos turned level (to measure that step)."""
+
+    name = "marktrace-noturn"
+    overrides = {"turn_oblique": False}
 
 
 class EasyOCREngine(Engine):
@@ -280,6 +283,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-fp32": MarktraceFP32Engine,
     "marktrace-flags": MarktraceFlagsEngine,
     "marktrace-restore": MarktraceRestorationEngine,
+    "marktrace-noturn": MarktraceNoTurnEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,
