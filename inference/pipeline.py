@@ -59,8 +59,7 @@ class ReaderSettings:
     """A serial read at this confidence or above is not enhanced further."""
     confident_stack: float = 0.6
     """The same bar for multi-light items: below it, photometric views are read too. Raising it reads views
-    more often; on 60 development stacks (training fonts and seeds) 0.6, 0.8, 0.9 and "always" all read 38.3%
-    at 0.69, 0.77, 1.02 and 1.13 s CPU per stack (2026-11-27), so the default stays."""
+    more often and costs more CPU per stack; on development stacks it did not read more serials right."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
     turn_oblique: bool = True
     """When the direct read of a single photo is unsure and its longest line runs more than
