@@ -33,7 +33,8 @@ import numpy as np
 from bench.sets import BenchItem
 
 ENGINE_NAMES = (
-    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "easyocr", "rapidocr",
+    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
+    "easyocr", "rapidocr",
     "tesseract",
 )
 
@@ -178,6 +179,13 @@ class MarktraceNoTurnEngine(MarktraceEngine):
     overrides = {"turn_oblique": False}
 
 
+class MarktraceNoLexiconEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) without spotting registry maker marks in the recognizer's probabilities."""
+
+    name = "marktrace-nolexicon"
+    overrides = {"lexicon_makers": False}
+
+
 class EasyOCREngine(Engine):
     name = "easyocr"
 
@@ -284,6 +292,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-flags": MarktraceFlagsEngine,
     "marktrace-restore": MarktraceRestorationEngine,
     "marktrace-noturn": MarktraceNoTurnEngine,
+    "marktrace-nolexicon": MarktraceNoLexiconEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

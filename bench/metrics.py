@@ -207,8 +207,12 @@ def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def maker_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Manufacturer and country-of-manufacture accuracy over rows whose marking has a registry maker line."""
-    scored = []
+    """Manufacturer and country-of-manufacture accuracy over rows whose marking has a registry maker line.
+
+    With ``by_part`` per part of the set (the ``makers`` set: ``clean`` and ``worn``, the two targets of
+    issue 4) when the rows come from more than one.
+    """
+    scored: list[tuple[str, bool, bool]] = []
     for r in rows:
         extra = r.get("truth_extra") or {}
         if not extra.get("maker") or not r.get("fields"):
@@ -218,11 +222,19 @@ def maker_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
             continue
         fields = r.get("fields") or {}
         country_ok = country is None or fields.get("country_of_manufacture") == country
-        scored.append((fields.get("manufacturer") == maker, country_ok))
+        scored.append((str(r.get("part", "")), fields.get("manufacturer") == maker, country_ok))
     if not scored:
         return None
-    return {
-        "n": len(scored),
-        "manufacturer": round(sum(m for m, _ in scored) / len(scored), 4),
-        "country": round(sum(c for _, c in scored) / len(scored), 4),
-    }
+
+    def summary(group: Sequence[tuple[str, bool, bool]]) -> dict[str, Any]:
+        return {
+            "n": len(group),
+            "manufacturer": round(sum(m for _, m, _ in group) / len(group), 4),
+            "country": round(sum(c for _, _, c in group) / len(group), 4),
+        }
+
+    out = summary(scored)
+    parts = sorted({p for p, _, _ in scored} - {""})
+    if len(parts) > 1:
+        out["by_part"] = {p: summary([s for s in scored if s[0] == p]) for p in parts}
+    return out

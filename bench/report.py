@@ -126,9 +126,14 @@ def maker_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
     makers = result.get("engines", {}).get(engine, {}).get("makers")
     if not makers:
         return ""
+    parts = "".join(
+        f"; {part}: manufacturer {_fmt(m['manufacturer'], pct=True)}, "
+        f"country {_fmt(m['country'], pct=True)} (n={m['n']})"
+        for part, m in makers.get("by_part", {}).items()
+    )
     return (
         f"{engine} makers — manufacturer {_fmt(makers['manufacturer'], pct=True)}, country "
-        f"{_fmt(makers['country'], pct=True)} correct over {makers['n']} markings with a registry maker line"
+        f"{_fmt(makers['country'], pct=True)} correct over {makers['n']} markings with a registry maker line{parts}"
     )
 
 

@@ -18,6 +18,7 @@ from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_d
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad
 from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
 from marktrace.inference.items import Item
+from marktrace.inference.lexicon import MakerLexicon, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.recognize import batch_line_crops
@@ -89,6 +90,10 @@ class ReaderSettings:
     flagged as such). Off by default: see the restorer's model card for the measured effect."""
     restorer: Path | None = None
     """ONNX restorer; ``None`` uses the shipped default (checksum verified). Loaded on first use only."""
+    lexicon_makers: bool = True
+    """When no maker was read, look for the registry's manufacturer marks in the recognizer's character
+    probabilities of the unclaimed lines (``inference/lexicon.py``): a match fills ``manufacturer`` with
+    ``evidence.method = "lexicon"``, a ``lexicon_match`` flag and a lowered confidence."""
 
     def resolved_variant(self) -> str:
         """The variant ``auto`` stands for with these providers (others are returned as given)."""
@@ -103,6 +108,8 @@ class _Attempt:
     record: dict[str, Any]
     method: str
     view: str
+    decoded: list[DecodedText] = field(default_factory=list)
+    """The recognizer's decoding of each line (per-step probabilities kept), parallel to ``lines``."""
 
 
 def _serial_confidence(attempt: _Attempt) -> float:
@@ -138,6 +145,8 @@ class MarkingReader:
         from marktrace.inference.registry import load_registry
 
         self.registry = load_registry(settings.registry_files)
+        self.maker_lexicon = MakerLexicon(self.registry, self.charset)
+        """The registry's manufacturer marks, indexed for spotting in the recognizer's probabilities."""
         self._restorer: LoadedModel | None = None
         self._restorer_record: dict[str, str] = {}
 
@@ -192,6 +201,10 @@ class MarkingReader:
 
     def read_image(self, image_bgr: np.ndarray, file: str, sha256: str, view: str = "original") -> list[Line]:
         """Detect and recognise every line of one image; boxes are in the image's pixels."""
+        return [line for line, _ in self._read_lines(image_bgr, file, view)]
+
+    def _read_lines(self, image_bgr: np.ndarray, file: str, view: str) -> list[tuple[Line, DecodedText]]:
+        """:meth:`read_image`, each line with the decoding it came from, in reading order."""
         detected = self.detect(image_bgr)
         candidates: list[_Candidate] = []
         for det in detected:
@@ -212,7 +225,7 @@ class MarkingReader:
         for cand, text in zip(retry, self.recognize([c.crop for c in retry]) if retry else [], strict=True):
             if _score(text) > _score(best[id(cand.detected)][1]) + FLIP_MARGIN * cand.detected.direction_confidence:
                 best[id(cand.detected)] = (cand, text)
-        lines: list[Line] = []
+        lines: list[tuple[Line, DecodedText]] = []
         for cand, text in best.values():
             if not text.text.strip():
                 continue
@@ -222,8 +235,8 @@ class MarkingReader:
             line = _to_line(text, quad, file, view, self.model_label, cand.detected.score)
             if self.settings.flag_alterations:
                 line.alterations = _alterations(cand.crop, text)
-            lines.append(line)
-        lines.sort(key=lambda ln: (round(min(p[1] for p in ln.box) / 20), min(p[0] for p in ln.box)))
+            lines.append((line, text))
+        lines.sort(key=lambda pair: (round(min(p[1] for p in pair[0].box) / 20), min(p[0] for p in pair[0].box)))
         return lines
 
     # -- items ----------------------------------------------------------------------------------
@@ -241,9 +254,8 @@ class MarkingReader:
 
         Boxes go back to the photo's pixels by ``1 / scale`` or by the 2x3 affine ``to_original``.
         """
-        lines = self.read_image(
-            image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, sha256, view
-        )
+        pairs = self._read_lines(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, view)
+        lines = [line for line, _ in pairs]
         if scale != 1.0:
             for line in lines:
                 line.box = [(round(x / scale, 1), round(y / scale, 1)) for x, y in line.box]
@@ -251,7 +263,7 @@ class MarkingReader:
             for line in lines:
                 line.box = quad_to_list(rotate_quad(line.box, to_original))
         record = build_record(lines, {file: sha256}, self.registry, method=method, view=view)
-        return _Attempt(lines=lines, record=record, method=method, view=view)
+        return _Attempt(lines=lines, record=record, method=method, view=view, decoded=[text for _, text in pairs])
 
     def read_loaded(self, item_name: str, images: Sequence[LoadedImage], lights: LightDirections | None) -> ItemResult:
         """Read decoded photos of one item, trying enhanced and photometric views when the direct read is unsure.
@@ -286,6 +298,11 @@ class MarkingReader:
                     timings["restoration_ms"] = _ms(t2)
             best = max(attempts, key=_serial_confidence)
         record = merge_alternatives(best, attempts)
+        if self.settings.lexicon_makers and record.get("manufacturer") is None and best.decoded:
+            t3 = time.perf_counter()
+            fill_manufacturer(record, best.lines, best.decoded, self.maker_lexicon, self.registry,
+                              {img.path: img.sha256 for img in images}, best.method, best.view)
+            timings["lexicon_ms"] = _ms(t3)
         timings["total_ms"] = _ms(t0)
         return ItemResult(
             item=item_name,

@@ -231,6 +231,12 @@ def test_maker_scores_use_the_registry_names_of_the_rendered_lines():
     ]
     assert maker_scores(rows) == {"n": 2, "manufacturer": 0.5, "country": 0.5}
     assert maker_scores([{"truth_extra": {}, "fields": {}}]) is None
+    rows[0]["part"], rows[1]["part"] = "clean", "worn"
+    assert maker_scores(rows) == {
+        "n": 2, "manufacturer": 0.5, "country": 0.5,
+        "by_part": {"clean": {"n": 1, "manufacturer": 1.0, "country": 1.0},
+                    "worn": {"n": 1, "manufacturer": 0.0, "country": 0.0}},
+    }
 
 
 def test_maker_truth_takes_the_import_marks_country_but_never_its_maker():

@@ -1,0 +1,398 @@
+"""Lexicon spotting: find a registry phrase inside a recognised line from the recognizer's CTC probabilities.
+
+A maker line that is worn or set in an unusual font often decodes to near-nonsense (``IZMMAGH``,
+``MMLMET``) although the recognizer's per-step probabilities still favour the marked letters
+(``IZHMASH``, ``VALMET``) over most others. Edit distance on the decoded text throws that away; this
+module keeps it. For every phrase of a lexicon it finds the best CTC alignment of the phrase to some
+span of the line (Viterbi, free start and end, so the rest of the line is ignored) and scores it
+against the unconstrained best path over the same span:
+
+``score = sum over the span of log p(aligned class) - log max_c p(c)``, always ``<= 0``,
+
+divided by the phrase's number of letters and digits. ``exp(score)`` is the geometric mean, per
+character, of how much less likely the phrase is than what was decoded: 1.0 when the decoding already
+reads it. Letters match either case; spaces and punctuation of a phrase may be skipped (up to three in
+a row), since they are often lost on worn metal.
+
+All phrases are aligned together in one flat state array (one numpy pass per time step). Use
+:class:`LexiconSpotter` once per lexicon and charset; :meth:`LexiconSpotter.spot` per line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from marktrace.inference.ctc import DecodedText
+    from marktrace.inference.registry import Registry
+    from marktrace.inference.schema import Line
+
+MAX_SKIPPED = 3
+"""Most consecutive spaces or punctuation marks of a phrase an alignment may skip."""
+MIN_ALNUM = 4
+"""Phrases with fewer letters and digits are not spotted (short codes match anything)."""
+_EXTRA = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "SS", "ı": "I"})
+
+
+def ascii_upper(text: str) -> str:
+    """``text`` in upper case without accents (``Ceská`` -> ``CESKA``), spaces collapsed."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_EXTRA))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.upper().split())
+
+
+@dataclass(frozen=True)
+class Spot:
+    """The best alignment of one phrase to a line."""
+
+    phrase: str
+    """The phrase as the lexicon gives it (normalised: upper case, no accents)."""
+    score: float
+    """Mean log-ratio per letter or digit against the best path over the same span (``<= 0``)."""
+    start: int
+    """First time step of the span."""
+    end: int
+    """Last time step of the span (inclusive)."""
+    alnum: int
+    """Letters and digits in the phrase."""
+
+    @property
+    def ratio(self) -> float:
+        """``exp(score)``: 1.0 when the decoded text already reads the phrase."""
+        return float(np.exp(self.score))
+
+
+class _Group:
+    """Phrases aligned together: one flat CTC state array for all of them."""
+
+    def __init__(self, phrases: Sequence[str], index: dict[str, int], blank: int) -> None:
+        self.phrases = tuple(phrases)
+        pairs: dict[tuple[int, int], int] = {(blank, blank): 0}
+        labels: list[int] = []
+        preds: list[list[int]] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        alnum: list[int] = []
+        letter_pairs: list[list[int]] = []
+        space = index.get(" ", blank)
+        for phrase in self.phrases:
+            base = len(labels)
+            chars = list(phrase)
+            optional = [not ch.isalnum() for ch in chars]
+            char_state: list[int] = []
+            for j, ch in enumerate(chars):
+                if j > 0:  # the blank between chars j-1 and j
+                    labels.append(0)
+                    preds.append([len(labels) - 1, len(labels) - 2])
+                upper = index[ch] if ch != " " else space
+                other = index.get(ch.lower(), upper) if ch.isalpha() else upper
+                pair = pairs.setdefault((upper, other), len(pairs))
+                state = len(labels)
+                labels.append(pair)
+                incoming = [state]
+                if j > 0:
+                    incoming.append(state - 1)
+                    if chars[j - 1] != ch:
+                        incoming.append(state - 2)
+                    # Skip up to MAX_SKIPPED optional characters just before this one.
+                    k = 1
+                    while k <= MAX_SKIPPED and j - k > 0 and optional[j - k]:
+                        kept = char_state[j - k - 1]
+                        incoming.append(kept + 1)  # the blank after the last kept character
+                        if chars[j - k - 1] != ch:
+                            incoming.append(kept)
+                        k += 1
+                preds.append(incoming)
+                char_state.append(state)
+            starts.append(base)
+            ends.append(char_state[-1])
+            alnum.append(sum(not o for o in optional))
+            letter_pairs.append([labels[st] for st, o in zip(char_state, optional, strict=True) if not o])
+        n_states = len(labels)
+        width = max(len(p) for p in preds)
+        self.preds = np.full((width, n_states), n_states, dtype=np.int64)  # n_states: the -inf sentinel
+        for s, incoming in enumerate(preds):
+            self.preds[: len(incoming), s] = incoming
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.is_start = np.zeros(n_states, dtype=bool)
+        self.is_start[np.asarray(starts, dtype=np.int64)] = True
+        self.ends = np.asarray(ends, dtype=np.int64)
+        self.alnum = np.asarray(alnum, dtype=np.float64)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.sizes = np.diff(np.append(self.starts, n_states))
+        # (phrases, pairs) counts of each letter/digit class pair: the bound of :meth:`spot` is counts @ best ratio
+        self.pair_counts = np.zeros((len(self.phrases), len(pairs)), dtype=np.float64)
+        for i, lp in enumerate(letter_pairs):
+            np.add.at(self.pair_counts[i], np.asarray(lp, dtype=np.int64), 1.0)
+        ordered = sorted(pairs.items(), key=lambda kv: kv[1])
+        self.pair_a = np.asarray([a for (a, _), _ in ordered], dtype=np.int64)
+        self.pair_b = np.asarray([b for (_, b), _ in ordered], dtype=np.int64)
+
+    def spot(self, probs: np.ndarray, log_max: np.ndarray, floor: float) -> list[Spot]:
+        merged = probs[:, self.pair_a] + np.where(self.pair_b != self.pair_a, probs[:, self.pair_b], 0.0)
+        ratios = np.minimum(np.log(merged) - log_max[:, None], 0.0)  # (T, pairs); both cases together may pass 0
+        # Every letter or digit of a phrase takes at least one step, at no better than its best ratio on the
+        # line, and no step adds more than 0: phrases whose bound is under ``floor`` cannot reach it.
+        bound = (self.pair_counts @ ratios.max(axis=0)) / self.alnum
+        keep = np.flatnonzero(bound >= floor)
+        if keep.size == 0:
+            return []
+        sel = np.concatenate([np.arange(self.starts[i], self.starts[i] + self.sizes[i]) for i in keep])
+        n_states = sel.size
+        remap = np.full(len(self.labels) + 1, n_states, dtype=np.int64)
+        remap[sel] = np.arange(n_states)
+        preds = remap[self.preds[:, sel]]
+        labels = self.labels[sel]
+        is_start = self.is_start[sel]
+        ends = remap[self.ends[keep]]
+        score = np.full(n_states + 1, -np.inf)
+        begun = np.zeros(n_states + 1, dtype=np.int64)
+        best = np.full(keep.size, -np.inf)
+        best_start = np.zeros(keep.size, dtype=np.int64)
+        best_end = np.zeros(keep.size, dtype=np.int64)
+        cols = np.arange(n_states)
+        for t in range(probs.shape[0]):
+            candidates = score[preds]  # (width, states)
+            arg = candidates.argmax(axis=0)
+            prev = candidates[arg, cols]
+            origin = begun[preds[arg, cols]]
+            fresh = is_start & (prev < 0.0)  # the line before the span costs nothing
+            score[:n_states] = np.where(fresh, 0.0, prev) + ratios[t, labels]
+            begun[:n_states] = np.where(fresh, t, origin)
+            at_end = score[ends]
+            better = at_end > best
+            best = np.where(better, at_end, best)
+            best_start = np.where(better, begun[ends], best_start)
+            best_end = np.where(better, t, best_end)
+        per_char = best / self.alnum[keep]
+        return [
+            Spot(self.phrases[i], float(per_char[j]), int(best_start[j]), int(best_end[j]), int(self.alnum[i]))
+            for j, i in enumerate(keep)
+            if np.isfinite(per_char[j])
+        ]
+
+
+class LexiconSpotter:
+    """CTC alignment of many phrases at once against one line's per-step probabilities.
+
+    Phrases are grouped by their number of letters and digits, so a line is only aligned with the
+    phrases whose length can matter (see :meth:`spot`).
+    """
+
+    BUCKETS = (4, 6, 8, 10, 13, 17, 23)
+    """Lower edges of the phrase-length groups (letters and digits)."""
+
+    def __init__(self, phrases: Iterable[str], charset: str, blank: int = 0) -> None:
+        """Index ``phrases`` for the recognizer's ``charset``.
+
+        Phrases are normalised with :func:`ascii_upper`; duplicates, too-short phrases and phrases with
+        characters outside ``charset`` are dropped.
+        """
+        index = {ch: i + 1 for i, ch in enumerate(charset) if i + 1 != blank}
+        kept: list[str] = []
+        seen: set[str] = set()
+        for raw in phrases:
+            phrase = ascii_upper(raw).strip(" .,;:-/'&")
+            if phrase in seen or sum(ch.isalnum() for ch in phrase) < MIN_ALNUM:
+                continue
+            if any(ch not in index and ch != " " for ch in phrase):
+                continue
+            seen.add(phrase)
+            kept.append(phrase)
+        self.phrases: tuple[str, ...] = tuple(kept)
+        by_bucket: dict[int, list[str]] = {}
+        for phrase in kept:
+            n = sum(ch.isalnum() for ch in phrase)
+            by_bucket.setdefault(max(b for b in self.BUCKETS if b <= n), []).append(phrase)
+        edges = [*self.BUCKETS, 10**9]
+        self._groups = [
+            (low, edges[i + 1] - 1, _Group(by_bucket[low], index, blank))
+            for i, low in enumerate(self.BUCKETS)
+            if low in by_bucket
+        ]
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def spot(
+        self, probs: np.ndarray, min_alnum: int = MIN_ALNUM, max_alnum: int | None = None, floor: float = -np.inf
+    ) -> list[Spot]:
+        """The best alignment of each phrase to the (T, C) probabilities of one line, best first.
+
+        Only phrases with ``min_alnum`` to ``max_alnum`` letters and digits are aligned, and only those
+        that can score ``floor`` or better (a cheap upper bound skips the others); phrases that cannot
+        fit the line are left out.
+        """
+        if probs.ndim != 2 or probs.shape[0] == 0:
+            return []
+        top = max_alnum if max_alnum is not None else 10**9
+        p = np.clip(probs.astype(np.float64), 1e-12, None)
+        log_max = np.log(p.max(axis=1))
+        spots: list[Spot] = []
+        for low, high, group in self._groups:
+            if high >= min_alnum and low <= top:
+                spots += [s for s in group.spot(p, log_max, floor) if min_alnum <= s.alnum <= top]
+        spots.sort(key=lambda s: -s.score)
+        return spots
+
+
+def replace_span(text: str, char_steps: Sequence[int], spot: Spot) -> str:
+    """``text`` with the characters decoded inside ``spot``'s span replaced by its phrase.
+
+    ``char_steps`` gives the time step of each character of ``text`` (from the CTC decoding). Spaces
+    the decoding put just outside the span are kept; the phrase is separated from its neighbours by a
+    space when the decoding had letters or digits right against it.
+    """
+    inside = [i for i, step in enumerate(char_steps) if spot.start <= step <= spot.end]
+    if inside:
+        first, last = inside[0], inside[-1] + 1
+    else:
+        first = last = sum(step < spot.start for step in char_steps)
+    before, after = text[:first], text[last:]
+    if before and before[-1].isalnum():
+        before += " "
+    if after and after[0].isalnum():
+        after = " " + after
+    return before + spot.phrase + after
+
+
+MIN_SCORE = -0.7
+"""A maker phrase is taken only when its mean log-ratio per character is at least this (``exp`` = 0.50)."""
+MIN_PHRASE_ALNUM = 5
+"""... has at least this many letters and digits (shorter marks match noise too often),"""
+MIN_MARGIN = 0.15
+"""... beats the best phrase of any other maker by this much per character,"""
+MIN_COVER = 0.5
+"""... and accounts for at least this share of the line's decoded letters and digits."""
+CONFIDENCE_WEIGHT = 0.6
+"""A lexicon match's confidence is ``exp(score) * CONFIDENCE_WEIGHT``: never as sure as a plain reading."""
+_IMPORT_LINE = re.compile(r"\bIMP", re.IGNORECASE)
+
+
+class MakerLexicon:
+    """The registry's manufacturer marks, ready to be spotted in lines whose text names no maker."""
+
+    def __init__(self, registry: Registry, charset: str) -> None:
+        """Index the marks of every ``manufacturer`` entry of ``registry`` for the recognizer's ``charset``."""
+        self.owners: dict[str, set[str]] = {}
+        for maker in registry.makers:
+            if maker.kind != "manufacturer":
+                continue
+            for mark in maker.marks:
+                self.owners.setdefault(ascii_upper(mark).strip(" .,;:-/'&"), set()).add(maker.id)
+        self.spotter = LexiconSpotter(self.owners, charset)
+
+    def best(self, text: DecodedText) -> Spot | None:
+        """The maker phrase this line most likely shows, if it passes every bar above; else None."""
+        if text.probs is None:
+            return None
+        letters = sum(ch.isalnum() for ch in text.text)
+        low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * letters))
+        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN)
+        if not spots or spots[0].score < MIN_SCORE:
+            return None
+        top = spots[0]
+        ids = self.owners.get(top.phrase, set())
+        rival = next((s for s in spots[1:] if not self.owners.get(s.phrase, set()) & ids), None)
+        if rival is not None and top.score - rival.score < MIN_MARGIN:
+            return None
+        return top
+
+
+UNCLAIMING_FIELDS = frozenset({"other_markings", "serial_obliterated"})
+"""Fields whose evidence does not make a line taken: left-over text, and the serial's quality judgement."""
+
+
+def _claimed_lines(record: dict[str, Any]) -> set[str]:
+    """Line texts some field rests on (a line only in ``other_markings`` is still free)."""
+    claimed: set[str] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            evidence = value.get("evidence")
+            if isinstance(evidence, dict) and evidence.get("line_text"):
+                claimed.add(str(evidence["line_text"]))
+            for v in value.values():
+                if isinstance(v, dict | list):
+                    visit(v)
+
+    visit({k: v for k, v in record.items() if k not in UNCLAIMING_FIELDS})
+    return claimed
+
+
+def fill_manufacturer(
+    record: dict[str, Any],
+    lines: Sequence[Line],
+    decoded: Sequence[DecodedText],
+    lexicon: MakerLexicon,
+    registry: Registry,
+    hashes: dict[str, str],
+    method: str,
+    view: str,
+) -> bool:
+    """Fill a missing ``manufacturer`` (and a missing country) from a registry mark spotted in a line.
+
+    Only lines no field already rests on, and no import mark, are searched. The line whose best maker
+    phrase passes the bars is re-parsed with the phrase in place of the decoded span; the manufacturer
+    it yields is recorded with ``evidence.method = "lexicon"``, the text as read in ``evidence.line_text``,
+    the phrase as ``text_as_marked`` and a ``lexicon_match`` flag, at a confidence below a plain reading.
+    The record is changed in place; returns whether a manufacturer was filled.
+    """
+    from marktrace.inference.assemble import build_record
+
+    if record.get("manufacturer") is not None:
+        return False
+    claimed = _claimed_lines(record)
+    found: tuple[Spot, int, DecodedText] | None = None
+    for i, (line, text) in enumerate(zip(lines, decoded, strict=True)):
+        if line.text in claimed or _IMPORT_LINE.search(line.text):
+            continue
+        spot = lexicon.best(text)
+        if spot is not None and (found is None or spot.score > found[0].score):
+            found = (spot, i, text)
+    if found is None:
+        return False
+    spot, index, text = found
+    replaced = replace_span(text.text, text.char_steps, spot)
+    changed = [*lines[:index], lines[index].model_copy(update={"text": replaced}), *lines[index + 1 :]]
+    reparsed = build_record(changed, hashes, registry, method=method, view=view)
+    maker = reparsed.get("manufacturer")
+    if not isinstance(maker, dict) or (maker.get("evidence") or {}).get("line_text") != replaced:
+        return False
+    weight = float(np.exp(spot.score)) * CONFIDENCE_WEIGHT
+    flag = {
+        "kind": "lexicon_match", "read": lines[index].text, "phrase": spot.phrase, "score": round(spot.score, 3),
+        "note": "the read text was matched to a registry mark from the recognizer's character probabilities; "
+        "check the photo",
+    }
+    for key in ("manufacturer", "country_of_manufacture"):
+        value = reparsed.get(key)
+        if record.get(key) is not None or not isinstance(value, dict):
+            continue
+        evidence = value.setdefault("evidence", {})
+        if evidence.get("line_text") != replaced:
+            continue
+        evidence["line_text"] = lines[index].text
+        if key == "manufacturer":
+            evidence["method"] = "lexicon"
+            value["text_as_marked"] = spot.phrase
+        value["confidence"] = round(min(float(value["confidence"]), weight), 4)
+        value["flags"] = [*value.get("flags", []), flag]
+        record[key] = value
+    others = record.get("other_markings")
+    if isinstance(others, list):  # the line is now the maker's evidence, no longer left over
+        read = lines[index].text
+        record["other_markings"] = [
+            o for o in others if not (isinstance(o, dict) and (o.get("evidence") or {}).get("line_text") == read)
+        ]
+    return True

@@ -1,0 +1,155 @@
+"""Lexicon spotting: CTC alignment of registry phrases to a line's probabilities, and the manufacturer fill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marktrace.inference.assemble import build_record
+from marktrace.inference.ctc import DecodedText, greedy_decode
+from marktrace.inference.lexicon import (
+    CONFIDENCE_WEIGHT,
+    MIN_SCORE,
+    LexiconSpotter,
+    MakerLexicon,
+    ascii_upper,
+    fill_manufacturer,
+    replace_span,
+)
+from marktrace.inference.registry import load_registry
+from marktrace.inference.schema import Line
+
+CHARSET = "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BOX = [(0.0, 0.0), (100.0, 0.0), (100.0, 20.0), (0.0, 20.0)]
+
+
+def line_probs(read: str, runner_up: str | None = None, second: float = 0.4, step: int = 3) -> np.ndarray:
+    """(T, C) probabilities whose best path reads ``read``; ``runner_up[i]`` gets ``second`` at character i."""
+    steps = step * len(read) + 2
+    probs = np.full((steps, len(CHARSET) + 1), 1e-4)
+    probs[:, 0] = 1.0
+    for i, ch in enumerate(read):
+        t = 1 + step * i
+        probs[t] = 1e-4
+        probs[t, CHARSET.index(ch) + 1] = 1.0 - second if runner_up else 0.95
+        if runner_up and runner_up[i] != ch:
+            probs[t, CHARSET.index(runner_up[i]) + 1] = second
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def decoded(read: str, runner_up: str | None = None, second: float = 0.4) -> DecodedText:
+    text = greedy_decode(line_probs(read, runner_up, second), CHARSET)
+    assert text.text == read
+    return text
+
+
+def test_ascii_upper_strips_accents_and_collapses_spaces() -> None:
+    assert ascii_upper("Česká  zbrojovka") == "CESKA ZBROJOVKA"
+    assert ascii_upper("Łucznik") == "LUCZNIK"
+
+
+def test_a_phrase_the_decoding_reads_scores_zero_and_a_misread_one_scores_its_runner_up_ratio() -> None:
+    spotter = LexiconSpotter(["IZHMASH", "VALMET", "WALTHER"], CHARSET)
+    exact = spotter.spot(line_probs("VALMET"))
+    assert exact[0].phrase == "VALMET"
+    assert exact[0].score == pytest.approx(0.0, abs=1e-6)
+    # IZMMAGH decoded, with H and S the runner-up at the two misread positions.
+    misread = spotter.spot(line_probs("IZMMAGH", runner_up="IZHMASH", second=0.4))
+    assert misread[0].phrase == "IZHMASH"
+    expected = 2 * np.log(0.4 / 0.6) / 7  # two characters at 0.4 against a best path at 0.6
+    assert misread[0].score == pytest.approx(expected, abs=1e-3)
+    assert misread[1].score < misread[0].score - 1.0
+
+
+def test_a_phrase_is_found_inside_a_longer_line_and_replaced_in_place() -> None:
+    spotter = LexiconSpotter(["GLOCK"], CHARSET)
+    text = decoded("GLOCK MADE IN AUSTRIA", runner_up="GLOCK MADE IN AUSTRIA")
+    spot = spotter.spot(text.probs)[0]  # type: ignore[arg-type]
+    assert spot.phrase == "GLOCK"
+    assert spot.score == pytest.approx(0.0, abs=1e-6)
+    assert spot.start == text.char_steps[0] and spot.end == text.char_steps[4]
+    misread = decoded("6LOCX MADE IN AUSTRIA", runner_up="GLOCK MADE IN AUSTRIA", second=0.45)
+    spot = spotter.spot(misread.probs)[0]  # type: ignore[arg-type]
+    assert replace_span(misread.text, misread.char_steps, spot) == "GLOCK MADE IN AUSTRIA"
+
+
+def test_spaces_and_punctuation_of_a_phrase_may_be_skipped_and_case_does_not_matter() -> None:
+    spotter = LexiconSpotter(["HECKLER & KOCH"], CHARSET)
+    glued = spotter.spot(line_probs("HECKLERKOCH"))
+    assert glued[0].score == pytest.approx(0.0, abs=1e-6)
+    lower = spotter.spot(line_probs("Heckler Koch"))
+    assert lower[0].score == pytest.approx(0.0, abs=1e-6)
+    assert spotter.spot(line_probs("HECKLEKOCH"))[0].score < MIN_SCORE  # a letter is missing, not optional
+
+
+def test_short_phrases_and_characters_outside_the_charset_are_not_indexed() -> None:
+    spotter = LexiconSpotter(["FN", "CZ", "IMI", "SAKO", "SAKO", "ΑΒΓΔΕ"], CHARSET)
+    assert spotter.phrases == ("SAKO",)
+
+
+def test_the_bound_skips_only_phrases_that_could_not_reach_the_floor() -> None:
+    phrases = [m for maker in load_registry().makers for m in maker.marks]
+    spotter = LexiconSpotter(phrases, CHARSET)
+    probs = line_probs("STURM RUGER & CO", runner_up="SNVRM RVGER 8 CO")
+    full = {s.phrase: s.score for s in spotter.spot(probs)}
+    floor = -1.5
+    pruned = {s.phrase: s.score for s in spotter.spot(probs, floor=floor)}
+    assert len(pruned) < len(full)
+    assert {p for p, v in full.items() if v >= floor} <= set(pruned)
+    for phrase, value in pruned.items():
+        assert value == pytest.approx(full[phrase])
+
+
+def test_the_maker_lexicon_refuses_noise_and_accepts_a_clear_match() -> None:
+    lexicon = MakerLexicon(load_registry(), CHARSET)
+    rng = np.random.default_rng(7)
+    noise = rng.dirichlet(np.full(len(CHARSET) + 1, 0.3), size=60)
+    assert lexicon.best(greedy_decode(noise, CHARSET)) is None
+    spot = lexicon.best(decoded("IZMMAGH", runner_up="IZHMASH", second=0.4))
+    assert spot is not None and spot.phrase == "IZHMASH"
+    assert lexicon.best(DecodedText("IZMMAGH", 0.5, (), (), ())) is None  # no probabilities kept
+
+
+def _line(text: DecodedText) -> Line:
+    return Line(text=text.text, confidence=text.confidence, box=BOX, file="a.png")
+
+
+def test_fill_manufacturer_records_a_lexicon_match_as_a_flagged_lower_confidence_suggestion() -> None:
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    texts = [decoded("IZMMAGH", runner_up="IZHMASH", second=0.4), decoded("SN 12345")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, {"a.png": "ab" * 32}, registry)
+    assert record["manufacturer"] is None
+    assert fill_manufacturer(record, lines, texts, lexicon, registry, {"a.png": "ab" * 32}, "direct", "original")
+    maker = record.get("manufacturer") or {}
+    assert maker["value"] == "Kalashnikov Concern (Izhmash)"
+    assert maker["evidence"]["method"] == "lexicon"
+    assert maker["evidence"]["line_text"] == "IZMMAGH"  # what was read, not the phrase
+    assert maker["text_as_marked"] == "IZHMASH"
+    assert maker["confidence"] <= CONFIDENCE_WEIGHT
+    flag = next(f for f in maker["flags"] if f["kind"] == "lexicon_match")
+    assert flag["read"] == "IZMMAGH" and flag["phrase"] == "IZHMASH"
+    country = record["country_of_manufacture"]
+    assert country["value"] == "RU" and country["evidence"]["method"] == "registry_fallback"
+    assert all(o["evidence"]["line_text"] != "IZMMAGH" for o in record["other_markings"])
+    assert record["serial_number"]["value"] == "12345"
+
+
+def test_fill_manufacturer_leaves_read_makers_import_lines_and_claimed_lines_alone() -> None:
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    hashes = {"a.png": "cd" * 32}
+    # A maker already read: nothing changes.
+    texts = [decoded("GLOCK"), decoded("IZMMAGH", runner_up="IZHMASH")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, hashes, registry)
+    before = record["manufacturer"]["value"]
+    assert not fill_manufacturer(record, lines, texts, lexicon, registry, hashes, "direct", "original")
+    assert record["manufacturer"]["value"] == before
+    # The only candidate is an import mark: it names an importer, never the manufacturer.
+    texts = [decoded("IMP IZMMAGH", runner_up="IMP IZHMASH")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, hashes, registry)
+    assert not fill_manufacturer(record, lines, texts, lexicon, registry, hashes, "direct", "original")
+    assert record["manufacturer"] is None
