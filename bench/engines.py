@@ -34,8 +34,7 @@ from bench.sets import BenchItem
 
 ENGINE_NAMES = (
     "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
-    "easyocr", "rapidocr",
-    "tesseract",
+    "marktrace-onescale", "easyocr", "rapidocr", "tesseract",
 )
 
 
@@ -179,6 +178,13 @@ class MarktraceNoTurnEngine(MarktraceEngine):
     overrides = {"turn_oblique": False}
 
 
+class MarktraceOneScaleEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) detecting lines at the model's input size only (no ``detector_sides`` retry)."""
+
+    name = "marktrace-onescale"
+    overrides = {"detector_sides": ()}
+
+
 class MarktraceNoLexiconEngine(MarktraceEngine):
     """marktrace (``auto`` variant) without spotting registry maker marks in the recognizer's probabilities."""
 
@@ -293,6 +299,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-restore": MarktraceRestorationEngine,
     "marktrace-noturn": MarktraceNoTurnEngine,
     "marktrace-nolexicon": MarktraceNoLexiconEngine,
+    "marktrace-onescale": MarktraceOneScaleEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

@@ -58,6 +58,14 @@ class Variant(StrEnum):
 
 VariantOpt = Annotated[Variant, typer.Option(help="Shipped model variant: auto (INT8 on the CPU), fp32 or int8")]
 
+LexiconOpt = Annotated[
+    bool,
+    typer.Option(
+        help="When no maker is read, match the registry's manufacturer marks against the recognizer's character "
+        "probabilities (a flagged suggestion, evidence method 'lexicon')",
+    ),
+]
+
 
 def _settings(
     detector: Path | None,
@@ -69,6 +77,7 @@ def _settings(
     variant: Variant = Variant.auto,
     restoration: bool = False,
     overstamp_flags: bool = False,
+    lexicon: bool = True,
 ) -> ReaderSettings:
     return ReaderSettings(
         detector=detector,
@@ -80,6 +89,7 @@ def _settings(
         variant=variant.value,
         restoration=restoration,
         flag_alterations=overstamp_flags,
+        lexicon_makers=lexicon,
     )
 
 
@@ -94,13 +104,14 @@ def read(
     variant: VariantOpt = Variant.auto,
     restoration: RestorationOpt = False,
     overstamp_flags: OverstampOpt = False,
+    lexicon: LexiconOpt = True,
 ) -> None:
     """Read the markings of a few photos and print the serial number and lines of each."""
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader
 
     settings = _settings(
-        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags
+        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
     )
     reader = MarkingReader.from_settings(settings)
     failed = False
@@ -161,6 +172,7 @@ def batch(
     variant: VariantOpt = Variant.auto,
     restoration: RestorationOpt = False,
     overstamp_flags: OverstampOpt = False,
+    lexicon: LexiconOpt = True,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
     from marktrace.inference.batch import run_batch
@@ -169,7 +181,7 @@ def batch(
         console.print(f"[red]error[/red] {folder}: no such folder")
         raise typer.Exit(2)
     settings = _settings(
-        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags
+        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
     )
     with Progress(
         TextColumn("[bold]reading"),

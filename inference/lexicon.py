@@ -14,15 +14,16 @@ character, of how much less likely the phrase is than what was decoded: 1.0 when
 reads it. Letters match either case; spaces and punctuation of a phrase may be skipped (up to three in
 a row), since they are often lost on worn metal.
 
-All phrases are aligned together in one flat state array (one numpy pass per time step). Use
-:class:`LexiconSpotter` once per lexicon and charset; :meth:`LexiconSpotter.spot` per line.
+Phrases of similar length are aligned together in one flat state array (one numpy pass per time
+step); a cheap upper bound (each letter at its best step of the line) skips phrases that cannot reach
+the score asked for. Use :class:`LexiconSpotter` once per lexicon and charset, :meth:`LexiconSpotter.spot`
+per line; :func:`fill_manufacturer` is the reader's use of it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,14 +39,13 @@ MAX_SKIPPED = 3
 """Most consecutive spaces or punctuation marks of a phrase an alignment may skip."""
 MIN_ALNUM = 4
 """Phrases with fewer letters and digits are not spotted (short codes match anything)."""
-_EXTRA = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "SS", "ı": "I"})
 
 
 def ascii_upper(text: str) -> str:
-    """``text`` in upper case without accents (``Ceská`` -> ``CESKA``), spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_EXTRA))
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(plain.upper().split())
+    """``text`` as the registry normalises it (upper case, no accents: ``Česká`` -> ``CESKA``), spaces collapsed."""
+    from marktrace.inference.registry import normalize_text
+
+    return " ".join(normalize_text(text).split())
 
 
 @dataclass(frozen=True)
@@ -369,7 +369,7 @@ def fill_manufacturer(
     maker = reparsed.get("manufacturer")
     if not isinstance(maker, dict) or (maker.get("evidence") or {}).get("line_text") != replaced:
         return False
-    weight = float(np.exp(spot.score)) * CONFIDENCE_WEIGHT
+    weight = spot.ratio * CONFIDENCE_WEIGHT
     flag = {
         "kind": "lexicon_match", "read": lines[index].text, "phrase": spot.phrase, "score": round(spot.score, 3),
         "note": "the read text was matched to a registry mark from the recognizer's character probabilities; "

@@ -67,6 +67,11 @@ class ReaderSettings:
     :data:`OBLIQUE_DEG` off the horizontal, read the photo again turned so that line is level (the
     detector reads level lines best). Boxes are mapped back to the original pixels; the turned working
     copy is never written. Measured on the held-out ``rotated`` set (see README)."""
+    detector_sides: tuple[int, ...] = (448,)
+    """When the direct read of a single photo is unsure, detect its lines again at these detector input
+    sizes (longer side, pixels), in order, until a serial is read confidently. Close-ups whose characters
+    are large for the detector's default size are found and cut better at a smaller size; the read stays
+    ``direct`` on the original photo (only the detector's working copy is resized)."""
     max_photometric_views: int = 5
     flag_alterations: bool = False
     """Over-stamp flags on the serial field (``overstamp_suspected``: position in the value, score, evidence;
@@ -170,9 +175,9 @@ class MarkingReader:
         self.read_image(blank, "warm-up", "")
 
     # -- detection and recognition -------------------------------------------------------------
-    def detect(self, image_bgr: np.ndarray) -> list[DetectedLine]:
-        """Line quads in original pixels."""
-        prepared = prepare_detector_input(image_bgr, self.long_side)
+    def detect(self, image_bgr: np.ndarray, long_side: int | None = None) -> list[DetectedLine]:
+        """Line quads in original pixels; the detector sees the photo at ``long_side`` (default: the model's)."""
+        prepared = prepare_detector_input(image_bgr, long_side or self.long_side)
         maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
         meta = self.detector.meta
         return postprocess_maps(maps, meta.stride, prepared.scale, meta.threshold, meta.min_score)
@@ -203,9 +208,11 @@ class MarkingReader:
         """Detect and recognise every line of one image; boxes are in the image's pixels."""
         return [line for line, _ in self._read_lines(image_bgr, file, view)]
 
-    def _read_lines(self, image_bgr: np.ndarray, file: str, view: str) -> list[tuple[Line, DecodedText]]:
+    def _read_lines(
+        self, image_bgr: np.ndarray, file: str, view: str, long_side: int | None = None
+    ) -> list[tuple[Line, DecodedText]]:
         """:meth:`read_image`, each line with the decoding it came from, in reading order."""
-        detected = self.detect(image_bgr)
+        detected = self.detect(image_bgr, long_side)
         candidates: list[_Candidate] = []
         for det in detected:
             quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
@@ -249,12 +256,15 @@ class MarkingReader:
         view: str,
         scale: float = 1.0,
         to_original: np.ndarray | None = None,
+        long_side: int | None = None,
     ) -> _Attempt:
         """Read one image: the photo, a view of it, or a working copy.
 
         Boxes go back to the photo's pixels by ``1 / scale`` or by the 2x3 affine ``to_original``.
         """
-        pairs = self._read_lines(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, view)
+        pairs = self._read_lines(
+            image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, view, long_side
+        )
         lines = [line for line, _ in pairs]
         if scale != 1.0:
             for line in lines:
@@ -288,6 +298,14 @@ class MarkingReader:
                 reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
                 if self.settings.turn_oblique and self._turned_attempt(reference, direct, attempts) is not None:
                     timings["turn_ms"] = _ms(t1)
+                if self.settings.detector_sides and max(map(_serial_confidence, attempts)) < self.settings.confident:
+                    t_side = time.perf_counter()
+                    for side in self.settings.detector_sides:
+                        attempts.append(self._attempt(reference.image, reference.path, reference.sha256, "direct",
+                                                      "original", long_side=side))
+                        if _serial_confidence(attempts[-1]) >= self.settings.confident:
+                            break
+                    timings["detector_sides_ms"] = _ms(t_side)
                 if max(map(_serial_confidence, attempts)) < self.settings.confident:
                     t_chain = time.perf_counter()
                     views += self._chain_attempts(reference, attempts)

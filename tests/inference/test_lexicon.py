@@ -153,3 +153,23 @@ def test_fill_manufacturer_leaves_read_makers_import_lines_and_claimed_lines_alo
     record = build_record(lines, hashes, registry)
     assert not fill_manufacturer(record, lines, texts, lexicon, registry, hashes, "direct", "original")
     assert record["manufacturer"] is None
+
+
+def test_the_reader_spots_makers_only_when_asked_and_none_was_read() -> None:
+    import cv2
+
+    from marktrace.inference.cli import _settings
+    from marktrace.inference.images import DEFAULT_MAX_PIXELS, decode_image
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    assert _settings(None, None, DEFAULT_MAX_PIXELS, None, lexicon=False).lexicon_makers is False
+    assert ReaderSettings().lexicon_makers is True
+    plate = np.full((120, 520, 3), 200, np.uint8)
+    cv2.putText(plate, "SN 40219", (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.8, (30, 30, 30), 4)
+    ok, buf = cv2.imencode(".png", plate)
+    assert ok
+    image = decode_image(bytes(buf), "plate.png")
+    on = MarkingReader.from_settings(ReaderSettings(threads=1, enhance=False)).read_loaded("p", [image], None)
+    off = MarkingReader.from_settings(ReaderSettings(threads=1, enhance=False, lexicon_makers=False))
+    assert on.record["manufacturer"] is None and "lexicon_ms" in on.timings_ms
+    assert "lexicon_ms" not in off.read_loaded("p", [image], None).timings_ms

@@ -1,0 +1,79 @@
+"""Detecting an unsure photo's lines again at other detector input sizes (``ReaderSettings.detector_sides``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    return render_marking(1_250_000_321, SynthConfig(fonts="train", wear=(0.0, 0.1), rotation="upright")).image
+
+
+def _loaded(image: np.ndarray) -> Any:
+    from marktrace.inference.images import decode_image
+
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return decode_image(bytes(buf), "photo.png")
+
+
+def _spy(reader: Any, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    sides: list[int | None] = []
+    detect = reader.detect
+
+    def spy(image: np.ndarray, long_side: int | None = None) -> Any:
+        sides.append(long_side)
+        return detect(image, long_side)
+
+    monkeypatch.setattr(reader, "detect", spy)
+    return sides
+
+
+def test_an_unsure_photo_is_detected_again_at_each_side_in_order(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(
+        ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 320), chains=(), turn_oblique=False)
+    )
+    sides = _spy(reader, monkeypatch)
+    result = reader.read_loaded("p", [_loaded(photo)], None)
+    assert sides == [None, 448, 320]
+    assert "detector_sides_ms" in result.timings_ms
+    h, w = photo.shape[:2]
+    for line in result.lines:  # whichever attempt won, boxes are in the photo's own pixels
+        xs, ys = [p[0] for p in line.box], [p[1] for p in line.box]
+        assert min(xs) > -0.25 * w and max(xs) < 1.25 * w and min(ys) > -0.25 * h and max(ys) < 1.25 * h
+
+
+def test_a_confident_photo_is_detected_once(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, confident=0.0, detector_sides=(448, 320)))
+    sides = _spy(reader, monkeypatch)
+    result = reader.read_loaded("p", [_loaded(photo)], None)
+    assert sides == [None]
+    assert "detector_sides_ms" not in result.timings_ms
+
+
+def test_lines_found_at_another_side_land_where_the_default_finds_them(photo: np.ndarray) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    default = reader.detect(photo)
+    smaller = reader.detect(photo, 448)
+    assert default and smaller
+    centres = np.array([d.quad.mean(axis=0) for d in default])
+    heights = np.array([np.linalg.norm(d.quad[3] - d.quad[0]) for d in default])
+    for line in smaller:  # every line found at 448 sits on a line found at the default size
+        distance = np.linalg.norm(centres - line.quad.mean(axis=0), axis=1)
+        nearest = int(distance.argmin())
+        assert distance[nearest] < heights[nearest]
