@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -65,6 +65,22 @@ LexiconOpt = Annotated[
         "probabilities (a flagged suggestion, evidence method 'lexicon')",
     ),
 ]
+
+
+def field_how(field: dict[str, Any]) -> str:
+    """How a record field was read, for the ``read`` table.
+
+    The reading method when not the photo itself (a chain or view), the parser's method, and the text as
+    read when the value was matched to a registry mark from it (a lexicon match).
+    """
+    evidence = field.get("evidence") or {}
+    parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
+    if evidence.get("method"):
+        parts.append(str(evidence["method"]))
+    how = " / ".join(parts)
+    if evidence.get("method") == "lexicon" and evidence.get("line_text"):
+        how += f" (read {evidence['line_text']!r})"
+    return how
 
 
 def _settings(
@@ -138,14 +154,15 @@ def read(
             table.add_column("value")
             table.add_column("confidence", justify="right")
             table.add_column("alternatives")
+            table.add_column("how")
             for name, value in result.record.items():
                 if isinstance(value, dict) and "value" in value:
                     alts = ", ".join(
                         f"{a['value']} ({a['confidence']:.2f})" for a in value.get("alternatives", [])[:3]
                     )
-                    table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts)
+                    table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts, field_how(value))
             for line in result.lines:
-                table.add_row("line", line.text, f"{line.confidence:.2f}", "")
+                table.add_row("line", line.text, f"{line.confidence:.2f}", "", "")
             Console().print(table)
             if serial is None:
                 console.print("[yellow]no serial number found[/yellow]")

@@ -174,3 +174,15 @@ def test_read_takes_relative_paths(photo_tree, monkeypatch):
     assert result.exit_code == 0, result.output
     row = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
     assert row["files"] == [photo.name] and row["status"] == "ok"
+
+
+def test_read_table_says_how_each_field_was_read():
+    from marktrace.inference.cli import field_how
+
+    lexicon = {"value": "Savage Arms", "method": "direct",
+               "evidence": {"method": "lexicon", "line_text": "SNIGE ANMS"}}
+    assert field_how(lexicon) == "lexicon (read 'SNIGE ANMS')"
+    chain = {"value": "A123", "method": "chain:blackhat_clahe", "evidence": {"method": "serial_prefix"}}
+    assert field_how(chain) == "chain:blackhat_clahe / serial_prefix"
+    assert field_how({"value": "US", "evidence": {"method": "registry_fallback"}}) == "registry_fallback"
+    assert field_how({"value": "x"}) == ""
