@@ -302,7 +302,8 @@ def resolve_reader_factory(spec: str, settings: ServiceSettings | None = None) -
     """Turn ``module:attr.attr`` into a zero-argument callable returning a Reader.
 
     A callable that takes a ``settings`` argument (like ``MarkingReader.from_settings``) gets reader settings
-    made from the service's: ``threads_per_worker`` onnxruntime threads, ``model_variant`` and ``max_pixels``.
+    made from the service's: ``threads_per_worker`` onnxruntime threads, ``model_variant``, ``max_pixels`` and
+    ``lexicon_makers``.
     """
     module_name, _, attr_path = spec.partition(":")
 
@@ -314,7 +315,10 @@ def resolve_reader_factory(spec: str, settings: ServiceSettings | None = None) -
             from marktrace.inference.pipeline import ReaderSettings
 
             reader_settings = ReaderSettings(
-                threads=settings.threads_per_worker, variant=settings.model_variant, max_pixels=settings.max_pixels
+                threads=settings.threads_per_worker,
+                variant=settings.model_variant,
+                max_pixels=settings.max_pixels,
+                lexicon_makers=settings.lexicon_makers,
             )
             reader: Reader = obj(settings=reader_settings)
         else:

@@ -47,6 +47,9 @@ class ServiceSettings(BaseSettings):
     more threads per request would only make them contend)."""
     model_variant: Literal["auto", "fp32", "int8"] = "auto"
     """Shipped model variant for the default reader: ``auto`` (INT8 on the CPU), ``fp32`` or ``int8``."""
+    lexicon_makers: bool = True
+    """Match the registry's manufacturer marks against the recognizer's probabilities when no maker is read
+    (a flagged suggestion, evidence method ``lexicon``; ``ReaderSettings.lexicon_makers``)."""
     queue_size: int = Field(default_factory=lambda: 4 * _cores(), ge=0)
     """Requests allowed to wait for a worker beyond those running (default: 4 per core, so a lab's usual
     handful of concurrent uploads waits instead of bouncing); more get 503 + Retry-After."""
