@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marktrace.inference.registry import Registry, normalize_text
+
 if TYPE_CHECKING:
     from marktrace.inference.ctc import DecodedText
-    from marktrace.inference.registry import Registry
     from marktrace.inference.schema import Line
 
 MAX_SKIPPED = 3
@@ -43,8 +44,6 @@ MIN_ALNUM = 4
 
 def ascii_upper(text: str) -> str:
     """``text`` as the registry normalises it (upper case, no accents: ``Česká`` -> ``CESKA``), spaces collapsed."""
-    from marktrace.inference.registry import normalize_text
-
     return " ".join(normalize_text(text).split())
 
 

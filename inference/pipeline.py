@@ -316,16 +316,17 @@ class MarkingReader:
                     timings["restoration_ms"] = _ms(t2)
             best = max(attempts, key=_serial_confidence)
         record = merge_alternatives(best, attempts)
+        hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None and best.decoded:
             t3 = time.perf_counter()
-            fill_manufacturer(record, best.lines, best.decoded, self.maker_lexicon, self.registry,
-                              {img.path: img.sha256 for img in images}, best.method, best.view)
+            fill_manufacturer(record, best.lines, best.decoded, self.maker_lexicon, self.registry, hashes,
+                              best.method, best.view)
             timings["lexicon_ms"] = _ms(t3)
         timings["total_ms"] = _ms(t0)
         return ItemResult(
             item=item_name,
             files=[img.path for img in images],
-            sha256={img.path: img.sha256 for img in images},
+            sha256=hashes,
             status="ok",
             record=record,
             lines=best.lines,

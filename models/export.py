@@ -95,6 +95,15 @@ def _base_props(name: str, version: str, task: str, commit: str, extra: dict[str
     return props
 
 
+def _write_and_check(
+    module: torch.nn.Module, out: Path, props: dict[str, str], samples: list[np.ndarray], atol: float
+) -> dict[str, Any]:
+    """Write ``props`` into the exported file, check parity on ``samples``; the export's summary."""
+    _write_metadata(out, props)
+    diff = check_parity(module, out, samples, atol=atol)
+    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+
+
 def export_detector(
     checkpoint: Path,
     out: Path,
@@ -130,10 +139,8 @@ def export_detector(
             **(extra or {}),
         },
     )
-    _write_metadata(out, props)
     half = sample_rgb[:, : sample_rgb.shape[1] // 64 * 32 or 32, : sample_rgb.shape[2] // 64 * 32 or 32]
-    diff = check_parity(module, out, [sample_rgb, np.ascontiguousarray(half)], atol=1e-3)
-    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+    return _write_and_check(module, out, props, [sample_rgb, np.ascontiguousarray(half)], atol=1e-3)
 
 
 def export_recognizer(
@@ -170,10 +177,8 @@ def export_recognizer(
             **(extra or {}),
         },
     )
-    _write_metadata(out, props)
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(8, sample_gray.shape[3] // 16 * 8)])
-    diff = check_parity(module, out, [sample_gray, narrow], atol=2e-3)
-    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+    return _write_and_check(module, out, props, [sample_gray, narrow], atol=2e-3)
 
 
 def export_restorer(
@@ -220,7 +225,5 @@ def export_restorer(
             **(extra or {}),
         },
     )
-    _write_metadata(out, props)
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(RESTORER_MULTIPLE, sample_gray.shape[3] // 16 * 8)])
-    diff = check_parity(module, out, [sample_gray, narrow], atol=1e-3)
-    return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
+    return _write_and_check(module, out, props, [sample_gray, narrow], atol=1e-3)

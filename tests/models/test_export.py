@@ -35,13 +35,20 @@ def test_inference_refuses_a_model_without_metadata(tiny_models, tmp_path):
         load_model(stripped, "line_recognition")
 
 
-def test_export_fails_when_onnxruntime_disagrees(tmp_path, monkeypatch):
+@pytest.mark.parametrize("network", ["detector", "restorer"])
+def test_export_fails_when_onnxruntime_disagrees(tmp_path, network):
     from marktrace.models import export as export_module
     from marktrace.models.networks.detector import DetectorForExport, build_detector
+    from marktrace.models.networks.restorer import RestorerForExport, build_restorer
 
-    module = DetectorForExport(build_detector("tiny")).eval()
-    sample = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
-    path = tmp_path / "det.onnx"
+    rng = np.random.default_rng(0)
+    if network == "detector":
+        module = DetectorForExport(build_detector("tiny")).eval()
+        sample = rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    else:
+        module = RestorerForExport(build_restorer("tiny")).eval()
+        sample = rng.integers(0, 255, (1, 1, 32, 64), dtype=np.uint8)
+    path = tmp_path / f"{network}.onnx"
     torch.onnx.export(module, (torch.from_numpy(sample),), str(path), input_names=["pixels"], opset_version=17,
                       dynamo=False)
 
