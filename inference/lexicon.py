@@ -14,8 +14,8 @@ character, of how much less likely the phrase is than what was decoded: 1.0 when
 reads it. Letters match either case; spaces and punctuation of a phrase may be skipped (up to three in
 a row), since they are often lost on worn metal.
 
-Phrases of similar length are aligned together in one flat state array (one numpy pass per time
-step); a cheap upper bound (each letter at its best step of the line) skips phrases that cannot reach
+All phrases are aligned together in one flat state array (one numpy pass per time step); a
+cheap upper bound (each letter at its best step of the line) skips phrases that cannot reach
 the score asked for. Use :class:`LexiconSpotter` once per lexicon and charset, :meth:`LexiconSpotter.spot`
 per line; :func:`fill_manufacturer` is the reader's use of it.
 """
@@ -134,13 +134,13 @@ class _Group:
         self.pair_a = np.asarray([a for (a, _), _ in ordered], dtype=np.int64)
         self.pair_b = np.asarray([b for (_, b), _ in ordered], dtype=np.int64)
 
-    def spot(self, probs: np.ndarray, log_max: np.ndarray, floor: float) -> list[Spot]:
+    def spot(self, probs: np.ndarray, log_max: np.ndarray, floor: float, low: int, high: int) -> list[Spot]:
         merged = probs[:, self.pair_a] + np.where(self.pair_b != self.pair_a, probs[:, self.pair_b], 0.0)
         ratios = np.minimum(np.log(merged) - log_max[:, None], 0.0)  # (T, pairs); both cases together may pass 0
         # Every letter or digit of a phrase takes at least one step, at no better than its best ratio on the
         # line, and no step adds more than 0: phrases whose bound is under ``floor`` cannot reach it.
         bound = (self.pair_counts @ ratios.max(axis=0)) / self.alnum
-        keep = np.flatnonzero(bound >= floor)
+        keep = np.flatnonzero((bound >= floor) & (self.alnum >= low) & (self.alnum <= high))
         if keep.size == 0:
             return []
         sel = np.concatenate([np.arange(self.starts[i], self.starts[i] + self.sizes[i]) for i in keep])
@@ -181,12 +181,9 @@ class _Group:
 class LexiconSpotter:
     """CTC alignment of many phrases at once against one line's per-step probabilities.
 
-    Phrases are grouped by their number of letters and digits, so a line is only aligned with the
-    phrases whose length can matter (see :meth:`spot`).
+    All phrases share one flat state array; per line, only the phrases whose length fits and whose upper
+    bound can reach the floor asked for are aligned, in a single pass over the time steps (see :meth:`spot`).
     """
-
-    BUCKETS = (4, 6, 8, 10, 13, 17, 23)
-    """Lower edges of the phrase-length groups (letters and digits)."""
 
     def __init__(self, phrases: Iterable[str], charset: str, blank: int = 0) -> None:
         """Index ``phrases`` for the recognizer's ``charset``.
@@ -206,16 +203,7 @@ class LexiconSpotter:
             seen.add(phrase)
             kept.append(phrase)
         self.phrases: tuple[str, ...] = tuple(kept)
-        by_bucket: dict[int, list[str]] = {}
-        for phrase in kept:
-            n = sum(ch.isalnum() for ch in phrase)
-            by_bucket.setdefault(max(b for b in self.BUCKETS if b <= n), []).append(phrase)
-        edges = [*self.BUCKETS, 10**9]
-        self._groups = [
-            (low, edges[i + 1] - 1, _Group(by_bucket[low], index, blank))
-            for i, low in enumerate(self.BUCKETS)
-            if low in by_bucket
-        ]
+        self._group = _Group(kept, index, blank) if kept else None
 
     def __len__(self) -> int:
         return len(self.phrases)
@@ -229,15 +217,12 @@ class LexiconSpotter:
         that can score ``floor`` or better (a cheap upper bound skips the others); phrases that cannot
         fit the line are left out.
         """
-        if probs.ndim != 2 or probs.shape[0] == 0:
+        if probs.ndim != 2 or probs.shape[0] == 0 or self._group is None:
             return []
         top = max_alnum if max_alnum is not None else 10**9
         p = np.clip(probs.astype(np.float64), 1e-12, None)
         log_max = np.log(p.max(axis=1))
-        spots: list[Spot] = []
-        for low, high, group in self._groups:
-            if high >= min_alnum and low <= top:
-                spots += [s for s in group.spot(p, log_max, floor) if min_alnum <= s.alnum <= top]
+        spots = self._group.spot(p, log_max, floor, min_alnum, top)
         spots.sort(key=lambda s: -s.score)
         return spots
 
@@ -266,6 +251,10 @@ MIN_SCORE = -0.7
 """A maker phrase is taken only when its mean log-ratio per character is at least this (``exp`` = 0.50)."""
 MIN_PHRASE_ALNUM = 5
 """... has at least this many letters and digits (shorter marks match noise too often),"""
+SHORT_PHRASE_ALNUM = 6
+MIN_SCORE_SHORT = -0.3
+"""... scores at least this when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a five- or six-letter
+mark fits a garbled short line at -0.4 to -0.7 per letter far more often than a long one does),"""
 MIN_MARGIN = 0.15
 """... beats the best phrase of any other maker by this much per character,"""
 MIN_COVER = 0.5
@@ -288,16 +277,22 @@ class MakerLexicon:
                 self.owners.setdefault(ascii_upper(mark).strip(" .,;:-/'&"), set()).add(maker.id)
         self.spotter = LexiconSpotter(self.owners, charset)
 
-    def best(self, text: DecodedText) -> Spot | None:
-        """The maker phrase this line most likely shows, if it passes every bar above; else None."""
+    def best(self, text: DecodedText, other_letters: int = 0) -> Spot | None:
+        """The maker phrase this line most likely shows, if it passes every bar above; else None.
+
+        ``other_letters`` of the line's letters and digits are already accounted for by another field (a
+        country read on the same line, ``MADE IN ITALY``) and do not count toward :data:`MIN_COVER`.
+        """
         if text.probs is None:
             return None
         letters = sum(ch.isalnum() for ch in text.text)
-        low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * letters))
+        low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * max(letters - other_letters, 0)))
         spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN)
         if not spots or spots[0].score < MIN_SCORE:
             return None
         top = spots[0]
+        if top.alnum <= SHORT_PHRASE_ALNUM and top.score < MIN_SCORE_SHORT:
+            return None
         ids = self.owners.get(top.phrase, set())
         rival = next((s for s in spots[1:] if not self.owners.get(s.phrase, set()) & ids), None)
         if rival is not None and top.score - rival.score < MIN_MARGIN:
@@ -305,8 +300,24 @@ class MakerLexicon:
         return top
 
 
-UNCLAIMING_FIELDS = frozenset({"other_markings", "serial_obliterated"})
-"""Fields whose evidence does not make a line taken: left-over text, and the serial's quality judgement."""
+@dataclass(frozen=True)
+class Reading:
+    """One attempt's lines as the lexicon sees them.
+
+    The lines, their decodings, the record parsed from them, and the method and view that produced them.
+    """
+
+    lines: Sequence[Line]
+    decoded: Sequence[DecodedText]
+    record: dict[str, Any]
+    method: str
+    view: str
+
+
+UNCLAIMING_FIELDS = frozenset({"other_markings", "serial_obliterated", "country_of_manufacture", "manufacturer"})
+"""Fields whose evidence does not take a line from the lexicon: left-over text, the serial's quality judgement,
+a country read on the line (``KALASHNIKOV CONCERN MADE IN RUSSIA``), and, in another attempt's record, a
+maker read there."""
 
 
 def _claimed_lines(record: dict[str, Any]) -> set[str]:
@@ -329,42 +340,55 @@ def _claimed_lines(record: dict[str, Any]) -> set[str]:
     return claimed
 
 
+def _country_letters(record: dict[str, Any], line_text: str) -> int:
+    """Letters and digits of the country as marked, when ``record`` read its country on this line."""
+    country = record.get("country_of_manufacture")
+    if not isinstance(country, dict) or (country.get("evidence") or {}).get("line_text") != line_text:
+        return 0
+    return sum(ch.isalnum() for ch in str(country.get("text_as_marked") or ""))
+
+
 def fill_manufacturer(
     record: dict[str, Any],
-    lines: Sequence[Line],
-    decoded: Sequence[DecodedText],
+    readings: Sequence[Reading],
     lexicon: MakerLexicon,
     registry: Registry,
     hashes: dict[str, str],
-    method: str,
-    view: str,
 ) -> bool:
     """Fill a missing ``manufacturer`` (and a missing country) from a registry mark spotted in a line.
 
-    Only lines no field already rests on, and no import mark, are searched. The line whose best maker
-    phrase passes the bars is re-parsed with the phrase in place of the decoded span; the manufacturer
-    it yields is recorded with ``evidence.method = "lexicon"``, the text as read in ``evidence.line_text``,
-    the phrase as ``text_as_marked`` and a ``lexicon_match`` flag, at a confidence below a plain reading.
-    The record is changed in place; returns whether a manufacturer was filled.
+    ``readings`` are the attempts made on the item (direct, other scales, enhancement chains), the one the
+    record came from first; a maker line the chosen attempt misread is often read better by another. Lines
+    a field other than the maker or the country rests on (in ``record`` or in their own attempt's record)
+    and import marks are skipped. The line whose best maker phrase passes the bars, at the best score over
+    all readings, is re-parsed with the phrase in place of the decoded span; the manufacturer it yields is
+    recorded with ``evidence.method = "lexicon"``, the attempt's view, the text as read in
+    ``evidence.line_text``, the phrase as ``text_as_marked`` and a ``lexicon_match`` flag, at a confidence
+    below a plain reading. The record is changed in place; returns whether a manufacturer was filled.
     """
     from marktrace.inference.assemble import build_record
 
     if record.get("manufacturer") is not None:
         return False
     claimed = _claimed_lines(record)
-    found: tuple[Spot, int, DecodedText] | None = None
-    for i, (line, text) in enumerate(zip(lines, decoded, strict=True)):
-        if line.text in claimed or _IMPORT_LINE.search(line.text):
-            continue
-        spot = lexicon.best(text)
-        if spot is not None and (found is None or spot.score > found[0].score):
-            found = (spot, i, text)
+    found: tuple[Spot, int, Reading] | None = None
+    seen: set[str] = set()
+    for reading in readings:
+        taken = claimed | _claimed_lines(reading.record)
+        for i, (line, text) in enumerate(zip(reading.lines, reading.decoded, strict=True)):
+            if line.text in taken or line.text in seen or _IMPORT_LINE.search(line.text):
+                continue
+            seen.add(line.text)  # the same text from another attempt adds nothing but time
+            spot = lexicon.best(text, _country_letters(reading.record, line.text))
+            if spot is not None and (found is None or spot.score > found[0].score):
+                found = (spot, i, reading)
     if found is None:
         return False
-    spot, index, text = found
+    spot, index, reading = found
+    lines, text = reading.lines, reading.decoded[index]
     replaced = replace_span(text.text, text.char_steps, spot)
     changed = [*lines[:index], lines[index].model_copy(update={"text": replaced}), *lines[index + 1 :]]
-    reparsed = build_record(changed, hashes, registry, method=method, view=view)
+    reparsed = build_record(changed, hashes, registry, method=reading.method, view=reading.view)
     maker = reparsed.get("manufacturer")
     if not isinstance(maker, dict) or (maker.get("evidence") or {}).get("line_text") != replaced:
         return False

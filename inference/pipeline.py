@@ -18,7 +18,7 @@ from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_d
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad
 from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
 from marktrace.inference.items import Item
-from marktrace.inference.lexicon import MakerLexicon, fill_manufacturer
+from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.recognize import batch_line_crops
@@ -317,10 +317,12 @@ class MarkingReader:
             best = max(attempts, key=_serial_confidence)
         record = merge_alternatives(best, attempts)
         hashes = {img.path: img.sha256 for img in images}
-        if self.settings.lexicon_makers and record.get("manufacturer") is None and best.decoded:
+        # Attempts without decodings (the restorer's suggestion) are not searched.
+        readings = [Reading(a.lines, a.decoded, a.record, a.method, a.view)
+                    for a in sorted(attempts, key=lambda a: a is not best) if a.decoded]
+        if self.settings.lexicon_makers and record.get("manufacturer") is None and readings:
             t3 = time.perf_counter()
-            fill_manufacturer(record, best.lines, best.decoded, self.maker_lexicon, self.registry, hashes,
-                              best.method, best.view)
+            fill_manufacturer(record, readings, self.maker_lexicon, self.registry, hashes)
             timings["lexicon_ms"] = _ms(t3)
         timings["total_ms"] = _ms(t0)
         return ItemResult(

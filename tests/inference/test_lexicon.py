@@ -12,6 +12,7 @@ from marktrace.inference.lexicon import (
     MIN_SCORE,
     LexiconSpotter,
     MakerLexicon,
+    Reading,
     ascii_upper,
     fill_manufacturer,
     replace_span,
@@ -121,7 +122,8 @@ def test_fill_manufacturer_records_a_lexicon_match_as_a_flagged_lower_confidence
     lines = [_line(t) for t in texts]
     record = build_record(lines, {"a.png": "ab" * 32}, registry)
     assert record["manufacturer"] is None
-    assert fill_manufacturer(record, lines, texts, lexicon, registry, {"a.png": "ab" * 32}, "direct", "original")
+    assert fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry,
+                             {"a.png": "ab" * 32})
     maker = record.get("manufacturer") or {}
     assert maker["value"] == "Kalashnikov Concern (Izhmash)"
     assert maker["evidence"]["method"] == "lexicon"
@@ -145,14 +147,57 @@ def test_fill_manufacturer_leaves_read_makers_import_lines_and_claimed_lines_alo
     lines = [_line(t) for t in texts]
     record = build_record(lines, hashes, registry)
     before = record["manufacturer"]["value"]
-    assert not fill_manufacturer(record, lines, texts, lexicon, registry, hashes, "direct", "original")
+    assert not fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry,
+                                 hashes)
     assert record["manufacturer"]["value"] == before
     # The only candidate is an import mark: it names an importer, never the manufacturer.
     texts = [decoded("IMP IZMMAGH", runner_up="IMP IZHMASH")]
     lines = [_line(t) for t in texts]
     record = build_record(lines, hashes, registry)
-    assert not fill_manufacturer(record, lines, texts, lexicon, registry, hashes, "direct", "original")
+    assert not fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry,
+                                 hashes)
     assert record["manufacturer"] is None
+
+
+def test_fill_manufacturer_searches_a_line_the_country_was_read_on() -> None:
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    hashes = {"a.png": "ef" * 32}
+    texts = [decoded("IZMMAGH MADE IN RUSSIA", runner_up="IZHMASH MADE IN RUSSIA"), decoded("SN 12345")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, hashes, registry)
+    assert record["manufacturer"] is None
+    assert record["country_of_manufacture"]["evidence"]["line_text"] == texts[0].text
+    read_country = dict(record["country_of_manufacture"])
+    assert fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry, hashes)
+    assert record["manufacturer"]["value"] == "Kalashnikov Concern (Izhmash)"
+    assert record["manufacturer"]["evidence"]["line_text"] == texts[0].text
+    assert record["country_of_manufacture"] == read_country  # the country as read stays as it was
+
+
+def test_fill_manufacturer_takes_a_maker_line_from_another_attempt_but_never_its_serial_line() -> None:
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    hashes = {"a.png": "12" * 32}
+    best_texts = [decoded("SN 12345")]
+    best_lines = [_line(t) for t in best_texts]
+    record = build_record(best_lines, hashes, registry)
+    best = Reading(best_lines, best_texts, record, "direct", "original")
+    # Another attempt read the serial line as a maker-like word: a field rests on it there, so it is skipped.
+    other_texts = [decoded("IZMMAGH", runner_up="IZHMASH")]
+    other_lines = [_line(t) for t in other_texts]
+    other_record = build_record(other_lines, hashes, registry)
+    other_record["serial_number"] = {"value": "X", "evidence": {"line_text": "IZMMAGH"}}
+    assert not fill_manufacturer(record, [best, Reading(other_lines, other_texts, other_record, "chain:c", "v")],
+                                 lexicon, registry, hashes)
+    assert record["manufacturer"] is None
+    # Left free there, the other attempt's maker line fills the record, with that attempt's view as evidence.
+    other = Reading(other_lines, other_texts, build_record(other_lines, hashes, registry), "chain:clahe", "chain:clahe")
+    assert fill_manufacturer(record, [best, other], lexicon, registry, hashes)
+    maker = record["manufacturer"]
+    assert maker["value"] == "Kalashnikov Concern (Izhmash)"
+    assert maker["evidence"]["view"] == "chain:clahe" and maker["evidence"]["line_text"] == "IZMMAGH"
+    assert record["serial_number"]["value"] == "12345"  # the chosen attempt's fields are kept
 
 
 def test_the_reader_spots_makers_only_when_asked_and_none_was_read() -> None:
