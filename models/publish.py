@@ -62,43 +62,52 @@ def export_run(
 ) -> dict[str, Any]:
     """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums.
 
-    ``recognizer_run`` takes the recognizer from another run (each model records its own run and commit).
+    A network the run did not train (its steps were 0, e.g. ``cpu-recognizer-finetune``) is not exported,
+    so the shipped one stays the default. ``recognizer_run`` takes the recognizer from another run (each
+    model records its own run and commit).
     A restorer run (``task: restoration``) is handed to :func:`export_restorer_run`.
     """
     from marktrace.models.export import export_detector, export_recognizer
 
     if is_restorer_run(run):
         return export_restorer_run(run, out, version, checkpoint, register)
+    trained = trained_networks(run)
     det_commit, det_extra = _run_info(run)
     rec_source = recognizer_run or run
     rec_commit, rec_extra = _run_info(rec_source)
     det_sample, rec_sample = _parity_samples(64)
     det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
     rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
-    det = export_detector(
-        run / "checkpoints" / f"detector-{checkpoint}.pt",
-        det_file,
-        DETECTOR_NAME,
-        version,
-        det_commit,
-        det_sample,
-        extra=det_extra,
-    )
-    rec = export_recognizer(
-        rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
-        rec_file,
-        RECOGNIZER_NAME,
-        version,
-        rec_commit,
-        rec_sample,
-        extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
-    )
-    results: dict[str, Any] = {"detector": det, "recognizer": rec}
+    results: dict[str, Any] = {}
+    if "detector" in trained:
+        results["detector"] = export_detector(
+            run / "checkpoints" / f"detector-{checkpoint}.pt",
+            det_file,
+            DETECTOR_NAME,
+            version,
+            det_commit,
+            det_sample,
+            extra=det_extra,
+        )
+    if recognizer_run is not None or "recognizer" in trained:
+        results["recognizer"] = export_recognizer(
+            rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
+            rec_file,
+            RECOGNIZER_NAME,
+            version,
+            rec_commit,
+            rec_sample,
+            extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
+        )
+    if not results:
+        raise ValueError(f"{run}: the run trained neither network (detector and recognizer steps are 0)")
     entries = []
     for key, path, task in (
         ("detector", det_file, "line_detection"),
         ("recognizer", rec_file, "line_recognition"),
     ):
+        if key not in results:
+            continue
         digest = sha256_file(path)
         results[key]["sha256"] = digest
         results[key].pop("metadata", None)
@@ -117,6 +126,22 @@ def export_run(
     if register:
         update_registry(out, entries)
     return results
+
+
+def trained_networks(run: Path) -> set[str]:
+    """The networks a detector-and-recognizer run trained: those whose resolved config asks for steps.
+
+    A run folder without a readable config counts as having trained both (older runs).
+    """
+    config = run / "config.yaml"
+    if not config.is_file():
+        return {"detector", "recognizer"}
+    import yaml
+
+    data = yaml.safe_load(config.read_text()) or {}
+    return {
+        name for name in ("detector", "recognizer") if int((data.get(name) or {}).get("steps", 1)) > 0
+    }
 
 
 def is_restorer_run(run: Path) -> bool:

@@ -59,3 +59,31 @@ def test_export_fails_when_onnxruntime_disagrees(tmp_path, network):
     with pytest.raises(export_module.ExportParityError, match="differs from torch"):
         export_module.check_parity(Drifted(), path, [sample], atol=1e-3)
     assert not path.exists(), "a model that failed parity must not be left behind"
+
+
+def test_a_run_that_trained_only_the_recognizer_exports_only_the_recognizer(tiny_run, tiny_models, tmp_path):
+    import json
+    import shutil
+
+    import yaml
+
+    from marktrace.models.publish import export_run, trained_networks
+
+    run = tmp_path / "recognizer-only"
+    shutil.copytree(tiny_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["detector"]["steps"] = 0
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert trained_networks(run) == {"recognizer"}
+    out = tmp_path / "shipped"
+    shutil.copytree(tiny_models["dir"], out)
+    results = export_run(run, out, "0.0.2")
+    assert set(results) == {"recognizer"}
+    assert not (out / "marktrace-line-detector-v0.0.2.onnx").exists()
+    registry = json.loads((out / "registry.json").read_text())["models"]
+    defaults = {m["task"]: m["version"] for m in registry if m.get("default")}
+    assert defaults == {"line_detection": "0.0.1", "line_recognition": "0.0.2"}
+    config["recognizer"]["steps"] = 0
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="trained neither network"):
+        export_run(run, out, "0.0.3")
