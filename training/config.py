@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from marktrace.datasets.synth import SynthConfig
 
@@ -78,6 +78,22 @@ class TrainConfig(_Frozen):
     real_data: list[Path] = Field(default_factory=list)
     """Folders in the datasets format with labelled real photos, mixed in when given."""
     real_fraction: float = 0.3
+    enhanced_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of photos passed through one of ``enhance_chains`` before their crops are cut: the reader
+    reads unsure photos through these chains (``inference/enhance/chains.yaml``), so both networks should
+    know how a chain's output looks."""
+    enhance_chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
+
+    @field_validator("enhance_chains")
+    @classmethod
+    def _known_chains(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from marktrace.inference.enhance.chains import default_chains
+
+        unknown = sorted(set(names) - set(default_chains()))
+        if unknown or not names:
+            raise ValueError(f"unknown enhancement chains {unknown}; known: {', '.join(sorted(default_chains()))}")
+        return names
+
     eval_images: int = 200
     eval_every: int = 500
     log_every: int = 50

@@ -120,6 +120,14 @@ def make_photo_sample(
     return PhotoSample(det_image[:, :, ::-1].copy(), target, weight, crops)
 
 
+def enhanced_copy(image_bgr: np.ndarray, chain: str) -> np.ndarray:
+    """``image_bgr`` through the reader's enhancement chain ``chain``, as a 3-channel image (geometry unchanged)."""
+    from marktrace.inference.enhance.chains import get_chain, run_chain
+
+    out = run_chain(image_bgr, get_chain(chain))
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR) if out.ndim == 2 else out
+
+
 def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]]:
     """Labelled real photos (datasets format) that have line polygons."""
     entries = []
@@ -180,6 +188,8 @@ class PhotoStream(IterableDataset[PhotoSample]):
                 marking = render_marking(int(seed % (2**31)), self.synth_config(rng))
                 image = marking.image
                 lines = [(ln.polygon, ln.text) for ln in marking.lines]
+            if self.cfg.enhanced_fraction > 0 and rng.random() < self.cfg.enhanced_fraction:
+                image = enhanced_copy(image, self.cfg.enhance_chains[int(rng.integers(len(self.cfg.enhance_chains)))])
             for _ in range(self.cfg.samples_per_photo):
                 yield make_photo_sample(image, lines, self.cfg, rng, self.charset)
 

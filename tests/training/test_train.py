@@ -88,3 +88,23 @@ def test_training_continues_from_exported_onnx_files(tiny_models, tmp_path):
     with torch.no_grad():
         got = DetectorForExport(net).eval()(torch.from_numpy(pixels)).numpy()
     assert np.abs(got - expected).max() < 1e-3
+
+
+def test_enhanced_fraction_feeds_photos_through_the_readers_chains():
+    from marktrace.inference.enhance.chains import get_chain, run_chain
+    from marktrace.training.data import PhotoStream, enhanced_copy
+
+    cfg = load_config("tiny")
+    plain = next(iter(PhotoStream(cfg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+    assert not np.array_equal(plain.det_image[..., 0], plain.det_image[..., 1])  # a colour photo
+    enhanced = next(iter(PhotoStream(cfg.model_copy(update={"enhanced_fraction": 1.0}),
+                                     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+    assert np.array_equal(enhanced.det_image[..., 0], enhanced.det_image[..., 1])  # a chain's gray output
+    photo = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    copy = enhanced_copy(photo, "flatten_clahe")
+    assert copy.shape == photo.shape
+    assert np.array_equal(copy[..., 2], run_chain(photo, get_chain("flatten_clahe")))
+    with pytest.raises(ValueError):
+        load_config("tiny", {"enhanced_fraction": 1.5})
+    with pytest.raises(ValueError, match="unknown enhancement chains"):
+        load_config("tiny", {"enhance_chains": ["no-such-chain"]})
