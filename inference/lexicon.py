@@ -252,9 +252,9 @@ MIN_SCORE = -0.7
 MIN_PHRASE_ALNUM = 5
 """... has at least this many letters and digits (shorter marks match noise too often),"""
 SHORT_PHRASE_ALNUM = 6
-MIN_SCORE_SHORT = -0.3
-"""... scores at least this when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a five- or six-letter
-mark fits a garbled short line at -0.4 to -0.7 per letter far more often than a long one does),"""
+MIN_MARGIN_SHORT = 0.5
+"""... by this much when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a garbled short line fits
+several five- or six-letter marks about equally well; a short mark is taken only when it clearly wins),"""
 MIN_MARGIN = 0.15
 """... beats the best phrase of any other maker by this much per character,"""
 MIN_COVER = 0.5
@@ -287,15 +287,16 @@ class MakerLexicon:
             return None
         letters = sum(ch.isalnum() for ch in text.text)
         low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * max(letters - other_letters, 0)))
-        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN)
+        margin = max(MIN_MARGIN, MIN_MARGIN_SHORT)
+        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - margin)
         if not spots or spots[0].score < MIN_SCORE:
             return None
         top = spots[0]
-        if top.alnum <= SHORT_PHRASE_ALNUM and top.score < MIN_SCORE_SHORT:
-            return None
+        if top.alnum > SHORT_PHRASE_ALNUM:
+            margin = MIN_MARGIN
         ids = self.owners.get(top.phrase, set())
         rival = next((s for s in spots[1:] if not self.owners.get(s.phrase, set()) & ids), None)
-        if rival is not None and top.score - rival.score < MIN_MARGIN:
+        if rival is not None and top.score - rival.score < margin:
             return None
         return top
 
@@ -398,6 +399,12 @@ def fill_manufacturer(
         "note": "the read text was matched to a registry mark from the recognizer's character probabilities; "
         "check the photo",
     }
+    country = reparsed.get("country_of_manufacture")
+    if not isinstance(country, dict) or (country.get("evidence") or {}).get("line_text") != replaced:
+        # Read on another line of that attempt: not taken; the maker's line alone gives its country (as
+        # read there, or the maker's registry country, labelled as such).
+        alone = build_record([changed[index]], hashes, registry, method=reading.method, view=reading.view)
+        reparsed = {**reparsed, "country_of_manufacture": alone.get("country_of_manufacture")}
     for key in ("manufacturer", "country_of_manufacture"):
         value = reparsed.get(key)
         if record.get(key) is not None or not isinstance(value, dict):

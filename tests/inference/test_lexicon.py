@@ -191,13 +191,39 @@ def test_fill_manufacturer_takes_a_maker_line_from_another_attempt_but_never_its
     assert not fill_manufacturer(record, [best, Reading(other_lines, other_texts, other_record, "chain:c", "v")],
                                  lexicon, registry, hashes)
     assert record["manufacturer"] is None
-    # Left free there, the other attempt's maker line fills the record, with that attempt's view as evidence.
+    # Left free there, the other attempt's maker line fills the record, with that attempt's view as evidence;
+    # a country read on another line of that attempt is not taken, the maker's registry country is.
+    other_texts = [other_texts[0], decoded("MADE IN CHINA")]
+    other_lines = [_line(t) for t in other_texts]
     other = Reading(other_lines, other_texts, build_record(other_lines, hashes, registry), "chain:clahe", "chain:clahe")
+    assert other.record["country_of_manufacture"]["value"] == "CN"
     assert fill_manufacturer(record, [best, other], lexicon, registry, hashes)
     maker = record["manufacturer"]
     assert maker["value"] == "Kalashnikov Concern (Izhmash)"
     assert maker["evidence"]["view"] == "chain:clahe" and maker["evidence"]["line_text"] == "IZMMAGH"
+    country = record["country_of_manufacture"]
+    assert country["value"] == "RU" and country["evidence"]["method"] == "registry_fallback"
     assert record["serial_number"]["value"] == "12345"  # the chosen attempt's fields are kept
+
+
+def test_a_short_mark_must_clearly_beat_other_makers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import marktrace.inference.lexicon as lexicon_module
+
+    lexicon = MakerLexicon(load_registry(), CHARSET)
+
+    def read(second_d: float) -> DecodedText:
+        # MAUSEN decoded: R is the runner-up of the N (MAUSER), D a weaker runner-up of the U (MADSEN).
+        probs = line_probs("MAUSEN", runner_up="MAUSER", second=0.4)
+        probs[1 + 3 * 2, CHARSET.index("D") + 1] = second_d
+        return greedy_decode(probs / probs.sum(axis=1, keepdims=True), CHARSET)
+
+    clear = lexicon.best(read(0.0001))
+    assert clear is not None and clear.phrase == "MAUSER"  # no other maker near: taken
+    close = read(0.12)  # MADSEN about 0.2 per letter behind MAUSER: enough for a long mark, not a short one
+    assert lexicon.best(close) is None
+    monkeypatch.setattr(lexicon_module, "MIN_MARGIN_SHORT", lexicon_module.MIN_MARGIN)
+    spot = lexicon.best(close)
+    assert spot is not None and spot.phrase == "MAUSER"
 
 
 def test_the_reader_spots_makers_only_when_asked_and_none_was_read() -> None:
