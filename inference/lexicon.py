@@ -143,11 +143,31 @@ class _Group:
         keep = np.flatnonzero((bound >= floor) & (self.alnum >= low) & (self.alnum <= high))
         if keep.size == 0:
             return []
+        # Scores of every phrase left, then the spans (where each alignment starts) of those that reach the
+        # floor only: tracking where a path began costs as much again per step, and few phrases get there.
+        best, _, _ = self._viterbi(ratios, keep, track=False)
+        passed = keep[np.isfinite(best) & (best / self.alnum[keep] >= floor)]
+        if passed.size == 0:
+            return []
+        best, best_start, best_end = self._viterbi(ratios, passed, track=True)
+        per_char = best / self.alnum[passed]
+        return [
+            Spot(self.phrases[i], float(per_char[j]), int(best_start[j]), int(best_end[j]), int(self.alnum[i]))
+            for j, i in enumerate(passed)
+        ]
+
+    def _viterbi(
+        self, ratios: np.ndarray, keep: np.ndarray, track: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Best alignment score of each phrase in ``keep`` (free start and end).
+
+        With ``track``, also the first and last step of each best alignment (else zeros).
+        """
         sel = np.concatenate([np.arange(self.starts[i], self.starts[i] + self.sizes[i]) for i in keep])
         n_states = sel.size
         remap = np.full(len(self.labels) + 1, n_states, dtype=np.int64)
         remap[sel] = np.arange(n_states)
-        preds = remap[self.preds[:, sel]]
+        preds = np.ascontiguousarray(remap[self.preds[:, sel]])  # C order: the per-step max runs along rows
         labels = self.labels[sel]
         is_start = self.is_start[sel]
         ends = remap[self.ends[keep]]
@@ -157,25 +177,24 @@ class _Group:
         best_start = np.zeros(keep.size, dtype=np.int64)
         best_end = np.zeros(keep.size, dtype=np.int64)
         cols = np.arange(n_states)
-        for t in range(probs.shape[0]):
+        for t in range(ratios.shape[0]):
             candidates = score[preds]  # (width, states)
-            arg = candidates.argmax(axis=0)
-            prev = candidates[arg, cols]
-            origin = begun[preds[arg, cols]]
+            if track:
+                arg = candidates.argmax(axis=0)
+                prev = candidates[arg, cols]
+                origin = begun[preds[arg, cols]]
+            else:
+                prev = candidates.max(axis=0)
             fresh = is_start & (prev < 0.0)  # the line before the span costs nothing
             score[:n_states] = np.where(fresh, 0.0, prev) + ratios[t, labels]
-            begun[:n_states] = np.where(fresh, t, origin)
             at_end = score[ends]
-            better = at_end > best
-            best = np.where(better, at_end, best)
-            best_start = np.where(better, begun[ends], best_start)
-            best_end = np.where(better, t, best_end)
-        per_char = best / self.alnum[keep]
-        return [
-            Spot(self.phrases[i], float(per_char[j]), int(best_start[j]), int(best_end[j]), int(self.alnum[i]))
-            for j, i in enumerate(keep)
-            if np.isfinite(per_char[j])
-        ]
+            if track:
+                begun[:n_states] = np.where(fresh, t, origin)
+                better = at_end > best
+                best_start = np.where(better, begun[ends], best_start)
+                best_end = np.where(better, t, best_end)
+            best = np.maximum(best, at_end)
+        return best, best_start, best_end
 
 
 class LexiconSpotter:
@@ -215,7 +234,7 @@ class LexiconSpotter:
 
         Only phrases with ``min_alnum`` to ``max_alnum`` letters and digits are aligned, and only those
         that can score ``floor`` or better (a cheap upper bound skips the others); phrases that cannot
-        fit the line are left out.
+        fit the line or score under ``floor`` are left out.
         """
         if probs.ndim != 2 or probs.shape[0] == 0 or self._group is None:
             return []

@@ -244,3 +244,13 @@ def test_the_reader_spots_makers_only_when_asked_and_none_was_read() -> None:
     off = MarkingReader.from_settings(ReaderSettings(threads=1, enhance=False, lexicon_makers=False))
     assert on.record["manufacturer"] is None and "lexicon_ms" in on.timings_ms
     assert "lexicon_ms" not in off.read_loaded("p", [image], None).timings_ms
+
+
+def test_a_floor_only_leaves_out_phrases_under_it_and_changes_no_alignment() -> None:
+    spotter = MakerLexicon(load_registry(), CHARSET).spotter
+    probs = line_probs("SNIGE ANMS MADE IN USA", runner_up="SAVGE ARMS MADE IN USA", second=0.4)
+    everything = spotter.spot(probs)
+    floored = spotter.spot(probs, floor=-1.0)
+    assert floored and len(floored) < len(everything)
+    assert floored == [s for s in everything if s.score >= -1.0]  # same phrases, scores and spans
+    assert floored[0].phrase.startswith("SAV") and floored[0].start > 0
