@@ -97,8 +97,9 @@ class ReaderSettings:
     """ONNX restorer; ``None`` uses the shipped default (checksum verified). Loaded on first use only."""
     lexicon_makers: bool = True
     """When no maker was read, look for the registry's manufacturer marks in the recognizer's character
-    probabilities of the unclaimed lines (``inference/lexicon.py``): a match fills ``manufacturer`` with
-    ``evidence.method = "lexicon"``, a ``lexicon_match`` flag and a lowered confidence."""
+    probabilities of the lines no field but the country rests on, over every attempt made on the photo
+    (``inference/lexicon.py``): a match fills ``manufacturer`` with ``evidence.method = "lexicon"``, the
+    attempt's view, a ``lexicon_match`` flag and a lowered confidence."""
 
     def resolved_variant(self) -> str:
         """The variant ``auto`` stands for with these providers (others are returned as given)."""
