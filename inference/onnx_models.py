@@ -112,10 +112,16 @@ def parse_metadata(path: str, props: dict[str, str], expected_task: str | None =
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """CPU session options: ``threads`` intra-op threads (default: all cores), sequential execution."""
+    """CPU session options: ``threads`` intra-op threads (default: all cores), sequential execution.
+
+    The intra-op threads do not spin while waiting for work: between two runs the reader does its own
+    work in Python (cropping, decoding, parsing, lexicon), and spinning threads took the cores it needs
+    (measured on 2 cores, held-out clean photos: 97 -> 58 ms CPU and 49 -> 40 ms wall per photo).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads is not None else (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return options

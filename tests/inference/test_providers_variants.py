@@ -57,3 +57,11 @@ def test_auto_variant_is_int8_on_cpu_and_fp32_with_a_gpu_provider() -> None:
     assert ReaderSettings(variant="fp32").resolved_variant() == "fp32"
     default = MarkingReader.from_settings(ReaderSettings(threads=1))
     assert Path(default.detector.meta.path).name == default_model("line_detection", variant="int8").file
+
+
+def test_session_threads_do_not_spin_between_runs() -> None:
+    from marktrace.inference.onnx_models import session_options
+
+    options = session_options(2)
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
