@@ -270,12 +270,12 @@ MIN_SCORE = -0.7
 """A maker phrase is taken only when its mean log-ratio per character is at least this (``exp`` = 0.50)."""
 MIN_PHRASE_ALNUM = 5
 """... has at least this many letters and digits (shorter marks match noise too often),"""
-SHORT_PHRASE_ALNUM = 6
-MIN_MARGIN_SHORT = 0.5
-"""... by this much when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a garbled short line fits
-several five- or six-letter marks about equally well; a short mark is taken only when it clearly wins),"""
 MIN_MARGIN = 0.15
 """... beats the best phrase of any other maker by this much per character,"""
+SHORT_PHRASE_ALNUM = 6
+MIN_MARGIN_SHORT = 0.5
+"""... or by this much when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a garbled short line
+fits several five- or six-letter marks about equally well; a short mark is taken only when it clearly wins),"""
 MIN_COVER = 0.5
 """... and accounts for at least this share of the line's decoded letters and digits."""
 CONFIDENCE_WEIGHT = 0.6
@@ -306,13 +306,12 @@ class MakerLexicon:
             return None
         letters = sum(ch.isalnum() for ch in text.text)
         low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * max(letters - other_letters, 0)))
-        margin = max(MIN_MARGIN, MIN_MARGIN_SHORT)
-        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - margin)
+        # Rivals are needed down to the widest margin below the best acceptable score.
+        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN_SHORT)
         if not spots or spots[0].score < MIN_SCORE:
             return None
         top = spots[0]
-        if top.alnum > SHORT_PHRASE_ALNUM:
-            margin = MIN_MARGIN
+        margin = MIN_MARGIN_SHORT if top.alnum <= SHORT_PHRASE_ALNUM else MIN_MARGIN
         ids = self.owners.get(top.phrase, set())
         rival = next((s for s in spots[1:] if not self.owners.get(s.phrase, set()) & ids), None)
         if rival is not None and top.score - rival.score < margin:
@@ -419,7 +418,8 @@ def fill_manufacturer(
         "check the photo",
     }
     country = reparsed.get("country_of_manufacture")
-    if not isinstance(country, dict) or (country.get("evidence") or {}).get("line_text") != replaced:
+    on_line = isinstance(country, dict) and (country.get("evidence") or {}).get("line_text") == replaced
+    if record.get("country_of_manufacture") is None and not on_line:
         # Read on another line of that attempt: not taken; the maker's line alone gives its country (as
         # read there, or the maker's registry country, labelled as such).
         alone = build_record([changed[index]], hashes, registry, method=reading.method, view=reading.view)

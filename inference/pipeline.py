@@ -318,11 +318,11 @@ class MarkingReader:
             best = max(attempts, key=_serial_confidence)
         record = merge_alternatives(best, attempts)
         hashes = {img.path: img.sha256 for img in images}
-        # Attempts without decodings (the restorer's suggestion) are not searched.
-        readings = [Reading(a.lines, a.decoded, a.record, a.method, a.view)
-                    for a in sorted(attempts, key=lambda a: a is not best) if a.decoded]
-        if self.settings.lexicon_makers and record.get("manufacturer") is None and readings:
+        if self.settings.lexicon_makers and record.get("manufacturer") is None:
             t3 = time.perf_counter()
+            # The chosen attempt first; attempts without decodings (the restorer's suggestion) are not searched.
+            readings = [Reading(a.lines, a.decoded, a.record, a.method, a.view)
+                        for a in sorted(attempts, key=lambda a: a is not best) if a.decoded]
             fill_manufacturer(record, readings, self.maker_lexicon, self.registry, hashes)
             timings["lexicon_ms"] = _ms(t3)
         timings["total_ms"] = _ms(t0)
