@@ -71,7 +71,7 @@ def pad_quad(q: np.ndarray, px: float, py: float) -> np.ndarray:
 
 
 def reading_direction(corners: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
-    """Section 4.3.6: along the long axis, signed by the predicted direction (squarish cores: as predicted)."""
+    """Section 4.3.8: along the long axis, signed by the predicted direction (squarish cores: as predicted)."""
     edges = [corners[1] - corners[0], corners[2] - corners[1]]
     lengths = [float(np.hypot(*e)) for e in edges]
     k = int(np.argmax(lengths))
@@ -86,7 +86,7 @@ def reading_direction(corners: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, f
 
 
 def order_quad(corners: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Section 4.3.7: corners as top-left, top-right, bottom-right, bottom-left for a reader."""
+    """Section 4.3.8: corners as top-left, top-right, bottom-right, bottom-left for a reader."""
     up = np.array([d[1], -d[0]])
     top = list(np.argsort(-(corners @ up), kind="stable")[:2])
     bottom = [i for i in range(4) if i not in top]
@@ -96,11 +96,42 @@ def order_quad(corners: np.ndarray, d: np.ndarray) -> np.ndarray:
     return corners[[tl, tr, br, bl]]
 
 
+def line_geometry(meta: dict[str, str]) -> dict[str, float]:
+    """Section 4.3.7: the core-to-line calibration, or the inverse of the training shrink without one."""
+    if "line_geometry" in meta:
+        return {k: float(v) for k, v in json.loads(meta["line_geometry"]).items()}
+    shrink = float(meta["core_shrink"])
+    return {"height_per_core": 1 / (1 - 2 * shrink), "height_offset": 0.0, "length_per_core": 1.0,
+            "length_per_height": 2 * shrink, "length_offset": 0.0}
+
+
+def line_rectangle(points: np.ndarray, geo: dict[str, float]) -> np.ndarray:
+    """Sections 4.3.5-4.3.7: axis, median core shape, grown to the line; corners in map cells."""
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(points.astype(np.float32))
+    box = cv2.boxPoints(((cx, cy), (rw + 1.0, rh + 1.0), angle)).astype(np.float64)
+    edges = [box[1] - box[0], box[2] - box[1]]
+    a = unit(edges[int(np.argmax([np.hypot(*e) for e in edges]))])
+    if a[0] < -1e-6 or (abs(a[0]) <= 1e-6 and a[1] < 0):
+        a = -a
+    n = np.array([-a[1], a[0]])
+    u, w = points @ a, points @ n
+    k = np.floor(u - u.min() + 0.5).astype(np.int64)
+    counts, sums = np.bincount(k), np.bincount(k, weights=w)
+    present = counts > 0
+    t = float(np.median(counts[present]))
+    m = float(len(counts))
+    c = a * (u.min() + (m - 1) / 2) + n * float(np.median(sums[present] / counts[present]))
+    height = max(geo["height_per_core"] * t + geo["height_offset"], 1.0)
+    length = max(geo["length_per_core"] * m + geo["length_per_height"] * height + geo["length_offset"], height)
+    ha, hn = a * length / 2, n * height / 2
+    return np.stack([c - ha - hn, c + ha - hn, c + ha + hn, c - ha + hn])
+
+
 def detect(session: ort.InferenceSession, meta: dict[str, str], rgb: np.ndarray) -> list[dict[str, Any]]:
     """Sections 2-4: line quads in photo pixels, with score and direction confidence."""
     tensor, scale = detector_input(rgb, int(meta["long_side"]))
     maps = session.run(None, {session.get_inputs()[0].name: tensor})[0][0]
-    stride, shrink = int(meta["stride"]), float(meta["core_shrink"])
+    stride, geo = int(meta["stride"]), line_geometry(meta)
     binary = (maps[0] > float(meta["threshold"])).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     lines = []
@@ -112,12 +143,9 @@ def detect(session: ort.InferenceSession, meta: dict[str, str], rgb: np.ndarray)
         if score < float(meta["min_score"]):
             continue
         v = np.array([maps[1, ys, xs].mean(), maps[2, ys, xs].mean()])
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32) + 0.5)
-        corners = cv2.boxPoints(((cx, cy), (rw + 1.0, rh + 1.0), angle)).astype(np.float64)
+        corners = line_rectangle(np.stack([xs, ys], 1).astype(np.float64) + 0.5, geo)
         d, conf = reading_direction(corners, v)
-        core = order_quad(corners * stride, d)
-        f = shrink / (1 - 2 * shrink)
-        lines.append({"quad": pad_quad(core, f, f) * scale, "score": score, "conf": conf})
+        lines.append({"quad": order_quad(corners * stride, d) * scale, "score": score, "conf": conf})
     return lines
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
 
-from marktrace.inference.geometry import Quad, order_quad, pad_quad
+from marktrace.inference.geometry import Quad, order_quad
 
 CORE_SHRINK = 0.25
 """The detector is trained on line cores: each line shrunk by this many line heights on every side."""
@@ -47,13 +48,6 @@ def prepare_detector_input(image_bgr: np.ndarray, long_side: int, multiple: int 
     return DetectorInput(tensor=np.ascontiguousarray(rgb[None]), scale=1.0 / scale)
 
 
-def core_to_line_quad(core: Quad) -> Quad:
-    """Grow a detected core back to the full line (inverse of the training shrink)."""
-    # The core's height is (1 - 2 * CORE_SHRINK) line heights; pad_quad works in core heights.
-    factor = CORE_SHRINK / (1 - 2 * CORE_SHRINK)
-    return pad_quad(core, factor, factor)
-
-
 LONG_LINE_ASPECT = 1.5
 """A core longer than this many times its height reads along its long axis."""
 
@@ -80,6 +74,91 @@ def reading_direction(corners: np.ndarray, predicted: tuple[float, float]) -> tu
     return (float(axis[0]), float(axis[1])), abs(agreement)
 
 
+@dataclass(frozen=True)
+class LineGeometry:
+    """How a detected line core (in map pixels) grows back to the whole line.
+
+    ``height = height_per_core * thickness + height_offset`` and
+    ``length = length_per_core * core_length + length_per_height * height + length_offset``, where
+    ``thickness`` is the median thickness of the core's columns across the line and ``core_length`` its
+    extent along it. The defaults are the exact inverse of the training shrink (:data:`CORE_SHRINK`). A
+    trained detector's map is blurrier than its targets (thresholded cores come out fatter and longer), so
+    ``marktrace models calibrate`` fits these five numbers on synthetic markings and stores them in the
+    ONNX metadata (``line_geometry``); inference reads them from there.
+    """
+
+    height_per_core: float = 1.0 / (1.0 - 2.0 * CORE_SHRINK)
+    height_offset: float = 0.0
+    length_per_core: float = 1.0
+    length_per_height: float = 2.0 * CORE_SHRINK
+    length_offset: float = 0.0
+
+    def to_json(self) -> str:
+        """The metadata value (a JSON object of the five numbers)."""
+        return json.dumps({k: round(float(v), 4) for k, v in asdict(self).items()}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LineGeometry:
+        """Parse the metadata value; raises ``ValueError`` on a malformed or implausible one."""
+        values = json.loads(text)
+        if not isinstance(values, dict) or set(values) != {f.name for f in fields(cls)}:
+            raise ValueError(f"line_geometry must be an object with keys {sorted(f.name for f in fields(cls))}")
+        geometry = cls(**{k: float(v) for k, v in values.items()})
+        if not (0.1 <= geometry.height_per_core <= 10 and 0.1 <= geometry.length_per_core <= 10):
+            raise ValueError(f"line_geometry slopes out of range: {geometry}")
+        return geometry
+
+    def line_size(self, thickness: float, core_length: float) -> tuple[float, float]:
+        """(length, height) of the line, in map pixels, for a core's thickness and length."""
+        height = max(self.height_per_core * thickness + self.height_offset, 1.0)
+        length = self.length_per_core * core_length + self.length_per_height * height + self.length_offset
+        return max(length, height), height
+
+
+@dataclass(frozen=True)
+class CoreShape:
+    """A thresholded core measured column by column along its long axis (map pixels)."""
+
+    axis: np.ndarray
+    """float64 unit vector along the core's long side (pointing right, or down; not yet the reading direction)."""
+    normal: np.ndarray
+    centre: np.ndarray
+    """Midpoint of the core's extent along the axis, on the median centre line of its columns."""
+    thickness: float
+    """Median count of core pixels per column: robust to a blob at one end or a touching smudge."""
+    length: float
+
+
+def measure_core(points: np.ndarray) -> CoreShape:
+    """Shape of one core from its cell centres ``(n, 2)``: axis, median centre line, median thickness, length.
+
+    The axis is the long side of the minimum-area rectangle, signed so that it points right (or down
+    when vertical). Cells fall into columns ``floor(a - min(a) + 0.5)`` by their coordinate ``a`` along
+    it; the thickness is the median cell count of the non-empty columns, the centre line the median of
+    their mean across-coordinates, and the length the number of columns (``models/CONTRACT.md`` §4).
+    """
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
+    corners = cv2.boxPoints(((cx, cy), (rw + 1.0, rh + 1.0), angle))
+    edges = [corners[1] - corners[0], corners[2] - corners[1]]
+    long_edge = edges[int(np.argmax([float(np.hypot(*e)) for e in edges]))]
+    axis = (long_edge / max(float(np.hypot(*long_edge)), 1e-6)).astype(np.float64)
+    if axis[0] < -1e-6 or (abs(axis[0]) <= 1e-6 and axis[1] < 0):
+        axis = -axis
+    normal = np.array([-axis[1], axis[0]])
+    along = points.astype(np.float64) @ axis
+    across = points.astype(np.float64) @ normal
+    columns = np.floor(along - along.min() + 0.5).astype(np.int64)
+    counts = np.bincount(columns)
+    sums = np.bincount(columns, weights=across)
+    present = counts > 0
+    thickness = float(np.median(counts[present]))
+    centre_across = float(np.median(sums[present] / counts[present]))
+    length = float(len(counts))
+    centre_along = float(along.min()) + (length - 1) / 2
+    centre = axis * centre_along + normal * centre_across
+    return CoreShape(axis=axis, normal=normal, centre=centre, thickness=thickness, length=length)
+
+
 def postprocess_maps(
     maps: np.ndarray,
     stride: int,
@@ -87,12 +166,15 @@ def postprocess_maps(
     threshold: float = 0.7,
     min_score: float = 0.75,
     min_area: int = 4,
+    geometry: LineGeometry | None = None,
 ) -> list[DetectedLine]:
     """Turn the detector's (3, h, w) output into line quads in original pixels.
 
-    Each connected component of the thresholded core map becomes a minimum-area rectangle whose
-    corners are ordered by the mean reading direction predicted over the component.
+    Each connected component of the thresholded core map is measured column by column
+    (:func:`measure_core`), grown to its line by ``geometry`` (default: the inverse of the training
+    shrink) and its corners are ordered by the mean reading direction predicted over the component.
     """
+    geometry = geometry or LineGeometry()
     prob = maps[0]
     binary = (prob > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -107,11 +189,16 @@ def postprocess_maps(
         vx = float(maps[1, ys, xs].mean())
         vy = float(maps[2, ys, xs].mean())
         points = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
-        rect = ((cx, cy), (rw + 1.0, rh + 1.0), angle)
-        corners = cv2.boxPoints(rect)
+        core = measure_core(points)
+        length, height = geometry.line_size(core.thickness, core.length)
+        half_along, half_across = core.axis * (length / 2), core.normal * (height / 2)
+        corners = np.stack([
+            core.centre - half_along - half_across,
+            core.centre + half_along - half_across,
+            core.centre + half_along + half_across,
+            core.centre - half_along + half_across,
+        ])
         direction, direction_confidence = reading_direction(corners, (vx, vy))
-        core = order_quad(corners * stride, direction)
-        quad = core_to_line_quad(core) * scale
+        quad = order_quad(corners * stride, direction) * scale
         lines.append(DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence))
     return lines

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import onnxruntime as ort
+
+from marktrace.inference.detect import LineGeometry
 
 METADATA_SCHEMA_VERSION = "1"
 logger = logging.getLogger("marktrace.inference")
@@ -42,6 +44,8 @@ class ModelMeta:
     stride: int = 0
     threshold: float = 0.7
     min_score: float = 0.75
+    line_geometry: LineGeometry = field(default_factory=LineGeometry)
+    """Detector: core-to-line calibration (metadata ``line_geometry``; without it, the training shrink's inverse)."""
     extra: tuple[tuple[str, str], ...] = ()
 
 
@@ -104,9 +108,11 @@ def parse_metadata(path: str, props: dict[str, str], expected_task: str | None =
             values["stride"] = int(props["stride"])
             values["threshold"] = float(props["threshold"])
             values["min_score"] = float(props["min_score"])
+            if "line_geometry" in props:
+                values["line_geometry"] = LineGeometry.from_json(props["line_geometry"])
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ModelMetadataError(f"{path}: malformed metadata ({exc})") from None
-    known = set(REQUIRED_KEYS) | set(TASK_KEYS[task])
+    known = set(REQUIRED_KEYS) | set(TASK_KEYS[task]) | ({"line_geometry"} if task == "line_detection" else set())
     values["extra"] = tuple(sorted((k, v) for k, v in props.items() if k not in known))
     return ModelMeta(**values)
 

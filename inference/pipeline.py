@@ -181,7 +181,9 @@ class MarkingReader:
         prepared = prepare_detector_input(image_bgr, long_side or self.long_side)
         maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
         meta = self.detector.meta
-        return postprocess_maps(maps, meta.stride, prepared.scale, meta.threshold, meta.min_score)
+        return postprocess_maps(
+            maps, meta.stride, prepared.scale, meta.threshold, meta.min_score, geometry=meta.line_geometry
+        )
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[DecodedText]:
         """Decode gray line crops (height = the model's input height), batching crops of similar width."""

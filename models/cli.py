@@ -12,7 +12,7 @@ from rich.table import Table
 
 from marktrace.models.registry import SHIPPED_DIR, ModelChecksumError, load_registry, verify_file
 
-app = typer.Typer(help="The shipped ONNX models: list, verify.", no_args_is_help=True)
+app = typer.Typer(help="The shipped ONNX models: list, verify, regenerate, calibrate.", no_args_is_help=True)
 console = Console()
 
 FolderOpt = Annotated[Path, typer.Option(help="Model folder holding registry.json")]
@@ -76,3 +76,44 @@ def regenerate_models(
     console.print(f"variants: {', '.join(summary['variants']) or '(kept)'}")
     console.print(f"vectors:  {', '.join(summary['vectors'])}")
     console.print(f"cards:    {', '.join(Path(c).name for c in summary['cards'])}")
+
+
+@app.command("calibrate")
+def calibrate_models(
+    files: Annotated[list[Path], typer.Argument(help="Line-detector ONNX files")],
+    images: Annotated[int, typer.Option(help="Synthetic markings to measure")] = 200,
+    write: Annotated[bool, typer.Option(help="Store the fit in each file's metadata (else only print it)")] = True,
+) -> None:
+    """Fit a detector's core-to-line geometry on synthetic markings and store it in its ONNX metadata.
+
+    Writing changes the file's SHA-256: a file listed in its folder's ``registry.json`` is re-registered
+    with the new checksum; then run ``marktrace models regenerate`` (INT8 variant, test vectors, cards).
+    """
+    import json
+
+    from marktrace.inference.images import sha256_file
+    from marktrace.models.calibrate import calibrate
+    from marktrace.models.publish import update_registry
+    from marktrace.models.registry import REGISTRY_FILE
+
+    for path in files:
+        if not path.is_file():
+            console.print(f"[red]FAIL[/red] {escape(str(path))}: no such file", soft_wrap=True)
+            raise typer.Exit(1)
+        try:
+            summary = calibrate(path, images, write=write)
+        except ValueError as exc:
+            console.print(f"[red]FAIL[/red] {escape(str(path))}: {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        console.print(
+            f"{escape(str(path))}: {summary['lines']} lines; estimated / true height (quartiles) "
+            f"{summary['uncalibrated']['height_ratio']} -> {summary['calibrated']['height_ratio']}, length "
+            f"{summary['uncalibrated']['length_ratio']} -> {summary['calibrated']['length_ratio']}"
+        )
+        console.print(f"  line_geometry {summary['geometry'].to_json()}" + ("  (written)" if write else ""))
+        registry = path.parent / REGISTRY_FILE
+        if write and registry.is_file():
+            entry = next((m for m in json.loads(registry.read_text())["models"] if m["file"] == path.name), None)
+            if entry is not None:
+                update_registry(path.parent, [{**entry, "sha256": sha256_file(path)}])
+                console.print(f"  re-registered in {escape(str(registry))}")

@@ -59,8 +59,13 @@ def export_run(
     checkpoint: str = "best",
     register: bool = True,
     recognizer_run: Path | None = None,
+    calibrate_images: int = 200,
 ) -> dict[str, Any]:
     """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums.
+
+    The exported detector's line geometry is calibrated on ``calibrate_images`` synthetic markings
+    (:mod:`marktrace.models.calibrate`; 0 skips it). A detector that matches too few lines to fit (an
+    untrained one) keeps the uncalibrated geometry, and the summary says why.
 
     A network the run did not train (its steps were 0, e.g. ``cpu-recognizer-finetune``) is not exported,
     so the shipped one stays the default. ``recognizer_run`` takes the recognizer from another run (each
@@ -89,6 +94,7 @@ def export_run(
             det_sample,
             extra=det_extra,
         )
+        results["detector"]["line_geometry"] = _calibrate(det_file, calibrate_images)
     if recognizer_run is not None or "recognizer" in trained:
         results["recognizer"] = export_recognizer(
             rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
@@ -126,6 +132,20 @@ def export_run(
     if register:
         update_registry(out, entries)
     return results
+
+
+def _calibrate(detector_file: Path, images: int) -> dict[str, Any] | str:
+    """Calibrate an exported detector's line geometry in place; the fit's summary, or why there is none."""
+    from marktrace.models.calibrate import calibrate
+
+    if images <= 0:
+        return "not calibrated (calibrate_images=0)"
+    try:
+        summary = calibrate(detector_file, images)
+    except ValueError as exc:
+        return f"not calibrated: {exc}"
+    summary["geometry"] = json.loads(summary["geometry"].to_json())
+    return summary
 
 
 def trained_networks(run: Path) -> set[str]:

@@ -190,6 +190,29 @@ def describe_image(reader: Any, data: bytes, name: str) -> dict[str, Any]:
     }
 
 
+STABILITY_SHIFT_PX = 0.05
+"""A vector's line texts must not change when every crop corner moves by this much (see :func:`is_stable`)."""
+
+
+def is_stable(reader: Any, data: bytes, name: str) -> bool:
+    """Whether every detected line reads the same from crops cut 0.05 px up-left and down-right.
+
+    Runtimes and languages round the crop geometry differently (float32 or float64, resampling);
+    a line whose text flips under such a shift makes a fragile test vector.
+    """
+    from marktrace.inference.geometry import pad_quad, rectify_line
+    from marktrace.inference.images import decode_image
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y
+
+    image = decode_image(data, name).image
+    detected = reader.detect(image)
+    texts = []
+    for shift in (0.0, -STABILITY_SHIFT_PX, STABILITY_SHIFT_PX):
+        crops = [rectify_line(image, pad_quad(d.quad + shift, CROP_PAD_X, CROP_PAD_Y), reader.height) for d in detected]
+        texts.append([t.text for t in reader.recognize(crops)] if crops else [])
+    return all(t == texts[0] for t in texts[1:])
+
+
 def _plain(text: str) -> str:
     return re.sub(r"^(S/N|SN|SER\.?|SERIAL|NO\.?)\s*", "", text.upper()).replace(" ", "")
 
@@ -223,7 +246,10 @@ def build_vectors(
             if taken >= wanted:
                 break
             description = describe_image(reader, candidate.png, candidate.name)
-            if _accept(description, candidate.serial):
+            readers = [r for r in (reader, int8_reader) if r is not None]
+            if _accept(description, candidate.serial) and all(
+                is_stable(r, candidate.png, candidate.name) for r in readers
+            ):
                 chosen.append((candidate, description))
                 taken += 1
     for old in target.glob("*.png"):
@@ -373,4 +399,6 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["build_variants", "build_vectors", "describe_image", "regenerate", "replace_block", "update_cards"]
+__all__ = [
+    "build_variants", "build_vectors", "describe_image", "is_stable", "regenerate", "replace_block", "update_cards"
+]

@@ -25,7 +25,7 @@ def tiny_models(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     from marktrace.models.publish import export_run
 
     out = tmp_path_factory.mktemp("models")
-    export_run(tiny_run, out, "0.0.1")
+    export_run(tiny_run, out, "0.0.1", calibrate_images=8)
     registry = json.loads((out / "registry.json").read_text())
     return {m["task"]: out / m["file"] for m in registry["models"]} | {"dir": out}
 

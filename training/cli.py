@@ -60,6 +60,9 @@ def export(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint tag (best or last)")] = "best",
     register: Annotated[bool, typer.Option(help="Record the files in OUT/registry.json")] = True,
     recognizer_run: Annotated[Path | None, typer.Option(help="Take the recognizer from this run instead")] = None,
+    calibrate_images: Annotated[
+        int, typer.Option(help="Synthetic markings to calibrate the detector's line geometry on (0: skip)")
+    ] = 200,
 ) -> None:
     """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree.
 
@@ -67,5 +70,5 @@ def export(
     """
     from marktrace.models.publish import export_run
 
-    results = export_run(run, out, version, checkpoint, register, recognizer_run)
+    results = export_run(run, out, version, checkpoint, register, recognizer_run, calibrate_images)
     typer.echo(json.dumps(results, indent=2))

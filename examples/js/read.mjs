@@ -185,6 +185,46 @@ function minAreaRectCorners(points, grow) {
   return [at(a0, b0), at(a1, b0), at(a1, b1), at(a0, b1)]; // corners in order around the rectangle
 }
 
+function median(values) {
+  const v = Float64Array.from(values).sort();
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// Section 4.3.7: the core-to-line calibration, or the inverse of the training shrink without one.
+function lineGeometry(meta) {
+  if (meta.line_geometry) return JSON.parse(meta.line_geometry);
+  const shrink = Number(meta.core_shrink);
+  return { height_per_core: 1 / (1 - 2 * shrink), height_offset: 0, length_per_core: 1,
+    length_per_height: 2 * shrink, length_offset: 0 };
+}
+
+// Sections 4.3.5-4.3.7: axis, median core shape (thickness, centre line, length), grown to the line.
+function lineRectangle(points, geo) {
+  const box = minAreaRectCorners(points, 1.0);
+  const edges = [sub(box[1], box[0]), sub(box[2], box[1])];
+  let a = unit(norm(edges[1]) > norm(edges[0]) ? edges[1] : edges[0]);
+  if (a[0] < -1e-6 || (Math.abs(a[0]) <= 1e-6 && a[1] < 0)) a = mul(a, -1);
+  const n = [-a[1], a[0]];
+  const u = points.map((p) => dot(p, a)), w = points.map((p) => dot(p, n));
+  const uMin = Math.min(...u);
+  const counts = [], sums = [];
+  u.forEach((x, i) => {
+    const k = Math.floor(x - uMin + 0.5);
+    counts[k] = (counts[k] || 0) + 1;
+    sums[k] = (sums[k] || 0) + w[i];
+  });
+  const present = [];
+  for (let k = 0; k < counts.length; k++) if (counts[k]) present.push(k);
+  const t = median(present.map((k) => counts[k]));
+  const m = counts.length;
+  const c = add(mul(a, uMin + (m - 1) / 2), mul(n, median(present.map((k) => sums[k] / counts[k]))));
+  const height = Math.max(geo.height_per_core * t + geo.height_offset, 1);
+  const length = Math.max(geo.length_per_core * m + geo.length_per_height * height + geo.length_offset, height);
+  const ha = mul(a, length / 2), hn = mul(n, height / 2);
+  return [sub(sub(c, ha), hn), sub(add(c, ha), hn), add(add(c, ha), hn), add(sub(c, ha), hn)];
+}
+
 function readingDirection(c, pred) {
   const edges = [sub(c[1], c[0]), sub(c[2], c[1])];
   const lengths = edges.map(norm);
@@ -215,7 +255,7 @@ async function detect(session, meta, img) {
   const [, , h, w] = maps.dims;
   const P = maps.data.subarray(0, h * w), C = maps.data.subarray(h * w, 2 * h * w), S = maps.data.subarray(2 * h * w);
   const threshold = Number(meta.threshold), minScore = Number(meta.min_score), stride = Number(meta.stride);
-  const shrink = Number(meta.core_shrink);
+  const geo = lineGeometry(meta);
   const binary = new Uint8Array(h * w).map((_, i) => (P[i] > threshold ? 1 : 0));
   const lines = [];
   for (const cells of components(binary, w, h)) {
@@ -225,11 +265,10 @@ async function detect(session, meta, img) {
     score /= cells.length;
     if (score < minScore) continue;
     const pred = [vx / cells.length, vy / cells.length];
-    const corners = minAreaRectCorners(cells.map((i) => [(i % w) + 0.5, ((i / w) | 0) + 0.5]), 1.0);
+    const corners = lineRectangle(cells.map((i) => [(i % w) + 0.5, ((i / w) | 0) + 0.5]), geo);
     const [d, conf] = readingDirection(corners, pred);
-    const core = orderQuad(corners.map((p) => mul(p, stride)), d);
-    const f = shrink / (1 - 2 * shrink);
-    lines.push({ quad: padQuad(core, f, f).map((p) => mul(p, scale)), score, conf });
+    const quad = orderQuad(corners.map((p) => mul(p, stride)), d);
+    lines.push({ quad: quad.map((p) => mul(p, scale)), score, conf });
   }
   return lines;
 }

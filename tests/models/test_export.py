@@ -87,3 +87,13 @@ def test_a_run_that_trained_only_the_recognizer_exports_only_the_recognizer(tiny
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="trained neither network"):
         export_run(run, out, "0.0.3")
+
+
+def test_an_uncalibrated_tiny_detector_keeps_the_inverse_shrink(tiny_models) -> None:
+    """Too few lines to fit (8 markings, an untrained detector): no ``line_geometry``, the default applies."""
+    from marktrace.inference.detect import LineGeometry
+    from marktrace.inference.onnx_models import load_model
+
+    meta = load_model(tiny_models["line_detection"], "line_detection", threads=1).meta
+    assert meta.line_geometry == LineGeometry()
+    assert not any(key == "line_geometry" for key, _ in meta.extra)

@@ -1,0 +1,69 @@
+"""Detector post-processing: the median core shape and the core-to-line geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marktrace.inference.detect import CORE_SHRINK, LineGeometry, measure_core, postprocess_maps
+from marktrace.inference.geometry import quad_size
+
+
+def _core_points(x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32) + 0.5
+
+
+def test_measure_core_of_a_rectangle() -> None:
+    core = measure_core(_core_points(10, 40, 20, 24))
+    assert core.thickness == 4 and core.length == 30
+    assert np.allclose(core.centre, [25.0, 22.0]) and np.allclose(np.abs(core.axis), [1.0, 0.0])
+
+
+def test_a_blob_at_one_end_does_not_thicken_or_shift_the_core() -> None:
+    band = _core_points(10, 60, 20, 24)
+    blob = _core_points(10, 18, 12, 32)  # a smudge under the left end, 20 cells tall
+    core = measure_core(np.unique(np.concatenate([band, blob]), axis=0))
+    assert core.thickness == 4
+    assert core.centre[1] == pytest.approx(22.0)
+
+
+def test_axis_points_right_for_a_horizontal_core_and_down_for_a_vertical_one() -> None:
+    assert measure_core(_core_points(10, 40, 20, 24)).axis[0] > 0
+    vertical = measure_core(_core_points(20, 24, 10, 40))
+    assert vertical.axis[1] > 0 and vertical.length == 30 and vertical.thickness == 4
+
+
+def _maps(core: tuple[int, int, int, int], shape: tuple[int, int] = (40, 80)) -> np.ndarray:
+    maps = np.zeros((3, *shape), np.float32)
+    x0, x1, y0, y1 = core
+    maps[0, y0:y1, x0:x1] = 0.95
+    maps[1, y0:y1, x0:x1] = 1.0  # reading left to right
+    return maps
+
+
+def test_default_geometry_inverts_the_training_shrink() -> None:
+    # A line 8 cells tall and 40 long has a core 4 tall and 36 long (shrunk by 0.25 heights each side).
+    (line,) = postprocess_maps(_maps((10, 46, 18, 22)), stride=4, scale=1.0)
+    length, height = quad_size(line.quad)
+    assert height == pytest.approx(8 * 4) and length == pytest.approx(40 * 4)
+    assert line.quad[0][0] < line.quad[1][0] and line.quad[0][1] < line.quad[3][1]  # reading order
+
+
+def test_calibrated_geometry_is_applied() -> None:
+    geometry = LineGeometry(height_per_core=1.5, height_offset=-1.0, length_per_core=1.0,
+                            length_per_height=0.0, length_offset=2.0)
+    (line,) = postprocess_maps(_maps((10, 46, 18, 22)), stride=4, scale=2.0, geometry=geometry)
+    length, height = quad_size(line.quad)
+    assert height == pytest.approx((1.5 * 4 - 1.0) * 4 * 2.0)
+    assert length == pytest.approx((36 + 2.0) * 4 * 2.0)
+
+
+def test_line_geometry_round_trips_and_rejects_bad_metadata() -> None:
+    geometry = LineGeometry(1.76, -1.56, 0.99, 0.09, 2.12)
+    assert LineGeometry.from_json(geometry.to_json()) == geometry
+    assert LineGeometry().height_per_core == pytest.approx(1 / (1 - 2 * CORE_SHRINK))
+    with pytest.raises(ValueError, match="keys"):
+        LineGeometry.from_json('{"height_per_core": 2}')
+    with pytest.raises(ValueError, match="out of range"):
+        LineGeometry.from_json(LineGeometry(height_per_core=50.0).to_json())
