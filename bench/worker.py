@@ -28,20 +28,32 @@ def cpu_seconds() -> float:
     return time.process_time() + t.children_user + t.children_system
 
 
-def rss_mb() -> float:
-    """Current resident set size in MB (Linux /proc; 0.0 elsewhere)."""
+def _proc_status_mb(key: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc; 0.0 elsewhere)."""
+    return _proc_status_mb("VmRSS") or 0.0
 
 
 def peak_rss_mb() -> tuple[float, float]:
-    """Peak RSS (MB) of this process and of its largest finished child."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS (MB) of this process and of its largest finished child.
+
+    This process's peak is ``VmHWM``, the high-water mark of its own address space: ``ru_maxrss`` would
+    also keep the RSS of the bench process this worker was forked from (Linux carries it across
+    ``exec``), so a large parent would show as every engine's peak. A child's peak (Tesseract) can only
+    come from ``ru_maxrss`` and is an upper bound for the same reason.
+    """
+    own = _proc_status_mb("VmHWM")
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return round(own, 1), round(child, 1)
 

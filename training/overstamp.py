@@ -1,6 +1,6 @@
 """Train the over-stamp flagger (issue 3): a logistic regression on the recognizer's per-step probabilities.
 
-One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.0.0.json``)::
+One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.1.0.json``)::
 
     marktrace train-overstamp --config overstamp --out runs            # or: python -m marktrace.training.overstamp
     marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped file

@@ -4,7 +4,7 @@ An examiner decides alteration; this module only points at characters that look 
 neighbours in ways an over-stamp produces (research notes section 5). Two scorers:
 
 **What the reader uses** (:func:`flag_overstamps`, issue 3): a logistic regression (numpy; coefficients in
-``overstamp-flags-v1.0.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
+``overstamp-flags-v1.1.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
 the recognizer's own per-step probabilities of each character (:func:`ctc_character_features`): the older
 strike under a character leaves rival classes (often a digit) at its time steps and lowers its own
 probability, compared with the other characters of the line. Trained by ``marktrace train-overstamp``
@@ -197,9 +197,9 @@ def flag_alterations(
 # --------------------------------------------------------------------------------------------------
 # Learned over-stamp score on the recognizer's per-step probabilities (issue 3)
 
-OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.0.0.json")
+OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.1.0.json")
 """The shipped over-stamp model: logistic-regression coefficients in JSON (``training/overstamp.py`` writes it)."""
-OVERSTAMP_MODEL_SHA256 = "0520fa01bb59353c7703b29e3476164059b90fd7cf0ce27b48ef8fe1d4823194"
+OVERSTAMP_MODEL_SHA256 = "4ded14839aea5f2e9929fd0362dfb6360df1cc3de0d378f14ca6c9cb1d36a589"
 """SHA-256 of :data:`OVERSTAMP_MODEL_FILE`; the file is refused when it differs."""
 STEP_COLUMNS = 4
 """Crop columns per recognizer time step."""

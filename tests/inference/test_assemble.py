@@ -82,10 +82,18 @@ def test_pipeline_flags_lines_from_their_ctc_probabilities(monkeypatch):
     crop = np.full((64, 200), 200, np.uint8)
     for k, x in enumerate(range(10, 190, 24)):
         cv2.putText(crop, str(k % 10), (x, 48), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 40, 3)
-    # the hand-made matrix is milder than a real strike: flag at a lower threshold to test the plumbing
+    # the hand-made matrix is milder than a real strike: flag at a lower threshold (between the rival
+    # character's score and the next one) to test the plumbing
     shipped = alteration.shipped_overstamp_model()
-    monkeypatch.setattr(alteration, "shipped_overstamp_model", lambda: dataclasses.replace(shipped, threshold=0.12))
-    flags = _alterations(crop, greedy_decode(probs("01234567", 3), charset))
+    struck = greedy_decode(probs("01234567", 3), charset)
+    assert struck.probs is not None
+    every = alteration.flag_overstamps(crop, struck.text, struck.char_steps, struck.probs, charset, return_all=True)
+    scores = {e["position"]: e["score"] for e in every}
+    runner_up = max(v for k, v in scores.items() if k != 3)
+    assert scores[3] > runner_up
+    lowered = dataclasses.replace(shipped, threshold=(scores[3] + runner_up) / 2)
+    monkeypatch.setattr(alteration, "shipped_overstamp_model", lambda: lowered)
+    flags = _alterations(crop, struck)
     assert [f["position"] for f in flags] == [3]
     assert "shape" in flags[0]["evidence"]  # the stroke-width / pitch measures, for the examiner
     assert _alterations(crop, greedy_decode(probs("01234567", None), charset)) == []
