@@ -991,9 +991,13 @@ class _Parser:
                 continue
             raw = tok
             start_k = k
-            if (k > 0 and not st.used[k - 1] and 1 <= len(toks[k - 1]) <= 3 and toks[k - 1].isalpha()
-                    and tok[0].isdigit() and toks[k - 1] not in _MODEL_WORDS):
-                raw = toks[k - 1] + " " + tok
+            prev = toks[k - 1] if k > 0 and not st.used[k - 1] else ""
+            if (1 <= len(prev) <= 3 and prev.isalpha() and tok[0].isdigit() and prev not in _MODEL_WORDS) or (
+                # a hyphen beside a space the recognizer inserted: 'AB -12345', 'AB- 12345' are 'AB-12345'
+                1 <= len(prev.strip("-")) <= 10 and prev.strip("-").isalnum()
+                and (tok.startswith("-") != prev.endswith("-")) and not tok.endswith("-")
+            ):
+                raw = prev + " " + tok
                 start_k = k - 1
             self._serial_candidate(i, st, raw, start_k, k)
             # spaced serials ('AB 27 1234', '14 040737'): the group of following digit tokens as one candidate

@@ -37,6 +37,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("10121943", {"serial": "10121943"}),
     ("66 56式 10121943", {"serial": "10121943"}),
     ("98712345-A0451", {"serial": "98712345-A0451"}),
+    # a hyphen beside a space the recognizer inserted joins the two halves
+    ("EYN -4102", {"serial": "EYN-4102"}),
+    ("AB- 12345", {"serial": "AB-12345"}),
+    ("98712345 -A0451", {"serial": "98712345-A0451"}),
+    ("SN -4102", {"serial": "4102"}),
     ("ЛК 4521 1969", {"serial": "ЛК4521", "year": 1969}),
     ("ABC123", {"serial": "ABC123"}),
     ("AB123456M", {"serial": "AB123456M"}),
