@@ -136,8 +136,17 @@ def geometry_errors(samples: list[CoreSample], geometry: LineGeometry) -> dict[s
 
 
 def write_geometry(path: Path, geometry: LineGeometry, images: int, seed: int) -> None:
-    """Set ``line_geometry`` (and where it came from) in the ONNX file's metadata; other keys are kept."""
-    import onnx
+    """Set ``line_geometry`` (and where it came from) in the ONNX file's metadata; other keys are kept.
+
+    Needs the ``onnx`` package (in the ``[train]`` extra); without it a ``ValueError`` says so.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError(
+            f"{path}: writing ONNX metadata needs the onnx package (pip install 'marktrace[train]' or onnx); "
+            "use --no-write to only print the fit"
+        ) from None
 
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
