@@ -27,9 +27,7 @@ CROP_PAD_Y = 0.1
 MAX_CROP_WIDTH = 1024
 MAX_BATCH = 16  # section 5.6
 MAX_WIDTH_RATIO = 1.35
-DIRECTION_SURE = 0.6  # section 7
-RETRY_BELOW = 0.9
-FLIP_MARGIN = 0.15
+FLIP_MARGIN = 0.15  # section 7
 
 
 def open_model(path: Path) -> tuple[ort.InferenceSession, dict[str, str]]:
@@ -203,6 +201,11 @@ def recognize(session: ort.InferenceSession, charset: str, crops: list[np.ndarra
     return [results[i] for i in range(len(crops))]
 
 
+def score(text: str, confidence: float) -> float:
+    """Section 7: a reading's score, its confidence times min(1, characters / 3)."""
+    return confidence * min(1.0, len(text) / 3)
+
+
 def read_photo(path: Path, models: Path, variant: str = "int8") -> dict[str, Any]:
     """Sections 1-7 end to end: the lines of one photo (``variant``: int8, as ``marktrace`` on a CPU, or fp32)."""
     registry = json.loads((models / "registry.json").read_text())["models"]
@@ -214,14 +217,16 @@ def read_photo(path: Path, models: Path, variant: str = "int8") -> dict[str, Any
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     detections = detect(det_session, det_meta, rgb)
     crops = [cut_crop(gray, det["quad"], height) for det in detections]
-    best = {i: (False, *read) for i, read in enumerate(recognize(rec_session, charset, crops))}
-    # Section 7: unsure direction or weak reading -> also read upside down, keep the better score.
-    retry = [i for i, (_, _, conf) in best.items() if detections[i]["conf"] < DIRECTION_SURE or conf < RETRY_BELOW]
-    flipped_crops = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in retry]
-    for i, (text, conf) in zip(retry, recognize(rec_session, charset, flipped_crops) if retry else [], strict=True):
-        margin = FLIP_MARGIN * detections[i]["conf"]
-        if conf * min(1.0, len(text) / 3) > best[i][2] * min(1.0, len(best[i][1]) / 3) + margin:
-            best[i] = (True, text, conf)
+    # Section 7: every line read upright and upside down; the photo's other lines vote on the direction.
+    upright = recognize(rec_session, charset, crops)
+    turned = recognize(rec_session, charset, [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
+    gains = [score(*t) - score(*u) for u, t in zip(upright, turned, strict=True)]
+    total = sum(gains)
+    best = {}
+    for i in range(len(crops)):
+        vote = (total - gains[i]) / (len(gains) - 1) if len(gains) > 1 else 0.0
+        flip = gains[i] + vote > FLIP_MARGIN * detections[i]["conf"]
+        best[i] = (True, *turned[i]) if flip else (False, *upright[i])
     lines = []
     for i, (flipped, text, conf) in best.items():
         if not text.strip():

@@ -49,7 +49,7 @@ def prepare_detector_input(image_bgr: np.ndarray, long_side: int, multiple: int 
 
 
 LONG_LINE_ASPECT = 1.5
-"""A core longer than this many times its height reads along its long axis."""
+"""A line longer than this many times its height reads along its long axis."""
 
 
 def reading_direction(corners: np.ndarray, predicted: tuple[float, float]) -> tuple[tuple[float, float], float]:

@@ -30,13 +30,12 @@ CROP_PAD_Y = 0.1
 
 MAX_BATCH = 16
 MAX_WIDTH_RATIO = 1.35
-DIRECTION_SURE = 0.6
-"""Below this agreement of the predicted reading direction, the line is also read rotated by 180 degrees."""
 RETRY_BELOW = 0.9
-"""A line read with less confidence than this is also read rotated by 180 degrees."""
+"""A restored line read with less confidence than this is also read rotated by 180 degrees."""
 FLIP_MARGIN = 0.15
 """The rotated reading must beat the upright one by this much times the direction confidence (the detector's
-direction is evidence too: symmetric strings such as 'T696822' / 'ZZ89691' read well both ways)."""
+direction is evidence too: symmetric strings such as 'T696822' / 'ZZ89691' read well both ways), less the
+photo's vote (see :meth:`MarkingReader._read_lines`)."""
 OBLIQUE_DEG = 20.0
 """A line this many degrees or more off the horizontal (either way) makes an unsure photo worth reading turned."""
 
@@ -221,22 +220,21 @@ class MarkingReader:
             quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
             crop = rectify_line(image_bgr, quad, self.height, self.settings.max_line_width)
             candidates.append(_Candidate(det, crop, False))
-        decoded = self.recognize([c.crop for c in candidates]) if candidates else []
-        best: dict[int, tuple[_Candidate, DecodedText]] = {
-            id(cand.detected): (cand, text) for cand, text in zip(candidates, decoded, strict=True)
-        }
-        # The 180-degree retry: a line whose direction is uncertain or whose reading is weak is also read
-        # upside down, and the better reading is kept.
-        retry = [
-            _Candidate(cand.detected, np.ascontiguousarray(cand.crop[::-1, ::-1]), True)
-            for cand, text in best.values()
-            if cand.detected.direction_confidence < DIRECTION_SURE or text.confidence < RETRY_BELOW
-        ]
-        for cand, text in zip(retry, self.recognize([c.crop for c in retry]) if retry else [], strict=True):
-            if _score(text) > _score(best[id(cand.detected)][1]) + FLIP_MARGIN * cand.detected.direction_confidence:
-                best[id(cand.detected)] = (cand, text)
+        rotated = [_Candidate(c.detected, np.ascontiguousarray(c.crop[::-1, ::-1]), True) for c in candidates]
+        upright = self.recognize([c.crop for c in candidates]) if candidates else []
+        turned = self.recognize([c.crop for c in rotated]) if candidates else []
+        # The 180-degree decision: every line is also read upside down. The detector's direction can be wrong
+        # for a whole photo (an upside-down photo), and symmetric strings ('X6Z0Z' / '2029X') read almost as
+        # well both ways, so each line's own evidence (the rotated reading's score gain) is joined by the
+        # photo's vote: the mean gain of the other lines.
+        flips = orientation_flips(
+            [_score(t) - _score(u) for u, t in zip(upright, turned, strict=True)],
+            [c.detected.direction_confidence for c in candidates],
+        )
+        best = [(rotated[k], turned[k]) if flip else (cand, upright[k]) for k, (cand, flip) in
+                enumerate(zip(candidates, flips, strict=True))]
         lines: list[tuple[Line, DecodedText]] = []
-        for cand, text in best.values():
+        for cand, text in best:
             if not text.text.strip():
                 continue
             quad = cand.detected.quad
@@ -553,6 +551,21 @@ def _alterations(crop: np.ndarray, text: DecodedText) -> list[dict[str, Any]]:
         raise
     except ValueError:
         return []
+
+
+def orientation_flips(gains: Sequence[float], direction_confidences: Sequence[float]) -> list[bool]:
+    """Which lines of one photo read rotated by 180 degrees (``models/CONTRACT.md`` section 7).
+
+    ``gains[i]`` is the rotated reading's score minus the upright one's. A line flips when its own gain
+    plus the mean gain of the photo's other lines exceeds :data:`FLIP_MARGIN` times the detector's
+    direction confidence for it.
+    """
+    total = sum(gains)
+    flips = []
+    for gain, confidence in zip(gains, direction_confidences, strict=True):
+        vote = (total - gain) / (len(gains) - 1) if len(gains) > 1 else 0.0
+        flips.append(gain + vote > FLIP_MARGIN * confidence)
+    return flips
 
 
 def _score(text: DecodedText) -> float:

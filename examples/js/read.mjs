@@ -23,9 +23,7 @@ const CROP_PAD_Y = 0.1;
 const MAX_CROP_WIDTH = 1024;
 const MAX_BATCH = 16; // section 5.6
 const MAX_WIDTH_RATIO = 1.35;
-const DIRECTION_SURE = 0.6; // section 7
-const RETRY_BELOW = 0.9;
-const FLIP_MARGIN = 0.15;
+const FLIP_MARGIN = 0.15; // section 7
 
 // Python's round(): half to even.
 function pyRound(x) {
@@ -424,17 +422,17 @@ export async function readPhoto(file, modelsDir, variant = "int8") {
   const detections = await detect(det.session, det.meta, img);
   const crops = detections.map((d) => cutCrop(gray, d.quad, height));
   const score = (r) => r.conf * Math.min(1, [...r.text].length / 3);
+  // Section 7: every line read upright and upside down; the photo's other lines vote on the direction.
+  const upright = crops.length ? await recognize(rec.session, charset, height, crops) : [];
+  const turned = crops.length ? await recognize(rec.session, charset, height, crops.map(rotate180)) : [];
+  const gains = upright.map((u, i) => score(turned[i]) - score(u));
+  const total = gains.reduce((a, g) => a + g, 0);
   const best = new Map();
-  (await recognize(rec.session, charset, height, crops)).forEach((r, i) => best.set(i, { flipped: false, r }));
-  // Section 7: unsure direction or weak reading -> also read upside down, keep the better score.
-  const retry = [...best.keys()].filter((i) => detections[i].conf < DIRECTION_SURE || best.get(i).r.conf < RETRY_BELOW);
-  if (retry.length) {
-    const again = await recognize(rec.session, charset, height, retry.map((i) => rotate180(crops[i])));
-    retry.forEach((i, k) => {
-      const margin = FLIP_MARGIN * detections[i].conf;
-      if (score(again[k]) > score(best.get(i).r) + margin) best.set(i, { flipped: true, r: again[k] });
-    });
-  }
+  gains.forEach((g, i) => {
+    const vote = gains.length > 1 ? (total - g) / (gains.length - 1) : 0;
+    const flip = g + vote > FLIP_MARGIN * detections[i].conf;
+    best.set(i, flip ? { flipped: true, r: turned[i] } : { flipped: false, r: upright[i] });
+  });
   const lines = [];
   for (const [i, { flipped, r }] of best) {
     if (!r.text.trim()) continue;

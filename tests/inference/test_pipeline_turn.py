@@ -56,3 +56,21 @@ def test_turned_canvas_holds_the_whole_photo_and_maps_back() -> None:
     np.testing.assert_allclose(rotate_quad(there, back), corners, atol=1e-3)
     # a quarter turn moves pixels without blending them
     assert set(np.unique(turned)) <= set(np.unique(image))
+
+
+def test_an_upside_down_photo_turns_its_symmetric_serial_with_the_other_lines() -> None:
+    from marktrace.inference.pipeline import orientation_flips
+
+    # 'M72' / 'CAL .40 S&W' read far better rotated; the serial 'X6Z0Z' / '2029X' only a little, less than the
+    # detector's (wrong) direction margin on its own: the photo's vote turns it too.
+    assert orientation_flips([0.14, 0.18, 0.05], [0.79, 0.77, 0.77]) == [True, True, True]
+    assert orientation_flips([0.05], [0.77]) == [False]
+
+
+def test_an_upright_photo_keeps_its_symmetric_serial_upright() -> None:
+    from marktrace.inference.pipeline import orientation_flips
+
+    assert orientation_flips([-0.5, -0.4, 0.05], [0.8, 0.8, 0.8]) == [False, False, False]
+    # without a detector preference, a clear gain alone flips a single line
+    assert orientation_flips([0.1], [0.5]) == [True]
+    assert orientation_flips([], []) == []
