@@ -221,8 +221,8 @@ class MarkingReader:
             crop = rectify_line(image_bgr, quad, self.height, self.settings.max_line_width)
             candidates.append(_Candidate(det, crop, False))
         rotated = [_Candidate(c.detected, np.ascontiguousarray(c.crop[::-1, ::-1]), True) for c in candidates]
-        upright = self.recognize([c.crop for c in candidates]) if candidates else []
-        turned = self.recognize([c.crop for c in rotated]) if candidates else []
+        upright = self.recognize([c.crop for c in candidates])
+        turned = self.recognize([c.crop for c in rotated])
         # The 180-degree decision: every line is also read upside down. The detector's direction can be wrong
         # for a whole photo (an upside-down photo), and symmetric strings ('X6Z0Z' / '2029X') read almost as
         # well both ways, so each line's own evidence (the rotated reading's score gain) is joined by the
@@ -231,8 +231,10 @@ class MarkingReader:
             [_score(t) - _score(u) for u, t in zip(upright, turned, strict=True)],
             [c.detected.direction_confidence for c in candidates],
         )
-        best = [(rotated[k], turned[k]) if flip else (cand, upright[k]) for k, (cand, flip) in
-                enumerate(zip(candidates, flips, strict=True))]
+        best = [
+            (turn, t) if flip else (cand, u)
+            for cand, turn, u, t, flip in zip(candidates, rotated, upright, turned, flips, strict=True)
+        ]
         lines: list[tuple[Line, DecodedText]] = []
         for cand, text in best:
             if not text.text.strip():

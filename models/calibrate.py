@@ -141,26 +141,19 @@ def write_geometry(path: Path, geometry: LineGeometry, images: int, seed: int) -
     Needs the ``onnx`` package (in the ``[train]`` extra); without it a ``ValueError`` says so.
     """
     try:
-        import onnx
+        from marktrace.models.onnx_metadata import read_metadata, write_metadata
     except ImportError:
         raise ValueError(
             f"{path}: writing ONNX metadata needs the onnx package (pip install 'marktrace[train]' or onnx); "
             "use --no-write to only print the fit"
         ) from None
 
-    model = onnx.load(str(path))
-    props = {p.key: p.value for p in model.metadata_props}
+    props = read_metadata(path)
     props["line_geometry"] = geometry.to_json()
     props["line_geometry_calibration"] = (
         f"marktrace models calibrate: {images} synthetic markings, training fonts, seeds {seed}+"
     )
-    del model.metadata_props[:]
-    for key, value in sorted(props.items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    write_metadata(path, props)
 
 
 def calibrate(

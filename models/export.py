@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -21,22 +20,13 @@ from marktrace.models.networks.restorer import (
     RestorerForExport,
     build_restorer,
 )
+from marktrace.models.onnx_metadata import write_metadata
 
 OPSET = 17
 
 
 class ExportParityError(RuntimeError):
     """onnxruntime's output differs from torch's beyond tolerance; the exported file was removed."""
-
-
-def _write_metadata(path: Path, props: dict[str, str]) -> None:
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for key, value in sorted(props.items()):
-        entry = model.metadata_props.add()
-        entry.key = key
-        entry.value = value
-    onnx.save(model, str(path))
 
 
 def check_parity(module: torch.nn.Module, path: Path, samples: list[np.ndarray], atol: float) -> float:
@@ -99,7 +89,7 @@ def _write_and_check(
     module: torch.nn.Module, out: Path, props: dict[str, str], samples: list[np.ndarray], atol: float
 ) -> dict[str, Any]:
     """Write ``props`` into the exported file, check parity on ``samples``; the export's summary."""
-    _write_metadata(out, props)
+    write_metadata(out, props)
     diff = check_parity(module, out, samples, atol=atol)
     return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
 

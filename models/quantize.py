@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
+
+from marktrace.models.onnx_metadata import read_metadata, write_metadata
 
 CALIBRATION_SEED = 1_600_000_000
 """Calibration photos use seeds from here (training: < 1.3e9, benchmark sets: >= 1.7e9)."""
@@ -69,15 +70,10 @@ def _copy_metadata(parent: Path, target: Path, extra: dict[str, str]) -> None:
     """Give ``target`` the parent's metadata plus ``extra`` (quantization drops or keeps it unpredictably)."""
     from marktrace.inference.images import sha256_file
 
-    props = {p.key: p.value for p in onnx.load(str(parent), load_external_data=False).metadata_props}
+    props = read_metadata(parent)
     props.update(extra)
     props["parent_sha256"] = sha256_file(parent)
-    model = onnx.load(str(target))
-    del model.metadata_props[:]
-    for key, value in sorted(props.items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(target))
+    write_metadata(target, props)
 
 
 def _preprocess(src: Path, dst: Path) -> Path:
@@ -98,8 +94,7 @@ def quantize_detector(fp32: Path, out: Path, photos: list[np.ndarray] | None = N
     from marktrace.inference.detect import prepare_detector_input
     from marktrace.inference.onnx_models import parse_metadata
 
-    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-    meta = parse_metadata(str(fp32), props, "line_detection")
+    meta = parse_metadata(str(fp32), read_metadata(fp32), "line_detection")
     tensors = [prepare_detector_input(p, meta.long_side).tensor for p in (photos or calibration_photos())]
     with tempfile.TemporaryDirectory() as tmp:
         source = _preprocess(fp32, Path(tmp) / "pre.onnx")

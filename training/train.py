@@ -57,7 +57,9 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
     model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
     source = cfg.recognizer.init_from
     if source is not None and Path(source).suffix == ".onnx":
-        meta = onnx_metadata(Path(source))
+        from marktrace.models.onnx_metadata import read_metadata
+
+        meta = read_metadata(Path(source))
         charset = json.loads(meta.get("charset", json.dumps(charset)))
         model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
         probe = torch.randint(0, 256, (1, 1, cfg.recognizer.height, 160), dtype=torch.uint8,
@@ -89,13 +91,6 @@ def load_detector(cfg: TrainConfig) -> LineDetector:
         state = torch.load(source, map_location="cpu", weights_only=False)
         detector.load_state_dict(state["state_dict"])
     return detector
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file."""
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def set_train_mode(detector: torch.nn.Module, recognizer: torch.nn.Module, cfg: TrainConfig) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from marktrace.inference.detect import LineGeometry
 from marktrace.inference.images import sha256_file
 from marktrace.inference.onnx_models import load_model
-from marktrace.models.calibrate import MIN_LINES, CoreSample, calibrate, fit_geometry, geometry_errors
+from marktrace.models.calibrate import MIN_LINES, CoreSample, calibrate, collect_samples, fit_geometry, geometry_errors
 from marktrace.models.cli import app
 from marktrace.models.registry import SHIPPED_DIR, default_model, load_registry
 
@@ -51,8 +51,6 @@ def test_the_shipped_detector_is_calibrated_and_a_fit_on_fresh_markings_agrees(t
     # Uncalibrated, boxes are too tall; the shipped calibration and the fresh fit both bring them to size.
     assert summary["uncalibrated"]["height_ratio"][1] > 1.15
     assert summary["calibrated"]["height_ratio"][1] == pytest.approx(1.0, abs=0.05)
-    from marktrace.models.calibrate import collect_samples
-
     samples = collect_samples(shipped, images=30, seed=1_350_500_000)
     assert geometry_errors(samples, meta.line_geometry)["height_ratio"][1] == pytest.approx(1.0, abs=0.08)
     written = load_model(copy, "line_detection", threads=1).meta
