@@ -31,7 +31,7 @@ class ModelMeta:
     """What inference needs to know about a model, read from its ONNX metadata."""
 
     path: str
-    task: Literal["line_detection", "line_recognition", "restoration"]
+    task: Literal["line_detection", "line_recognition", "restoration", "overstamp_scoring"]
     name: str
     version: str
     training_commit: str
@@ -40,6 +40,8 @@ class ModelMeta:
     charset: str = ""
     blank_index: int = 0
     input_height: int = 0
+    input_width: int = 0
+    """Over-stamp patch scorer: patch width (the other tasks take any width)."""
     long_side: int = 0
     stride: int = 0
     threshold: float = 0.7
@@ -62,6 +64,7 @@ TASK_KEYS = {
     "line_detection": ("long_side", "stride", "threshold", "min_score"),
     "line_recognition": ("charset", "blank_index", "input_height"),
     "restoration": ("input_height", "threshold"),
+    "overstamp_scoring": ("input_height", "input_width"),
 }
 
 
@@ -103,6 +106,11 @@ def parse_metadata(path: str, props: dict[str, str], expected_task: str | None =
             values["threshold"] = float(props["threshold"])
             if values["input_height"] <= 0 or values["input_height"] % 8:
                 raise ValueError("input_height must be a positive multiple of 8")
+        elif task == "overstamp_scoring":
+            values["input_height"] = int(props["input_height"])
+            values["input_width"] = int(props["input_width"])
+            if values["input_height"] <= 0 or values["input_width"] <= 0:
+                raise ValueError("input_height and input_width must be positive")
         else:
             values["long_side"] = int(props["long_side"])
             values["stride"] = int(props["stride"])

@@ -154,6 +154,10 @@ class MarkingReader:
         """The registry's manufacturer marks, indexed for spotting in the recognizer's probabilities."""
         self._restorer: LoadedModel | None = None
         self._restorer_record: dict[str, str] = {}
+        if settings.flag_alterations:  # load (and verify) the flagger and its patch scorer now, not mid-batch
+            from marktrace.inference.enhance.alteration import shipped_overstamp_model
+
+            shipped_overstamp_model()
 
     @classmethod
     def from_settings(cls, settings: ReaderSettings | None = None) -> MarkingReader:

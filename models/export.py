@@ -13,6 +13,8 @@ import torch
 
 from marktrace.inference.onnx_models import METADATA_SCHEMA_VERSION
 from marktrace.models.networks.detector import DETECTOR_STRIDE, DetectorForExport, build_detector
+from marktrace.models.networks.overstamp import PATCH_SIZE, PatchScorer, PatchScorerForExport
+from marktrace.models.networks.overstamp import STANDARDIZE_EPS as PATCH_STANDARDIZE_EPS
 from marktrace.models.networks.recognizer import RecognizerForExport, build_recognizer
 from marktrace.models.networks.restorer import (
     RESTORER_MULTIPLE,
@@ -217,3 +219,41 @@ def export_restorer(
     )
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(RESTORER_MULTIPLE, sample_gray.shape[3] // 16 * 8)])
     return _write_and_check(module, out, props, [sample_gray, narrow], atol=1e-3)
+
+
+def export_patch_scorer(
+    net: PatchScorer,
+    out: Path,
+    name: str,
+    version: str,
+    commit: str,
+    sample_patches: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export the over-stamp patch scorer; ``sample_patches`` is a (N, 1, S, S) uint8 input for the parity check.
+
+    Network only: uint8 patches in, the ``/ 255`` scaling and per-patch standardisation inside the graph, one
+    logit per patch out (the flagger's logistic regression turns it into a probability).
+    """
+    if sample_patches.ndim != 4 or sample_patches.shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
+        raise ValueError(f"parity sample must be (N, 1, {PATCH_SIZE}, {PATCH_SIZE}) uint8, got {sample_patches.shape}")
+    module = PatchScorerForExport(net).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _export_graph(module, sample_patches[:1], out, "logits", {"pixels": {0: "batch"}, "logits": {0: "batch"}})
+    props = _base_props(
+        name,
+        version,
+        "overstamp_scoring",
+        commit,
+        {
+            "input_layout": f"NCHW uint8 gray patches, H = input_height, W = input_width (one character of a "
+            f"{PATCH_SIZE} px line crop, centred on its CTC step)",
+            "normalisation": f"x / 255, then per patch (x - mean) / (std + {PATCH_STANDARDIZE_EPS}) (inside the graph)",
+            "outputs": "logits (N,): over-stamp logit per patch; an input of the flagger's logistic regression",
+            "input_height": PATCH_SIZE,
+            "input_width": PATCH_SIZE,
+            "status": "evidence for an examiner: scores a character's look, never decides alteration",
+            **(extra or {}),
+        },
+    )
+    return _write_and_check(module, out, props, [sample_patches, np.ascontiguousarray(sample_patches[:1])], atol=1e-3)

@@ -27,8 +27,10 @@ numpy + onnxruntime only (no torch); one onnxruntime thread by default.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +50,26 @@ from marktrace.inference.assemble import edit_distance
 PRESET_DIR = Path(__file__).parent / "presets"
 TRAINING_SEED_LIMIT = 1_300_000_000
 """Training seeds stay below this (the benchmark's start at 1_700_000_000)."""
+
+
+class PatchScorerTrainConfig(BaseModel):
+    """Recipe of the over-stamp patch scorer (a small CNN on each character's patch of the line crop; torch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "marktrace-overstamp-patch"
+    width: int = Field(16, ge=4)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.01, gt=0)
+    """Peak learning rate of the one-cycle schedule (AdamW)."""
+    weight_decay: float = Field(1e-4, ge=0)
+    stack_every: int = Field(3, ge=2)
+    """Markings whose seed is a multiple of this fit the logistic regression on the scorer's logits (and choose
+    the threshold); the others train the scorer, so the regression sees logits of patches the scorer never saw."""
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    """torch threads."""
 
 
 class OverstampTrainConfig(BaseModel):
@@ -70,7 +92,11 @@ class OverstampTrainConfig(BaseModel):
     target_false_flag_rate: float = 0.03
     """Out-of-fold share of clean serial characters flagged at the chosen threshold (issue 3 asks < 5%)."""
     threads: int = 1
-    """onnxruntime threads of the reader (the development machine's cores are shared)."""
+    """onnxruntime threads of each reader (the development machine's cores are shared)."""
+    workers: int = Field(1, ge=1)
+    """Processes that render and read markings in parallel (each with its own reader)."""
+    patch_scorer: PatchScorerTrainConfig | None = None
+    """Also train the patch scorer and use its logits as features (model format 2); ``None``: format 1."""
 
     @model_validator(mode="after")
     def _check(self) -> OverstampTrainConfig:
@@ -118,6 +144,10 @@ class LineExample:
     """The line the record's serial was read from (what a user sees flags on)."""
     features: np.ndarray
     labels: np.ndarray
+    patches: np.ndarray
+    """(n_all, 1, S, S) uint8: the patch of every scored character of the line, aligned or not."""
+    scored: np.ndarray
+    """Boolean (n_all,): which of them have a label (``features`` and ``labels`` hold only those)."""
 
 
 @contextlib.contextmanager
@@ -142,17 +172,20 @@ def _recording_alterations(calls: list[tuple[np.ndarray, Any]]) -> Iterator[None
         pipeline._alterations = original
 
 
-def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = None) -> list[LineExample]:
-    """Render and read ``cfg.n_markings`` photos; the character examples of their serial lines."""
-    from marktrace.inference.enhance.alteration import ctc_character_features
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+def _collect_range(cfg: OverstampTrainConfig, first: int, count: int) -> list[LineExample]:
+    """Render and read markings ``first .. first + count - 1`` with a reader of this process."""
+    from marktrace.inference.enhance.alteration import (
+        PATCH_SIZE,
+        STEP_COLUMNS,
+        character_patches,
+        ctc_character_features,
+    )
 
-    reader = MarkingReader.from_settings(ReaderSettings(threads=cfg.threads, flag_alterations=True))
+    reader = _reader(cfg.threads)
     examples: list[LineExample] = []
     calls: list[tuple[np.ndarray, Any]] = []
-    t0 = time.perf_counter()
     with _recording_alterations(calls):
-        for n, seed in enumerate(range(cfg.seed_start, cfg.seed_start + cfg.n_markings), start=1):
+        for seed in range(first, first + count):
             marking = render_marking(seed, cfg.synth)
             serial_line = next((ln for ln in marking.lines if ln.role == "serial"), None)
             if serial_line is None:
@@ -165,7 +198,7 @@ def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = 
             final_call = _serial_call(result)
             truth = serial_line.text
             over = set(serial_line.overstamped)
-            for k, (_crop, text) in enumerate(calls):
+            for k, (crop, text) in enumerate(calls):
                 if text.probs is None:
                     continue
                 distance = edit_distance(text.text, truth)
@@ -179,10 +212,54 @@ def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = 
                                    for i in index])
                 keep = labels >= 0
                 if keep.any():
-                    examples.append(LineExample(seed, k == final_call, feats[keep], labels[keep]))
-            if progress and (n % 250 == 0 or n == cfg.n_markings):
-                progress(f"{n}/{cfg.n_markings} markings read, {len(examples)} lines, "
-                         f"{time.perf_counter() - t0:.0f} s")
+                    columns = [STEP_COLUMNS * int(text.char_steps[i]) + STEP_COLUMNS // 2 for i in index]
+                    patches = character_patches(crop, columns, PATCH_SIZE)
+                    examples.append(LineExample(seed, k == final_call, feats[keep], labels[keep], patches, keep))
+    return examples
+
+
+@functools.cache
+def _reader(threads: int) -> Any:
+    """One reader per process (loaded once)."""
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    return MarkingReader.from_settings(ReaderSettings(threads=threads, flag_alterations=True))
+
+
+def _collect_chunk(job: tuple[OverstampTrainConfig, int, int]) -> list[LineExample]:
+    return _collect_range(*job)
+
+
+COLLECT_CHUNK = 100
+"""Markings per job of the collecting processes."""
+
+
+def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = None) -> list[LineExample]:
+    """Render and read ``cfg.n_markings`` photos (``cfg.workers`` processes); their serial lines' examples.
+
+    The examples come in seed order whatever the number of processes.
+    """
+    jobs = [(cfg, first, min(COLLECT_CHUNK, cfg.seed_start + cfg.n_markings - first))
+            for first in range(cfg.seed_start, cfg.seed_start + cfg.n_markings, COLLECT_CHUNK)]
+    examples: list[LineExample] = []
+    t0 = time.perf_counter()
+    done = 0
+
+    def report(chunk: list[LineExample], size: int) -> None:
+        nonlocal done
+        examples.extend(chunk)
+        done += size
+        if progress and (done % 500 < COLLECT_CHUNK or done == cfg.n_markings):
+            progress(f"{done}/{cfg.n_markings} markings read, {len(examples)} lines, {time.perf_counter() - t0:.0f} s")
+
+    if cfg.workers == 1:
+        for job in jobs:
+            report(_collect_chunk(job), job[2])
+        return examples
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cfg.workers) as pool:
+        for job, chunk in zip(jobs, pool.imap(_collect_chunk, jobs), strict=True):
+            report(chunk, job[2])
     return examples
 
 
@@ -241,11 +318,85 @@ def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str,
     }
 
 
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, seeds: np.ndarray, final: np.ndarray, cfg: OverstampTrainConfig
+) -> tuple[float, dict[str, Any]]:
+    """Out-of-fold scores by marking (``seed % folds``); the threshold and the rates there.
+
+    The threshold flags ``target_false_flag_rate`` of the clean characters of the record's serial lines.
+    """
+    oof = np.zeros(len(y))
+    fold = seeds % cfg.folds
+    for f in range(cfg.folds):
+        train, test = fold != f, fold == f
+        if not test.any():
+            continue
+        mean, scale = _standardise(x[train])
+        coef, intercept = fit_logistic((x[train] - mean) / scale, y[train], cfg.l2)
+        oof[test] = _predict(x[test], mean, scale, coef, intercept)
+    clean_final = np.sort(oof[final & (y == 0)])[::-1]
+    if not len(clean_final):
+        raise RuntimeError("no clean character on a record's serial line; nothing to set the threshold on")
+    threshold = float(clean_final[min(int(cfg.target_false_flag_rate * len(clean_final)), len(clean_final) - 1)])
+    return threshold, {"final_lines": rates(oof[final], y[final], threshold), "all_lines": rates(oof, y, threshold)}
+
+
+def _patch_features(
+    cfg: OverstampTrainConfig, examples: list[LineExample], run: Any, say: Callable[[str], None]
+) -> tuple[list[LineExample], np.ndarray, dict[str, Any]]:
+    """Train and export the patch scorer on some markings; the others' examples and their two patch features.
+
+    Returns (the stacking examples, their (n, 2) patch features computed through the exported ONNX file exactly as
+    inference does, the scorer's reference and training summary).
+    """
+    from marktrace.inference.enhance.alteration import PATCH_TASK
+    from marktrace.inference.images import sha256_file
+    from marktrace.inference.onnx_models import load_model
+    from marktrace.models.export import export_patch_scorer
+    from marktrace.training.overstamp_patch import train_patch_scorer
+    from marktrace.training.run import git_commit
+
+    ps = cfg.patch_scorer
+    assert ps is not None
+    scorer_lines = [e for e in examples if e.seed % ps.stack_every]
+    stack_lines = [e for e in examples if not e.seed % ps.stack_every]
+    if not scorer_lines or not stack_lines:
+        raise RuntimeError(f"need markings with and without seed % {ps.stack_every} == 0 (scorer and stacking)")
+    patches = np.concatenate([e.patches[e.scored] for e in scorer_lines])
+    labels = np.concatenate([e.labels for e in scorer_lines])
+    say(f"patch scorer: {len(labels)} patches ({int(labels.sum())} over-stamped) of "
+        f"{len({e.seed for e in scorer_lines})} markings, {ps.epochs} epochs")
+    net = train_patch_scorer(patches, labels, ps, run.log)
+    import torch
+
+    torch.save({"state_dict": net.state_dict(), "width": ps.width}, run.path / "checkpoints" / f"{ps.name}.pt")
+    onnx_path = run.path / "checkpoints" / f"{ps.name}-v{cfg.version}.onnx"
+    sample = np.concatenate([e.patches for e in stack_lines[:4]])
+    export = export_patch_scorer(net, onnx_path, ps.name, cfg.version, git_commit(), sample,
+                                 extra={"training_seeds": f"{cfg.seed_start}-{cfg.seed_start + cfg.n_markings - 1} "
+                                                          f"(seed % {ps.stack_every} != 0)"})
+    scorer = load_model(onnx_path, PATCH_TASK, threads=cfg.threads)
+    rows = []
+    for e in stack_lines:
+        logits = np.asarray(scorer.session.run(None, {scorer.input_name: e.patches})[0], np.float64).reshape(-1)
+        rows.append(np.c_[logits, logits - np.median(logits)][e.scored])
+    ref = {"name": ps.name, "version": cfg.version, "file": onnx_path.name, "sha256": sha256_file(onnx_path)}
+    summary = {"patches": int(len(labels)), "overstamped": int(labels.sum()),
+               "parity_max_abs_diff": export["parity_max_abs_diff"], **ref}
+    run.log({"stage": "patch_scorer_export", **summary})
+    return stack_lines, np.vstack(rows), {"ref": ref, "summary": summary}
+
+
 def train_overstamp(
     cfg: OverstampTrainConfig, out: Path, progress: Callable[[str], None] | None = None
 ) -> Path:
-    """Collect, cross-validate, fit and write the model; return the run folder."""
-    from marktrace.inference.enhance.alteration import FEATURE_NAMES, OverstampModel
+    """Collect, (train the patch scorer,) cross-validate, fit and write the model; return the run folder."""
+    from marktrace.inference.enhance.alteration import (
+        FEATURE_NAMES,
+        PATCH_FEATURES,
+        OverstampModel,
+        PatchScorerRef,
+    )
     from marktrace.training.run import RunFolder, git_commit
 
     say = progress or (lambda _msg: None)
@@ -255,29 +406,49 @@ def train_overstamp(
     examples = collect(cfg, say)
     if not examples:
         raise RuntimeError("no serial line was read; nothing to train on")
+    patch: dict[str, Any] | None = None
+    feature_names = FEATURE_NAMES
+    baseline: dict[str, Any] | None = None
+    if cfg.patch_scorer is not None:
+        examples, patch_x, patch = _patch_features(cfg, examples, run, say)
+        feature_names = FEATURE_NAMES + PATCH_FEATURES
     x = np.vstack([e.features for e in examples])
     y = np.concatenate([e.labels for e in examples]).astype(np.float64)
     seeds = np.concatenate([np.full(len(e.labels), e.seed) for e in examples])
     final = np.concatenate([np.full(len(e.labels), e.final) for e in examples])
     if y.sum() < 10 or (1 - y).sum() < 10:
         raise RuntimeError(f"too few examples: {int(y.sum())} over-stamped, {int((1 - y).sum())} clean characters")
+    if patch is not None:
+        _t, base_cv = cross_validate(x, y, seeds, final, cfg)
+        baseline = {"features": "ctc only (format 1)", **base_cv}
+        run.log({"stage": "cross_validation_ctc_only", **base_cv})
+        say(f"same markings, CTC features only: out-of-fold {base_cv['final_lines']}")
+        x = np.hstack([x, patch_x])
     say(f"{len(y)} characters ({int(y.sum())} over-stamped) from {len(examples)} lines; cross-validating")
-    oof = np.zeros(len(y))
-    fold = seeds % cfg.folds
-    for f in range(cfg.folds):
-        train, test = fold != f, fold == f
-        mean, scale = _standardise(x[train])
-        coef, intercept = fit_logistic((x[train] - mean) / scale, y[train], cfg.l2)
-        oof[test] = _predict(x[test], mean, scale, coef, intercept)
-    clean_final = np.sort(oof[final & (y == 0)])[::-1]
-    threshold = float(clean_final[int(cfg.target_false_flag_rate * len(clean_final))])
-    cv = {"final_lines": rates(oof[final], y[final], threshold), "all_lines": rates(oof, y, threshold)}
+    threshold, cv = cross_validate(x, y, seeds, final, cfg)
     run.log({"stage": "cross_validation", "threshold": threshold, **cv})
     say(f"threshold {threshold:.4f}: out-of-fold {cv['final_lines']}")
     mean, scale = _standardise(x)
     coef, intercept = fit_logistic((x - mean) / scale, y, cfg.l2)
     fit = rates(_predict(x, mean, scale, coef, intercept), y, threshold)
     commit = git_commit()
+    training: dict[str, Any] = {
+        "commit": commit,
+        "seeds": [cfg.seed_start, cfg.seed_start + cfg.n_markings - 1],
+        "synth": cfg.synth.model_dump(mode="json"),
+        "l2": cfg.l2,
+        "target_false_flag_rate": cfg.target_false_flag_rate,
+        "lines": len(examples),
+        "characters": int(len(y)),
+        "overstamped": int(y.sum()),
+        "cross_validation": cv,
+        "recognizer": _recognizer_label(),
+    }
+    if patch is not None:
+        assert cfg.patch_scorer is not None
+        training["regression_markings"] = f"seed % {cfg.patch_scorer.stack_every} == 0"
+        training["patch_scorer"] = {**patch["summary"], "recipe": cfg.patch_scorer.model_dump(mode="json")}
+        training["cross_validation_ctc_only"] = baseline
     model = OverstampModel(
         name=cfg.name,
         version=cfg.version,
@@ -286,26 +457,19 @@ def train_overstamp(
         coef=tuple(float(v) for v in coef),
         intercept=intercept,
         threshold=threshold,
-        training={
-            "commit": commit,
-            "seeds": [cfg.seed_start, cfg.seed_start + cfg.n_markings - 1],
-            "synth": cfg.synth.model_dump(mode="json"),
-            "l2": cfg.l2,
-            "target_false_flag_rate": cfg.target_false_flag_rate,
-            "lines": len(examples),
-            "characters": int(len(y)),
-            "overstamped": int(y.sum()),
-            "cross_validation": cv,
-            "recognizer": _recognizer_label(),
-        },
+        training=training,
+        features=feature_names,
+        patch_model=PatchScorerRef(**patch["ref"]) if patch else None,
     )
-    assert len(FEATURE_NAMES) == x.shape[1]
+    assert len(feature_names) == x.shape[1]
     path = run.path / "checkpoints" / f"overstamp-flags-v{cfg.version}.json"
     path.write_text(json.dumps(model.to_json(), indent=1) + "\n")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     run.log({"stage": "fit", **fit})
     run.update_info(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=round(time.perf_counter() - t0, 1),
-                    threshold=threshold, cross_validation=cv, fit=fit, model=path.name, model_sha256=sha)
+                    threshold=threshold, cross_validation=cv, cross_validation_ctc_only=baseline, fit=fit,
+                    model=path.name, model_sha256=sha,
+                    patch_scorer=patch["ref"] if patch else None)
     return run.path
 
 
@@ -317,13 +481,31 @@ def _recognizer_label() -> str:
 
 
 def install(run: Path) -> tuple[Path, str]:
-    """Copy a run's model next to its loader; return the path and the SHA-256 to pin."""
-    from marktrace.inference.enhance.alteration import OVERSTAMP_MODEL_FILE, OverstampModel
+    """Copy a run's model next to its loader (and its patch scorer into the shipped models, registered).
+
+    Returns the installed model file and the SHA-256 to pin in ``OVERSTAMP_MODEL_FILE`` /
+    ``OVERSTAMP_MODEL_SHA256``. The patch scorer's registry entry names a card
+    ``<name>-v<version>.md`` that a person writes (data, recipe, measured figures, limits).
+    """
+    from marktrace.inference.enhance.alteration import OVERSTAMP_MODEL_FILE, PATCH_TASK, OverstampModel
+    from marktrace.models.registry import REGISTRY_FILE, SHIPPED_DIR
 
     source = next((run / "checkpoints").glob("overstamp-flags-v*.json"))
-    OverstampModel.load(source)  # refuse a malformed file before it replaces the shipped one
-    shutil.copy2(source, OVERSTAMP_MODEL_FILE)
-    return OVERSTAMP_MODEL_FILE, hashlib.sha256(OVERSTAMP_MODEL_FILE.read_bytes()).hexdigest()
+    model = OverstampModel.load(source)  # refuse a malformed file before it replaces the shipped one
+    if model.patch_model is not None:
+        ref = model.patch_model
+        shutil.copy2(run / "checkpoints" / ref.file, SHIPPED_DIR / ref.file)
+        registry_path = SHIPPED_DIR / REGISTRY_FILE
+        registry = json.loads(registry_path.read_text())
+        entries = [m for m in registry["models"] if m["task"] != PATCH_TASK]
+        entries.append({"name": ref.name, "version": ref.version, "task": PATCH_TASK, "file": ref.file,
+                        "sha256": ref.sha256, "card": f"{ref.name}-v{ref.version}.md", "variant": "fp32",
+                        "default": True})
+        registry["models"] = entries
+        registry_path.write_text(json.dumps(registry, indent=2) + "\n")
+    target = OVERSTAMP_MODEL_FILE.with_name(source.name)
+    shutil.copy2(source, target)
+    return target, hashlib.sha256(target.read_bytes()).hexdigest()
 
 
 # -- command line ------------------------------------------------------------------------------------
@@ -346,8 +528,8 @@ def train_command(
     typer.echo(f"run folder {run}", err=True)
     if install_model:
         path, sha = install(run)
-        typer.echo(f"installed {path}; pin OVERSTAMP_MODEL_SHA256 = {sha!r} in inference/enhance/alteration.py",
-                   err=True)
+        typer.echo(f"installed {path}; point OVERSTAMP_MODEL_FILE at it and pin OVERSTAMP_MODEL_SHA256 = {sha!r} "
+                   "in inference/enhance/alteration.py", err=True)
     typer.echo(str(run))
 
 

@@ -32,6 +32,7 @@ features; flagged above :data:`DEFAULT_THRESHOLD` (see README.md). Deterministic
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -295,9 +296,56 @@ def ctc_character_features(
     return index, feats
 
 
+PATCH_FEATURES = ("patch_logit", "patch_logit_vs_line")
+"""Features from the over-stamp patch scorer (format 2): its logit for the character's patch, and the same minus
+the line's median."""
+FORMAT_CTC = "marktrace-overstamp-logreg-1"
+"""Model format 1: the logistic regression over :data:`FEATURE_NAMES` only."""
+FORMAT_PATCH = "marktrace-overstamp-logreg-2"
+"""Model format 2: :data:`FEATURE_NAMES` plus :data:`PATCH_FEATURES` from an ONNX patch scorer named in the file."""
+PATCH_TASK = "overstamp_scoring"
+PATCH_SIZE = 64
+"""Side of the patch scorer's square patches (the recognizer's crop height)."""
+
+
+def character_patches(gray: np.ndarray, columns: Sequence[int], size: int) -> np.ndarray:
+    """Square ``size`` x ``size`` patches of a line crop centred on ``columns``: (n, 1, size, size) uint8.
+
+    The crop is scaled to ``size`` px high first (the recognizer's crops are already); columns beyond the
+    crop's ends are filled by edge replication.
+    """
+    gray = np.asarray(gray)
+    if gray.ndim != 2 or gray.dtype != np.uint8 or min(gray.shape) < 1:
+        raise ValueError(f"character_patches: expected a 2-D uint8 crop, got {gray.dtype} {gray.shape}")
+    scale = 1.0
+    if gray.shape[0] != size:
+        scale = size / gray.shape[0]
+        gray = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), size), interpolation=cv2.INTER_AREA)
+    padded = np.pad(gray, ((0, 0), (size, size)), mode="edge")
+    out = np.empty((len(columns), 1, size, size), np.uint8)
+    for k, column in enumerate(columns):
+        centre = int(np.clip(round(column * scale), 0, gray.shape[1] - 1)) + size
+        out[k, 0] = padded[:, centre - size // 2 : centre - size // 2 + size]
+    return out
+
+
+@dataclass(frozen=True)
+class PatchScorerRef:
+    """The ONNX patch scorer a format-2 model needs: its file (next to the model file, or shipped) and checksum."""
+
+    name: str
+    version: str
+    file: str
+    sha256: str
+
+
 @dataclass(frozen=True)
 class OverstampModel:
-    """A logistic regression over :data:`FEATURE_NAMES` (standardised), with its decision threshold."""
+    """A logistic regression over ``features`` (standardised), with its decision threshold.
+
+    ``features`` is :data:`FEATURE_NAMES` (format 1) or :data:`FEATURE_NAMES` + :data:`PATCH_FEATURES` (format 2,
+    whose ``patch_model`` names the ONNX patch scorer, loaded with the model and checksum verified).
+    """
 
     name: str
     version: str
@@ -309,6 +357,10 @@ class OverstampModel:
     """Probability above which a character is flagged."""
     training: dict[str, Any] = field(default_factory=dict, compare=False)
     sha256: str = ""
+    features: tuple[str, ...] = FEATURE_NAMES
+    patch_model: PatchScorerRef | None = None
+    patch_scorer: Any = field(default=None, compare=False, repr=False)
+    """The loaded patch scorer (:class:`marktrace.inference.onnx_models.LoadedModel`) of a format-2 model."""
 
     @property
     def label(self) -> str:
@@ -321,30 +373,57 @@ class OverstampModel:
         logit = z @ np.asarray(self.coef) + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -40.0, 40.0))))
 
+    def patch_logits(self, gray: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+        """The patch scorer's logit for the character centred on each column of the line crop."""
+        if self.patch_scorer is None:
+            raise OverstampModelError(f"{self.label}: this model has no patch scorer")
+        meta = self.patch_scorer.meta
+        patches = character_patches(gray, columns, meta.input_height)
+        out = self.patch_scorer.session.run(None, {self.patch_scorer.input_name: patches})[0]
+        return np.asarray(out, np.float64).reshape(-1)
+
+    def character_features(
+        self, gray: np.ndarray, text: str, steps: Sequence[int], probs: np.ndarray, charset: str
+    ) -> tuple[list[int], np.ndarray]:
+        """This model's input for each scored character of a line: (indices into ``text``, (n, len(features)))."""
+        index, feats = ctc_character_features(probs, text, steps, charset)
+        if self.patch_model is None or not len(feats):
+            return index, feats
+        columns = [STEP_COLUMNS * int(steps[i]) + STEP_COLUMNS // 2 for i in index]
+        logits = self.patch_logits(gray, columns)
+        return index, np.hstack([feats, logits[:, None], (logits - np.median(logits))[:, None]])
+
     def to_json(self) -> dict[str, Any]:
         """The file's content (without its checksum, which is the SHA-256 of the written bytes)."""
-        return {
-            "format": "marktrace-overstamp-logreg-1",
+        data: dict[str, Any] = {
+            "format": FORMAT_PATCH if self.patch_model else FORMAT_CTC,
             "name": self.name,
             "version": self.version,
-            "features": list(FEATURE_NAMES),
+            "features": list(self.features),
+        }
+        if self.patch_model:
+            data["patch_model"] = dataclasses.asdict(self.patch_model)
+        data.update({
             "mean": [round(v, 8) for v in self.mean],
             "scale": [round(v, 8) for v in self.scale],
             "coef": [round(v, 8) for v in self.coef],
             "intercept": round(self.intercept, 8),
             "threshold": round(self.threshold, 6),
             "training": self.training,
-        }
+        })
+        return data
 
     @classmethod
     def load(cls, path: Path | str = OVERSTAMP_MODEL_FILE, sha256: str | None = None) -> OverstampModel:
         """Read a model file, refusing it when its SHA-256 differs from the expected one.
 
         The expected SHA-256 is ``sha256``, or the pinned :data:`OVERSTAMP_MODEL_SHA256` when ``path`` is the
-        shipped file; another file without ``sha256`` is only parsed.
+        shipped file; another file without ``sha256`` is only parsed. A format-2 file's patch scorer is looked
+        for next to the file, then among the shipped models, checked against the SHA-256 the file records and
+        against its task, and loaded (one onnxruntime thread).
 
         Raises:
-            OverstampModelError: missing file, checksum mismatch, or malformed content.
+            OverstampModelError: missing file, checksum mismatch, or malformed content (of either file).
         """
         path = Path(path)
         if sha256 is None and path.resolve() == OVERSTAMP_MODEL_FILE.resolve():
@@ -358,27 +437,59 @@ class OverstampModel:
             raise OverstampModelError(f"{path}: SHA-256 {actual} does not match the expected {sha256}")
         try:
             data = json.loads(blob)
-            if data.get("format") != "marktrace-overstamp-logreg-1":
-                raise ValueError(f"format {data.get('format')!r}")
-            if tuple(data["features"]) != FEATURE_NAMES:
+            fmt = data.get("format")
+            if fmt not in (FORMAT_CTC, FORMAT_PATCH):
+                raise ValueError(f"format {fmt!r}")
+            features = FEATURE_NAMES + (PATCH_FEATURES if fmt == FORMAT_PATCH else ())
+            if tuple(data["features"]) != features:
                 raise ValueError("its features are not the ones this marktrace computes")
-            n = len(FEATURE_NAMES)
+            n = len(features)
             mean, scale, coef = (tuple(float(v) for v in data[k]) for k in ("mean", "scale", "coef"))
             if not (len(mean) == len(scale) == len(coef) == n) or min(scale) <= 0:
                 raise ValueError(f"mean/scale/coef must have {n} entries and positive scales")
-            return cls(
-                name=str(data["name"]),
-                version=str(data["version"]),
-                mean=mean,
-                scale=scale,
-                coef=coef,
-                intercept=float(data["intercept"]),
-                threshold=float(data["threshold"]),
-                training=dict(data.get("training", {})),
-                sha256=actual,
-            )
+            ref = PatchScorerRef(**{k: str(data["patch_model"][k]) for k in ("name", "version", "file", "sha256")}) \
+                if fmt == FORMAT_PATCH else None
         except (ValueError, KeyError, TypeError) as exc:
             raise OverstampModelError(f"{path}: malformed over-stamp model ({exc})") from None
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            mean=mean,
+            scale=scale,
+            coef=coef,
+            intercept=float(data["intercept"]),
+            threshold=float(data["threshold"]),
+            training=dict(data.get("training", {})),
+            sha256=actual,
+            features=features,
+            patch_model=ref,
+            patch_scorer=_load_patch_scorer(path, ref) if ref else None,
+        )
+
+
+def _load_patch_scorer(model_path: Path, ref: PatchScorerRef) -> Any:
+    """Find, verify (SHA-256 recorded in the model file) and load a format-2 model's ONNX patch scorer."""
+    from marktrace.inference.images import sha256_file
+    from marktrace.inference.onnx_models import ModelMetadataError, load_model
+    from marktrace.models.registry import SHIPPED_DIR
+
+    if Path(ref.file).name != ref.file:
+        raise OverstampModelError(f"{model_path}: patch scorer file {ref.file!r} must be a bare file name")
+    candidates = [model_path.parent / ref.file, SHIPPED_DIR / ref.file]
+    onnx_path = next((c for c in candidates if c.is_file()), None)
+    if onnx_path is None:
+        raise OverstampModelError(f"{model_path}: its patch scorer {ref.file} is neither next to it nor shipped")
+    actual = sha256_file(onnx_path)
+    if actual != ref.sha256:
+        raise OverstampModelError(f"{onnx_path}: SHA-256 {actual} does not match {ref.sha256} recorded in {model_path}")
+    try:
+        loaded = load_model(onnx_path, PATCH_TASK, threads=1)
+    except (ModelMetadataError, FileNotFoundError) as exc:
+        raise OverstampModelError(str(exc)) from None
+    if (loaded.meta.name, loaded.meta.version) != (ref.name, ref.version):
+        raise OverstampModelError(f"{onnx_path}: is {loaded.meta.name}@{loaded.meta.version}, "
+                                  f"{model_path} expects {ref.name}@{ref.version}")
+    return loaded
 
 
 @functools.cache
@@ -417,7 +528,7 @@ def flag_overstamps(
     """
     model = model or shipped_overstamp_model()
     cut = model.threshold if threshold is None else threshold
-    index, feats = ctc_character_features(probs, text, steps, charset)
+    index, feats = model.character_features(gray, text, steps, probs, charset)
     if not len(feats):
         return []
     scores = model.probability(feats)
@@ -447,6 +558,9 @@ def flag_overstamps(
             "steps": [int(spans[k][0]), int(spans[k][1])],
             "ctc": {name: round(float(feats[k, j]), 4) for j, name in enumerate(CTC_FEATURES)},
         }
+        if model.patch_model is not None:
+            evidence["patch"] = {name: round(float(feats[k, len(FEATURE_NAMES) + j]), 4)
+                                 for j, name in enumerate(PATCH_FEATURES)}
         if k in shape:
             evidence["shape"] = shape[k]
         entry: dict[str, Any] = {"position": i, "score": round(score, 4), "evidence": evidence}

@@ -97,3 +97,25 @@ def test_an_uncalibrated_tiny_detector_keeps_the_inverse_shrink(tiny_models) -> 
     meta = load_model(tiny_models["line_detection"], "line_detection", threads=1).meta
     assert meta.line_geometry == LineGeometry()
     assert not any(key == "line_geometry" for key, _ in meta.extra)
+
+
+def test_the_patch_scorer_exports_uint8_in_logits_out_and_checks_its_input(tmp_path):
+    from marktrace.models.export import export_patch_scorer
+    from marktrace.models.networks.overstamp import build_patch_scorer
+
+    net = build_patch_scorer(4).eval()
+    sample = np.random.default_rng(0).integers(0, 255, (3, 1, 64, 64), dtype=np.uint8)
+    out = tmp_path / "patch.onnx"
+    summary = export_patch_scorer(net, out, "tiny-patch", "0.0.1", "abc", sample)
+    assert summary["parity_max_abs_diff"] < 1e-3
+    loaded = load_model(out, "overstamp_scoring")
+    assert (loaded.meta.input_height, loaded.meta.input_width, loaded.meta.name) == (64, 64, "tiny-patch")
+    assert loaded.session.get_inputs()[0].type == "tensor(uint8)"
+    logits = loaded.session.run(None, {"pixels": sample})[0]
+    with torch.no_grad():
+        expected = net(torch.from_numpy(sample).float() / 255.0).numpy()
+    assert logits.shape == (3,) and np.allclose(logits, expected, atol=1e-3)
+    with pytest.raises(ModelMetadataError, match="expected line_recognition"):
+        load_model(out, "line_recognition")
+    with pytest.raises(ValueError, match="parity sample"):
+        export_patch_scorer(net, tmp_path / "bad.onnx", "tiny-patch", "0.0.1", "abc", sample[:, :, :32])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -34,3 +35,25 @@ def test_tiny_run_writes_a_loadable_model_and_is_reproducible(tmp_path: Path) ->
     models = [OverstampModel.load(next((run / "checkpoints").glob("*.json"))) for run in runs]
     assert models[0].coef == models[1].coef and models[0].threshold == models[1].threshold
     assert models[0].training["seeds"] == [cfg.seed_start, cfg.seed_start + 13]
+
+
+def test_tiny_run_with_the_patch_scorer_writes_both_files_and_is_reproducible(tmp_path: Path) -> None:
+    from marktrace.inference.onnx_models import load_model
+
+    cfg = load_overstamp_config("tiny-overstamp-patch")
+    assert cfg.patch_scorer is not None
+    runs = [train_overstamp(cfg, tmp_path / name) for name in ("a", "b")]
+    models = [OverstampModel.load(next((run / "checkpoints").glob("*.json"))) for run in runs]
+    for run, model in zip(runs, models, strict=True):
+        assert model.patch_model is not None and model.patch_scorer is not None
+        assert load_model(run / "checkpoints" / model.patch_model.file, "overstamp_scoring").meta.input_width == 64
+        info = json.loads((run / "run.json").read_text())
+        assert info["patch_scorer"]["sha256"] == model.patch_model.sha256
+        assert info["cross_validation_ctc_only"]["final_lines"]["clean"] > 0
+        stages = [json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert stages[:2] == ["patch_scorer", "patch_scorer_export"] and "cross_validation" in stages
+        assert model.training["regression_markings"] == "seed % 3 == 0"
+    patches = np.random.default_rng(0).integers(0, 255, (4, 1, 64, 64), dtype=np.uint8)
+    logits = [m.patch_scorer.session.run(None, {m.patch_scorer.input_name: patches})[0] for m in models]
+    assert np.array_equal(logits[0], logits[1])  # the same scorer from the same seeds (the files differ in date)
+    assert models[0].coef == models[1].coef and models[0].threshold == models[1].threshold

@@ -21,12 +21,15 @@ from marktrace.inference.enhance.alteration import (
     FEATURE_NAMES,
     OVERSTAMP_MODEL_FILE,
     OVERSTAMP_MODEL_SHA256,
+    PATCH_FEATURES,
     OverstampModel,
     OverstampModelError,
+    character_patches,
     ctc_character_features,
     flag_overstamps,
     shipped_overstamp_model,
 )
+from marktrace.models.registry import SHIPPED_DIR, default_model
 
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ "
 
@@ -107,7 +110,10 @@ def test_shipped_model_file_matches_its_pinned_checksum() -> None:
     assert hashlib.sha256(OVERSTAMP_MODEL_FILE.read_bytes()).hexdigest() == OVERSTAMP_MODEL_SHA256
     model = shipped_overstamp_model()
     data = json.loads(OVERSTAMP_MODEL_FILE.read_text())
-    assert data["features"] == list(FEATURE_NAMES)
+    assert data["features"] == list(FEATURE_NAMES + PATCH_FEATURES)
+    assert model.patch_scorer is not None and model.patch_scorer.meta.task == "overstamp_scoring"
+    registered = default_model("overstamp_scoring")
+    assert model.patch_model is not None and registered.sha256 == model.patch_model.sha256
     assert 0.0 < model.threshold < 1.0
     seeds = data["training"]["seeds"]
     assert seeds[1] < 1_300_000_000 and data["training"]["synth"]["fonts"] == "train"
@@ -127,6 +133,52 @@ def test_an_altered_or_malformed_model_file_is_refused(tmp_path: Path) -> None:
         OverstampModel.load(altered)
     with pytest.raises(OverstampModelError, match="not readable"):
         OverstampModel.load(tmp_path / "missing.json")
+
+
+def test_character_patches_are_centred_scaled_and_edge_filled() -> None:
+    crop = np.tile(np.arange(200, dtype=np.uint8), (64, 1))
+    patches = character_patches(crop, [100, 0, 199], 64)
+    assert patches.shape == (3, 1, 64, 64) and patches.dtype == np.uint8
+    assert patches[0, 0, 0, 32] == 100 and patches[0, 0, 0, 0] == 68
+    assert (patches[1, 0, :, :32] == 0).all() and patches[1, 0, 0, 33] == 1  # left of the crop: its edge
+    assert (patches[2, 0, :, 32:] == 199).all()
+    tall = cv2.resize(crop, (400, 128), interpolation=cv2.INTER_NEAREST)  # twice the size: columns scale too
+    assert abs(int(character_patches(tall, [200], 64)[0, 0, 10, 32]) - 100) <= 1
+    with pytest.raises(ValueError, match="uint8"):
+        character_patches(crop.astype(np.float32), [1], 64)
+
+
+def _copy_model(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    data = json.loads(OVERSTAMP_MODEL_FILE.read_text())
+    (tmp_path / data["patch_model"]["file"]).write_bytes((SHIPPED_DIR / data["patch_model"]["file"]).read_bytes())
+    return tmp_path / "model.json", data
+
+
+def test_the_patch_scorer_is_verified_before_it_is_loaded(tmp_path: Path) -> None:
+    path, data = _copy_model(tmp_path)
+    path.write_text(json.dumps(data))
+    assert OverstampModel.load(path).patch_scorer is not None  # found next to the model file
+    scorer = tmp_path / data["patch_model"]["file"]
+    scorer.write_bytes(scorer.read_bytes() + b"\0")
+    with pytest.raises(OverstampModelError, match="SHA-256"):
+        OverstampModel.load(path)
+    recognizer = default_model("line_recognition", variant="int8")
+    scorer.write_bytes(recognizer.path().read_bytes())
+    path.write_text(json.dumps({**data, "patch_model": {**data["patch_model"], "sha256": recognizer.sha256}}))
+    with pytest.raises(OverstampModelError, match="expected overstamp_scoring"):
+        OverstampModel.load(path)
+    path.write_text(json.dumps({**data, "patch_model": {**data["patch_model"], "file": "absent.onnx"}}))
+    with pytest.raises(OverstampModelError, match="neither next to it nor shipped"):
+        OverstampModel.load(path)
+    path.write_text(json.dumps({**data, "patch_model": {**data["patch_model"], "file": "../x.onnx"}}))
+    with pytest.raises(OverstampModelError, match="bare file name"):
+        OverstampModel.load(path)
+
+
+def test_patch_evidence_comes_with_every_scored_character() -> None:
+    probs = _probs("AB1234", {3: ("8", 0.4)})
+    flags = _flags("AB1234", probs, return_all=True)
+    assert flags and all(set(f["evidence"]["patch"]) == set(PATCH_FEATURES) for f in flags)
 
 
 # -- end to end on rendered markings ----------------------------------------------------------------------
