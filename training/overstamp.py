@@ -1,6 +1,7 @@
 """Train the over-stamp flagger (issue 3): a logistic regression on the recognizer's per-step probabilities.
 
-One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.1.0.json``)::
+One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.2.0.json`` and its patch scorer
+``models/shipped/marktrace-overstamp-patch-v1.2.0.onnx``)::
 
     marktrace train-overstamp --config overstamp --out runs            # or: python -m marktrace.training.overstamp
     marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped file
@@ -349,7 +350,7 @@ def _patch_features(
     Returns (the stacking examples, their (n, 2) patch features computed through the exported ONNX file exactly as
     inference does, the scorer's reference and training summary).
     """
-    from marktrace.inference.enhance.alteration import PATCH_TASK
+    from marktrace.inference.enhance.alteration import PATCH_TASK, patch_features
     from marktrace.inference.images import sha256_file
     from marktrace.inference.onnx_models import load_model
     from marktrace.models.export import export_patch_scorer
@@ -376,10 +377,7 @@ def _patch_features(
                                  extra={"training_seeds": f"{cfg.seed_start}-{cfg.seed_start + cfg.n_markings - 1} "
                                                           f"(seed % {ps.stack_every} != 0)"})
     scorer = load_model(onnx_path, PATCH_TASK, threads=cfg.threads)
-    rows = []
-    for e in stack_lines:
-        logits = np.asarray(scorer.session.run(None, {scorer.input_name: e.patches})[0], np.float64).reshape(-1)
-        rows.append(np.c_[logits, logits - np.median(logits)][e.scored])
+    rows = [patch_features(scorer, e.patches)[e.scored] for e in stack_lines]
     ref = {"name": ps.name, "version": cfg.version, "file": onnx_path.name, "sha256": sha256_file(onnx_path)}
     summary = {"patches": int(len(labels)), "overstamped": int(labels.sum()),
                "parity_max_abs_diff": export["parity_max_abs_diff"], **ref}

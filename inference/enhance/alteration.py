@@ -4,7 +4,7 @@ An examiner decides alteration; this module only points at characters that look 
 neighbours in ways an over-stamp produces (research notes section 5). Two scorers:
 
 **What the reader uses** (:func:`flag_overstamps`, issue 3): a logistic regression (numpy; coefficients in
-``overstamp-flags-v1.1.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
+``overstamp-flags-v1.2.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
 the recognizer's own per-step probabilities of each character (:func:`ctc_character_features`): the older
 strike under a character leaves rival classes (often a digit) at its time steps and lowers its own
 probability, compared with the other characters of the line. Trained by ``marktrace train-overstamp``
@@ -198,9 +198,9 @@ def flag_alterations(
 # --------------------------------------------------------------------------------------------------
 # Learned over-stamp score on the recognizer's per-step probabilities (issue 3)
 
-OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.1.0.json")
+OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.2.0.json")
 """The shipped over-stamp model: logistic-regression coefficients in JSON (``training/overstamp.py`` writes it)."""
-OVERSTAMP_MODEL_SHA256 = "4ded14839aea5f2e9929fd0362dfb6360df1cc3de0d378f14ca6c9cb1d36a589"
+OVERSTAMP_MODEL_SHA256 = "fb7410d108658fcbf199619ccd9d3d32e46b118a8b7c19c018cd59bc0462be68"
 """SHA-256 of :data:`OVERSTAMP_MODEL_FILE`; the file is refused when it differs."""
 STEP_COLUMNS = 4
 """Crop columns per recognizer time step."""
@@ -329,6 +329,17 @@ def character_patches(gray: np.ndarray, columns: Sequence[int], size: int) -> np
     return out
 
 
+def patch_features(scorer: Any, patches: np.ndarray) -> np.ndarray:
+    """:data:`PATCH_FEATURES` of the characters of one line: (n, 2), from their (n, 1, S, S) uint8 patches.
+
+    ``scorer`` is the loaded ONNX patch scorer (:class:`marktrace.inference.onnx_models.LoadedModel`); the
+    second feature is the logit minus the median over the line's characters.
+    """
+    out = scorer.session.run(None, {scorer.input_name: np.ascontiguousarray(patches, np.uint8)})[0]
+    logits = np.asarray(out, np.float64).reshape(-1)
+    return np.stack([logits, logits - np.median(logits)], axis=1)
+
+
 @dataclass(frozen=True)
 class PatchScorerRef:
     """The ONNX patch scorer a format-2 model needs: its file (next to the model file, or shipped) and checksum."""
@@ -373,15 +384,6 @@ class OverstampModel:
         logit = z @ np.asarray(self.coef) + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -40.0, 40.0))))
 
-    def patch_logits(self, gray: np.ndarray, columns: Sequence[int]) -> np.ndarray:
-        """The patch scorer's logit for the character centred on each column of the line crop."""
-        if self.patch_scorer is None:
-            raise OverstampModelError(f"{self.label}: this model has no patch scorer")
-        meta = self.patch_scorer.meta
-        patches = character_patches(gray, columns, meta.input_height)
-        out = self.patch_scorer.session.run(None, {self.patch_scorer.input_name: patches})[0]
-        return np.asarray(out, np.float64).reshape(-1)
-
     def character_features(
         self, gray: np.ndarray, text: str, steps: Sequence[int], probs: np.ndarray, charset: str
     ) -> tuple[list[int], np.ndarray]:
@@ -389,9 +391,11 @@ class OverstampModel:
         index, feats = ctc_character_features(probs, text, steps, charset)
         if self.patch_model is None or not len(feats):
             return index, feats
+        if self.patch_scorer is None:
+            raise OverstampModelError(f"{self.label}: its patch scorer is not loaded")
         columns = [STEP_COLUMNS * int(steps[i]) + STEP_COLUMNS // 2 for i in index]
-        logits = self.patch_logits(gray, columns)
-        return index, np.hstack([feats, logits[:, None], (logits - np.median(logits))[:, None]])
+        patches = character_patches(gray, columns, self.patch_scorer.meta.input_height)
+        return index, np.hstack([feats, patch_features(self.patch_scorer, patches)])
 
     def to_json(self) -> dict[str, Any]:
         """The file's content (without its checksum, which is the SHA-256 of the written bytes)."""

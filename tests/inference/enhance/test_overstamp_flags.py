@@ -27,6 +27,7 @@ from marktrace.inference.enhance.alteration import (
     character_patches,
     ctc_character_features,
     flag_overstamps,
+    patch_features,
     shipped_overstamp_model,
 )
 from marktrace.models.registry import SHIPPED_DIR, default_model
@@ -227,7 +228,10 @@ def test_overstamped_characters_score_above_clean_ones_on_rendered_markings() ->
     cfg = OverstampTrainConfig(seed_start=SEEDS + 100, n_markings=30)
     examples = [e for e in collect(cfg) if e.final]
     model = shipped_overstamp_model()
-    scores = np.concatenate([model.probability(e.features) for e in examples])
+    assert model.patch_scorer is not None
+    scores = np.concatenate([model.probability(np.hstack([e.features, patch_features(model.patch_scorer,
+                                                                                      e.patches)[e.scored]]))
+                             for e in examples])
     labels = np.concatenate([e.labels for e in examples])
     pos, neg = scores[labels == 1], scores[labels == 0]
     assert len(pos) >= 15 and len(neg) >= 150
