@@ -98,6 +98,9 @@ class OverstampTrainConfig(BaseModel):
     """Processes that render and read markings in parallel (each with its own reader)."""
     patch_scorer: PatchScorerTrainConfig | None = None
     """Also train the patch scorer and use its logits as features (model format 2); ``None``: format 1."""
+    examples_from: Path | None = None
+    """A previous run's ``examples.npz`` (or its folder) to use instead of rendering and reading again; refused
+    unless it was collected with the same seeds, renderer settings, line filter and recognizer."""
 
     @model_validator(mode="after")
     def _check(self) -> OverstampTrainConfig:
@@ -264,6 +267,54 @@ def collect(cfg: OverstampTrainConfig, progress: Callable[[str], None] | None = 
     return examples
 
 
+EXAMPLES_FILE = "examples.npz"
+"""What a run collected (features, labels, patches), so another recipe can reuse it (``examples_from``)."""
+
+
+def _collection_key(cfg: OverstampTrainConfig) -> str:
+    """What determines the collected examples: seeds, renderer settings, line filter and the shipped reader."""
+    return json.dumps({"seed_start": cfg.seed_start, "n_markings": cfg.n_markings,
+                       "synth": cfg.synth.model_dump(mode="json"), "max_line_cer": cfg.max_line_cer,
+                       "recognizer": _recognizer_label()}, sort_keys=True)
+
+
+def save_examples(path: Path, examples: list[LineExample], cfg: OverstampTrainConfig) -> None:
+    """Write the collected examples (uncompressed ``.npz``, written to a temporary name, then renamed)."""
+    counts = np.array([[len(e.labels), len(e.scored)] for e in examples], np.int64).reshape(-1, 2)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        key=np.array(_collection_key(cfg)),
+        seeds=np.array([e.seed for e in examples], np.int64),
+        final=np.array([e.final for e in examples], bool),
+        counts=counts,
+        features=np.vstack([e.features for e in examples]) if examples else np.zeros((0, 0)),
+        labels=np.concatenate([e.labels for e in examples]) if examples else np.zeros(0, np.int64),
+        patches=np.concatenate([e.patches for e in examples]) if examples else np.zeros((0, 1, 1, 1), np.uint8),
+        scored=np.concatenate([e.scored for e in examples]) if examples else np.zeros(0, bool),
+    )
+    tmp.replace(path)
+
+
+def load_examples(source: Path, cfg: OverstampTrainConfig) -> list[LineExample]:
+    """Read examples written by :func:`save_examples`; refuse them when they were collected differently."""
+    path = Path(source) / EXAMPLES_FILE if Path(source).is_dir() else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no collected examples there")
+    with np.load(path) as data:
+        if str(data["key"]) != _collection_key(cfg):
+            raise ValueError(f"{path}: collected with other seeds, renderer settings, line filter or recognizer "
+                             "than this config asks for")
+        counts = data["counts"]
+        ends = np.cumsum(counts, axis=0)
+        starts = ends - counts
+        features, labels, patches, scored = data["features"], data["labels"], data["patches"], data["scored"]
+        return [
+            LineExample(int(seed), bool(final), features[a:b], labels[a:b], patches[c:d], scored[c:d])
+            for seed, final, (a, c), (b, d) in zip(data["seeds"], data["final"], starts, ends, strict=True)
+        ]
+
+
 def _serial_call(result: Any) -> int | None:
     """The recording call of the line the record's serial was read from."""
     serial = result.record.get("serial_number") if result.status == "ok" else None
@@ -401,7 +452,12 @@ def train_overstamp(
     run = RunFolder(out, cfg.name, cfg, extra={"seed_start": cfg.seed_start, "n_markings": cfg.n_markings,
                                                "task": cfg.task})
     t0 = time.perf_counter()
-    examples = collect(cfg, say)
+    if cfg.examples_from is not None:
+        examples = load_examples(cfg.examples_from, cfg)
+        say(f"{len(examples)} lines from {cfg.examples_from}")
+    else:
+        examples = collect(cfg, say)
+        save_examples(run.path / EXAMPLES_FILE, examples, cfg)
     if not examples:
         raise RuntimeError("no serial line was read; nothing to train on")
     patch: dict[str, Any] | None = None

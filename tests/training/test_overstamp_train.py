@@ -53,6 +53,12 @@ def test_tiny_run_with_the_patch_scorer_writes_both_files_and_is_reproducible(tm
         stages = [json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert stages[:2] == ["patch_scorer", "patch_scorer_export"] and "cross_validation" in stages
         assert model.training["regression_markings"] == "seed % 3 == 0"
+    # the second recipe can start from the first run's collection, and gets the same model
+    reused = train_overstamp(cfg.model_copy(update={"examples_from": runs[0]}), tmp_path / "c")
+    model_c = OverstampModel.load(next((reused / "checkpoints").glob("*.json")))
+    assert model_c.coef == models[0].coef and not (reused / "examples.npz").exists()
+    with pytest.raises(ValueError, match="collected with other"):
+        train_overstamp(cfg.model_copy(update={"examples_from": runs[0], "max_line_cer": 0.3}), tmp_path / "d")
     patches = np.random.default_rng(0).integers(0, 255, (4, 1, 64, 64), dtype=np.uint8)
     logits = [m.patch_scorer.session.run(None, {m.patch_scorer.input_name: patches})[0] for m in models]
     assert np.array_equal(logits[0], logits[1])  # the same scorer from the same seeds (the files differ in date)
