@@ -239,3 +239,10 @@ def test_overstamped_characters_score_above_clean_ones_on_rendered_markings() ->
     assert auc >= 0.62, auc  # 0.5: no better than chance
     assert float(np.mean(neg > model.threshold)) <= 0.08
     assert float(np.mean(pos > model.threshold)) >= 0.1
+
+
+def test_the_shipped_flagger_was_trained_on_the_shipped_recognizer() -> None:
+    # its features are the recognizer's probabilities: a new recognizer needs `marktrace train-overstamp ... --install`
+    from marktrace.training.overstamp import _recognizer_label
+
+    assert shipped_overstamp_model().training["recognizer"] == _recognizer_label()
