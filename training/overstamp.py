@@ -418,7 +418,12 @@ def _patch_features(
     labels = np.concatenate([e.labels for e in scorer_lines])
     say(f"patch scorer: {len(labels)} patches ({int(labels.sum())} over-stamped) of "
         f"{len({e.seed for e in scorer_lines})} markings, {ps.epochs} epochs")
-    net = train_patch_scorer(patches, labels, ps, run.log)
+    def log_epoch(record: dict[str, Any]) -> None:
+        run.log(record)
+        say(f"patch scorer epoch {record['epoch'] + 1}/{ps.epochs}: loss {record['loss']:.4f}, "
+            f"{record['seconds']:.0f} s")
+
+    net = train_patch_scorer(patches, labels, ps, log_epoch)
     import torch
 
     torch.save({"state_dict": net.state_dict(), "width": ps.width}, run.path / "checkpoints" / f"{ps.name}.pt")

@@ -63,3 +63,16 @@ def test_tiny_run_with_the_patch_scorer_writes_both_files_and_is_reproducible(tm
     logits = [m.patch_scorer.session.run(None, {m.patch_scorer.input_name: patches})[0] for m in models]
     assert np.array_equal(logits[0], logits[1])  # the same scorer from the same seeds (the files differ in date)
     assert models[0].coef == models[1].coef and models[0].threshold == models[1].threshold
+
+
+def test_parallel_collection_gives_the_same_examples_in_seed_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.training import overstamp
+
+    monkeypatch.setattr(overstamp, "COLLECT_CHUNK", 4)
+    cfg = load_overstamp_config("tiny-overstamp", {"n_markings": 10})
+    one = overstamp.collect(cfg)
+    two = overstamp.collect(cfg.model_copy(update={"workers": 2}))
+    assert [(e.seed, e.final) for e in one] == [(e.seed, e.final) for e in two]
+    assert [e.seed for e in one] == sorted(e.seed for e in one)
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a.features, b.features) and np.array_equal(a.patches, b.patches)
