@@ -7,9 +7,12 @@ neighbours in ways an over-stamp produces (research notes section 5). Two scorer
 ``overstamp-flags-v1.2.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
 the recognizer's own per-step probabilities of each character (:func:`ctc_character_features`): the older
 strike under a character leaves rival classes (often a digit) at its time steps and lowers its own
-probability, compared with the other characters of the line. Trained by ``marktrace train-overstamp``
-(``training/overstamp.py``) on rendered over-stamps, training fonts and seeds; threshold at 3% false flags
-out of fold. Flags carry the shape measures below as evidence.
+probability, compared with the other characters of the line; and (model format 2, 1.2.0) on the logit of
+the ONNX patch scorer ``marktrace-overstamp-patch`` for the character's 64 x 64 patch of the line crop
+(:func:`character_patches`, :func:`patch_features`; ``models/CONTRACT.md`` section 11). Trained by
+``marktrace train-overstamp`` (``training/overstamp.py``) on rendered over-stamps, training fonts and seeds;
+threshold at 3% false flags out of fold. Flags carry the CTC and patch measures and the shape measures below
+as evidence.
 
 **Shape measures** (:func:`flag_alterations`, evidence for the flags; calibrated on toy cv2-Hershey
 over-stamps, it flags 20-36% of clean characters on rendered markings, so it no longer decides):
@@ -304,6 +307,7 @@ FORMAT_CTC = "marktrace-overstamp-logreg-1"
 FORMAT_PATCH = "marktrace-overstamp-logreg-2"
 """Model format 2: :data:`FEATURE_NAMES` plus :data:`PATCH_FEATURES` from an ONNX patch scorer named in the file."""
 PATCH_TASK = "overstamp_scoring"
+"""The patch scorer's ONNX task (metadata ``task``)."""
 PATCH_SIZE = 64
 """Side of the patch scorer's square patches (the recognizer's crop height)."""
 
