@@ -1,28 +1,38 @@
-"""Train the over-stamp flagger (issue 3): a logistic regression on the recognizer's per-step probabilities.
+"""Train the over-stamp flagger (issue 3): a logistic regression on the recognizer's probabilities (and a CNN's).
 
-One command reproduces the shipped file (``inference/enhance/overstamp-flags-v1.2.0.json`` and its patch scorer
+The regression reads the recognizer's per-step probabilities and, with ``patch_scorer`` set, the logits of a
+small CNN over each character's patch of the line crop.
+
+One command reproduces the shipped files (``inference/enhance/overstamp-flags-v1.2.0.json`` and its patch scorer
 ``models/shipped/marktrace-overstamp-patch-v1.2.0.onnx``)::
 
     marktrace train-overstamp --config overstamp --out runs            # or: python -m marktrace.training.overstamp
-    marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped file
+    marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped files
 
 What it does:
 
 1. Renders ``n_markings`` photos (``datasets.synth.render_marking``, training fonts, seeds from
    ``seed_start``; every seed stays below 1_300_000_000, the benchmark's seeds and held-out fonts are never
    rendered) and reads each with the shipped reader exactly as ``marktrace read`` does (detector,
-   recognizer, 180-degree retry, enhancement chains when unsure). Every recognised line that aligns to the
-   marking's serial line (edit distance at most ``max_line_cer`` of its length) gives one example per
-   character: the features of :func:`marktrace.inference.enhance.alteration.ctc_character_features`
-   and the label "over-stamped" when the character aligns to the renderer's over-stamped index.
-2. Cross-validates by marking (``folds``), picks the threshold at which ``target_false_flag_rate`` of the
+   recognizer, 180-degree retry, enhancement chains when unsure; ``workers`` processes). Every recognised
+   line that aligns to the marking's serial line (edit distance at most ``max_line_cer`` of its length)
+   gives one example per character: the features of
+   :func:`marktrace.inference.enhance.alteration.ctc_character_features`, the character's patch, and the
+   label "over-stamped" when the character aligns to the renderer's over-stamped index. The collection is
+   kept in the run folder (``examples.npz``); ``examples_from`` starts another recipe from it.
+2. With ``patch_scorer``: trains the CNN (``training/overstamp_patch.py``, torch) on the markings whose seed
+   is not a multiple of ``stack_every``, exports it to ONNX (parity checked) and computes its two features
+   for the other markings through the exported file; the regression is fitted on those only.
+3. Cross-validates by marking (``folds``), picks the threshold at which ``target_false_flag_rate`` of the
    clean characters of the record's serial lines score above it (out-of-fold), and fits the final model
-   on everything (Newton iterations, L2 ``l2``; deterministic).
-3. Writes a run folder (``config.yaml`` resolved config, ``run.json`` with commit, seeds and metrics,
-   ``metrics.jsonl``, ``checkpoints/overstamp-flags-v<version>.json``). ``--install`` copies the model
-   next to its loader and prints the SHA-256 to pin in ``OVERSTAMP_MODEL_SHA256``.
+   (Newton iterations, L2 ``l2``; deterministic).
+4. Writes a run folder (``config.yaml`` resolved config, ``run.json`` with commit, seeds and metrics,
+   ``metrics.jsonl``, ``checkpoints/``: the model JSON, the scorer's ``.pt`` and ``.onnx``). ``--install``
+   copies the model next to its loader and the scorer into the shipped models (registered), and prints the
+   SHA-256 to pin in ``OVERSTAMP_MODEL_SHA256``.
 
-numpy + onnxruntime only (no torch); one onnxruntime thread by default.
+Collection is numpy + onnxruntime (one onnxruntime thread per process by default); only the patch scorer
+needs torch (the ``train`` extra).
 """
 
 from __future__ import annotations
