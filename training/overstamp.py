@@ -190,7 +190,7 @@ def _collect_range(cfg: OverstampTrainConfig, first: int, count: int) -> list[Li
     """Render and read markings ``first .. first + count - 1`` with a reader of this process."""
     from marktrace.inference.enhance.alteration import (
         PATCH_SIZE,
-        STEP_COLUMNS,
+        character_columns,
         character_patches,
         ctc_character_features,
     )
@@ -226,7 +226,7 @@ def _collect_range(cfg: OverstampTrainConfig, first: int, count: int) -> list[Li
                                    for i in index])
                 keep = labels >= 0
                 if keep.any():
-                    columns = [STEP_COLUMNS * int(text.char_steps[i]) + STEP_COLUMNS // 2 for i in index]
+                    columns = character_columns([text.char_steps[i] for i in index])
                     patches = character_patches(crop, columns, PATCH_SIZE)
                     examples.append(LineExample(seed, k == final_call, feats[keep], labels[keep], patches, keep))
     return examples
@@ -289,8 +289,8 @@ def _collection_key(cfg: OverstampTrainConfig) -> str:
 
 
 def save_examples(path: Path, examples: list[LineExample], cfg: OverstampTrainConfig) -> None:
-    """Write the collected examples (uncompressed ``.npz``, written to a temporary name, then renamed)."""
-    counts = np.array([[len(e.labels), len(e.scored)] for e in examples], np.int64).reshape(-1, 2)
+    """Write the collected examples (at least one; uncompressed ``.npz``, to a temporary name, then renamed)."""
+    counts = np.array([[len(e.labels), len(e.scored)] for e in examples], np.int64)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
         tmp,
@@ -298,10 +298,10 @@ def save_examples(path: Path, examples: list[LineExample], cfg: OverstampTrainCo
         seeds=np.array([e.seed for e in examples], np.int64),
         final=np.array([e.final for e in examples], bool),
         counts=counts,
-        features=np.vstack([e.features for e in examples]) if examples else np.zeros((0, 0)),
-        labels=np.concatenate([e.labels for e in examples]) if examples else np.zeros(0, np.int64),
-        patches=np.concatenate([e.patches for e in examples]) if examples else np.zeros((0, 1, 1, 1), np.uint8),
-        scored=np.concatenate([e.scored for e in examples]) if examples else np.zeros(0, bool),
+        features=np.vstack([e.features for e in examples]),
+        labels=np.concatenate([e.labels for e in examples]),
+        patches=np.concatenate([e.patches for e in examples]),
+        scored=np.concatenate([e.scored for e in examples]),
     )
     tmp.replace(path)
 
@@ -472,9 +472,10 @@ def train_overstamp(
         say(f"{len(examples)} lines from {cfg.examples_from}")
     else:
         examples = collect(cfg, say)
-        save_examples(run.path / EXAMPLES_FILE, examples, cfg)
     if not examples:
         raise RuntimeError("no serial line was read; nothing to train on")
+    if cfg.examples_from is None:
+        save_examples(run.path / EXAMPLES_FILE, examples, cfg)
     patch: dict[str, Any] | None = None
     feature_names = FEATURE_NAMES
     baseline: dict[str, Any] | None = None
@@ -557,21 +558,17 @@ def install(run: Path) -> tuple[Path, str]:
     ``<name>-v<version>.md`` that a person writes (data, recipe, measured figures, limits).
     """
     from marktrace.inference.enhance.alteration import OVERSTAMP_MODEL_FILE, PATCH_TASK, OverstampModel
-    from marktrace.models.registry import REGISTRY_FILE, SHIPPED_DIR
+    from marktrace.models.publish import update_registry
+    from marktrace.models.registry import SHIPPED_DIR
 
     source = next((run / "checkpoints").glob("overstamp-flags-v*.json"))
     model = OverstampModel.load(source)  # refuse a malformed file before it replaces the shipped one
     if model.patch_model is not None:
         ref = model.patch_model
         shutil.copy2(run / "checkpoints" / ref.file, SHIPPED_DIR / ref.file)
-        registry_path = SHIPPED_DIR / REGISTRY_FILE
-        registry = json.loads(registry_path.read_text())
-        entries = [m for m in registry["models"] if m["task"] != PATCH_TASK]
-        entries.append({"name": ref.name, "version": ref.version, "task": PATCH_TASK, "file": ref.file,
-                        "sha256": ref.sha256, "card": f"{ref.name}-v{ref.version}.md", "variant": "fp32",
-                        "default": True})
-        registry["models"] = entries
-        registry_path.write_text(json.dumps(registry, indent=2) + "\n")
+        update_registry(SHIPPED_DIR, [{"name": ref.name, "version": ref.version, "task": PATCH_TASK,
+                                       "file": ref.file, "sha256": ref.sha256,
+                                       "card": f"{ref.name}-v{ref.version}.md", "variant": "fp32", "default": True}])
     target = OVERSTAMP_MODEL_FILE.with_name(source.name)
     shutil.copy2(source, target)
     return target, hashlib.sha256(target.read_bytes()).hexdigest()

@@ -43,10 +43,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from marktrace.inference.onnx_models import LoadedModel
 
 DEFAULT_THRESHOLD = 1.75
 """Score above which a character is flagged (chosen on generated over-stamps; see README.md)."""
@@ -312,6 +315,11 @@ PATCH_SIZE = 64
 """Side of the patch scorer's square patches (the recognizer's crop height)."""
 
 
+def character_columns(steps: Sequence[int]) -> list[int]:
+    """The crop column at the centre of each time step (a character's column is that of its CTC step)."""
+    return [STEP_COLUMNS * int(s) + STEP_COLUMNS // 2 for s in steps]
+
+
 def character_patches(gray: np.ndarray, columns: Sequence[int], size: int) -> np.ndarray:
     """Square ``size`` x ``size`` patches of a line crop centred on ``columns``: (n, 1, size, size) uint8.
 
@@ -333,11 +341,11 @@ def character_patches(gray: np.ndarray, columns: Sequence[int], size: int) -> np
     return out
 
 
-def patch_features(scorer: Any, patches: np.ndarray) -> np.ndarray:
+def patch_features(scorer: LoadedModel, patches: np.ndarray) -> np.ndarray:
     """:data:`PATCH_FEATURES` of the characters of one line: (n, 2), from their (n, 1, S, S) uint8 patches.
 
-    ``scorer`` is the loaded ONNX patch scorer (:class:`marktrace.inference.onnx_models.LoadedModel`); the
-    second feature is the logit minus the median over the line's characters.
+    ``scorer`` is the loaded ONNX patch scorer; the second feature is the logit minus the median over the
+    line's characters.
     """
     out = scorer.session.run(None, {scorer.input_name: np.ascontiguousarray(patches, np.uint8)})[0]
     logits = np.asarray(out, np.float64).reshape(-1)
@@ -374,8 +382,8 @@ class OverstampModel:
     sha256: str = ""
     features: tuple[str, ...] = FEATURE_NAMES
     patch_model: PatchScorerRef | None = None
-    patch_scorer: Any = field(default=None, compare=False, repr=False)
-    """The loaded patch scorer (:class:`marktrace.inference.onnx_models.LoadedModel`) of a format-2 model."""
+    patch_scorer: LoadedModel | None = field(default=None, compare=False, repr=False)
+    """The loaded patch scorer of a format-2 model."""
 
     @property
     def label(self) -> str:
@@ -397,7 +405,7 @@ class OverstampModel:
             return index, feats
         if self.patch_scorer is None:
             raise OverstampModelError(f"{self.label}: its patch scorer is not loaded")
-        columns = [STEP_COLUMNS * int(steps[i]) + STEP_COLUMNS // 2 for i in index]
+        columns = character_columns([steps[i] for i in index])
         patches = character_patches(gray, columns, self.patch_scorer.meta.input_height)
         return index, np.hstack([feats, patch_features(self.patch_scorer, patches)])
 
@@ -475,7 +483,7 @@ class OverstampModel:
         )
 
 
-def _load_patch_scorer(model_path: Path, ref: PatchScorerRef) -> Any:
+def _load_patch_scorer(model_path: Path, ref: PatchScorerRef) -> LoadedModel:
     """Find, verify (SHA-256 recorded in the model file) and load a format-2 model's ONNX patch scorer."""
     from marktrace.inference.images import sha256_file
     from marktrace.inference.onnx_models import ModelMetadataError, load_model
@@ -542,7 +550,7 @@ def flag_overstamps(
     scores = model.probability(feats)
     width = gray.shape[1]
     char_steps = [int(steps[i]) for i in index]
-    centres = [STEP_COLUMNS * s + STEP_COLUMNS // 2 for s in char_steps]
+    centres = character_columns(char_steps)
     edges = [0] + [(a + b) // 2 for a, b in itertools.pairwise(centres)] + [width]
     boxes = [(min(edges[k], width - 2), max(edges[k + 1], min(edges[k], width - 2) + 2)) for k in range(len(index))]
     shape: dict[int, Any] = {}
