@@ -94,6 +94,28 @@ class TrainConfig(_Frozen):
             raise ValueError(f"unknown enhancement chains {unknown}; known: {', '.join(sorted(default_chains()))}")
         return names
 
+    relief_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of synthetic photos replaced by photometric relief views of the same marking: the marking is
+    rendered as a multi-light stack (``relief_lights`` shots, ground to ``relief_wear``) and the views the
+    reader tries first on a multi-light item (``inference/enhance/photometric.iter_relief_views``, the
+    first ``relief_views`` of them) each give samples. The reader reads ground multi-light items from these
+    views, which look nothing like a photo."""
+    relief_lights: tuple[int, int] = (4, 12)
+    """Fewest and most shots of a training stack (the reader takes 3 to about 60)."""
+    relief_known_directions: float = Field(default=0.8, ge=0.0, le=1.0)
+    """Share of training stacks with known light directions (the others give the direction-free views)."""
+    relief_wear: tuple[float, float] = (0.6, 0.92)
+    """Wear of the markings rendered as stacks (multi-light is for ground markings)."""
+    relief_views: int = Field(default=2, ge=1, le=10)
+    """How many of the reader's first views each training stack gives (in the reader's order)."""
+
+    @field_validator("relief_lights")
+    @classmethod
+    def _lights_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 3 <= value[0] <= value[1]:
+            raise ValueError(f"relief_lights must be (low, high) with 3 <= low <= high, got {value}")
+        return value
+
     eval_images: int = 200
     eval_every: int = 500
     log_every: int = 50

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from marktrace.datasets.synth import SynthConfig, render_marking
+from marktrace.datasets.synth import SynthConfig, render_marking, render_stack
 from marktrace.inference.detect import CORE_SHRINK
 from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
 from marktrace.inference.recognize import batch_line_crops
@@ -128,6 +128,34 @@ def enhanced_copy(image_bgr: np.ndarray, chain: str) -> np.ndarray:
     return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR) if out.ndim == 2 else out
 
 
+def relief_view_copies(
+    seed: int, config: SynthConfig, n_lights: int, known_directions: bool, n_views: int
+) -> tuple[list[np.ndarray], list[tuple[list[tuple[float, float]], str]]]:
+    """The first ``n_views`` relief views the reader computes for a rendered multi-light stack.
+
+    The marking of ``render_marking(seed, config)`` is photographed under ``n_lights`` lights
+    (:func:`marktrace.datasets.synth.render_stack`) and passed through the reader's own
+    :func:`~marktrace.inference.enhance.photometric.iter_relief_views` (registration included): with
+    directions when ``known_directions``, else the direction-free views. Each view is a 3-channel copy in
+    the first shot's geometry, so the returned line polygons (of the first shot) hold for all of them.
+    """
+    from marktrace.inference.enhance.photometric import iter_relief_views, stack_from_arrays
+
+    stack = render_stack(seed, config, n_lights, known_directions=known_directions)
+    names = [f"shot_{i:02d}.png" for i in range(len(stack.images))]
+    lights = dict(zip(names, stack.lights, strict=True)) if known_directions else None
+    relief_stack = stack_from_arrays(list(stack.images), names, ["0" * 64] * len(names), lights)
+    views: list[np.ndarray] = []
+    for view, _meta in iter_relief_views(relief_stack):
+        if relief_stack.scale != 1.0:  # the working copy was shrunk: back to the first shot's pixels
+            h, w = stack.images[0].shape[:2]
+            view = cv2.resize(view, (w, h), interpolation=cv2.INTER_LINEAR)
+        views.append(cv2.cvtColor(view, cv2.COLOR_GRAY2BGR) if view.ndim == 2 else view)
+        if len(views) >= n_views:
+            break
+    return views, [(ln.polygon, ln.text) for ln in stack.lines]
+
+
 def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]]:
     """Labelled real photos (datasets format) that have line polygons."""
     entries = []
@@ -184,6 +212,17 @@ class PhotoStream(IterableDataset[PhotoSample]):
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
                     continue
+            elif self.cfg.relief_fraction > 0 and rng.random() < self.cfg.relief_fraction:
+                low, high = self.cfg.relief_lights
+                config = self.synth_config(rng).model_copy(update={"wear": self.cfg.relief_wear})
+                views, lines = relief_view_copies(
+                    int(seed % (2**31)), config, int(rng.integers(low, high + 1)),
+                    bool(rng.random() < self.cfg.relief_known_directions), self.cfg.relief_views,
+                )
+                for view in views:
+                    for _ in range(self.cfg.samples_per_photo):
+                        yield make_photo_sample(view, lines, self.cfg, rng, self.charset)
+                continue
             else:
                 marking = render_marking(int(seed % (2**31)), self.synth_config(rng))
                 image = marking.image

@@ -108,3 +108,35 @@ def test_enhanced_fraction_feeds_photos_through_the_readers_chains():
         load_config("tiny", {"enhanced_fraction": 1.5})
     with pytest.raises(ValueError, match="unknown enhancement chains"):
         load_config("tiny", {"enhance_chains": ["no-such-chain"]})
+
+
+def test_relief_fraction_trains_on_the_readers_photometric_views():
+    from marktrace.datasets.synth import SynthConfig, render_stack
+    from marktrace.inference.enhance.photometric import iter_relief_views, stack_from_arrays
+    from marktrace.training.data import PhotoStream, relief_view_copies
+
+    config = SynthConfig(fonts="train", wear=(0.7, 0.8), image_size=(160, 320))
+    views, lines = relief_view_copies(11, config, 5, True, 2)
+    stack = render_stack(11, config, 5, known_directions=True)
+    assert len(views) == 2 and [(ln.polygon, ln.text) for ln in stack.lines] == lines
+    names = [f"shot_{i:02d}.png" for i in range(5)]
+    first_view = next(iter(iter_relief_views(stack_from_arrays(
+        list(stack.images), names, ["0" * 64] * 5, dict(zip(names, stack.lights, strict=True))))))[0]
+    assert views[0].shape == stack.images[0].shape[:2] + (3,)
+    assert np.array_equal(views[0][..., 1], first_view)  # the reader's relit_ratio view, unchanged
+    blind, _ = relief_view_copies(11, config, 5, False, 1)
+    assert not np.array_equal(blind[0], views[0])  # direction-free views differ
+
+    cfg = load_config("tiny").model_copy(update={"relief_fraction": 1.0, "relief_views": 2, "samples_per_photo": 1})
+    stream = iter(PhotoStream(cfg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    samples = [next(stream) for _ in range(2)]
+
+    def grey_share(sample: object) -> float:
+        image = sample.det_image  # type: ignore[attr-defined]
+        return float(((image[..., 0] == image[..., 1]) & (image[..., 1] == image[..., 2])).mean())
+
+    plain = next(iter(PhotoStream(load_config("tiny"), "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+    assert grey_share(plain) < 0.5 < min(grey_share(s) for s in samples)  # grey views, not colour photos
+    assert any(s.crops for s in samples)
+    with pytest.raises(ValueError, match="relief_lights"):
+        load_config("tiny", {"relief_lights": [2, 8]})
