@@ -46,6 +46,21 @@ def finished_items(out: Path) -> set[str]:
     return done
 
 
+def json_line(result: dict[str, object]) -> str:
+    """One result as a line of JSON (no newline), UTF-8 text as is.
+
+    A file name that is not valid UTF-8 (its undecodable bytes arrive as lone surrogates) cannot be written
+    as UTF-8; such a line is written with ASCII escapes instead, which read back to the same name (so a
+    resumed batch still skips it) rather than failing the batch.
+    """
+    line = json.dumps(result, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(result, ensure_ascii=True)
+    return line
+
+
 _WORKER_READER: MarkingReader | None = None
 _WORKER_ROOT: Path | None = None
 
@@ -61,21 +76,46 @@ def _read_in_worker(item: Item) -> dict[str, object]:
     return _safe_read(_WORKER_READER, item, _WORKER_ROOT)
 
 
-def _error_row(item: Item, root: Path, problem: str) -> dict[str, object]:
+def _label(item: Item, path: Path, root: Path) -> str:
+    """``path``'s name relative to ``root`` for an error line; never raises (falls back to the path as given)."""
+    try:
+        return item.file_label(path, root)
+    except Exception:  # noqa: BLE001 - an error line must be written whatever the path looks like
+        return str(path)
+
+
+def error_result(item: Item, root: Path, problem: str) -> ItemResult:
+    """An error answer for ``item`` naming it and ``problem``; never raises, whatever the item's paths."""
     return ItemResult(
         item=item.name,
-        files=[item.file_label(f, root) for f in item.files],
+        files=[_label(item, f, root) for f in item.files],
         sha256={},
         status="error",
         error=f"{item.name}: {problem}",
-    ).to_json_dict()
+    )
+
+
+def _error_row(item: Item, root: Path, problem: str) -> dict[str, object]:
+    return error_result(item, root, problem).to_json_dict()
+
+
+def read_item_safely(reader: MarkingReader, item: Item, root: Path) -> ItemResult:
+    """``reader.read_item`` with any unexpected exception turned into an error answer naming the item.
+
+    Bad images already give an error answer; this also catches the reader's own failures, so one item
+    can never stop a batch (or ``marktrace read``) from going on to the next.
+    """
+    try:
+        return reader.read_item(item, root)
+    except Exception as exc:  # noqa: BLE001 - one bad item must never abort the batch
+        return error_result(item, root, f"internal error while reading ({type(exc).__name__}: {exc})")
 
 
 def _safe_read(reader: MarkingReader, item: Item, root: Path) -> dict[str, object]:
     try:
-        return reader.read_item(item, root).to_json_dict()
-    except Exception as exc:  # noqa: BLE001 - one bad item must never abort the batch
-        return _error_row(item, root, f"internal error while reading ({type(exc).__name__}: {exc})")
+        return read_item_safely(reader, item, root).to_json_dict()
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be rendered is an error line too
+        return _error_row(item, root, f"internal error while writing the result ({type(exc).__name__}: {exc})")
 
 
 def run_batch(
@@ -107,7 +147,7 @@ def run_batch(
     workers = max(1, min(workers, len(todo))) if todo else 1
     with open(out, "a", encoding="utf-8") as handle:
         for result in _results(todo, base, settings, workers):
-            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+            handle.write(json_line(result) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
             if result["status"] == "ok":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +20,9 @@ from rich.table import Table
 
 from marktrace.inference.images import DEFAULT_MAX_PIXELS
 from marktrace.inference.pipeline import ReaderSettings
+
+if TYPE_CHECKING:
+    from marktrace.inference.schema import ItemResult
 
 console = Console(stderr=True)
 
@@ -83,6 +85,23 @@ def field_how(field: dict[str, Any]) -> str:
     return how
 
 
+def result_table(result: ItemResult) -> Table:
+    """The ``read`` table of one answered item: each record field (value, confidence, alternatives, how)."""
+    table = Table(title=result.item, show_lines=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_column("confidence", justify="right")
+    table.add_column("alternatives")
+    table.add_column("how")
+    for name, value in result.record.items():
+        if isinstance(value, dict) and "value" in value:
+            alts = ", ".join(f"{a['value']} ({a['confidence']:.2f})" for a in value.get("alternatives", [])[:3])
+            table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts, field_how(value))
+    for line in result.lines:
+        table.add_row("line", line.text, f"{line.confidence:.2f}", "", "")
+    return table
+
+
 def _settings(
     detector: Path | None,
     recognizer: Path | None,
@@ -122,7 +141,12 @@ def read(
     overstamp_flags: OverstampOpt = False,
     lexicon: LexiconOpt = True,
 ) -> None:
-    """Read the markings of a few photos and print the serial number and lines of each."""
+    """Read the markings of a few photos and print the serial number and lines of each.
+
+    Every item gets an answer: a table (or, with ``--json``, a JSON object), or an error naming the file
+    and the problem; one bad file never stops the others. The exit code is 1 when any file failed.
+    """
+    from marktrace.inference.batch import json_line, read_item_safely
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader
 
@@ -140,31 +164,23 @@ def read(
             continue
         base = path if path.is_dir() else path.parent
         for item in items:
-            result = reader.read_item(item, base)
+            result = read_item_safely(reader, item, base)
+            if result.status == "error":
+                failed = True
             if as_json:
-                typer.echo(json.dumps(result.to_json_dict(), ensure_ascii=False))
+                typer.echo(json_line(result.to_json_dict()))
                 continue
             if result.status == "error":
                 console.print(f"[red]error[/red] {result.error}")
+                continue
+            try:
+                table = result_table(result)
+            except Exception as exc:  # noqa: BLE001 - one item's odd result must not stop the others
+                console.print(f"[red]error[/red] {item.name}: cannot show the result ({type(exc).__name__}: {exc})")
                 failed = True
                 continue
-            serial = result.record.get("serial_number")
-            table = Table(title=f"{item.name}", show_lines=False)
-            table.add_column("field")
-            table.add_column("value")
-            table.add_column("confidence", justify="right")
-            table.add_column("alternatives")
-            table.add_column("how")
-            for name, value in result.record.items():
-                if isinstance(value, dict) and "value" in value:
-                    alts = ", ".join(
-                        f"{a['value']} ({a['confidence']:.2f})" for a in value.get("alternatives", [])[:3]
-                    )
-                    table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts, field_how(value))
-            for line in result.lines:
-                table.add_row("line", line.text, f"{line.confidence:.2f}", "", "")
             Console().print(table)
-            if serial is None:
+            if result.record.get("serial_number") is None:
                 console.print("[yellow]no serial number found[/yellow]")
     if failed:
         raise typer.Exit(1)

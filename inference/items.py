@@ -1,7 +1,13 @@
 """Items: what one answer is about — one photo, or a multi-light folder of photos of one marking.
 
-A folder that holds a ``lights.json`` or an RTI ``.lp`` file is one multi-light item; every other
-image file is an item of its own.
+A folder that holds a ``lights.json`` or an RTI ``.lp`` file is one multi-light item made of the photos
+directly in it; every other image file is an item of its own. The sub-folders of a multi-light folder are
+walked like any other folder (their photos, or their own multi-light stacks, are items of their own), so no
+photo under the root is silently left out.
+
+Names are built from the paths as found, relative to the batch root; symbolic links are not resolved, so a
+link to a photo outside the root keeps its own name under the root (and a dangling link is still an item,
+which then fails to load with an error naming it).
 """
 
 from __future__ import annotations
@@ -24,20 +30,35 @@ class Item:
     name: str
     """Path relative to the batch root, with forward slashes: the file, or the multi-light folder."""
     files: tuple[Path, ...]
-    """Absolute paths of the photos, sorted by name."""
+    """Absolute paths of the photos as found under the root (links not resolved), sorted by name."""
     kind: Literal["photo", "multi_light"]
     light_file: Path | None = None
 
     def file_label(self, path: Path, root: Path) -> str:
-        """The name of one of the item's files relative to the batch root."""
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        """The name of one of the item's files relative to the batch root, with forward slashes.
+
+        The path is not resolved: a symbolic link is named where it lies under the root, wherever it
+        points (or whether it points anywhere at all). ``root`` may be given as found or resolved.
+
+        Raises:
+            ValueError: if ``path`` does not lie under ``root`` (neither as given nor resolved).
+        """
+        for base in dict.fromkeys((root, root.absolute(), root.resolve())):
+            if path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+        raise ValueError(f"{path}: not under the batch root {root}")
 
 
 def _light_file(folder: Path, names: list[str]) -> Path | None:
-    for name in names:
-        if name in LIGHT_FILE_NAMES or name.lower().endswith(LIGHT_FILE_SUFFIXES):
+    """The folder's light file: ``lights.json``, else its first ``.lp`` file by name, else None.
+
+    The same choice as :func:`marktrace.inference.enhance.photometric.find_light_file`.
+    """
+    for name in LIGHT_FILE_NAMES:
+        if name in names:
             return folder / name
-    return None
+    lps = sorted(n for n in names if n.lower().endswith(LIGHT_FILE_SUFFIXES))
+    return folder / lps[0] if lps else None
 
 
 def is_image_name(name: str) -> bool:
@@ -55,7 +76,7 @@ def discover_items(root: Path) -> list[Item]:
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
     if root.is_file():
-        return [Item(name=root.name, files=(root.resolve(),), kind="photo")]
+        return [Item(name=root.name, files=(root.absolute(),), kind="photo")]  # a link keeps its own name
     items: list[Item] = []
     base = root.resolve()
     for dirpath, dirnames, filenames in os.walk(base):
@@ -65,7 +86,7 @@ def discover_items(root: Path) -> list[Item]:
         light = _light_file(folder, names)
         photos = tuple(folder / n for n in names if is_image_name(n) and not n.startswith("."))
         if light is not None:
-            dirnames[:] = []  # a multi-light item is a leaf
+            # The folder's own photos are one item; its sub-folders are still walked (their own items).
             items.append(
                 Item(
                     name=folder.relative_to(base).as_posix() if folder != base else base.name,

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from marktrace.cli import _register, app
 from marktrace.datasets.synth import SynthConfig, render_marking
+from marktrace.inference.pipeline import MarkingReader
 
 _register()
 runner = CliRunner()
@@ -186,3 +187,133 @@ def test_read_table_says_how_each_field_was_read():
     assert field_how(chain) == "chain:blackhat_clahe / serial_prefix"
     assert field_how({"value": "US", "evidence": {"method": "registry_fallback"}}) == "registry_fallback"
     assert field_how({"value": "x"}) == ""
+
+
+# -- model-free checks of isolation: the real ``read_item`` (loading, hashing, labels, errors), no models ---------
+
+
+class ModelFreeReader:
+    """Stands in for :class:`MarkingReader`: its real ``read_item`` loads and hashes every photo, then
+    ``read_loaded`` answers "ok" without models (and raises for an item named ``boom``, a reader bug)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings=None):
+        from marktrace.inference.pipeline import ReaderSettings
+
+        return cls(settings or ReaderSettings())
+
+    read_item = MarkingReader.read_item  # the real one (tests patch the name ``MarkingReader`` itself)
+
+    def read_loaded(self, item_name, images, lights):
+        from marktrace.inference.schema import ItemResult
+
+        if "boom" in item_name:
+            raise RuntimeError("simulated reader bug")
+        return ItemResult(
+            item=item_name, files=[], sha256={img.path: img.sha256 for img in images}, status="ok"
+        )
+
+
+def _tiny_png(path: Path) -> bytes:
+    cv2.imwrite(str(path), np.full((8, 8), 128, np.uint8))
+    return path.read_bytes()
+
+
+def test_symlinks_out_of_the_root_and_dangling_links_do_not_stop_a_batch(tmp_path, monkeypatch):
+    from marktrace.inference import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    linked = _tiny_png(outside / "real.png")
+    root = tmp_path / "seized"
+    (root / "case").mkdir(parents=True)
+    good = _tiny_png(root / "good.png")
+    (root / "case" / "link.png").symlink_to(outside / "real.png")
+    (root / "case" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    assert set(rows) == {"good.png", "case/link.png", "case/dangling.png"}
+    assert rows["good.png"]["status"] == "ok"
+    assert rows["good.png"]["sha256"] == {"good.png": hashlib.sha256(good).hexdigest()}
+    link = rows["case/link.png"]
+    assert link["status"] == "ok" and link["files"] == ["case/link.png"]
+    assert link["sha256"] == {"case/link.png": hashlib.sha256(linked).hexdigest()}  # read through the link
+    dangling = rows["case/dangling.png"]
+    assert dangling["status"] == "error" and dangling["files"] == ["case/dangling.png"]
+    assert "case/dangling.png" in dangling["error"] and "cannot read file" in dangling["error"]
+
+
+def test_an_error_row_never_raises_whatever_the_paths(tmp_path):
+    from marktrace.inference.batch import _error_row, _safe_read
+    from marktrace.inference.items import Item
+
+    stray = tmp_path / "not-under-root" / "x.png"
+    item = Item(name="x.png", files=(stray,), kind="photo")
+    row = _error_row(item, tmp_path / "root", "worker process failed")
+    assert row["status"] == "error" and row["files"] == [str(stray)] and "x.png: worker process failed" in row["error"]
+
+    class Broken:
+        def read_item(self, item, root):
+            raise RuntimeError("label of a stray path")
+
+    row = _safe_read(Broken(), item, tmp_path / "root")
+    assert row["status"] == "error" and "RuntimeError: label of a stray path" in row["error"]
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_read_goes_on_after_a_failing_file_and_exits_non_zero(tmp_path, monkeypatch, as_json):
+    from marktrace.inference import pipeline
+
+    monkeypatch.setattr(pipeline, "MarkingReader", ModelFreeReader)
+    first, boom, corrupt, last = (tmp_path / n for n in ("a.png", "boom.png", "corrupt.png", "z.png"))
+    for path in (first, boom, last):
+        _tiny_png(path)
+    corrupt.write_bytes(b"not an image at all")
+    args = ["read", *(["--json"] if as_json else []), *map(str, (first, boom, corrupt, last))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    if as_json:
+        rows = {row["item"]: row for row in map(json.loads, (ln for ln in result.output.splitlines() if ln[:1] == "{"))}
+        assert list(rows) == ["a.png", "boom.png", "corrupt.png", "z.png"]
+        assert rows["a.png"]["status"] == "ok" and rows["z.png"]["status"] == "ok"
+        assert rows["boom.png"]["status"] == "error" and rows["boom.png"]["files"] == ["boom.png"]
+        assert rows["boom.png"]["error"].startswith("boom.png: internal error while reading (RuntimeError")
+        assert rows["corrupt.png"]["status"] == "error" and "corrupt.png: not a recognised image" in rows[
+            "corrupt.png"
+        ]["error"]
+    else:
+        text = " ".join(result.output.split())
+        assert "boom.png: internal error while reading (RuntimeError: simulated reader bug)" in text
+        assert "corrupt.png: not a recognised image" in text
+        assert "a.png" in text and "z.png" in text  # the tables of the good files before and after
+        assert text.count("no serial number found") == 2
+
+
+def test_a_file_name_that_is_not_utf8_does_not_stop_a_batch_and_resumes(tmp_path, monkeypatch):
+    import os
+
+    from marktrace.inference import batch as batch_module
+    from marktrace.inference.pipeline import ReaderSettings
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    root = tmp_path / "seized"
+    root.mkdir()
+    _tiny_png(root / "z.png")
+    try:
+        os.rename(root / "z.png", os.fsencode(root) + b"/a\xff.png")  # sorts first
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    _tiny_png(root / "z.png")
+    out = tmp_path / "out.jsonl"
+    summary = batch_module.run_batch(root, out, ReaderSettings(), workers=1)
+    assert summary.ok == 2 and summary.errors == 0
+    rows = _rows(out)
+    assert set(rows) == {"a\udcff.png", "z.png"}
+    again = batch_module.run_batch(root, out, ReaderSettings(), workers=1)
+    assert again.skipped == 2 and again.ok == 0  # the escaped name reads back as the same item

@@ -37,3 +37,77 @@ def test_missing_root_is_a_clear_error(tmp_path):
 def test_empty_folder_has_no_items(tmp_path):
     (tmp_path / "empty").mkdir()
     assert discover_items(tmp_path) == []
+
+
+def test_subfolders_of_a_multi_light_folder_are_walked(tmp_path):
+    """Photos below a multi-light folder are items of their own, never silently dropped."""
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / "lights.json").write_text(json.dumps({"l1.jpg": {"azimuth_deg": 0, "elevation_deg": 30}}))
+    (stack / "l1.jpg").write_bytes(b"x")
+    (stack / "l2.jpg").write_bytes(b"x")
+    close_up = stack / "close-up"
+    close_up.mkdir()
+    (close_up / "detail.jpg").write_bytes(b"x")
+    inner = stack / "inner-stack"
+    inner.mkdir()
+    (inner / "s.lp").write_text("1\na.jpg 0 0 1\n")
+    (inner / "a.jpg").write_bytes(b"x")
+    by_name = {item.name: item for item in discover_items(tmp_path)}
+    assert set(by_name) == {"stack", "stack/close-up/detail.jpg", "stack/inner-stack"}
+    assert by_name["stack"].kind == "multi_light"
+    assert [f.name for f in by_name["stack"].files] == ["l1.jpg", "l2.jpg"]  # only its own photos
+    assert by_name["stack/close-up/detail.jpg"].kind == "photo"
+    assert by_name["stack/inner-stack"].kind == "multi_light" and by_name["stack/inner-stack"].light_file.name == "s.lp"
+
+
+def test_the_root_itself_as_a_multi_light_folder_keeps_its_subfolders(tmp_path):
+    (tmp_path / "lights.json").write_text("{}")
+    (tmp_path / "l1.jpg").write_bytes(b"x")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "p.png").write_bytes(b"x")
+    names = [item.name for item in discover_items(tmp_path)]
+    assert names == sorted([tmp_path.resolve().name, "extra/p.png"])
+
+
+def test_symlinks_are_named_where_they_lie_not_where_they_point(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "real.jpg").write_bytes(b"x")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "link.jpg").symlink_to(outside / "real.jpg")
+    (root / "dangling.jpg").symlink_to(tmp_path / "missing.jpg")
+    items = discover_items(root)
+    assert [item.name for item in items] == ["dangling.jpg", "sub/link.jpg"]
+    for item in items:
+        (path,) = item.files
+        assert item.file_label(path, root) == item.name  # as given
+        assert item.file_label(path, root.resolve()) == item.name  # or resolved
+    with pytest.raises(ValueError, match="not under the batch root"):
+        items[0].file_label(outside / "real.jpg", root)
+
+
+def test_a_linked_single_photo_keeps_its_own_name(tmp_path):
+    (tmp_path / "real.jpg").write_bytes(b"x")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "real.jpg")
+    (item,) = discover_items(tmp_path / "link.jpg")
+    assert item.name == "link.jpg" and item.files[0].name == "link.jpg"
+
+
+def test_the_light_file_is_chosen_as_the_reader_loads_it(tmp_path):
+    """lights.json wins over .lp files, and the first .lp by name wins over later ones."""
+    from marktrace.inference.enhance.photometric import find_light_file
+
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in ("a.lp", "lights.json", "p1.png", "p2.png", "p3.png"):
+        (both / name).write_bytes(b"x")
+    lps = tmp_path / "lps"
+    lps.mkdir()
+    for name in ("z.lp", "b.lp", "p1.png", "p2.png", "p3.png"):
+        (lps / name).write_bytes(b"x")
+    by_name = {it.name: it for it in discover_items(tmp_path)}
+    for folder in (both, lps):
+        assert by_name[folder.name].light_file == find_light_file(folder)
+    assert by_name["both"].light_file.name == "lights.json" and by_name["lps"].light_file.name == "b.lp"
