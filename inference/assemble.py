@@ -19,16 +19,6 @@ class _Attempt(Protocol):
     method: str
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
 def _stamp(field: dict[str, Any], hashes: Mapping[str, str], method: str, view: str) -> None:
     field["method"] = method
     evidence = field.setdefault("evidence", {})
@@ -45,9 +35,9 @@ def build_record(
     lines: Sequence[Line], hashes: Mapping[str, str], registry: Registry, method: str = "direct", view: str = "original"
 ) -> dict[str, Any]:
     """Parse lines into the record's fields (JSON-ready), each with evidence naming the file, hash, method and view."""
-    from marktrace.inference.parse import parse_lines
+    from marktrace.inference.parse import parse_lines, record_to_json
 
-    record = _jsonable(parse_lines(list(lines), registry))
+    record = record_to_json(parse_lines(list(lines), registry))
     _attach_alterations(record, lines)
     for value in record.values():
         fields = value if isinstance(value, list) else [value]

@@ -2,8 +2,10 @@
 
 Every export reads the same :class:`~marktrace.inference.schema.ItemResult` lines that
 ``marktrace batch`` writes; none computes anything the batch did not (design.md). Originals are never
-modified: the PDF draws boxes on a copy in memory, the training export copies files and checks their
-SHA-256 against the batch.
+modified: the PDF draws boxes on a copy in memory (EXIF orientation applied, as the reader did), the
+training export copies files and checks their SHA-256 against the batch. The PDF checks originals
+against their file SHA-256 and derived views against their trail's pixel hash, and prints an
+unreadable image as such instead of stopping.
 """
 
 from __future__ import annotations
@@ -12,15 +14,22 @@ import csv
 import io
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from marktrace import __version__
-from marktrace.inference.images import sha256_file
+from marktrace.inference.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    decode_image,
+    probe_image,
+    sha256_bytes,
+    sha256_file,
+)
 from marktrace.inference.records import IdentificationRecord, TracingRequest
 from marktrace.inference.schema import ItemResult, RecordField
 
@@ -40,6 +49,10 @@ ROLE_OF_FIELD: dict[str, str] = {
     "proof_marks": "proof", "other_markings": "other",
 }
 """Field name → line role in the ``datasets/`` manifest format."""
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
 
 
 class ExportError(ValueError):
@@ -192,15 +205,88 @@ def _font() -> str:
     return "Helvetica"
 
 
-def _boxed_image(path: Path, boxes: Sequence[Sequence[tuple[float, float]]], max_px: int = 1600) -> io.BytesIO:
-    """A PNG copy of the image with line boxes drawn (the original file is only read)."""
-    from PIL import Image, ImageDraw
+def _read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes (read-only).
 
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
+    Raises:
+        ImageLoadError: naming ``name`` when the file cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageLoadError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+
+
+def _photo_rgb(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> PILImage:
+    """An original photo as the reader saw it: EXIF orientation applied, RGB.
+
+    Record boxes are in the pixel coordinates of the reader's working copy, which
+    :func:`~marktrace.inference.images.decode_image` makes with ``PIL.ImageOps.exif_transpose``; the
+    report decodes with the same function so the boxes land where the lines were read.
+
+    Raises:
+        ImageLoadError: naming ``name`` and the problem (empty, not an image, too large, corrupt).
+    """
+    from PIL import Image
+
+    bgr = decode_image(data, name, max_pixels=max_pixels).image
+    return Image.fromarray(bgr[:, :, ::-1].copy())
+
+
+def _view_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A derived view's stored pixels, decoded as OpenCV wrote them (gray, or BGR/BGRA; no EXIF rotation).
+
+    These are the pixels the view's trail hash (``chains.image_sha256``) was computed on.
+
+    Raises:
+        ImageLoadError: naming ``name`` and the problem (empty, not an image, too large, corrupt).
+    """
+    import cv2
+    import numpy as np
+
+    fmt, _, _ = probe_image(data, name, max_pixels=max_pixels)  # header only: refuses bombs before decoding
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageLoadError(f"{name}: corrupt or truncated {fmt} data ({exc})") from None
+    if pixels is None or pixels.size == 0:
+        raise ImageLoadError(f"{name}: corrupt or truncated {fmt} data (OpenCV could not decode it)")
+    return pixels
+
+
+def _pixels_rgb(pixels: np.ndarray) -> PILImage:
+    """An RGB copy of gray, BGR or BGRA pixels (other depths scaled to 8 bits) for drawing."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    arr = pixels
+    if arr.dtype != np.uint8:
+        wide = arr.astype(np.float64)
+        lo, hi = float(wide.min()), float(wide.max())
+        arr = ((wide - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(wide)).astype(np.uint8)
+    if arr.ndim == 2:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    elif arr.shape[2] == 4:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    elif arr.shape[2] == 1:
+        rgb = cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2RGB)
+    else:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    return Image.fromarray(rgb)
+
+
+def _boxed_image(image: PILImage, boxes: Sequence[Sequence[tuple[float, float]]], max_px: int = 1600) -> io.BytesIO:
+    """A PNG of an (in-memory, RGB) image with line boxes drawn in red, scaled down to ``max_px``.
+
+    ``boxes`` are in the image's pixel coordinates; originals on disk are never touched.
+    """
+    from PIL import ImageDraw
+
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     scale = min(1.0, max_px / max(rgb.size))
-    if scale < 1.0:
-        rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))))
+    rgb = (rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))) if scale < 1.0
+           else rgb.copy())
     draw = ImageDraw.Draw(rgb)
     width = max(2, int(max(rgb.size) / 300))
     for box in boxes:
@@ -227,11 +313,15 @@ def _field_rows(rec: IdentificationRecord) -> list[tuple[str, RecordField | None
     return rows
 
 
-def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None) -> Path:
+def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
     """Write a printable PDF report for one item: photos with boxes, views, fields, trail.
 
-    Images are looked up relative to ``images_root``; a missing image or a SHA-256 that differs from
-    the batch is reported on the page rather than hidden.
+    Images are looked up relative to ``images_root``. Problems are printed on the page rather than
+    hidden or fatal: a missing image, an unreadable one (``image unreadable: <file>: <reason>``), an
+    original whose SHA-256 differs from the batch, or a derived view whose pixel hash
+    (:func:`marktrace.inference.enhance.chains.image_sha256`) differs from its trail (``MISMATCH``).
+    Photos and views larger than ``max_pixels`` are not decoded.
     """
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
@@ -261,6 +351,16 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None) -> 
     if item.error:
         story.append(Paragraph(f"<b>Error:</b> {esc(item.error)}", body))
     frame_w, frame_h = A4[0] - 36 * mm, 105 * mm
+
+    def place(buf: io.BytesIO, share: float) -> Image:
+        img = Image(buf)
+        ratio = min(frame_w * share / img.imageWidth, frame_h * share / img.imageHeight)
+        img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
+        return img
+
+    def unreadable(exc: ImageLoadError) -> Paragraph:
+        return Paragraph(f"<b>image unreadable:</b> {esc(exc)}", body)
+
     # photos with boxes
     for f in item.files:
         story.append(Paragraph(f"Photo: {esc(f)}", h2))
@@ -269,31 +369,50 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None) -> 
         if path is None:
             story.append(Paragraph(f"<b>Image not available</b> at {esc(f)} (images root: {esc(images_root)})", body))
         else:
-            actual = sha256_file(path)
-            verdict = "verified" if expected == actual else f"MISMATCH (file now {actual})"
             boxes = [ln.box for ln in item.lines if ln.file == f]
-            buf = _boxed_image(path, boxes)
-            img = Image(buf)
-            ratio = min(frame_w / img.imageWidth, frame_h / img.imageHeight)
-            img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
-            story.append(img)
-            story.append(Paragraph(f"SHA-256 {verdict}; red boxes: {len(boxes)} lines read", body))
+            try:
+                raw = _read_bytes(path, f)
+            except ImageLoadError as exc:
+                story.append(unreadable(exc))
+            else:
+                actual = sha256_bytes(raw)
+                verdict = "verified" if expected == actual else f"MISMATCH (file now {actual})"
+                try:
+                    story.append(place(_boxed_image(_photo_rgb(raw, f, max_pixels), boxes), 1.0))
+                except ImageLoadError as exc:
+                    story.append(unreadable(exc))
+                    story.append(Paragraph(f"SHA-256 {verdict}; {len(boxes)} lines read (boxes not drawn)", body))
+                else:
+                    story.append(Paragraph(f"SHA-256 {verdict}; red boxes: {len(boxes)} lines read", body))
         story.append(Paragraph(esc(expected or "no SHA-256 in batch"), mono))
-    # enhanced views
+    # enhanced views, each checked against its trail's pixel hash before it is printed
     views = [v for v in item.views if v.file and v.name != "original"]
     if views:
+        from marktrace.inference.enhance.chains import image_sha256
+
         story.append(Paragraph("Enhanced views", h2))
         for v in views:
             assert v.file is not None
             path = resolve_image(v.file, images_root)
             story.append(Paragraph(f"View <b>{esc(v.name)}</b>: {esc(v.file)}", body))
-            if path is not None:
-                img = Image(_boxed_image(path, [ln.box for ln in item.lines if ln.view == v.name], max_px=900))
-                ratio = min(frame_w / 2 / img.imageWidth, frame_h / 2 / img.imageHeight)
-                img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
-                story.append(img)
-            else:
+            if path is None:
                 story.append(Paragraph("(view image not available)", body))
+                continue
+            try:
+                pixels = _view_pixels(_read_bytes(path, v.file), v.file, max_pixels)
+            except ImageLoadError as exc:
+                story.append(unreadable(exc))
+                continue
+            actual = image_sha256(pixels)
+            if v.trail is None:
+                check = "pixel SHA-256 not checked: the view has no trail"
+            elif actual == v.trail.sha256:
+                check = "pixel SHA-256 verified against its trail"
+            else:
+                check = f"pixel SHA-256 MISMATCH with its trail (image now {actual})"
+            boxes = [ln.box for ln in item.lines if ln.view == v.name]
+            story.append(place(_boxed_image(_pixels_rgb(pixels), boxes, max_px=900), 0.5))
+            story.append(Paragraph(check, body))
     # fields
     story.append(Paragraph("Fields", h2))
     data: list[list[Any]] = [[Paragraph(f"<b>{t}</b>", body) for t in
@@ -423,11 +542,6 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
                 summary["items"] += 1
                 summary["lines"] += len(lines)
     return summary
-
-
-def items_by_id(items: Sequence[ItemResult]) -> Mapping[str, ItemResult]:
-    """Items keyed by name."""
-    return {it.item: it for it in items}
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from marktrace.inference.export import (
     write_csv,
     write_tracing_request,
 )
+from marktrace.inference.images import DEFAULT_MAX_PIXELS
 from marktrace.inference.records import (
     ILLICIT_CRITERIA,
     TracingHumanFields,
@@ -56,6 +57,9 @@ def export_command(
         "--force", help="export even if serial/manufacturer/country are unconfirmed (stamped 'unconfirmed')")] = False,
     training_set: Annotated[Path | None, typer.Option(
         "--training-set", help="write confirmed/corrected lines as a datasets/ manifest here")] = None,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, help="largest photo or view (width x height) decoded for the PDF reports")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Export CSV, PDF reports, an ITI tracing request, or a training set from a batch JSONL."""
     try:
@@ -68,7 +72,7 @@ def export_command(
             did = True
         if pdf_dir is not None:
             for it in items:
-                render_pdf(it, pdf_dir / pdf_name(it), images_root=root)
+                render_pdf(it, pdf_dir / pdf_name(it), images_root=root, max_pixels=max_pixels)
             typer.echo(f"PDF: {len(items)} reports in {pdf_dir}")
             did = True
         if training_set is not None:

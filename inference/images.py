@@ -1,12 +1,17 @@
 """Safe image loading: hash the original, cap pixels before decoding, apply EXIF to a working copy only.
 
-The original file is only ever read. Every error names the file and the problem.
+The original file is only ever read. Every error names the file and the problem. Pillow's own
+decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays on for the whole process: it is only
+raised to the caller's ``max_pixels``, under a lock, while one header is opened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".
 
 class ImageLoadError(ValueError):
     """An image could not be read; the message names the file and the problem."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image's header declares more pixels than allowed (a decompression-bomb guard)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,47 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_within_limit(data: bytes, max_pixels: int, formats: Sequence[str] | None = None) -> Image.Image:
+    """``Image.open`` (header only, nothing decoded) with Pillow's bomb guard raised to ``max_pixels``.
+
+    Pillow's process-global ``Image.MAX_IMAGE_PIXELS`` is checked only while a file is opened. It is
+    raised to ``max_pixels`` (never lowered, never switched off) for the duration of that one call,
+    under a lock, and restored at once, so a caller's larger ``--max-pixels`` is honoured without
+    disabling the guard for the rest of the process. Pillow's warning for sizes between its limit
+    and twice that is silenced here: the caller compares the size with ``max_pixels`` itself.
+
+    Raises:
+        Image.DecompressionBombError: the header declares more than twice the (raised) limit, which is
+            more than ``max_pixels``.
+        UnidentifiedImageError, OSError, ...: whatever Pillow raises on unrecognised or corrupt headers.
+    """
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        if saved is not None and saved < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return Image.open(io.BytesIO(data), formats=list(formats) if formats is not None else None)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(name: str, max_pixels: int, size: tuple[int, int] | None = None, hint: bool = True) -> str:
+    """The "over the limit" message for an image whose header declares more than ``max_pixels``.
+
+    ``size`` is the declared (width, height) where known; without it (Pillow refused the header
+    outright as a possible decompression bomb) the message says so.
+    """
+    what = (f"image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size is not None
+            else "image header declares far too many pixels (refused as a possible decompression bomb)")
+    return (f"{name}: {what}, over the limit of {max_pixels:,}"
+            + (" (a decompression-bomb guard; raise --max-pixels if this photo is genuine)" if hint else ""))
+
+
 def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode image bytes into a BGR working copy, refusing empty, non-image and oversized input.
 
@@ -65,29 +115,27 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
     digest = sha256_bytes(data)
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            fmt = probe.format
+        img = _open_within_limit(data, max_pixels)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(_too_large(name, max_pixels)) from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not a recognised image format") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
         raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
-    if width <= 0 or height <= 0:
-        raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageLoadError(
-            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (a decompression-bomb guard; raise --max-pixels if this photo is genuine)"
-        )
-    try:
-        Image.MAX_IMAGE_PIXELS = None  # our own cap above is the guard
-        with Image.open(io.BytesIO(data)) as img:
+    with img:
+        width, height = img.size
+        fmt = img.format
+        if width <= 0 or height <= 0:
+            raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageTooLargeError(_too_large(name, max_pixels, (width, height)))
+        try:
             img.load()
             oriented = ImageOps.exif_transpose(img)
             transposed = oriented is not img and oriented.size != img.size or _has_orientation(img)
             rgb = oriented.convert("RGB")
-    except Exception as exc:  # noqa: BLE001
-        raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
+        except Exception as exc:  # noqa: BLE001
+            raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
     array = np.asarray(rgb, dtype=np.uint8)[:, :, ::-1].copy()
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
@@ -113,10 +161,6 @@ def load_image(
     return decode_image(data, label, max_pixels=max_pixels)
 
 
-class ImageTooLargeError(ImageLoadError):
-    """An image's header declares more pixels than allowed (a decompression-bomb guard)."""
-
-
 PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
 """Formats :func:`probe_image` accepts (an allow-list: no exotic decoders on untrusted input)."""
 
@@ -133,11 +177,11 @@ def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data), formats=list(PROBE_FORMATS)) as probe:
+        with _open_within_limit(data, max_pixels, PROBE_FORMATS) as probe:
             width, height = probe.size
             fmt = probe.format or "unknown"
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(_too_large(name, max_pixels, hint=False)) from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not a recognised image format") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
@@ -145,7 +189,5 @@ def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if width <= 0 or height <= 0:
         raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
-        )
+        raise ImageTooLargeError(_too_large(name, max_pixels, (width, height), hint=False))
     return fmt, width, height

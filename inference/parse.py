@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from marktrace.inference.registry import (
     FuzzyHit,
     FuzzyIndex,
@@ -1323,19 +1325,25 @@ def parse_lines(lines: Sequence[Line], registry: Registry,
     return _Parser(lines, registry, sha256 or {}).run()
 
 
+def to_plain(value: Any) -> Any:
+    """Recursively turn pydantic models (``RecordField``, records, ...) into plain JSON types.
+
+    Models become ``model_dump(mode="json")`` dicts, mappings become dicts, lists and tuples become
+    lists; anything else is returned as is. The one converter shared by :func:`record_to_json`,
+    :mod:`marktrace.inference.assemble` and :mod:`marktrace.inference.records`.
+    """
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
 def record_to_json(record: Mapping[str, Any]) -> dict[str, Any]:
     """Render a :func:`parse_lines` result as plain JSON types (the batch ``record`` object)."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, RecordField):
-            return v.model_dump(mode="json")
-        if isinstance(v, Mapping):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        return v
-
-    return {k: conv(v) for k, v in record.items()}
+    return {k: to_plain(v) for k, v in record.items()}
 
 
-__all__ = ["FIELD_NAMES", "parse_lines", "record_to_json"]
+__all__ = ["FIELD_NAMES", "parse_lines", "record_to_json", "to_plain"]

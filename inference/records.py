@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from marktrace.inference.parse import to_plain
 from marktrace.inference.schema import Evidence, HistoryEntry, RecordField, ReviewStatus
 
 RECORD_SCHEMA_VERSION = "identification-record.v1"
@@ -92,17 +93,7 @@ class IdentificationRecord(_Model):
         data.setdefault("item", item)
         if sha256 and not data.get("images"):
             data["images"] = [{"file": f, "sha256": h} for f, h in sha256.items()]
-        return cls.model_validate(_plain(data))
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, BaseModel):
-        return v.model_dump(mode="json")
-    if isinstance(v, Mapping):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
+        return cls.model_validate(to_plain(data))
 
 
 # ------------------------------------------------------------------------------------------ review
@@ -132,6 +123,38 @@ def _resolve(record: IdentificationRecord, name: str) -> tuple[Any, str | int, R
     return container, last, cur
 
 
+def review_record_field(current: RecordField | None, name: str, action: ReviewStatus, actor: str,
+                        value: Any = None, note: str | None = None) -> RecordField:
+    """One field reviewed (see :func:`review_field`): the same field, changed in place, or a new one.
+
+    ``corrected`` sets ``value`` at confidence 1.0 (a new field with evidence method ``examiner`` when the
+    field was empty); ``confirmed``, ``rejected`` and ``suggested`` keep the value. The change is appended to
+    the field's history with the actor and the time.
+
+    Raises:
+        ReviewError: no actor, a correction without a value, or nothing to confirm or reject.
+    """
+    if not actor:
+        raise ReviewError("a review needs an actor")
+    cur = current
+    if action == "corrected":
+        if value is None:
+            raise ReviewError(f"correcting {name!r} needs a value")
+        if cur is None:
+            cur = RecordField(value=None, confidence=1.0, evidence=Evidence(method="examiner"))
+        old = cur.value
+        cur.value = value
+        cur.confidence = 1.0
+    else:
+        if cur is None:
+            raise ReviewError(f"{name!r} is empty; use action 'corrected' with a value")
+        old = cur.value
+    cur.status = action
+    cur.history.append(HistoryEntry(at=datetime.now(UTC), actor=actor, action=action, old_value=old,
+                                    new_value=cur.value, note=note))
+    return cur
+
+
 def review_field(record: IdentificationRecord, name: str, action: ReviewStatus, actor: str,
                  value: Any = None, note: str | None = None) -> RecordField:
     """Apply an examiner's review to one field and append it to the field's history.
@@ -151,24 +174,8 @@ def review_field(record: IdentificationRecord, name: str, action: ReviewStatus, 
     Raises:
         ReviewError: unknown field, nothing to confirm, or a correction without a value.
     """
-    if not actor:
-        raise ReviewError("a review needs an actor")
     container, key, cur = _resolve(record, name)
-    if action == "corrected":
-        if value is None:
-            raise ReviewError(f"correcting {name!r} needs a value")
-        if cur is None:
-            cur = RecordField(value=None, confidence=1.0, evidence=Evidence(method="examiner"))
-        old = cur.value
-        cur.value = value
-        cur.confidence = 1.0
-    else:
-        if cur is None:
-            raise ReviewError(f"{name!r} is empty; use action 'corrected' with a value")
-        old = cur.value
-    cur.status = action
-    cur.history.append(HistoryEntry(at=datetime.now(UTC), actor=actor, action=action, old_value=old,
-                                    new_value=cur.value, note=note))
+    cur = review_record_field(cur, name, action, actor, value, note)
     if isinstance(key, int):
         container[key] = cur
     else:
@@ -288,9 +295,9 @@ def build_tracing_request(record: IdentificationRecord | Mapping[str, Any],
         UnconfirmedFieldsError: required fields unconfirmed and ``force`` is false.
     """
     rec = (record if isinstance(record, IdentificationRecord)
-           else IdentificationRecord.model_validate(_plain(record)))
+           else IdentificationRecord.model_validate(to_plain(record)))
     human = (human_fields if isinstance(human_fields, TracingHumanFields)
-             else TracingHumanFields.model_validate(_plain(human_fields)))
+             else TracingHumanFields.model_validate(to_plain(human_fields)))
     missing = [n for n in REQUIRED_FOR_TRACE
                if getattr(rec, n) is None or getattr(rec, n).status not in _REVIEWED
                or getattr(rec, n).value in (None, "")]

@@ -525,3 +525,20 @@ def test_maker_on_an_import_mark_is_much_weaker_than_the_maker(registry: Registr
     alone = parse_lines(_lines("IMPORTED BY GLOCK SMYRNA GA"), registry)["manufacturer"]
     assert alone.value == "Glock" and alone.confidence < 0.3
     assert any(fl["kind"] == "import_context" and fl["reason"] == "import_prefix" for fl in alone.flags)
+
+
+def test_one_plain_converter_for_parse_assemble_and_records(registry: Registry) -> None:
+    import marktrace.inference.assemble as assemble
+    import marktrace.inference.records as records
+    from marktrace.inference.parse import to_plain
+
+    parsed = parse_lines(_lines("GLOCK 17 | S/N: AB12345 | 9x19"), registry, {"item.jpg": SHA})
+    plain = record_to_json(parsed)
+    assert plain == to_plain(parsed)
+    assert isinstance(plain["serial_number"], dict) and plain["serial_number"]["value"] == "AB12345"
+    assert plain["serial_number"]["evidence"]["box"] == [list(p) for p in BOX]  # tuples became lists
+    nested = {"a": (parsed["serial_number"], [{"b": parsed["calibre"]}]), "n": 1}
+    assert to_plain(nested) == {"a": [plain["serial_number"], [{"b": plain["calibre"]}]], "n": 1}
+    # the other modules use this one converter instead of copies of their own
+    assert records.to_plain is to_plain
+    assert not hasattr(assemble, "_jsonable") and not hasattr(records, "_plain")

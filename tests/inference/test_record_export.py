@@ -7,11 +7,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
+from marktrace.inference.enhance.chains import image_sha256
 from marktrace.inference.export import (
     ExportError,
     export_training_set,
@@ -30,6 +32,23 @@ TEXTS = ["GLOCK 17", "MADE IN AUSTRIA", "9x19", "ABC123", "GLOCK INC SMYRNA GA"]
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pixels(path: Path) -> np.ndarray:
+    """A saved view's pixels as OpenCV decodes them (gray stays 2-D, colour is BGR)."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert pixels is not None, path
+    return np.asarray(pixels)
+
+
+def _pixel_sha(path: Path) -> str:
+    """The trail hash of a saved view: ``chains.image_sha256`` of its pixels."""
+    return image_sha256(_pixels(path))
+
+
+def _pdf_text(path: Path) -> str:
+    pypdf = pytest.importorskip("pypdf")
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages)
 
 
 @pytest.fixture()
@@ -56,7 +75,7 @@ def batch(tmp_path: Path) -> Path:
                              View(name="clahe", file="views/pistol_clahe.png",
                                   trail=Trail(source_sha256=[sha],
                                               steps=[TrailStep(name="clahe", params={"clip": 2.0})],
-                                              software="marktrace 0.1.0", sha256=_sha(view)))],
+                                              software="marktrace 0.1.0", sha256=_pixel_sha(view)))],
                       timings_ms={"parse": 0.4})
     failed = ItemResult(item="photos/broken.jpg", files=["photos/broken.jpg"], sha256={}, status="error",
                         error="photos/broken.jpg: not an image (truncated JPEG)")
@@ -128,6 +147,102 @@ def test_pdf_reports_missing_image_and_mismatch(batch: Path, tmp_path: Path) -> 
     item.sha256["photos/pistol.png"] = "0" * 64
     out2 = render_pdf(item, tmp_path / "r2.pdf", images_root=batch.parent)
     assert "MISMATCH" in "".join(p.extract_text() for p in pypdf.PdfReader(str(out2)).pages)
+
+
+def test_pdf_verifies_views_against_their_trail(batch: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    item = read_batch(batch)[0]
+    colour = np.zeros((90, 160, 3), np.uint8)
+    colour[..., 0], colour[..., 1], colour[..., 2] = 200, 90, 10  # BGR, channels distinct: order matters
+    cv2.imwrite(str(batch.parent / "views" / "pistol_relief.png"), colour)
+    item.views.append(View(name="relief", file="views/pistol_relief.png",
+                           trail=Trail(source_sha256=[item.sha256["photos/pistol.png"]], steps=[],
+                                       software="marktrace 0.1.0", sha256=image_sha256(colour))))
+    text = _pdf_text(render_pdf(item, tmp_path / "ok.pdf", images_root=batch.parent)).replace("\n", " ")
+    assert text.count("pixel SHA-256 verified against its trail") == 2  # the gray and the colour view
+    assert "MISMATCH" not in text
+    # the trail records the pixels, not the file: a re-encoded but identical view still verifies
+    cv2.imwrite(str(batch.parent / "views" / "pistol_relief.png"), colour, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert "MISMATCH" not in _pdf_text(render_pdf(item, tmp_path / "ok2.pdf", images_root=batch.parent))
+    # one changed pixel in the gray view: MISMATCH printed for that view only
+    gray = _pixels(batch.parent / "views" / "pistol_clahe.png")
+    gray[5, 5] += 1
+    cv2.imwrite(str(batch.parent / "views" / "pistol_clahe.png"), gray)
+    text = _pdf_text(render_pdf(item, tmp_path / "bad.pdf", images_root=batch.parent)).replace("\n", " ")
+    assert "pixel SHA-256 MISMATCH with its trail" in text and image_sha256(gray) in text.replace(" ", "")
+    assert text.count("pixel SHA-256 verified against its trail") == 1
+    assert "SHA-256 verified; red boxes" in text  # the original is still fine
+
+
+def test_pdf_prints_unreadable_view_and_photo(batch: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    item = read_batch(batch)[0]
+    (batch.parent / "views" / "pistol_clahe.png").write_bytes(b"not a png at all")
+    text = _pdf_text(render_pdf(item, tmp_path / "v.pdf", images_root=batch.parent)).replace("\n", " ")
+    assert "image unreadable: views/pistol_clahe.png: not a recognised image format" in text
+    photo = batch.parent / "photos" / "pistol.png"
+    photo.write_bytes(photo.read_bytes()[:200])  # truncated: the header reads, the pixels do not
+    text = _pdf_text(render_pdf(item, tmp_path / "p.pdf", images_root=batch.parent)).replace("\n", " ")
+    assert "image unreadable: photos/pistol.png: corrupt or truncated PNG data" in text
+    assert "MISMATCH (file now" in text  # the hash check still runs on what is there
+
+
+def test_cli_pdf_continues_past_a_zero_byte_photo(batch: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    (batch.parent / "photos" / "empty.jpg").write_bytes(b"")
+    empty = ItemResult(item="photos/empty.jpg", files=["photos/empty.jpg"],
+                       sha256={"photos/empty.jpg": hashlib.sha256(b"").hexdigest()}, status="ok", record={})
+    with batch.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(empty.to_json_dict()) + "\n")
+    res = CliRunner().invoke(app, [str(batch), "--pdf-dir", str(tmp_path / "pdf")])
+    assert res.exit_code == 0, res.output
+    assert "PDF: 3 reports" in res.output
+    assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == [
+        "photos_broken.jpg.pdf", "photos_empty.jpg.pdf", "photos_pistol.png.pdf"]
+    text = _pdf_text(tmp_path / "pdf" / "photos_empty.jpg.pdf").replace("\n", " ")
+    assert "image unreadable: photos/empty.jpg: empty file (0 bytes)" in text
+    assert "SHA-256 verified" in text
+    assert "SHA-256 verified; red boxes: 5 lines read" in _pdf_text(tmp_path / "pdf" / "photos_pistol.png.pdf")
+
+
+def test_pdf_draws_boxes_on_the_exif_oriented_photo(tmp_path: Path) -> None:
+    """Boxes are in the reader's EXIF-corrected coordinates; the report must draw them on that image."""
+    pypdfium2 = pytest.importorskip("pypdfium2")
+    # stored 300x100 (landscape), EXIF orientation 6: displayed rotated 90° clockwise as 100x300.
+    # stored pixel (x, y) -> displayed (99 - y, x): the green block at stored x 20..59, y 10..39
+    # is displayed at x 60..89, y 20..59.
+    stored = Image.new("RGB", (300, 100), (20, 40, 230))
+    stored.paste((20, 220, 40), (20, 10, 60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "rotated.jpg"
+    stored.save(photo, exif=exif, quality=95)
+    from marktrace.inference.images import load_image
+
+    shown = load_image(photo).image  # the reader's working copy (BGR)
+    assert shown.shape[:2] == (300, 100) and shown[40, 75, 1] > 180 and shown[40, 75, 0] < 100
+    box = [(55.0, 15.0), (95.0, 15.0), (95.0, 65.0), (55.0, 65.0)]  # around the green block, displayed coords
+    item = ItemResult(item="rotated.jpg", files=["rotated.jpg"], sha256={"rotated.jpg": _sha(photo)}, status="ok",
+                      record={}, lines=[Line(text="X1", confidence=0.9, file="rotated.jpg", box=box)])
+    out = render_pdf(item, tmp_path / "r.pdf", images_root=tmp_path)
+    page = np.asarray(pypdfium2.PdfDocument(str(out))[0].render(scale=2.0).to_pil().convert("RGB")).astype(int)
+    r, g, b = page[..., 0], page[..., 1], page[..., 2]
+    photo_px = ((b > 180) & (r < 80) & (g < 100)) | ((g > 170) & (r < 90) & (b < 110))
+    green = (g > 170) & (r < 90) & (b < 110)
+    red = (r > 200) & (g < 60) & (b < 60)
+    assert red.sum() > 50 and green.sum() > 50
+    py, px = np.nonzero(photo_px)
+    assert py.max() - py.min() > 2 * (px.max() - px.min()), "the photo is not shown upright (portrait)"
+    gy, gx = np.nonzero(green)
+    ry, rx = np.nonzero(red)
+    # the red box encloses the green block and sits within the photo, with the margins of the box above
+    assert rx.min() < gx.min() and rx.max() > gx.max() and ry.min() < gy.min() and ry.max() > gy.max()
+    scale = (px.max() - px.min()) / 100  # page pixels per photo pixel
+    assert abs((rx.min() - px.min()) / scale - 55) < 3 and abs((ry.min() - py.min()) / scale - 15) < 3
+    assert abs((rx.max() - px.min()) / scale - 95) < 3 and abs((ry.max() - py.min()) / scale - 65) < 3
+    # the box's left edge itself, sampled halfway down
+    mid_y = int(py.min() + 40 * scale)
+    assert red[mid_y - 1:mid_y + 2, int(px.min() + 55 * scale) - 2:int(px.min() + 55 * scale) + 3].any()
 
 
 def _confirm(batch: Path, fields: tuple[str, ...], correct: dict[str, str] | None = None) -> None:
