@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ def test_base_restorer_stays_small() -> None:
     assert sum(p.numel() for p in build_restorer("tiny").parameters()) < 50_000
 
 
-def test_exported_restorer_describes_itself(tiny_restorer) -> None:
+def test_exported_restorer_describes_itself(tiny_restorer: Path) -> None:
     model = load_model(tiny_restorer, "restoration", threads=1)
     meta = model.meta
     assert meta.task == "restoration" and meta.name == "marktrace-restorer" and meta.version == "0.0.1"
@@ -47,7 +49,7 @@ def test_exported_restorer_describes_itself(tiny_restorer) -> None:
     assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0
 
 
-def test_exported_restorer_agrees_with_torch(tiny_restorer, tiny_restorer_run) -> None:
+def test_exported_restorer_agrees_with_torch(tiny_restorer: Path, tiny_restorer_run: Path) -> None:
     from marktrace.models.networks.restorer import RestorerForExport
     from marktrace.training.restorer import load_checkpoint
 
@@ -59,23 +61,52 @@ def test_exported_restorer_agrees_with_torch(tiny_restorer, tiny_restorer_run) -
     assert np.abs(model.session.run(None, {"pixels": pixels})[0] - expected).max() < 1e-4
 
 
-def test_inference_refuses_a_mismatched_file(tiny_restorer, tiny_models) -> None:
+def test_inference_refuses_a_mismatched_file(tiny_restorer: Path, tiny_models: dict[str, Path]) -> None:
     with pytest.raises(ModelMetadataError, match="is a restoration model, expected line_recognition"):
         load_model(tiny_restorer, "line_recognition")
     with pytest.raises(ModelMetadataError, match="expected restoration"):
         load_model(tiny_models["line_recognition"], "restoration")
 
 
+RESTORER_LAYOUT = "NCHW uint8 gray, H = input_height, W any multiple of 8 (right-padded by edge replication)"
+RESTORER_NORMALISATION = "x / 127.5 - 1 (inside the graph); then per crop (x - mean) / (std + 0.02) over C, H, W"
+
+
 def test_restoration_metadata_is_checked() -> None:
     props = {
         "marktrace_schema": "1", "task": "restoration", "name": "r", "version": "0", "training_commit": "c",
-        "input_layout": "x", "normalisation": "y", "input_height": "32", "threshold": "0.5",
+        "input_layout": RESTORER_LAYOUT, "normalisation": RESTORER_NORMALISATION,
+        "input_height": "32", "threshold": "0.5",
     }
     assert parse_metadata("r.onnx", props, "restoration").input_height == 32
     with pytest.raises(ModelMetadataError, match="multiple of 8"):
         parse_metadata("r.onnx", {**props, "input_height": "30"}, "restoration")
     with pytest.raises(ModelMetadataError, match="lacks threshold"):
         parse_metadata("r.onnx", {k: v for k, v in props.items() if k != "threshold"}, "restoration")
+
+
+def test_restoration_metadata_with_unknown_preprocessing_is_refused() -> None:
+    props = {
+        "marktrace_schema": "1", "task": "restoration", "name": "r", "version": "0", "training_commit": "c",
+        "input_layout": "x", "normalisation": "y", "input_height": "32", "threshold": "0.5",
+    }
+    with pytest.raises(ModelMetadataError) as info:
+        parse_metadata("r.onnx", props, "restoration")
+    assert str(info.value) == (
+        f"r.onnx: metadata input_layout is 'x', but marktrace's restoration pre-processing expects {RESTORER_LAYOUT!r}"
+    )
+    with pytest.raises(ModelMetadataError, match=r"r\.onnx: metadata normalisation is 'y', .* expects one of "):
+        parse_metadata("r.onnx", {**props, "input_layout": RESTORER_LAYOUT}, "restoration")
+
+
+def test_a_restorer_file_with_unknown_preprocessing_is_refused_at_load(tiny_restorer: Path, tmp_path: Path) -> None:
+    from marktrace.models.onnx_metadata import read_metadata, write_metadata
+
+    bad = tmp_path / "restorer-bad.onnx"
+    bad.write_bytes(tiny_restorer.read_bytes())
+    write_metadata(bad, {**read_metadata(bad), "input_layout": "x", "normalisation": "y"})
+    with pytest.raises(ModelMetadataError, match=re.escape(f"{bad}: metadata input_layout is 'x'")):
+        load_model(bad, "restoration", threads=1)
 
 
 def test_shipped_restorer_is_registered_verified_and_carded() -> None:

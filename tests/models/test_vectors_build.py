@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from marktrace.models.vectors import MAX_VECTOR_BYTES, _small_png, replace_block
+from marktrace.models.vectors import MAX_VECTOR_BYTES, _png, _small_png, replace_block
 
 
 def test_replace_block_keeps_hand_written_text() -> None:
@@ -26,7 +27,12 @@ def test_small_png_falls_back_to_cheaper_forms_under_the_cap() -> None:
     stored = _small_png(flat)
     assert stored is not None and stored[1] == "colour"
     noisy = rng.integers(0, 256, (200, 260, 3), dtype=np.uint8)  # colour noise does not compress
+    gray = cv2.cvtColor(noisy, cv2.COLOR_BGR2GRAY)
+    assert len(_png(noisy)) > MAX_VECTOR_BYTES and len(_png(gray)) > MAX_VECTOR_BYTES  # colour, gray do not fit
     stored = _small_png(noisy)
-    assert stored is None or (len(stored[0]) <= MAX_VECTOR_BYTES and stored[1] != "colour")
+    assert stored is not None and stored[1] == "gray, 3x3 blur"  # the first cheaper rung that fits
+    assert stored[0] == _png(cv2.GaussianBlur(gray, (3, 3), 0.8)) and len(stored[0]) <= MAX_VECTOR_BYTES
+    decoded = cv2.imdecode(np.frombuffer(stored[0], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None and decoded.shape == (200, 260)  # stored as one gray channel
     huge = rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)
     assert _small_png(huge) is None
