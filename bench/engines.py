@@ -118,6 +118,7 @@ class MarktraceEngine(Engine):
             raise EngineUnavailable(f"marktrace: no models ({exc}); pass --detector and --recognizer") from exc
 
     def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        """Read one item with the shipped reader; the record's serial, maker, country, method, flags and timings."""
         result = self.reader.read_uploaded(item.id, list(files), item.lights)
         if result.status != "ok":
             raise EngineError(result.error or f"{item.id}: read failed")
@@ -141,6 +142,7 @@ class MarktraceEngine(Engine):
         return Reading(lines=[ln.text for ln in result.lines], serial=value, fields=fields)
 
     def info(self) -> dict[str, Any]:
+        """Which detector and recognizer files and which reader settings ran (for the results file)."""
         return {
             "detector": f"{self.reader.detector.meta.name}@{self.reader.detector.meta.version}",
             "recognizer": self.reader.model_label,
@@ -193,6 +195,7 @@ class MarktraceNoLexiconEngine(MarktraceEngine):
 
 
 class EasyOCREngine(Engine):
+    """EasyOCR (CRAFT + english_g2) from its official weights, md5 checked against EasyOCR's own config."""
     name = "easyocr"
 
     def __init__(self, options: EngineOptions) -> None:
@@ -230,6 +233,7 @@ class EasyOCREngine(Engine):
         )
 
     def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        """Every line EasyOCR reads on the item's photos (it picks no serial: the scorer takes the closest line)."""
         lines: list[str] = []
         for name, data in files:
             for _box, text, _conf in self.reader.readtext(_decode(name, data)):
@@ -237,6 +241,7 @@ class EasyOCREngine(Engine):
         return Reading(lines=lines)
 
     def info(self) -> dict[str, Any]:
+        """EasyOCR's version and where its checked weights lie."""
         return {
             "version": _version("easyocr"),
             "weights": str(self.folder),
@@ -245,6 +250,7 @@ class EasyOCREngine(Engine):
 
 
 class RapidOCREngine(Engine):
+    """RapidOCR (PP-OCRv4 on onnxruntime), when installed."""
     name = "rapidocr"
 
     def __init__(self, options: EngineOptions) -> None:
@@ -255,6 +261,7 @@ class RapidOCREngine(Engine):
         self.ocr = RapidOCR(intra_op_num_threads=options.threads, inter_op_num_threads=1)
 
     def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        """Every line RapidOCR reads on the item's photos."""
         lines: list[str] = []
         for name, data in files:
             result, _elapsed = self.ocr(_decode(name, data))
@@ -263,10 +270,12 @@ class RapidOCREngine(Engine):
         return Reading(lines=lines)
 
     def info(self) -> dict[str, Any]:
+        """RapidOCR's version and models."""
         return {"version": _version("rapidocr_onnxruntime"), "models": "PP-OCRv4 det/rec (ch), mobile v2 cls"}
 
 
 class TesseractEngine(Engine):
+    """Tesseract through pytesseract, when both are installed."""
     name = "tesseract"
 
     def __init__(self, options: EngineOptions) -> None:
@@ -281,6 +290,7 @@ class TesseractEngine(Engine):
         self.version = str(pytesseract.get_tesseract_version())
 
     def read(self, item: BenchItem, files: Sequence[tuple[str, bytes]]) -> Reading:
+        """Every non-empty line Tesseract reads on the item's photos."""
         lines: list[str] = []
         for name, data in files:
             rgb = cv2.cvtColor(_decode(name, data), cv2.COLOR_BGR2RGB)
@@ -289,6 +299,7 @@ class TesseractEngine(Engine):
         return Reading(lines=lines)
 
     def info(self) -> dict[str, Any]:
+        """Tesseract's version and page-segmentation setting."""
         return {"version": self.version, "config": self.config}
 
 

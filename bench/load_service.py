@@ -27,8 +27,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "service"))
-from live_server import LiveServer  # noqa: E402
+TESTS_SERVICE = Path(__file__).resolve().parents[1] / "tests" / "service"
+"""Where ``live_server.py`` (the tests' subprocess runner of the service) lives; put on sys.path by main()."""
 
 
 def synthetic_photos(n: int) -> list[tuple[str, bytes]]:
@@ -49,6 +49,7 @@ def synthetic_photos(n: int) -> list[tuple[str, bytes]]:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory (MB) of process ``pid`` from /proc, 0 when it cannot be read."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -61,6 +62,7 @@ def rss_mb(pid: int) -> float:
 async def run_level(
     url: str, key: str, photos: list[tuple[str, bytes]], clients: int, seconds: float, pid: int | None
 ) -> dict:
+    """Post photos with ``clients`` concurrent clients for ``seconds``; answer codes, latencies and peak RSS."""
     codes: dict[str, int] = {}
     latencies: list[float] = []
     acked: list[str] = []
@@ -121,6 +123,7 @@ async def run_level(
 
 
 def main() -> None:
+    """Run the load benchmark (see the module docstring) and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an already running service (then --key is required)")
     parser.add_argument("--key")
@@ -158,6 +161,10 @@ def main() -> None:
             env["MARKTRACE_READER"] = os.environ.get(
                 "MARKTRACE_READER", "marktrace.inference.pipeline:MarkingReader.from_settings"
             )
+        if str(TESTS_SERVICE) not in sys.path:
+            sys.path.insert(0, str(TESTS_SERVICE))
+        from live_server import LiveServer
+
         server = LiveServer(data, db_url, env)
         server.start(timeout=300)
         url, pid = server.url, server.proc.pid if server.proc else None

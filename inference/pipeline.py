@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ direction is evidence too: symmetric strings such as 'T696822' / 'ZZ89691' read 
 photo's vote (see :meth:`MarkingReader._read_lines`)."""
 OBLIQUE_DEG = 20.0
 """A line this many degrees or more off the horizontal (either way) makes an unsure photo worth reading turned."""
+
+_VIEW_SINK: ContextVar[dict[str, bytes] | None] = ContextVar("marktrace_view_sink", default=None)
+"""Where :meth:`MarkingReader._keep_view` also puts derived views (PNG bytes) during :meth:`read_with_views`."""
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,13 @@ class MarkingReader:
         """The registry's manufacturer marks, indexed for spotting in the recognizer's probabilities."""
         self._restorer: LoadedModel | None = None
         self._restorer_record: dict[str, str] = {}
+        self._flag_warning: str | None = None
         if settings.flag_alterations:  # load (and verify) the flagger and its patch scorer now, not mid-batch
             from marktrace.inference.enhance.alteration import shipped_overstamp_model
 
-            shipped_overstamp_model()
+            self._flag_warning = flagger_mismatch(shipped_overstamp_model().training, self.model_label, recognizer)
+        if settings.restoration:  # likewise the restorer: a wrong file is refused at start, not item by item
+            self.restorer_model()
 
     @classmethod
     def from_settings(cls, settings: ReaderSettings | None = None) -> MarkingReader:
@@ -248,7 +255,7 @@ class MarkingReader:
                 quad = quad[[2, 3, 0, 1]]
             line = _to_line(text, quad, file, view, self.model_label, cand.detected.score)
             if self.settings.flag_alterations:
-                line.alterations = _alterations(cand.crop, text)
+                line.alterations = _alterations(cand.crop, text, self._flag_warning)
             lines.append((line, text))
         lines.sort(key=lambda pair: (round(min(p[1] for p in pair[0].box) / 20), min(p[0] for p in pair[0].box)))
         return lines
@@ -288,7 +295,10 @@ class MarkingReader:
         The reading with the most confident serial number wins; the serials of the other attempts become
         its alternatives, and the views that were tried are listed with their trails.
         """
+        from marktrace.inference.enhance.photometric import LightFileError
+
         timings: dict[str, float] = {}
+        problems: list[str] = []
         t0 = time.perf_counter()
         attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original") for img in images]
         timings["direct_ms"] = _ms(t0)
@@ -298,7 +308,10 @@ class MarkingReader:
         if _serial_confidence(best) < bar and self.settings.enhance:
             t1 = time.perf_counter()
             if len(images) >= 3:
-                views += self._photometric_attempts(images, lights, attempts)
+                try:
+                    views += self._photometric_attempts(images, lights, attempts)
+                except LightFileError as exc:  # the item is still read from its photos; the examiner is told why
+                    problems.append(f"{item_name}: no photometric views ({exc}); read from the single photos")
                 timings["photometric_ms"] = _ms(t1)
             else:
                 # attempts[:len(images)] are the direct reads, one per photo, in order
@@ -337,6 +350,7 @@ class MarkingReader:
             files=[img.path for img in images],
             sha256=hashes,
             status="ok",
+            error="; ".join(problems) or None,
             record=record,
             lines=best.lines,
             views=views,
@@ -353,7 +367,14 @@ class MarkingReader:
         if angle is None:
             return None
         turned, to_original = turn_image(image.image, angle)
-        attempts.append(self._attempt(turned, image.path, image.sha256, "direct", "original", to_original=to_original))
+        attempt = self._attempt(turned, image.path, image.sha256, "direct", "original", to_original=to_original)
+        turn = {"kind": "read_turned", "angle_deg": round(float(angle), 3),
+                "note": "read from a working copy turned about the photo's centre (bilinear, replicated borders); "
+                        "boxes are in the original photo's pixels"}
+        for value in attempt.record.values():
+            if isinstance(value, dict) and "evidence" in value:
+                value["flags"] = [*(value.get("flags") or []), dict(turn)]
+        attempts.append(attempt)
         return angle
 
     def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:
@@ -371,7 +392,9 @@ class MarkingReader:
 
     # -- learned restoration (issue 3) ------------------------------------------------------------
     def restorer_model(self) -> LoadedModel:
-        """The restorer, loaded on first use: ``settings.restorer`` or the shipped default (checksum verified).
+        """The restorer, loaded at start when ``settings.restoration``; checksum verified.
+
+        ``settings.restorer``, or the shipped default.
 
         Raises:
             ModelMetadataError: the file is not a marktrace restoration model.
@@ -438,15 +461,13 @@ class MarkingReader:
     def _photometric_attempts(
         self, images: Sequence[LoadedImage], lights: LightDirections | None, attempts: list[_Attempt]
     ) -> list[View]:
-        from marktrace.inference.enhance.photometric import LightFileError, iter_relief_views, stack_from_arrays
+        from marktrace.inference.enhance.photometric import iter_relief_views, stack_from_arrays
 
         names = [Path(img.path).name for img in images]
-        try:
-            stack = stack_from_arrays(
-                [img.image for img in images], names, [img.sha256 for img in images], dict(lights) if lights else None
-            )
-        except LightFileError:
-            return []
+        # raises LightFileError (photos of different sizes, a photo without a light direction): read_loaded says so
+        stack = stack_from_arrays(
+            [img.image for img in images], names, [img.sha256 for img in images], dict(lights) if lights else None
+        )
         reference = images[0]
         views: list[View] = []
         # Views come in the order of their measured usefulness on ground markings (relit_ratio and
@@ -462,18 +483,59 @@ class MarkingReader:
         return views
 
     def _keep_view(self, source: str, image: np.ndarray, view: View) -> View:
-        """Write a derived image and its trail under ``save_enhanced`` (if set); originals are never touched."""
+        """Keep a derived image with its trail; originals are never touched.
+
+        Under ``save_enhanced`` (if set) the image goes to ``<folder>/<source path, '/' as '__'>-<first 12 hex
+        of the source's SHA-256>/<view>.png`` with ``<view>.trail.json`` beside it, so two sources never share
+        a folder. Inside :meth:`read_with_views` it is also kept in memory as PNG bytes. Lossless PNG: the
+        decoded pixels hash to the trail's ``sha256``.
+
+        Raises:
+            OSError: the image could not be written (nothing is recorded as kept that was not written).
+        """
         folder = self.settings.save_enhanced
+        sink = _VIEW_SINK.get()
+        if folder is None and sink is None:
+            return view
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError(f"{source}: could not encode the derived view {view.name!r} as PNG")
+        png = encoded.tobytes()
+        if sink is not None:
+            sink[view.name] = png
         if folder is None:
             return view
         safe = view.name.replace(":", "_").replace("/", "_")
-        target = Path(folder) / Path(source).with_suffix("").as_posix().replace("/", "__")
+        sources = view.trail.source_sha256 if view.trail is not None else []
+        tag = f"-{sources[0][:12]}" if sources else ""
+        target = Path(folder) / (Path(source).as_posix().replace("/", "__") + tag)
         target.mkdir(parents=True, exist_ok=True)
         image_path = target / f"{safe}.png"
-        cv2.imwrite(str(image_path), image)
+        tmp = image_path.with_suffix(".png.tmp")
+        tmp.write_bytes(png)
+        tmp.replace(image_path)
         view = view.model_copy(update={"file": str(image_path)})
-        (target / f"{safe}.trail.json").write_text(view.model_dump_json(indent=2))
+        trail_path = target / f"{safe}.trail.json"
+        trail_tmp = trail_path.with_suffix(".json.tmp")
+        trail_tmp.write_text(view.model_dump_json(indent=2))
+        trail_tmp.replace(trail_path)
         return view
+
+    def read_with_views(
+        self, item_name: str, files: Sequence[tuple[str, bytes]], lights: LightDirections | None = None
+    ) -> tuple[ItemResult, dict[str, bytes]]:
+        """:meth:`read_uploaded`, also returning every derived view the read tried as PNG bytes by view name.
+
+        The service keeps these beside the originals; each view's trail (steps, parameters, source SHA-256,
+        software, its own pixel SHA-256) is in ``result.views``.
+        """
+        sink: dict[str, bytes] = {}
+        token = _VIEW_SINK.set(sink)
+        try:
+            result = self.read_uploaded(item_name, files, lights)
+        finally:
+            _VIEW_SINK.reset(token)
+        return result, sink
 
     def read_uploaded(
         self, item_name: str, files: Sequence[tuple[str, bytes]], lights: LightDirections | None = None
@@ -526,37 +588,65 @@ class MarkingReader:
             return ItemResult(item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors))
         lights = None
         if item.kind == "multi_light":
-            from marktrace.inference.enhance.photometric import LightFileError, load_light_directions
+            from marktrace.inference.enhance.photometric import (
+                LightFileError,
+                load_light_directions,
+                load_light_file,
+            )
 
-            try:
-                lights = load_light_directions(item.files[0].parent)
+            try:  # the light file the item was discovered with
+                lights = (load_light_file(item.light_file) if item.light_file is not None
+                          else load_light_directions(item.files[0].parent))
             except LightFileError as exc:
                 errors.append(str(exc))
         result = self.read_loaded(item.name, loaded, lights)
         if errors:
-            result.error = "; ".join(errors)
+            result.error = "; ".join([*errors, result.error] if result.error else errors)
         result.timings_ms = {"load_ms": load_ms, **result.timings_ms}
         result.files = names
         return result
 
 
-def _alterations(crop: np.ndarray, text: DecodedText) -> list[dict[str, Any]]:
+def flagger_mismatch(training: dict[str, Any], model_label: str, recognizer: LoadedModel) -> str | None:
+    """Why the over-stamp flagger's calibration may not hold for this recognizer, or None when it does.
+
+    The flagger's threshold was set (at a measured false-flag rate) on one recognizer's probabilities, named
+    in its ``training["recognizer"]`` as ``name@version[-variant] (first 16 hex of its SHA-256)``. Reading with
+    another file (``--variant fp32``, a GPU provider, ``--recognizer``) still flags, with this warning.
+    """
+    from marktrace.inference.images import sha256_file
+
+    trained_on = str(training.get("recognizer") or "")
+    digest = sha256_file(recognizer.path)[:16] if recognizer.path is not None else "unknown file"
+    reading_with = f"{model_label} ({digest})"
+    if trained_on == reading_with:
+        return None
+    return (f"the over-stamp flagger was calibrated on {trained_on or 'an unnamed recognizer'}; this read used "
+            f"{reading_with}, for which its false-flag rate was not measured")
+
+
+def _alterations(crop: np.ndarray, text: DecodedText, warning: str | None = None) -> list[dict[str, Any]]:
     """Over-stamp flags for one line, scored from the recognizer's per-step probabilities.
 
     Only lines that could hold a serial are scored (at least 4 non-space characters, one a digit); see
     :func:`marktrace.inference.enhance.alteration.flag_overstamps`. A flag is evidence for an examiner
     (position, score, evidence); it never changes the text. A missing or altered model file raises.
+    ``warning`` (from :func:`flagger_mismatch`) goes into every flag's evidence as ``calibration_warning``.
     """
     from marktrace.inference.enhance.alteration import OverstampModelError, flag_overstamps
 
     if text.probs is None or not text.charset or not any(ch.isdigit() for ch in text.text):
         return []
     try:
-        return flag_overstamps(crop, text.text, text.char_steps, text.probs, text.charset)
+        flags = flag_overstamps(crop, text.text, text.char_steps, text.probs, text.charset)
     except OverstampModelError:
         raise
     except ValueError:
         return []
+    if warning:
+        for flag in flags:
+            flag["evidence"]["calibration_warning"] = warning
+    return flags
 
 
 def orientation_flips(gains: Sequence[float], direction_confidences: Sequence[float]) -> list[bool]:

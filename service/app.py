@@ -215,6 +215,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request and time it for the metrics, then pass it on (ASGI)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -243,6 +244,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a body over ``max_bytes`` with 413: at once by its Content-Length, else as streamed bytes pass it."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import cv2
 
-from marktrace.inference.images import decode_image, sha256_bytes
+from marktrace.inference.enhance.chains import image_sha256, software_version
+from marktrace.inference.images import DEFAULT_MAX_PIXELS, decode_image
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.schema import Evidence, ItemResult, Line, RecordField, Trail, TrailStep, View
 
@@ -21,7 +22,7 @@ from marktrace.inference.schema import Evidence, ItemResult, Line, RecordField, 
 class FakeReader:
     """Decodes photos (raising ImageLoadError on bad ones) and returns a deterministic placeholder record."""
 
-    def __init__(self, delay_s: float | None = None, max_pixels: int = 80_000_000) -> None:
+    def __init__(self, delay_s: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         env_delay = os.environ.get("MARKTRACE_FAKE_DELAY_S")
         self.delay_s = delay_s if delay_s is not None else float(env_delay or 0.0)
         self.max_pixels = max_pixels
@@ -60,8 +61,8 @@ class FakeReader:
                     trail=Trail(
                         source_sha256=[loaded.sha256],
                         steps=[TrailStep(name="grey", params={})],
-                        software="marktrace-fake-reader",
-                        sha256=sha256_bytes(png_bytes),
+                        software=f"{software_version()}; fake reader",
+                        sha256=image_sha256(grey),
                     ),
                 )
             )

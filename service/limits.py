@@ -193,11 +193,18 @@ async def parse_upload(
 
 
 def parse_lights(raw: str | None, names: list[str]) -> dict[str, tuple[float, float]] | None:
-    """Parse the optional ``lights`` JSON part: {file name: [azimuth_deg, elevation_deg]} (or objects).
+    """Parse the optional ``lights`` JSON part: {file name: [azimuth_deg, elevation_deg] or an object}.
+
+    Objects are ``{"azimuth_deg", "elevation_deg"}`` as in ``lights.json`` (``azimuth``/``elevation`` too).
+
+    The directions follow the batch's rule (:func:`marktrace.inference.enhance.photometric.checked_direction`:
+    finite numbers, elevation in (0, 90]), and either every uploaded photo has one or none does.
 
     Raises:
         UploadError: 422 naming the problem.
     """
+    from marktrace.inference.enhance.photometric import checked_direction
+
     if raw is None or not raw.strip():
         return None
     try:
@@ -213,17 +220,22 @@ def parse_lights(raw: str | None, names: list[str]) -> dict[str, tuple[float, fl
                 422, "Unprocessable Content", f"lights: {key!r} is not one of the uploaded files"
             )
         if isinstance(value, dict):
-            value = [value.get("azimuth"), value.get("elevation")]
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        ):
+            value = [value.get("azimuth_deg", value.get("azimuth")), value.get("elevation_deg", value.get("elevation"))]
+        if not isinstance(value, list) or len(value) != 2:
             raise UploadError(
                 422, "Unprocessable Content", f"lights: {key!r} must be [azimuth_deg, elevation_deg]"
             )
-        lights[key] = (float(value[0]), float(value[1]))
-    return lights
+        try:
+            lights[key] = checked_direction(value[0], value[1])
+        except ValueError as exc:
+            raise UploadError(422, "Unprocessable Content", f"lights: {key!r}: {exc}") from None
+    missing = [n for n in names if n not in lights]
+    if lights and missing:
+        raise UploadError(
+            422, "Unprocessable Content",
+            f"lights: some photos have directions and some do not (none for {', '.join(missing)})",
+        )
+    return lights or None
 
 
 class PoolFull(Exception):

@@ -1,18 +1,19 @@
 """Examiner review of record fields: confirm, correct or reject, with who and when in the field's history.
 
-When the record fits ``marktrace.inference.records.IdentificationRecord``, its ``review_field`` is used
-(one implementation for CLI and service); otherwise the local one below applies to plain field dicts.
+One implementation for CLI and service: ``marktrace.inference.records.review_field`` when the record fits
+``IdentificationRecord``, else ``review_record_field`` on each plain field dict (the same rules).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from marktrace.inference.schema import HistoryEntry, RecordField
+from marktrace.inference.records import IdentificationRecord, review_field, review_record_field
+from marktrace.inference.records import ReviewError as RecordsReviewError
+from marktrace.inference.schema import RecordField
 
 ReviewAction = Literal["confirm", "correct", "reject"]
 _STATUS = {"confirm": "confirmed", "correct": "corrected", "reject": "rejected"}
@@ -43,49 +44,36 @@ class ReviewError(ValueError):
     """A change that cannot be applied (unknown field, missing value)."""
 
 
-def _local_review(field: dict[str, Any], change: FieldChange, actor: str) -> dict[str, Any]:
+def _review_plain_field(field: Any, change: FieldChange, actor: str) -> dict[str, Any]:
+    """One change on a field of a record that is not an :class:`IdentificationRecord` (same rules)."""
+    current: RecordField | None = None
+    if field is not None:
+        try:
+            current = RecordField.model_validate(field)
+        except Exception as exc:  # noqa: BLE001 - pydantic ValidationError; report as a review error
+            raise ReviewError(f"{change.field}: not a reviewable field ({exc.__class__.__name__})") from None
     try:
-        current = RecordField.model_validate(field)
-    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError; report as a review error
-        raise ReviewError(f"{change.field}: not a reviewable field ({exc.__class__.__name__})") from None
-    if change.action == "correct":
-        if change.value is None:
-            raise ReviewError(f"{change.field}: 'correct' needs a value")
-        new_value = change.value
-    else:
-        new_value = current.value
-    entry = HistoryEntry(
-        actor=actor,
-        action=_STATUS[change.action],  # type: ignore[arg-type]
-        old_value=current.value,
-        new_value=new_value,
-        note=change.note,
-    )
-    updated = current.model_copy(
-        update={"value": new_value, "status": _STATUS[change.action], "history": [*current.history, entry]}
-    )
-    return updated.model_dump(mode="json")
+        reviewed = review_record_field(current, change.field, _STATUS[change.action], actor,  # type: ignore[arg-type]
+                                       change.value, change.note)
+    except RecordsReviewError as exc:
+        raise ReviewError(f"{change.field}: {exc}") from None
+    dumped: dict[str, Any] = reviewed.model_dump(mode="json")
+    return dumped
 
 
 def _with_records_module(
     record: dict[str, Any], changes: list[FieldChange], actor: str
 ) -> dict[str, Any] | None:
-    """Apply the changes with ``marktrace.inference.records.review_field`` when the record fits its model."""
+    """Apply the changes with :func:`review_field` when the record fits :class:`IdentificationRecord`, else None."""
     try:
-        records_mod = importlib.import_module("marktrace.inference.records")
-        model = records_mod.IdentificationRecord
-        review_field = records_mod.review_field
-        records_error = records_mod.ReviewError
-    except (ImportError, AttributeError):
-        return None
-    try:
-        parsed = model.model_validate(record)
-    except Exception:  # noqa: BLE001 - not an identification record: use the local implementation
+        parsed = IdentificationRecord.model_validate(record)
+    except Exception:  # noqa: BLE001 - not an identification record: reviewed field by field
         return None
     for change in changes:
         try:
-            review_field(parsed, change.field, _STATUS[change.action], actor, change.value, change.note)
-        except records_error as exc:
+            review_field(parsed, change.field, _STATUS[change.action], actor,  # type: ignore[arg-type]
+                         change.value, change.note)
+        except RecordsReviewError as exc:
             raise ReviewError(f"{change.field}: {exc}") from None
     dumped: dict[str, Any] = parsed.model_dump(mode="json")
     return dumped
@@ -103,7 +91,9 @@ def apply_changes(record: dict[str, Any], changes: list[FieldChange], actor: str
     out = copy.deepcopy(record)
     for change in changes:
         field = out.get(change.field)
-        if not isinstance(field, dict):
+        if field is not None and not isinstance(field, dict):
+            raise ReviewError(f"{change.field}: not a reviewable field")
+        if change.field not in out:
             raise ReviewError(f"{change.field}: no such field in this record")
-        out[change.field] = _local_review(field, change, actor)
+        out[change.field] = _review_plain_field(field, change, actor)
     return out

@@ -175,7 +175,7 @@ def _recording_alterations(calls: list[tuple[np.ndarray, Any]]) -> Iterator[None
 
     original = pipeline._alterations
 
-    def record(crop: np.ndarray, text: Any) -> list[dict[str, Any]]:
+    def record(crop: np.ndarray, text: Any, warning: str | None = None) -> list[dict[str, Any]]:
         calls.append((crop, text))
         return [{"position": -1, "call": len(calls) - 1, "score": 0.0}]
 

@@ -68,6 +68,29 @@ def vector_to_angles(x: float, y: float, z: float) -> tuple[float, float]:
     return az, el
 
 
+def checked_direction(azimuth_deg: object, elevation_deg: object) -> tuple[float, float]:
+    """A light direction as (azimuth in [0, 360), elevation in (0, 90]) degrees, the one rule for every input.
+
+    Raises:
+        ValueError: not numbers (booleans included), not finite, or an elevation outside (0, 90].
+    """
+    values = []
+    for label, value in (("azimuth_deg", azimuth_deg), ("elevation_deg", elevation_deg)):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{label} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{label} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{label} must be finite, got {value!r}")
+        values.append(number)
+    az, el = values
+    if not 0.0 < el <= 90.0:
+        raise ValueError(f"elevation_deg must be in (0, 90], got {el}")
+    return az % 360.0, el
+
+
 def parse_lights_json(path: str | Path) -> dict[str, tuple[float, float]] | None:
     """Read ``lights.json``; None when it declares no directions (empty or all entries null).
 
@@ -90,12 +113,9 @@ def parse_lights_json(path: str | Path) -> dict[str, tuple[float, float]] | None
         if not isinstance(entry, dict) or "azimuth_deg" not in entry or "elevation_deg" not in entry:
             raise LightFileError(f"{p}: entry {name!r} needs azimuth_deg and elevation_deg")
         try:
-            az, el = float(entry["azimuth_deg"]), float(entry["elevation_deg"])
-        except (TypeError, ValueError):
-            raise LightFileError(f"{p}: entry {name!r}: azimuth_deg/elevation_deg must be numbers") from None
-        if not (math.isfinite(az) and math.isfinite(el)) or not 0.0 < el <= 90.0:
-            raise LightFileError(f"{p}: entry {name!r}: elevation_deg must be in (0, 90], got {el}")
-        out[str(name)] = (az % 360.0, el)
+            out[str(name)] = checked_direction(entry["azimuth_deg"], entry["elevation_deg"])
+        except ValueError as exc:
+            raise LightFileError(f"{p}: entry {name!r}: {exc}") from None
     if out and len(out) != sum(1 for v in data.values() if v is not None):  # pragma: no cover
         raise LightFileError(f"{p}: inconsistent entries")
     if out and len(out) != len(data):
@@ -152,14 +172,22 @@ def find_light_file(folder: str | Path) -> Path | None:
     return lps[0] if lps else None
 
 
-def load_light_directions(folder: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:
-    """Light directions of a multi-light folder, or None when it has no light file or no directions."""
-    light = find_light_file(folder)
-    if light is None:
-        return None
+def load_light_file(path: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:
+    """Light directions from a ``.lp`` file or a ``lights.json``; None when it declares none.
+
+    Raises:
+        LightFileError: the file cannot be read or is malformed (the message names it).
+    """
+    light = Path(path)
     if light.suffix.lower() == ".lp":
         return parse_lp(light, y_up=lp_y_up)
     return parse_lights_json(light)
+
+
+def load_light_directions(folder: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:
+    """Light directions of a multi-light folder, or None when it has no light file or no directions."""
+    light = find_light_file(folder)
+    return None if light is None else load_light_file(light, lp_y_up)
 
 
 # --------------------------------------------------------------------------- the stack

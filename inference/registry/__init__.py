@@ -493,6 +493,7 @@ class Registry(BaseModel):
     _index: RegistryIndex = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
+        """Build the lookup index of marks, codes and names once the entries are validated."""
         self._index = RegistryIndex(self.makers, self.countries, self.historic, self.year_codes, self.proof_marks)
 
     @property

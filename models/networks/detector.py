@@ -44,6 +44,7 @@ class LineDetector(nn.Module):
         self.head = nn.Conv2d(w[1], 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw maps (N, 3, H/4, W/4): line-core logit, then the reading direction's cos and sin."""
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
@@ -67,6 +68,7 @@ class DetectorForExport(nn.Module):
         self.net = net
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC RGB in; (N, 3, H/4, W/4) out: core probability and unit reading direction."""
         x = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         raw = self.net(x)
         prob = torch.sigmoid(raw[:, :1])

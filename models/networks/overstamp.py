@@ -39,6 +39,7 @@ class PatchScorer(nn.Module):
         self.head = nn.Linear(8 * w, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One over-stamp logit per patch (N,) for normalised patches (N, 1, P, P)."""
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = x.std(dim=(2, 3), keepdim=True) + STANDARDIZE_EPS
         h = self.features((x - mean) / std)
@@ -54,6 +55,7 @@ class PatchScorerForExport(nn.Module):
         self.net = net
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 patches (N, 1, P, P) in; one logit per patch (N,) out."""
         return self.net(pixels.float() / 255.0)
 
 

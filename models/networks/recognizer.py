@@ -33,6 +33,7 @@ class VGGFeatureExtractor(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """VGG feature maps of a normalised grey crop batch (N, 1, H, W)."""
         return self.ConvNet(x)
 
 
@@ -45,6 +46,7 @@ class BidirectionalLSTM(nn.Module):
         self.linear = nn.Linear(hidden_size * 2, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bidirectional LSTM over the sequence (N, T, input_size), projected to (N, T, output_size)."""
         recurrent, _ = self.rnn(x)
         return self.linear(recurrent)
 
@@ -62,6 +64,7 @@ class CRNN(nn.Module):
         self.Prediction = nn.Linear(hidden, num_class)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step class logits (N, T, num_class) for a normalised grey crop batch (N, 1, H, W)."""
         features = self.FeatureExtraction(x)  # N, C, H', T
         sequence = features.mean(dim=2).permute(0, 2, 1)  # N, T, C
         return self.Prediction(self.SequenceModeling(sequence))
@@ -75,6 +78,7 @@ class RecognizerForExport(nn.Module):
         self.crnn = crnn
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 grey crops (N, 1, 64, W) in; per-step softmax (N, W/4 - 1, num_class) out."""
         x = pixels.float() / 127.5 - 1.0
         return torch.softmax(self.crnn(x), dim=-1)
 

@@ -56,6 +56,7 @@ class GlyphRestorer(nn.Module):
         return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Glyph-mask logits (N, 1, H, W) for a normalised line crop batch (N, 1, H, W)."""
         if self.standardize:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
@@ -78,6 +79,7 @@ class RestorerForExport(nn.Module):
         self.net = net
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 grey crops (N, 1, H, W) in; glyph-mask probabilities (N, 1, H, W) out."""
         x = pixels.float() / 127.5 - 1.0
         return torch.sigmoid(self.net(x))
 

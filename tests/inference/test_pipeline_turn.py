@@ -74,3 +74,30 @@ def test_an_upright_photo_keeps_its_symmetric_serial_upright() -> None:
     # without a detector preference, a clear gain alone flips a single line
     assert orientation_flips([0.1], [0.5]) == [True]
     assert orientation_flips([], []) == []
+
+
+def test_a_turned_read_records_its_turn_on_every_field() -> None:
+    import cv2
+
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference.images import decode_image
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings, turn_image
+
+    upright = render_marking(1_250_000_321, SynthConfig(fonts="train", wear=(0.0, 0.1), rotation="upright")).image
+    tilted, _ = turn_image(upright, -35.0)
+    ok, buf = cv2.imencode(".png", tilted)
+    assert ok
+    image = decode_image(bytes(buf), "tilted.png")
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    direct = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
+    attempts = [direct]
+    angle = reader._turned_attempt(image, direct, attempts)
+    assert angle is not None and abs(abs(angle) - 35.0) < 5.0
+    turned = attempts[-1]
+    fields = [v for v in turned.record.values() if isinstance(v, dict) and "evidence" in v]
+    assert fields and turned.record.get("serial_number", {}).get("value")
+    for value in fields:
+        flag = next(f for f in value["flags"] if f["kind"] == "read_turned")
+        assert flag["angle_deg"] == round(angle, 3)
+    assert not any(f.get("kind") == "read_turned" for v in direct.record.values() if isinstance(v, dict)
+                   for f in (v.get("flags") or []))

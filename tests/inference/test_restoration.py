@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -90,7 +91,9 @@ def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(photo, tiny_re
     assert [s.name for s in trail.steps] == ["restore_lines"] and trail.steps[0].params["quads"]
     saved = cv2.imread(str(view.file), cv2.IMREAD_UNCHANGED)
     assert image_sha256(saved) == trail.sha256, "the saved image is the one the trail describes"
-    on_disk = json.loads((tmp_path / "views" / "photo" / "restoration.trail.json").read_text())
+    folder = tmp_path / "views" / f"photo.png-{image.sha256[:12]}"  # source name and hash: never shared
+    assert Path(str(view.file)).parent == folder
+    on_disk = json.loads((folder / "restoration.trail.json").read_text())
     assert on_disk["trail"]["sha256"] == trail.sha256
     # the deterministic views are still there
     assert any(v.name.startswith("chain:") for v in result.views)
@@ -114,11 +117,11 @@ def test_restoration_attempt_reads_the_drawing(photo, tiny_restorer) -> None:
         assert any(f["kind"] == "learned_restoration" for f in serial["flags"])
 
 
-def test_a_mismatched_restorer_file_is_refused(photo, tiny_models) -> None:
+def test_a_mismatched_restorer_file_is_refused_when_the_reader_starts(tiny_models) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-    reader = MarkingReader.from_settings(
-        ReaderSettings(threads=1, restoration=True, restorer=tiny_models["line_recognition"], confident=1.01)
-    )
+    # refused at start (not item by item in a batch, where each item would become an error row)
     with pytest.raises(ModelMetadataError, match="expected restoration"):
-        reader.read_loaded("p", [_loaded(photo)], None)
+        MarkingReader.from_settings(
+            ReaderSettings(threads=1, restoration=True, restorer=tiny_models["line_recognition"], confident=1.01)
+        )

@@ -9,10 +9,13 @@ import re
 import struct
 import zlib
 
+import cv2
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import auth, make_image
 
+from marktrace.inference.enhance.chains import image_sha256
 from marktrace.service.evidence import EvidenceStore
 
 
@@ -54,8 +57,9 @@ def test_create_read_and_evidence_roundtrip(client: TestClient, keys) -> None:
     derived = body["derived"][0]
     d = client.get(derived["url"], headers=auth(keys.a))
     assert d.status_code == 200 and hashlib.sha256(d.content).hexdigest() == derived["sha256"]
-    # the view's trail hash matches the stored derived bytes
-    assert body["views"][0]["trail"]["sha256"] == derived["sha256"]
+    # the view's trail hash is the pixel hash of the stored derived image
+    assert body["views"][0]["trail"]["sha256"] == image_sha256(cv2.imdecode(np.frombuffer(d.content, np.uint8),
+                                                                            cv2.IMREAD_UNCHANGED))
 
 
 def test_multi_light_upload_with_lights(client: TestClient, keys) -> None:
@@ -66,6 +70,18 @@ def test_multi_light_upload_with_lights(client: TestClient, keys) -> None:
     assert len(r.json()["originals"]) == 3
     bad = post(client, keys.a, files, lights=json.dumps({"nope.png": [0, 1]}))
     assert bad.status_code == 422 and "nope.png" in bad.json()["detail"]
+    # the batch's rules for lights.json hold here too: finite numbers, elevation in (0, 90], all or none
+    for lights, expected in (
+        ('{"l0.png": [NaN, 30], "l1.png": [0, 30], "l2.png": [0, 30]}', "finite"),
+        ('{"l0.png": [0, 0], "l1.png": [0, 30], "l2.png": [0, 30]}', "(0, 90]"),
+        ('{"l0.png": [0, 95], "l1.png": [0, 30], "l2.png": [0, 30]}', "(0, 90]"),
+        ('{"l0.png": [true, 30], "l1.png": [0, 30], "l2.png": [0, 30]}', "number"),
+        ('{"l0.png": [0, 30], "l1.png": [120, 30]}', "none for l2.png"),
+    ):
+        refused = post(client, keys.a, files, lights=lights)
+        assert refused.status_code == 422 and expected in refused.json()["detail"], (lights, refused.text)
+    same = {"l0.png": {"azimuth_deg": 0, "elevation_deg": 30}, "l1.png": [120, 30], "l2.png": [240, 30]}
+    assert post(client, keys.a, files, lights=json.dumps(same), case_ref="ML2").status_code == 201
 
 
 def test_list_pagination_and_filters(client: TestClient, keys) -> None:

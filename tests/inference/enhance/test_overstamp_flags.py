@@ -218,6 +218,7 @@ def test_flags_never_change_what_is_read(reads: list[tuple[Any, Any, Any]]) -> N
                 n_flags += 1
                 assert serial["value"][flag["position"]] == flag["character"]
                 assert {"model", "threshold", "ctc", "columns"} <= set(flag["evidence"])
+                assert "calibration_warning" not in flag["evidence"]  # read with the recognizer it was fitted on
                 assert flag["score"] > flag["evidence"]["threshold"]
     assert n_flags >= 1
 
@@ -246,3 +247,15 @@ def test_the_shipped_flagger_was_trained_on_the_shipped_recognizer() -> None:
     from marktrace.training.overstamp import _recognizer_label
 
     assert shipped_overstamp_model().training["recognizer"] == _recognizer_label()
+
+
+def test_flags_read_with_another_recognizer_than_the_calibration_one_say_so() -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings, flagger_mismatch
+
+    model = shipped_overstamp_model()
+    int8 = MarkingReader.from_settings(ReaderSettings(threads=1, variant="int8"))
+    assert flagger_mismatch(model.training, int8.model_label, int8.recognizer) is None
+    fp32 = MarkingReader.from_settings(ReaderSettings(threads=1, variant="fp32", flag_alterations=True))
+    warning = flagger_mismatch(model.training, fp32.model_label, fp32.recognizer)
+    assert warning is not None and "1.0.0-int8" in warning and fp32.model_label in warning
+    assert fp32._flag_warning == warning

@@ -330,3 +330,22 @@ def test_first_views_do_not_run_the_robust_fit(monkeypatch: pytest.MonkeyPatch) 
     assert [next(it)[1].name, next(it)[1].name] == ["photometric:relit_ratio", "photometric:shaded_relief"]
     with pytest.raises(AssertionError, match="robust fit"):
         next(it)
+
+
+def test_integrate_normals_recovers_a_known_height_map() -> None:
+    from marktrace.inference.enhance.photometric import integrate_normals
+
+    yy, xx = np.mgrid[0:96, 0:128].astype(np.float64)
+    # a punched dimple and a raised bump on a flat plate (x right, y down, z toward the camera)
+    height = -6.0 * np.exp(-((xx - 40) ** 2 + (yy - 48) ** 2) / 60.0) + 4.0 * np.exp(
+        -((xx - 90) ** 2 + (yy - 40) ** 2) / 90.0
+    )
+    gy, gx = np.gradient(height)
+    normals = np.dstack([-gx, -gy, np.ones_like(height)])
+    normals /= np.linalg.norm(normals, axis=2, keepdims=True)
+    got = integrate_normals(normals.astype(np.float32))
+    assert got.dtype == np.float32 and got.shape == height.shape
+    assert abs(float(got.mean())) < 1e-3
+    corr = np.corrcoef(got.ravel(), (height - height.mean()).ravel())[0, 1]
+    assert corr > 0.98, corr
+    assert got[48, 40] < -3.0 and got[40, 90] > 2.0  # the dimple is a dimple, the bump a bump

@@ -1,0 +1,87 @@
+"""Derived views the reader keeps: in memory for the service (``read_with_views``) and on disk (``save_enhanced``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def photo_png() -> bytes:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    image = render_marking(1_250_000_777, SynthConfig(fonts="train", wear=(0.4, 0.5), rotation="upright")).image
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return bytes(buf)
+
+
+def _reader(**settings: Any) -> Any:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    # confident above 1: the direct read is never sure enough, so every chain is tried
+    return MarkingReader.from_settings(
+        ReaderSettings(threads=1, confident=1.01, detector_sides=(), turn_oblique=False, **settings)
+    )
+
+
+def test_read_with_views_returns_every_tried_view_as_png_matching_its_trail(photo_png: bytes) -> None:
+    from marktrace.inference.enhance.chains import image_sha256, make_view
+    from marktrace.inference.images import decode_image
+
+    reader = _reader()
+    result, derived = reader.read_with_views("item", [("photo.png", photo_png)])
+    assert result.status == "ok"
+    names = [v.name for v in result.views]
+    assert names == [f"chain:{c}" for c in reader.settings.chains]  # every chain tried
+    assert sorted(derived) == sorted(names)
+    original = decode_image(photo_png, "photo.png")
+    for view in result.views:
+        pixels = cv2.imdecode(np.frombuffer(derived[view.name], np.uint8), cv2.IMREAD_UNCHANGED)
+        assert view.trail is not None and view.trail.sha256 == image_sha256(pixels)
+        assert view.trail.source_sha256 == [original.sha256]
+        chain = view.name.split(":", 1)[1]
+        replayed, _ = make_view(original.sha256, original.image, chain)
+        assert np.array_equal(replayed, pixels)  # the kept bytes are the view that was read, bit for bit
+    # outside read_with_views nothing is collected
+    again = reader.read_uploaded("item", [("photo.png", photo_png)])
+    assert [v.name for v in again.views] == names and all(v.file is None for v in again.views)
+
+
+def test_saved_views_of_two_sources_with_the_same_stem_do_not_overwrite_each_other(
+    photo_png: bytes, tmp_path: Path
+) -> None:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    other = render_marking(1_250_000_778, SynthConfig(fonts="train", wear=(0.4, 0.5))).image
+    ok, buf = cv2.imencode(".png", other)
+    assert ok
+    reader = _reader(save_enhanced=tmp_path / "views", chains=("clahe",))
+    first = reader.read_uploaded("a.png", [("a.png", photo_png)])
+    second = reader.read_uploaded("a.jpg", [("a.jpg", bytes(buf))])
+    files = [Path(str(r.views[0].file)) for r in (first, second)]
+    assert files[0] != files[1] and all(f.is_file() for f in files)
+    for result, file in zip((first, second), files, strict=True):
+        trail = json.loads(file.with_name("chain_clahe.trail.json").read_text())
+        assert trail["trail"]["source_sha256"] == [result.sha256[result.files[0]]]
+        assert file.parent.name.endswith(result.sha256[result.files[0]][:12])
+    assert not list((tmp_path / "views").rglob("*.tmp"))
+
+
+def test_a_stack_whose_photos_differ_in_size_is_read_from_its_photos_and_says_why() -> None:
+    rng = np.random.default_rng(3)
+    files = []
+    for i, (h, w) in enumerate([(120, 200), (120, 200), (100, 200)]):
+        ok, buf = cv2.imencode(".png", rng.integers(90, 140, (h, w, 3), dtype=np.uint8))
+        assert ok
+        files.append((f"shot_{i}.png", bytes(buf)))
+    lights = {"shot_0.png": (0.0, 30.0), "shot_1.png": (120.0, 30.0), "shot_2.png": (240.0, 30.0)}
+    result = _reader().read_uploaded("stack", files, lights)
+    assert result.status == "ok"  # the photos were still read, one by one
+    assert result.error is not None and "no photometric views" in result.error and "shot_2.png" in result.error
+    assert not result.views
