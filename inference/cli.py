@@ -250,3 +250,43 @@ def batch(
         f"[red]{summary.errors} errors[/red], {summary.skipped} already done; "
         f"{summary.seconds:.1f} s{per_item} -> {out}"
     )
+
+
+def verify_view(
+    trails: Annotated[list[Path], typer.Argument(help="Trail files (<view>.trail.json, as --save-enhanced writes)")],
+    original: Annotated[
+        list[Path],
+        typer.Option("--original", "-o", help="An original photo, or the folder of a multi-light item (repeatable); "
+                     "sources are found by SHA-256"),
+    ],
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per trail on stdout")] = False,
+) -> None:
+    """Replay derived images from their trails on the originals and check they are bit-identical.
+
+    Exit code 0 when every trail verified, 1 when any is a mismatch, could not be replayed or failed.
+    """
+    import dataclasses
+    import json
+
+    from marktrace.inference.enhance.verify import ViewCheck, check_view, load_view
+
+    results: list[ViewCheck] = []
+    for path in trails:
+        try:
+            view = load_view(path)
+        except ValueError as exc:
+            results.append(ViewCheck(path.name, "error", str(exc), ""))
+            continue
+        results.append(check_view(view, original, trail_file=path, max_pixels=max_pixels))
+    if as_json:
+        for path, check in zip(trails, results, strict=True):
+            typer.echo(json.dumps({"trail": str(path), **dataclasses.asdict(check)}))
+    else:
+        table = Table("trail", "view", "status", "detail")
+        colours = {"verified": "green", "mismatch": "red", "error": "red", "not_replayable": "yellow"}
+        for path, check in zip(trails, results, strict=True):
+            table.add_row(str(path), check.view, f"[{colours[check.status]}]{check.status}[/]", check.detail)
+        Console().print(table)
+    if any(c.status != "verified" for c in results):
+        raise typer.Exit(1)

@@ -23,6 +23,7 @@ def _register() -> None:
 
     app.command("read")(inference_cli.read)
     app.command("batch")(inference_cli.batch)
+    app.command("verify-view")(inference_cli.verify_view)
     # Optional groups: (module, attribute, name, kind); a missing module (feature not installed) is skipped.
     optional = [
         ("marktrace.datasets.cli", "app", "data", "group"),
