@@ -23,7 +23,7 @@ from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.recognize import batch_line_crops
-from marktrace.inference.schema import Alternative, CharAlternatives, ItemResult, Line, View
+from marktrace.inference.schema import Alternative, CharAlternatives, ImageInfo, ItemResult, Line, View
 
 CROP_PAD_X = 0.2
 CROP_PAD_Y = 0.1
@@ -354,6 +354,12 @@ class MarkingReader:
             record=record,
             lines=best.lines,
             views=views,
+            images={
+                img.path: ImageInfo(width=int(img.image.shape[1]), height=int(img.image.shape[0]),
+                                    stored_width=img.original_size[0], stored_height=img.original_size[1],
+                                    exif_transposed=img.exif_transposed)
+                for img in images
+            },
             timings_ms=timings,
         )
 

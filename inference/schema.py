@@ -67,7 +67,10 @@ class CharAlternatives(_Model):
 
 
 class Line(_Model):
-    """Text read from a view: box in original pixels, text, confidences, which view and model read it."""
+    """Text read from a view: box, text, confidences, which view and model read it.
+
+    The box is in the photo's pixels as shown (EXIF orientation applied; see ``ItemResult.images``).
+    """
 
     text: str
     confidence: float
@@ -119,6 +122,19 @@ class RecordField(_Model):
     """How the value was read: ``direct``, ``chain:<name>``, ``photometric:<view>`` or ``restoration``."""
 
 
+class ImageInfo(_Model):
+    """How a photo was decoded for reading: boxes are in its pixels as shown (EXIF orientation applied)."""
+
+    width: int
+    height: int
+    """Size of the working copy the boxes refer to (EXIF orientation applied)."""
+    stored_width: int
+    stored_height: int
+    """Size of the pixels as stored in the file, before EXIF orientation."""
+    exif_transposed: bool
+    """Whether an EXIF orientation tag turned or mirrored the stored pixels."""
+
+
 class ItemResult(_Model):
     """The answer for one item (a photo, or a multi-light folder): the batch JSONL line's content."""
 
@@ -130,6 +146,8 @@ class ItemResult(_Model):
     record: dict[str, Any] = Field(default_factory=dict)
     lines: list[Line] = Field(default_factory=list)
     views: list[View] = Field(default_factory=list)
+    images: dict[str, ImageInfo] = Field(default_factory=dict)
+    """File -> how it was decoded (the frame of every box)."""
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:

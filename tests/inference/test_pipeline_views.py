@@ -85,3 +85,24 @@ def test_a_stack_whose_photos_differ_in_size_is_read_from_its_photos_and_says_wh
     assert result.status == "ok"  # the photos were still read, one by one
     assert result.error is not None and "no photometric views" in result.error and "shot_2.png" in result.error
     assert not result.views
+
+
+def test_each_photo_says_how_it_was_decoded_so_boxes_have_a_frame() -> None:
+    import io
+
+    from PIL import Image
+
+    rgb = np.zeros((60, 100, 3), np.uint8)
+    rgb[:, :50] = 200
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown turned 90 degrees clockwise
+    Image.fromarray(rgb).save(buf, format="JPEG", exif=exif)
+    plain = io.BytesIO()
+    Image.fromarray(rgb).save(plain, format="PNG")
+    result = _reader().read_uploaded("two", [("phone.jpg", buf.getvalue()), ("flat.png", plain.getvalue())])
+    phone, flat = result.images["phone.jpg"], result.images["flat.png"]
+    assert (phone.width, phone.height, phone.stored_width, phone.stored_height) == (60, 100, 100, 60)
+    assert phone.exif_transposed and not flat.exif_transposed
+    assert (flat.width, flat.height) == (flat.stored_width, flat.stored_height) == (100, 60)
+    assert result.to_json_dict()["images"]["phone.jpg"]["exif_transposed"] is True
