@@ -210,62 +210,33 @@ def test_recognizer_class_count_must_be_charset_plus_blank(tmp_path: Path) -> No
     assert "dimension 2 is 5, expected 4 (classes: 3 charset characters + the CTC blank)" in str(info.value)
 
 
-def test_recognizer_input_height_must_be_the_metadata_height(tmp_path: Path) -> None:
-    path = _recognizer(tmp_path / "rec.onnx", _props("line_recognition"), height=32)
-    with pytest.raises(
-        ModelMetadataError,
-        match=r"rec\.onnx: line_recognition input 'pixels'.*dimension 2 is 32, "
-        r"expected 64 \(metadata input_height\)",
-    ):
-        load_model(path, "line_recognition", threads=1)
+REFUSED_GRAPHS = [
+    # (case, builder, file, task, builder options, the refusal's message)
+    ("recognizer input height", "_recognizer", "rec.onnx", "line_recognition", {"height": 32},
+     r"rec\.onnx: line_recognition input 'pixels'.*dimension 2 is 32, expected 64 \(metadata input_height\)"),
+    ("detector output channels", "_detector", "det.onnx", "line_detection", {"doubled": True},
+     r"det\.onnx: line_detection output 'maps'.*dimension 1 is 6, expected 3 \(channels: line-core probability"),
+    ("detector input channels", "_detector", "det.onnx", "line_detection", {"channels_in": 1},
+     r"line_detection input 'pixels'.*dimension 3 is 1, expected 3"),
+    ("input dtype", "_patch_scorer", "p.onnx", "overstamp_scoring", {"in_dtype": TensorProto.FLOAT},
+     r"p\.onnx: input 'pixels' is tensor\(float\), inference feeds tensor\(uint8\)"),
+    ("output dtype", "_restorer", "res.onnx", "restoration", {"out_dtype": TensorProto.UINT8},
+     r"res\.onnx: output 'mask' is tensor\(uint8\), inference reads"),
+    ("patch width", "_patch_scorer", "p.onnx", "overstamp_scoring", {"width": 48},
+     r"dimension 3 is 48, expected 64 \(metadata input_width\)"),
+    ("output rank", "_patch_scorer", "p.onnx", "overstamp_scoring", {"axes": (2, 3)},
+     r"output 'logits' has shape \['batch', 1\] \(rank 2\), inference expects rank 1"),
+]
 
 
-def test_detector_output_must_have_three_channels(tmp_path: Path) -> None:
-    path = _detector(tmp_path / "det.onnx", _props("line_detection"), doubled=True)
-    with pytest.raises(
-        ModelMetadataError,
-        match=r"det\.onnx: line_detection output 'maps'.*dimension 1 is 6, "
-        r"expected 3 \(channels: line-core probability",
-    ):
-        load_model(path, "line_detection", threads=1)
-
-
-def test_detector_input_must_be_rgb(tmp_path: Path) -> None:
-    path = _detector(tmp_path / "det.onnx", _props("line_detection"), channels_in=1)
-    with pytest.raises(ModelMetadataError, match=r"line_detection input 'pixels'.*dimension 3 is 1, expected 3"):
-        load_model(path, "line_detection", threads=1)
-
-
-def test_input_dtype_must_be_uint8(tmp_path: Path) -> None:
-    path = _patch_scorer(tmp_path / "p.onnx", _props("overstamp_scoring"), in_dtype=TensorProto.FLOAT)
-    with pytest.raises(
-        ModelMetadataError,
-        match=r"p\.onnx: input 'pixels' is tensor\(float\), inference feeds "
-        r"tensor\(uint8\)",
-    ):
-        load_model(path, "overstamp_scoring", threads=1)
-
-
-def test_output_dtype_must_be_float32(tmp_path: Path) -> None:
-    path = _restorer(tmp_path / "res.onnx", _props("restoration"), out_dtype=TensorProto.UINT8)
-    with pytest.raises(ModelMetadataError, match=r"res\.onnx: output 'mask' is tensor\(uint8\), inference reads"):
-        load_model(path, "restoration", threads=1)
-
-
-def test_patch_scorer_graph_width_must_be_the_metadata_width(tmp_path: Path) -> None:
-    path = _patch_scorer(tmp_path / "p.onnx", _props("overstamp_scoring"), width=48)
-    with pytest.raises(ModelMetadataError, match=r"dimension 3 is 48, expected 64 \(metadata input_width\)"):
-        load_model(path, "overstamp_scoring", threads=1)
-
-
-def test_output_rank_must_match(tmp_path: Path) -> None:
-    path = _patch_scorer(tmp_path / "p.onnx", _props("overstamp_scoring"), axes=(2, 3))
-    with pytest.raises(
-        ModelMetadataError,
-        match=r"output 'logits' has shape \['batch', 1\] \(rank 2\), inference "
-        r"expects rank 1",
-    ):
-        load_model(path, "overstamp_scoring", threads=1)
+@pytest.mark.parametrize(("builder", "file", "task", "options", "message"), [c[1:] for c in REFUSED_GRAPHS],
+                         ids=[c[0] for c in REFUSED_GRAPHS])
+def test_a_graph_that_disagrees_with_its_metadata_is_refused(
+    tmp_path: Path, builder: str, file: str, task: str, options: dict[str, Any], message: str
+) -> None:
+    path = globals()[builder](tmp_path / file, _props(task), **options)
+    with pytest.raises(ModelMetadataError, match=message):
+        load_model(path, task, threads=1)
 
 
 def test_the_metadata_is_checked_before_the_graph(tmp_path: Path) -> None:
