@@ -70,10 +70,16 @@ def export_command(
             write_csv(items, csv_out)
             typer.echo(f"CSV: {csv_out} ({len(items)} items)")
             did = True
+        failed: list[str] = []
         if pdf_dir is not None:
-            for it in items:
-                render_pdf(it, pdf_dir / pdf_name(it), images_root=root, max_pixels=max_pixels)
-            typer.echo(f"PDF: {len(items)} reports in {pdf_dir}")
+            for it in items:  # one bad item never stops the others' reports
+                try:
+                    render_pdf(it, pdf_dir / pdf_name(it), images_root=root, max_pixels=max_pixels)
+                except (ExportError, OSError) as exc:
+                    failed.append(it.item)
+                    typer.echo(f"error: {it.item}: no PDF report ({exc})", err=True)
+            typer.echo(f"PDF: {len(items) - len(failed)} reports in {pdf_dir}"
+                       + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
             did = True
         if training_set is not None:
             summary = export_training_set(batch, training_set, images_root=root)
@@ -111,6 +117,8 @@ def export_command(
             did = True
         if not did:
             typer.echo(json.dumps({"items": len(items)}))
+        if failed:
+            raise typer.Exit(code=2)
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -205,6 +205,19 @@ def test_cli_pdf_continues_past_a_zero_byte_photo(batch: Path, tmp_path: Path) -
     assert "SHA-256 verified; red boxes: 5 lines read" in _pdf_text(tmp_path / "pdf" / "photos_pistol.png.pdf")
 
 
+def test_cli_pdf_goes_on_past_an_item_whose_record_fails_the_schema(batch: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    bad = ItemResult(item="photos/odd.jpg", files=[], sha256={}, status="ok",
+                     record={"serial_number": {"value": "X", "confidence": "not a number"}})
+    with batch.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(bad.to_json_dict()) + "\n")
+    res = CliRunner().invoke(app, [str(batch), "--pdf-dir", str(tmp_path / "pdf")])
+    assert res.exit_code == 2, res.output
+    assert "photos/odd.jpg: no PDF report" in res.output and "1 failed: photos/odd.jpg" in res.output
+    assert "photos_pistol.png.pdf" in {p.name for p in (tmp_path / "pdf").iterdir()}
+    assert "photos_odd.jpg.pdf" not in {p.name for p in (tmp_path / "pdf").iterdir()}
+
+
 def test_pdf_draws_boxes_on_the_exif_oriented_photo(tmp_path: Path) -> None:
     """Boxes are in the reader's EXIF-corrected coordinates; the report must draw them on that image."""
     pypdfium2 = pytest.importorskip("pypdfium2")
