@@ -45,7 +45,7 @@ OverstampOpt = Annotated[
     typer.Option(
         "--overstamp-flags",
         help="Flag serial characters that may be over-stamped (evidence for an examiner; measured recall is low, "
-        "about 42% at 3% false flags, so it is off by default)",
+        "about 51% at 3% false flags, so it is off by default)",
     ),
 ]
 

@@ -292,15 +292,29 @@ def build_vectors(
     return document
 
 
-def build_variants(folder: Path) -> list[dict[str, Any]]:
-    """Build and register the INT8 variant of every default FP32 model in ``folder``."""
+def build_variants(folder: Path, requantize: bool = False) -> list[dict[str, Any]]:
+    """Build and register the INT8 variant of every default FP32 model in ``folder`` that lacks one.
+
+    An INT8 file already registered for the same model name and version, whose SHA-256 matches its entry,
+    is kept: quantization is not bit-reproducible across CPUs and onnxruntime builds, and the shipped INT8
+    file is what the benchmarks measured and what the over-stamp flagger was calibrated on. ``requantize``
+    rebuilds it anyway. Returns the entries written.
+    """
     from marktrace.models.publish import update_registry
     from marktrace.models.quantize import int8_name, quantize_detector, quantize_recognizer
 
+    registry = load_registry(folder)
+    kept = {
+        (m.name, m.version, m.task)
+        for m in registry
+        if m.variant == "int8" and (folder / m.file).is_file() and sha256_file(folder / m.file) == m.sha256
+    }
     entries = []
-    for model in load_registry(folder):
+    for model in registry:
         if model.variant != "fp32" or not model.default or model.task not in VECTOR_TASKS:
             continue  # the restorer has no INT8 variant (run only on unsure photos; FP32 is its reference)
+        if not requantize and (model.name, model.version, model.task) in kept:
+            continue
         fp32 = verify_file(model, folder)
         out = folder / int8_name(model.file)
         if model.task == "line_detection":
@@ -355,15 +369,20 @@ def update_cards(folder: Path, expected: dict[str, Any] | None) -> list[Path]:
     return written
 
 
-def regenerate(folder: Path = SHIPPED_DIR, variants: bool = True, threads: int | None = 2) -> dict[str, Any]:
-    """The whole regeneration: variants, vectors, card blocks. Returns a short summary."""
+def regenerate(
+    folder: Path = SHIPPED_DIR, variants: bool = True, threads: int | None = 2, requantize: bool = False
+) -> dict[str, Any]:
+    """The whole regeneration: missing INT8 variants (all with ``requantize``), vectors, card blocks.
+
+    Returns a short summary.
+    """
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
     from marktrace.models.registry import default_model
 
     for model in load_registry(folder):
         if model.variant == "fp32":
             verify_file(model, folder)
-    entries = build_variants(folder) if variants else []
+    entries = build_variants(folder, requantize) if variants else []
     det = verify_file(default_model("line_detection", folder), folder)
     rec = verify_file(default_model("line_recognition", folder), folder)
     reader = MarkingReader.from_settings(ReaderSettings(detector=det, recognizer=rec, threads=threads))
@@ -386,12 +405,14 @@ def regenerate(folder: Path = SHIPPED_DIR, variants: bool = True, threads: int |
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry: ``python -m marktrace.models.vectors [--folder F] [--no-variants]``."""
+    """Command-line entry: ``python -m marktrace.models.vectors [--folder F] [--no-variants] [--requantize]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--folder", type=Path, default=SHIPPED_DIR, help="model folder holding registry.json")
-    parser.add_argument("--no-variants", action="store_true", help="keep the existing INT8 files")
+    parser.add_argument("--no-variants", action="store_true", help="build no INT8 files, not even missing ones")
+    parser.add_argument("--requantize", action="store_true",
+                        help="rebuild every INT8 file, even those that match their registry entry")
     args = parser.parse_args(argv)
-    summary = regenerate(args.folder, variants=not args.no_variants)
+    summary = regenerate(args.folder, variants=not args.no_variants, requantize=args.requantize)
     print(json.dumps(summary, indent=1))
 
 

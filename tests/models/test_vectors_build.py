@@ -1,6 +1,8 @@
-"""Pieces of the regeneration command (``python -m marktrace.models.vectors``) that need no models."""
+"""Pieces of ``python -m marktrace.models.vectors``: card blocks, PNG fallbacks, INT8 builds."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,3 +38,25 @@ def test_small_png_falls_back_to_cheaper_forms_under_the_cap() -> None:
     assert decoded is not None and decoded.shape == (200, 260)  # stored as one gray channel
     huge = rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)
     assert _small_png(huge) is None
+
+
+def test_int8_variants_are_built_once_and_kept_unless_requantized(tiny_models: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    import shutil
+
+    from marktrace.models.registry import load_registry
+    from marktrace.models.vectors import build_variants
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models["dir"], folder)
+    first = build_variants(folder)
+    assert sorted(e["task"] for e in first) == ["line_detection", "line_recognition"]
+    files = {e["file"]: (folder / e["file"]).stat().st_mtime_ns for e in first}
+    assert build_variants(folder) == []  # verified INT8 files are kept as they are
+    assert {f: (folder / f).stat().st_mtime_ns for f in files} == files
+    rec = next(e for e in first if e["task"] == "line_recognition")
+    (folder / rec["file"]).write_bytes(b"altered")  # no longer matches its entry: built again
+    again = build_variants(folder)
+    assert [e["file"] for e in again] == [rec["file"]]
+    assert sorted(e["file"] for e in build_variants(folder, requantize=True)) == sorted(files)
+    assert {m.file for m in load_registry(folder) if m.variant == "int8"} == set(files)

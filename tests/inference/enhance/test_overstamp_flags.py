@@ -72,7 +72,7 @@ def test_a_rival_digit_under_one_character_raises_its_score_and_clean_lines_are_
     for strength in (0.1, 0.25, 0.4):
         every = _flags(text, _probs(text, {3: ("8", strength)}), return_all=True)
         assert every[0]["position"] == 3
-        assert every[0]["score"] > clean[3] + 0.02
+        assert every[0]["score"] > 1.15 * clean[3]  # the same character, clearly more suspect with a rival digit
         assert every[0]["evidence"]["ctc"]["digit_rival_max"] == pytest.approx(strength, abs=0.02)
     # the flag itself: above the threshold (here lowered between the over-stamped character's score and the
     # next one, since the hand-made matrix is milder than real strikes)
