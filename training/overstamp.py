@@ -558,6 +558,7 @@ def install(run: Path) -> tuple[Path, str]:
     ``<name>-v<version>.md`` that a person writes (data, recipe, measured figures, limits).
     """
     from marktrace.inference.enhance.alteration import OVERSTAMP_MODEL_FILE, PATCH_TASK, OverstampModel
+    from marktrace.inference.images import sha256_file
     from marktrace.models.publish import update_registry
     from marktrace.models.registry import SHIPPED_DIR
 
@@ -565,12 +566,23 @@ def install(run: Path) -> tuple[Path, str]:
     model = OverstampModel.load(source)  # refuse a malformed file before it replaces the shipped one
     if model.patch_model is not None:
         ref = model.patch_model
-        shutil.copy2(run / "checkpoints" / ref.file, SHIPPED_DIR / ref.file)
+        scorer = run / "checkpoints" / ref.file
+        if sha256_file(scorer) != ref.sha256:  # the model JSON names the scorer it was fitted with
+            raise ValueError(f"{scorer}: SHA-256 differs from the one {source.name} records ({ref.sha256})")
+        target_scorer = SHIPPED_DIR / ref.file
+        tmp = target_scorer.with_suffix(".onnx.tmp")
+        shutil.copy2(scorer, tmp)
+        if sha256_file(tmp) != ref.sha256:
+            tmp.unlink()
+            raise OSError(f"{target_scorer}: the copy does not hash to {ref.sha256}; nothing was installed")
+        tmp.replace(target_scorer)
         update_registry(SHIPPED_DIR, [{"name": ref.name, "version": ref.version, "task": PATCH_TASK,
                                        "file": ref.file, "sha256": ref.sha256,
                                        "card": f"{ref.name}-v{ref.version}.md", "variant": "fp32", "default": True}])
     target = OVERSTAMP_MODEL_FILE.with_name(source.name)
-    shutil.copy2(source, target)
+    tmp = target.with_suffix(".json.tmp")
+    shutil.copy2(source, tmp)
+    tmp.replace(target)
     return target, hashlib.sha256(target.read_bytes()).hexdigest()
 
 

@@ -63,6 +63,36 @@ def test_tiny_run_with_the_patch_scorer_writes_both_files_and_is_reproducible(tm
     logits = [m.patch_scorer.session.run(None, {m.patch_scorer.input_name: patches})[0] for m in models]
     assert np.array_equal(logits[0], logits[1])  # the same scorer from the same seeds (the files differ in date)
     assert models[0].coef == models[1].coef and models[0].threshold == models[1].threshold
+    _installs_only_what_the_model_names(runs[0], models[0], tmp_path)
+
+
+def _installs_only_what_the_model_names(run: Path, model: OverstampModel, tmp_path: Path) -> None:
+    import shutil
+
+    import marktrace.inference.enhance.alteration as alteration
+    import marktrace.models.registry as registry
+    from marktrace.inference.images import sha256_file
+    from marktrace.training.overstamp import install
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy2(registry.SHIPPED_DIR / "registry.json", shipped / "registry.json")
+    loader = tmp_path / "enhance" / "overstamp-flags.json"
+    loader.parent.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "SHIPPED_DIR", shipped)
+        mp.setattr(alteration, "OVERSTAMP_MODEL_FILE", loader)
+        assert model.patch_model is not None
+        target, sha = install(run)
+        assert target.parent == loader.parent and sha == sha256_file(target)
+        assert sha256_file(shipped / model.patch_model.file) == model.patch_model.sha256
+        entries = json.loads((shipped / "registry.json").read_text())["models"]
+        assert any(e["file"] == model.patch_model.file and e["sha256"] == model.patch_model.sha256 for e in entries)
+        (run / "checkpoints" / model.patch_model.file).write_bytes(b"not the scorer the model was fitted with")
+        (shipped / model.patch_model.file).unlink()
+        with pytest.raises(ValueError, match="does not match"):  # refused before anything is copied
+            install(run)
+        assert not (shipped / model.patch_model.file).exists() and not list(shipped.glob("*.tmp"))
 
 
 def test_parallel_collection_gives_the_same_examples_in_seed_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,4 +16,7 @@ for spec in $specs; do
 done
 weights=$("$PY" -c "from marktrace.models.pretrained import ENGLISH_G2, verified_weight_path; print(verified_weight_path(ENGLISH_G2, None))")
 cp "$weights" .gpu/weights/
-ls -la .whl .gpu/weights
+# the commit the device's copy is made from (it may have no .git): run.sh hands it to the run folder and the
+# exported files' `training_commit`; uncommitted changes are marked -dirty, as git_commit() does here
+"$PY" -c "from marktrace.training.run import git_commit; print(git_commit())" > .whl/TRAINING_COMMIT
+ls -la .whl .gpu/weights; echo "training commit: $(cat .whl/TRAINING_COMMIT)"

@@ -7,6 +7,11 @@ set -uo pipefail
 preset=${1:-gpu-continue}; shift || true
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+# the copy may lack .git: name the commit it was made from (written by prepare.sh)
+if [ -z "${MARKTRACE_TRAINING_COMMIT:-}" ] && [ -f .whl/TRAINING_COMMIT ] && ! git rev-parse HEAD >/dev/null 2>&1; then
+  export MARKTRACE_TRAINING_COMMIT=$(cat .whl/TRAINING_COMMIT)
+fi
+echo "training commit: ${MARKTRACE_TRAINING_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 extra=()  # english_g2 weights for the recipes that start from them (not the restorer's)
 case "$preset" in *restorer*) ;; *) [ -d .gpu/weights ] && extra=(--set pretrained_dir=.gpu/weights) ;; esac
