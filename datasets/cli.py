@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(help="Synthetic marking datasets and dataset checks.", no_args_is_help=True)
 
@@ -38,10 +40,14 @@ def synth_cmd(
     etch: Annotated[float, typer.Option("--etch", help="etch-reveal probability")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
-    """Render a synthetic dataset (PNG images + manifest.jsonl)."""
+    """Render a synthetic dataset (PNG images + manifest.jsonl).
+
+    Into a folder that already holds a generation only with the same seed and settings (it resumes);
+    otherwise exits 2 naming the folder and what differs, and changes nothing.
+    """
     from pydantic import ValidationError
 
-    from marktrace.datasets.manifest import generate_dataset
+    from marktrace.datasets.manifest import GenerationConflict, generate_dataset
     from marktrace.datasets.synth import SynthConfig
 
     try:
@@ -55,8 +61,12 @@ def synth_cmd(
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    path = generate_dataset(out, n, cfg, seed=seed, workers=workers, progress=not quiet)
-    Console().print(f"wrote {n} entries to {path}")
+    try:
+        path = generate_dataset(out, n, cfg, seed=seed, workers=workers, progress=not quiet)
+    except (GenerationConflict, NotADirectoryError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    Console().print(f"wrote {n} entries to {escape(str(path))}")
 
 
 @app.command("validate")
@@ -67,12 +77,12 @@ def validate_cmd(
     ] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="smallest allowed image side")] = 16,
 ) -> None:
-    """Check a dataset; exits 1 and prints a table when a problem is found."""
+    """Check a dataset; exits 1 and prints a table when a problem is found (bad content never crashes it)."""
     from marktrace.datasets.manifest import validate_dataset
 
     rep = validate_dataset(folder, charset=charset, min_size=min_size)
     con = Console(width=140)
-    summary = Table(title=f"{folder}: {rep.n_entries} images, {rep.n_lines} lines")
+    summary = Table(title=f"{escape(str(folder))}: {rep.n_entries} images, {rep.n_lines} lines")
     summary.add_column("role / source")
     summary.add_column("count", justify="right")
     for k, v in {**rep.per_role, **{f"source:{s}": c for s, c in rep.per_source.items()}}.items():
@@ -85,7 +95,8 @@ def validate_cmd(
     for col in ("kind", "line", "image", "detail"):
         table.add_column(col)
     for iss in rep.issues[:200]:
-        table.add_row(iss.kind, "" if iss.line is None else str(iss.line), iss.image or "", iss.detail)
+        # paths and details come from the dataset: shown as plain text, never read as rich markup
+        table.add_row(iss.kind, "" if iss.line is None else str(iss.line), Text(iss.image or ""), Text(iss.detail))
     con.print(table)
     if len(rep.issues) > 200:
         con.print(f"... and {len(rep.issues) - 200} more")

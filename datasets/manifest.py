@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -25,7 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from marktrace.datasets.text import ROLES, Role
 
+if TYPE_CHECKING:
+    from marktrace.datasets.synth import SynthConfig
+
 MANIFEST = "manifest.jsonl"
+CONFIG_FILE = "synth_config.json"
+"""The settings of a synthetic generation (``config``, ``seed``, ``n``), written next to its manifest."""
 
 
 class LineLabel(BaseModel):
@@ -55,28 +61,84 @@ class Entry(BaseModel):
     source: Literal["synthetic", "real"] = "synthetic"
     meta: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("image")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        problem = image_path_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
+
+def image_path_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a path inside the dataset folder (absolute, ``..``, empty), or None when it is."""
+    if not rel.strip():
+        return "image path is empty"
+    if "\x00" in rel:
+        return f"image path {rel!r} contains a NUL character"
+    posix, win = PurePosixPath(rel), PureWindowsPath(rel)
+    if posix.is_absolute() or win.drive or win.root:
+        return f"image path {rel!r} is absolute; it must be relative to the dataset folder"
+    if ".." in posix.parts or ".." in win.parts:
+        return f"image path {rel!r} leaves the dataset folder ('..'); it must stay inside it"
+    return None
+
 
 class ManifestError(ValueError):
     """A manifest line that does not parse; names the file and line."""
 
 
 def read_manifest(path: str | Path) -> list[Entry]:
-    """Read a manifest (a ``manifest.jsonl`` file or a dataset folder); raises ManifestError with the line."""
+    """Read a manifest (a ``manifest.jsonl`` file or a dataset folder).
+
+    Blank lines are skipped; an empty manifest is an empty dataset (``[]``). Raises ManifestError naming
+    the file and line for the first line that is not UTF-8 or not a valid entry (one JSON object with a
+    relative ``image`` inside the folder), FileNotFoundError when there is no manifest.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST
     if not p.is_file():
         raise FileNotFoundError(f"{p}: manifest not found")
     entries: list[Entry] = []
-    with p.open(encoding="utf-8") as fh:
-        for no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                entries.append(Entry.model_validate_json(raw))
-            except ValidationError as exc:
-                raise ManifestError(f"{p}:{no}: {_short_error(exc)}") from exc
+    for no, entry, problem in _parse_lines(p.read_bytes()):
+        if entry is None:
+            raise ManifestError(f"{p}:{no}: {problem}")
+        entries.append(entry)
     return entries
+
+
+def _parse_lines(data: bytes) -> Iterator[tuple[int, Entry | None, str]]:
+    r"""Parse manifest bytes: ``(line number, entry, "")`` per good line, ``(line, None, problem)`` per bad one.
+
+    Blank lines yield nothing. Lines are split on ``\n``, ``\r\n`` and ``\r`` like text-mode reading, and
+    decoded one by one, so a line that is not UTF-8 is reported with its number and the others still parse.
+    """
+    for no, raw in enumerate(data.splitlines(), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield no, None, _utf8_problem(raw, exc, first=no == 1)
+            continue
+        if not text.strip():
+            continue
+        if text.startswith("\ufeff"):
+            yield no, None, "starts with a byte-order mark (BOM); save the manifest as UTF-8 without BOM"
+            continue
+        try:
+            yield no, Entry.model_validate_json(text), ""
+        except ValidationError as exc:
+            yield no, None, _short_error(exc)
+
+
+def _utf8_problem(raw: bytes, exc: UnicodeDecodeError, first: bool) -> str:
+    """Readable message for a manifest line that is not UTF-8."""
+    msg = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)"
+    if first and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        msg += "; the file looks like UTF-16, save it as UTF-8"
+    else:
+        msg += "; manifests must be UTF-8"
+    return msg
 
 
 def write_manifest(path: str | Path, entries: Iterable[Entry]) -> Path:
@@ -93,11 +155,29 @@ def write_manifest(path: str | Path, entries: Iterable[Entry]) -> Path:
     return p
 
 
+_JSON_KINDS: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+}
+
+
 def _short_error(exc: ValidationError) -> str:
+    """The first few errors of a manifest line, readable: ``field: message``."""
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        msg = str(err.get("msg"))
+        if err.get("type") == "json_invalid":
+            # the JSON parser sees one line: its "line 1" is the manifest line named by the caller
+            msg = re.sub(r" at line 1 column (\d+)$", r" at column \1", msg)
+        elif err.get("type") == "model_type" and not loc:
+            got = err.get("input")
+            kind = "null" if got is None else _JSON_KINDS.get(type(got), type(got).__name__)
+            msg = f"each line must be one JSON object, got {kind}"
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 
@@ -147,9 +227,11 @@ def validate_dataset(
 ) -> ValidationReport:
     """Check a dataset folder and return a report of every problem (never raises for bad content).
 
-    Checks: manifest parse errors (with line numbers), missing or undecodable images, characters outside
-    ``charset`` (default: printable ASCII), duplicate images (SHA-256), polygons outside the image (beyond
-    ``polygon_tolerance`` px), empty texts, images smaller than ``min_size`` px on a side.
+    Checks: manifest parse errors (``path:line: problem``: a line that is not UTF-8, not one JSON object,
+    not a valid entry, or whose image path is absolute or leaves the folder), an empty manifest, missing,
+    unreadable or undecodable images, characters outside ``charset`` (default: printable ASCII), duplicate
+    images (SHA-256), polygons outside the image (beyond ``polygon_tolerance`` px), empty texts, images
+    smaller than ``min_size`` px on a side.
     """
     root = Path(folder)
     rep = ValidationReport(folder=str(root))
@@ -157,28 +239,36 @@ def validate_dataset(
     if not mpath.is_file():
         rep.issues.append(Issue(kind="parse", detail=f"{mpath}: manifest not found"))
         return rep
+    try:
+        manifest_bytes = mpath.read_bytes()
+    except OSError as exc:
+        rep.issues.append(Issue(kind="parse", detail=f"{mpath}: cannot read the manifest: {exc}"))
+        return rep
     allowed = set(charset) if charset is not None else {chr(c) for c in range(32, 127)}
     seen: dict[str, str] = {}
     roles: Counter[str] = Counter()
     sources: Counter[str] = Counter()
-    with mpath.open(encoding="utf-8") as fh:
-        raw_lines = fh.readlines()
-    for no, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            entry = Entry.model_validate_json(raw)
-        except ValidationError as exc:
-            rep.issues.append(Issue(kind="parse", line=no, detail=_short_error(exc)))
+    n_rows = 0
+    for no, entry, problem in _parse_lines(manifest_bytes):
+        n_rows += 1
+        if entry is None:
+            rep.issues.append(Issue(kind="parse", line=no, detail=f"{mpath}:{no}: {problem}"))
             continue
         rep.n_entries += 1
         sources[entry.source] += 1
         ipath = root / entry.image
         shape: tuple[int, int] | None = None
+        data: bytes | None = None
         if not ipath.is_file():
             rep.issues.append(Issue(kind="missing_image", line=no, image=entry.image, detail=f"{ipath} not found"))
         else:
-            data = ipath.read_bytes()
+            try:
+                data = ipath.read_bytes()
+            except OSError as exc:
+                rep.issues.append(
+                    Issue(kind="missing_image", line=no, image=entry.image, detail=f"{ipath}: cannot read: {exc}")
+                )
+        if data is not None:
             digest = hashlib.sha256(data).hexdigest()
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
             if img is None:
@@ -240,6 +330,8 @@ def validate_dataset(
                             detail=f"line {li}: corner(s) {out} outside {w}x{h}",
                         )
                     )
+    if n_rows == 0:
+        rep.issues.append(Issue(kind="parse", detail=f"{mpath}: the manifest has no entries (empty file)"))
     rep.per_role = {r: roles[r] for r in ROLES if roles[r]}
     rep.per_source = dict(sources)
     return rep
@@ -250,6 +342,13 @@ def validate_dataset(
 
 def _entry_name(i: int) -> str:
     return f"images/{i // 1000:04d}/{i:07d}.png"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: a crash leaves no half file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _render_one(args: tuple[int, int, str, str]) -> str:
@@ -265,9 +364,7 @@ def _render_one(args: tuple[int, int, str, str]) -> str:
     ok, buf = cv2.imencode(".png", m.image)
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    _write_atomic(path, buf.tobytes())
     meta = {k: v for k, v in m.meta.items() if k not in ("config",)}
     meta.update(
         serial=m.serial,
@@ -282,9 +379,81 @@ def _render_one(args: tuple[int, int, str, str]) -> str:
         lines=[LineLabel(text=ln.text, role=ln.role, polygon=ln.polygon) for ln in m.lines],
     )
     line = entry.model_dump_json(exclude_none=True)
-    # the entry sidecar makes the run resumable without re-rendering
-    path.with_suffix(".json").write_text(line, encoding="utf-8")
+    # the entry sidecar makes the run resumable without re-rendering; written after the PNG, atomically
+    _write_atomic(path.with_suffix(".json"), line.encode("utf-8"))
     return line
+
+
+class GenerationConflict(ValueError):
+    """:func:`generate_dataset` refused a folder that holds another generation (names folder and differences)."""
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _finished_line(out: Path, i: int, seed: int) -> str | None:
+    """The manifest line of item ``i`` when its PNG and sidecar are complete and belong to this run, else None.
+
+    None (re-render) when the PNG is missing or truncated, the sidecar is missing, not UTF-8 or not a valid
+    entry, or it names another image, index, seed or generator version.
+    """
+    from marktrace.datasets.synth import GENERATOR_VERSION
+
+    rel = _entry_name(i)
+    png = out / rel
+    try:
+        with png.open("rb") as fh:
+            if fh.seek(0, os.SEEK_END) < len(_PNG_END) + 8:
+                return None
+            fh.seek(-len(_PNG_END), os.SEEK_END)
+            if fh.read() != _PNG_END:
+                return None
+        entry = Entry.model_validate_json(png.with_suffix(".json").read_bytes())
+    except (OSError, ValidationError):
+        return None
+    meta = entry.meta
+    if (
+        entry.image != rel
+        or meta.get("index") != i
+        or meta.get("seed") != seed + i
+        or meta.get("generator") != GENERATOR_VERSION
+    ):
+        return None
+    return entry.model_dump_json(exclude_none=True)
+
+
+def _check_same_generation(out: Path, cfg: SynthConfig, seed: int) -> None:
+    """Raise GenerationConflict unless ``out`` is new or holds a generation with this config and seed."""
+    from marktrace.datasets.synth import SynthConfig
+
+    cpath = out / CONFIG_FILE
+    if not cpath.exists():
+        found = [name for name in (MANIFEST, "images") if (out / name).exists()]
+        if found:
+            raise GenerationConflict(
+                f"{out}: holds {' and '.join(found)} but no {CONFIG_FILE}, so its settings are unknown and "
+                "resuming could mix datasets; generate into a new folder (nothing was changed)"
+            )
+        return
+    try:
+        stored = json.loads(cpath.read_bytes().decode("utf-8"))
+        old_cfg = SynthConfig.model_validate(stored["config"])
+        old_seed = stored["seed"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
+        detail = _short_error(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        raise GenerationConflict(
+            f"{cpath}: unreadable generation settings ({detail}); cannot tell whether resuming would mix "
+            "datasets; generate into a new folder (nothing was changed)"
+        ) from exc
+    old, new = old_cfg.model_dump(mode="json"), cfg.model_dump(mode="json")
+    diffs = [f"config.{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+    if old_seed != seed or isinstance(old_seed, bool):
+        diffs.insert(0, f"seed: {old_seed!r} -> {seed!r}")
+    if diffs:
+        raise GenerationConflict(
+            f"{out}: already holds a generation with other settings ({CONFIG_FILE}): {'; '.join(diffs)}. "
+            "Resume with the same seed and config, or generate into a new folder (nothing was changed)"
+        )
 
 
 def generate_dataset(
@@ -292,8 +461,11 @@ def generate_dataset(
 ) -> Path:
     """Render ``n`` synthetic images (seeds ``seed .. seed+n-1``) into ``out_dir`` with a manifest.
 
-    Resumes an interrupted run: images whose PNG and entry sidecar exist are kept, not re-rendered.
-    Returns the manifest path.
+    Resumes an interrupted run: items whose PNG and entry sidecar are complete (and name this index, seed
+    and generator version) are kept, not re-rendered; any other item is rendered again. ``n`` may differ
+    from the earlier run. A folder that holds a generation with another config or seed, or a manifest or
+    ``images/`` without ``synth_config.json``, is refused with GenerationConflict before anything is written,
+    so two settings never mix in one dataset. Every file is written atomically. Returns the manifest path.
     """
     from marktrace.datasets.synth import SynthConfig
 
@@ -303,17 +475,19 @@ def generate_dataset(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a folder")
+    if out.is_dir():
+        _check_same_generation(out, cfg, seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "synth_config.json").write_text(
-        json.dumps({"config": cfg.model_dump(mode="json"), "seed": seed, "n": n}, indent=2), encoding="utf-8"
-    )
+    settings = {"config": cfg.model_dump(mode="json"), "seed": seed, "n": n}
+    _write_atomic(out / CONFIG_FILE, json.dumps(settings, indent=2).encode("utf-8"))
     lines: dict[int, str] = {}
     todo: list[int] = []
     for i in range(n):
-        rel = Path(_entry_name(i))
-        png, side = out / rel, (out / rel).with_suffix(".json")
-        if png.is_file() and side.is_file():
-            lines[i] = side.read_text(encoding="utf-8").strip()
+        line = _finished_line(out, i, seed)
+        if line is not None:
+            lines[i] = line
         else:
             todo.append(i)
     cfg_json = cfg.model_dump_json()

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from marktrace.datasets import manifest as manifest_mod
 from marktrace.datasets.cli import app
 from marktrace.datasets.manifest import (
     Entry,
+    GenerationConflict,
     LineLabel,
     ManifestError,
     generate_dataset,
@@ -132,3 +134,176 @@ def test_cli_synth_validate_round_trip(tmp_path: Path) -> None:
     assert "missing_image" in res.output
     res = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--n", "1", "--wear", "0.9,0.1"])
     assert res.exit_code != 0
+
+
+# ------------------------------------------------------------------------------ resume never mixes settings
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_generate_refuses_other_settings_and_changes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    generate_dataset(out, 2, SynthConfig(image_size=(96, 160), fonts="train"), seed=0, progress=False)
+    before = _snapshot(out)
+    held_out = SynthConfig(image_size=(96, 160), fonts="heldout")
+    with pytest.raises(GenerationConflict) as err:
+        generate_dataset(out, 2, held_out, seed=1_700_000_000, progress=False)
+    msg = str(err.value)
+    assert str(out) in msg and "seed: 0 -> 1700000000" in msg and "config.fonts: 'train' -> 'heldout'" in msg
+    # only the seed differs: still refused
+    with pytest.raises(GenerationConflict, match=r"seed: 0 -> 7"):
+        generate_dataset(out, 2, SynthConfig(image_size=(96, 160), fonts="train"), seed=7, progress=False)
+    assert _snapshot(out) == before  # synth_config.json, images, sidecars and manifest untouched
+    # the same settings resume (and may extend n)
+    generate_dataset(out, 3, SynthConfig(image_size=(96, 160), fonts="train"), seed=0, progress=False)
+    entries = read_manifest(out)
+    assert [e.meta["seed"] for e in entries] == [0, 1, 2]
+    assert json.loads((out / "synth_config.json").read_text())["n"] == 3
+
+
+def test_generate_refuses_a_folder_it_cannot_vouch_for(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    write_manifest(real, [Entry(image="a.png", source="real")])
+    before = _snapshot(real)
+    with pytest.raises(GenerationConflict, match=r"no synth_config.json"):
+        generate_dataset(real, 1, SMALL, progress=False)
+    assert _snapshot(real) == before  # the real dataset's manifest is not overwritten
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "synth_config.json").write_text('{"config": {"fonts": "train"', encoding="utf-8")
+    with pytest.raises(GenerationConflict, match=r"broken/synth_config.json: unreadable"):
+        generate_dataset(broken, 1, SMALL, progress=False)
+    # an existing empty folder (or one with unrelated files) is fine
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README").write_text("x")
+    assert len(read_manifest(generate_dataset(empty, 1, SMALL, progress=False))) == 1
+
+
+def test_resume_rerenders_items_it_cannot_trust(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    generate_dataset(out, 5, SMALL, seed=3, progress=False)
+    entries = read_manifest(out)
+    pngs = [out / e.image for e in entries]
+    sides = [p.with_suffix(".json") for p in pngs]
+    good = {i: pngs[i].read_bytes() for i in range(5)}
+    stamp = pngs[0].stat().st_mtime_ns
+    sides[1].write_bytes(sides[1].read_bytes()[:40])  # half a sidecar
+    sides[2].write_bytes(b"\xff\xfe" + sides[2].read_bytes())  # not UTF-8
+    pngs[3].write_bytes(good[3][: len(good[3]) // 2])  # half a PNG
+    other = json.loads(sides[4].read_text())
+    other["meta"]["seed"] = 999  # a sidecar of another seed
+    sides[4].write_text(json.dumps(other))
+    generate_dataset(out, 5, SMALL, seed=3, progress=False)
+    assert read_manifest(out) == entries
+    assert all(pngs[i].read_bytes() == good[i] for i in range(5))
+    assert all(Entry.model_validate_json(sides[i].read_bytes()) == entries[i] for i in range(5))
+    assert pngs[0].stat().st_mtime_ns == stamp  # the sound item was kept
+
+
+def test_sidecar_is_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "ds"
+    real_replace = manifest_mod.os.replace
+
+    def crash_on_sidecar(src: str | Path, dst: str | Path) -> None:
+        if str(dst).endswith(".json"):
+            raise OSError("simulated crash while writing the sidecar")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(manifest_mod.os, "replace", crash_on_sidecar)
+    with pytest.raises(OSError, match="simulated crash"):
+        generate_dataset(out, 1, SMALL, seed=9, progress=False)
+    monkeypatch.setattr(manifest_mod.os, "replace", real_replace)
+    side = out / "images/0000/0000000.json"
+    assert not side.exists()  # no half sidecar under the real name for a resume to trust
+    assert read_manifest(generate_dataset(out, 1, SMALL, seed=9, progress=False))[0].meta["seed"] == 9
+    assert side.is_file()
+
+
+def test_cli_synth_refuses_other_settings(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    res = runner.invoke(app, ["synth", str(out), "--n", "1", "--seed", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["synth", str(out), "--n", "1", "--seed", "1700000000", "--fonts", "heldout", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "already holds a generation" in res.output and "seed: 0 -> 1700000000" in res.output
+    assert json.loads((out / "synth_config.json").read_text())["seed"] == 0
+
+
+# ------------------------------------------------------------------------------ bad manifest content
+
+
+def test_read_manifest_and_validate_name_a_non_utf8_line(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png", 0)
+    mpath = tmp_path / "manifest.jsonl"
+    mpath.write_bytes(b'{"image": "a.png"}\n{"image": "b\xe9.png"}\n')  # line 2 is Latin-1
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:2: not valid UTF-8 \(byte 0xe9"):
+        read_manifest(tmp_path)
+    rep = validate_dataset(tmp_path)
+    assert rep.n_entries == 1 and [(i.kind, i.line) for i in rep.issues] == [("parse", 2)]
+    assert rep.issues[0].detail.startswith(f"{mpath}:2: not valid UTF-8")
+    res = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "parse" in res.output and "UTF-8" in res.output
+    mpath.write_bytes('{"image": "a.png"}\n'.encode("utf-16"))
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:1: .*looks like UTF-16"):
+        read_manifest(mpath)
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "problem"),
+    [
+        (['{"image": "a.png"}', "[1, 2]"], 2, "each line must be one JSON object, got an array"),
+        (['{"image": "a.png"}', '"a.png"'], 2, "got a string"),
+        (['{"lines": []}'], 1, "image: Field required"),
+        (['{"image": "a.png"}', "", '{"image": "a.png",'], 3, "Invalid JSON: .* at column"),
+        (['{"image": "../x.png"}'], 1, r"image path '\.\./x\.png' leaves the dataset folder"),
+        (['{"image": "images/../../x.png"}'], 1, "leaves the dataset folder"),
+        (['{"image": "/etc/hostname"}'], 1, "is absolute"),
+        (['{"image": "C:\\\\data\\\\x.png"}'], 1, "is absolute"),
+        (['{"image": ""}'], 1, "image path is empty"),
+        (['\ufeff{"image": "a.png"}'], 1, "byte-order mark"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path: Path, rows: list[str], line: int, problem: str) -> None:
+    _img(tmp_path / "a.png", 0)
+    mpath = tmp_path / "manifest.jsonl"
+    mpath.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=rf"manifest\.jsonl:{line}: .*{problem}"):
+        read_manifest(tmp_path)
+    rep = validate_dataset(tmp_path)
+    parse = [i for i in rep.issues if i.kind == "parse"]
+    assert [i.line for i in parse] == [line], rep.issues
+    assert parse[0].detail.startswith(f"{mpath}:{line}: ")
+    assert "missing_image" not in rep.counts()  # an escaping path is never looked up
+
+
+def test_empty_manifest(tmp_path: Path) -> None:
+    for content in ("", "\n  \n"):
+        (tmp_path / "manifest.jsonl").write_text(content, encoding="utf-8")
+        assert read_manifest(tmp_path) == []  # an empty dataset reads as no entries
+        rep = validate_dataset(tmp_path)
+        assert [(i.kind, i.line) for i in rep.issues] == [("parse", None)]
+        assert f"{tmp_path / 'manifest.jsonl'}: the manifest has no entries" in rep.issues[0].detail
+
+
+def test_entry_refuses_paths_outside_the_folder() -> None:
+    for bad in ("../x.png", "/abs/x.png", "a/../../x.png", "..\\x.png", "D:x.png", ""):
+        with pytest.raises(ValueError, match="image path"):
+            Entry(image=bad)
+    assert Entry(image="images/0000/0000001.png").image == "images/0000/0000001.png"
+    assert Entry(image="./a..b.png").image == "./a..b.png"
+
+
+def test_cli_validate_prints_paths_as_text(tmp_path: Path) -> None:
+    (tmp_path / "manifest.jsonl").write_text('{"image": "a[/b].png"}\n', encoding="utf-8")
+    res = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "missing_image" in res.output and "a[/b].png" in res.output
