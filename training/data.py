@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,12 +12,38 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from marktrace.datasets.manifest import MANIFEST, read_manifest
 from marktrace.datasets.synth import SynthConfig, render_marking, render_stack
 from marktrace.inference.detect import CORE_SHRINK
 from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
 from marktrace.inference.recognize import batch_line_crops
 from marktrace.models.networks.detector import DETECTOR_STRIDE
 from marktrace.training.config import TrainConfig
+
+TRAINING_SEED_LIMIT = 1_300_000_000
+"""Training renders seeds below this (development checks use 1.4e9-1.6e9, the benchmark 1_700_000_000 and up)."""
+EVAL_SEED_BASE = 900_000_000
+"""First seed of ``training.train``'s evaluation photos: the same value as ``training.train.EVAL_SEED_BASE``,
+duplicated here because ``training.train`` imports this module (a test checks that both agree)."""
+EVAL_SEED_BLOCK = 1_000_000
+"""Seeds ``EVAL_SEED_BASE .. EVAL_SEED_BASE + EVAL_SEED_BLOCK - 1`` are never rendered by the training stream
+(``TrainConfig.eval_images`` is at most this)."""
+
+
+def training_render_seed(seed: int) -> int:
+    """The renderer seed for a training stream's photo seed ``seed`` (any int, e.g. ``cfg.seed * 1_000_003 + i``).
+
+    ``seed % 2**31`` as the stream always took, folded below :data:`TRAINING_SEED_LIMIT` when it reached it
+    (the benchmark's and the development checks' seeds are never rendered) and moved past the evaluation
+    block of ``training.train`` when it falls inside it. Seeds already below the limit and off that block are
+    unchanged, so the shipped models' streams (presets ``gpu``, ``gpu-detector``) render what they rendered.
+    """
+    value = seed % (2**31)
+    if value >= TRAINING_SEED_LIMIT:
+        value %= TRAINING_SEED_LIMIT
+    if EVAL_SEED_BASE <= value < EVAL_SEED_BASE + EVAL_SEED_BLOCK:
+        value += EVAL_SEED_BLOCK
+    return value
 
 
 @dataclass
@@ -156,18 +181,47 @@ def relief_view_copies(
     return views, [(ln.polygon, ln.text) for ln in stack.lines]
 
 
+def _entry_line_numbers(manifest: Path) -> list[int]:
+    """Line numbers of the non-blank lines of ``manifest``: those of :func:`read_manifest`'s entries, in order."""
+    with manifest.open(encoding="utf-8") as fh:
+        return [no for no, raw in enumerate(fh, start=1) if raw.strip()]
+
+
 def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]]:
-    """Labelled real photos (datasets format) that have line polygons."""
-    entries = []
+    """Labelled real photos (datasets format, :mod:`marktrace.datasets.manifest`) that have line polygons.
+
+    Each folder's manifest is read with :func:`~marktrace.datasets.manifest.read_manifest`: a line that does
+    not parse is a ``ManifestError`` naming the file and line, a folder without a manifest a
+    FileNotFoundError. An entry whose image file is missing is refused here (FileNotFoundError naming the
+    manifest lines and files), not when the stream first draws it. Entries without any line polygon are
+    skipped (the detector needs polygons); a folder with none at all is a ValueError.
+    """
+    entries: list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]] = []
     for folder in folders:
-        manifest = Path(folder) / "manifest.jsonl"
-        for raw in manifest.read_text().splitlines():
-            if not raw.strip():
-                continue
-            obj = json.loads(raw)
-            lines = [(ln["polygon"], ln["text"]) for ln in obj.get("lines", []) if ln.get("polygon")]
+        root = Path(folder)
+        manifest = root / MANIFEST
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: real_data folder not found")
+        items = read_manifest(root)
+        numbers = _entry_line_numbers(manifest)
+        missing = [
+            f"{manifest}:{no}: {root / item.image}"
+            for no, item in zip(numbers, items, strict=True)
+            if not (root / item.image).is_file()
+        ]
+        if missing:
+            shown = "\n  ".join(missing[:10]) + (f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise FileNotFoundError(f"{manifest}: {len(missing)} image file(s) not found:\n  {shown}")
+        found = 0
+        for item in items:
+            lines = [(list(ln.polygon), ln.text) for ln in item.lines if ln.polygon]
             if lines:
-                entries.append((Path(folder) / obj["image"], lines))
+                entries.append((root / item.image, lines))
+                found += 1
+        if not found:
+            raise ValueError(
+                f"{manifest}: none of its {len(items)} entries has a line polygon (real photos need them to train on)"
+            )
     return entries
 
 
@@ -198,25 +252,33 @@ class PhotoStream(IterableDataset[PhotoSample]):
             return base.model_copy(update={"wear": (0.0, 0.15), "camera": 0.4})
         return base
 
+    def photo_seed(self, index: int) -> int:
+        """The seed of the stream's ``index``-th photo: the seed of its random generator.
+
+        Its renderer seed is ``training_render_seed(photo_seed(index))``; worker ``w`` of ``n`` takes the
+        indices ``w, w + n, w + 2n, ...``.
+        """
+        return self.cfg.seed * 1_000_003 + self.seed_offset + index
+
     def __iter__(self) -> Iterator[PhotoSample]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         workers = info.num_workers if info is not None else 1
         index = worker
         while True:
-            seed = self.cfg.seed * 1_000_003 + self.seed_offset + index
+            seed = self.photo_seed(index)
             rng = np.random.default_rng(seed)
             index += workers
             if self.real and rng.random() < self.cfg.real_fraction:
                 path, lines = self.real[int(rng.integers(len(self.real)))]
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
-                    continue
+                    raise RuntimeError(f"{path}: real_data image cannot be read (missing, or not a decodable image)")
             elif self.cfg.relief_fraction > 0 and rng.random() < self.cfg.relief_fraction:
                 low, high = self.cfg.relief_lights
                 config = self.synth_config(rng).model_copy(update={"wear": self.cfg.relief_wear})
                 views, lines = relief_view_copies(
-                    int(seed % (2**31)), config, int(rng.integers(low, high + 1)),
+                    training_render_seed(seed), config, int(rng.integers(low, high + 1)),
                     bool(rng.random() < self.cfg.relief_known_directions), self.cfg.relief_views,
                 )
                 for view in views:
@@ -224,7 +286,7 @@ class PhotoStream(IterableDataset[PhotoSample]):
                         yield make_photo_sample(view, lines, self.cfg, rng, self.charset)
                 continue
             else:
-                marking = render_marking(int(seed % (2**31)), self.synth_config(rng))
+                marking = render_marking(training_render_seed(seed), self.synth_config(rng))
                 image = marking.image
                 lines = [(ln.polygon, ln.text) for ln in marking.lines]
             if self.cfg.enhanced_fraction > 0 and rng.random() < self.cfg.enhanced_fraction:

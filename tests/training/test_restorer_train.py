@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from marktrace.training.config import RestorerTrainConfig, TrainConfig, load_any
 torch = pytest.importorskip("torch")
 
 
-def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_restorer_run) -> None:
+def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_restorer_run: Path) -> None:
     config = yaml.safe_load((tiny_restorer_run / "config.yaml").read_text())
     assert config["task"] == "restoration" and config["name"] == "tiny-restorer" and config["seed"] == 7
     info = json.loads((tiny_restorer_run / "run.json").read_text())
@@ -59,10 +60,27 @@ def test_pairs_are_aligned_crops_and_glyph_masks() -> None:
 
 
 def test_training_seeds_never_reach_the_benchmark_or_evaluation_blocks() -> None:
-    from marktrace.training.restorer import EVAL_SEED_BASE, train_seed
+    from marktrace.training.config import PRESETS_DIR
+    from marktrace.training.data import EVAL_SEED_BASE as DETECTOR_EVAL_BASE
+    from marktrace.training.data import EVAL_SEED_BLOCK as DETECTOR_EVAL_BLOCK
+    from marktrace.training.restorer import EVAL_SEED_BASE, TRAIN_SEED_BASE, train_seed
 
+    presets = [p for p in sorted(PRESETS_DIR.glob("*.yaml"))
+               if (yaml.safe_load(p.read_text()) or {}).get("task") == "restoration"]
+    assert {"tiny-restorer", "cpu-restorer", "gpu-restorer"} <= {p.stem for p in presets}
+    for path in presets:
+        cfg = load_restorer_config(path)
+        # the first 10_000 photos of every rendering worker (worker w of n takes w, w + n, ...)
+        seeds = [train_seed(cfg, i) for i in range(max(cfg.workers, 1) * 10_000)]
+        assert min(seeds) >= 0 and max(seeds) < EVAL_SEED_BASE, path.stem
+        assert not any(DETECTOR_EVAL_BASE <= s < DETECTOR_EVAL_BASE + DETECTOR_EVAL_BLOCK for s in seeds), path.stem
+        assert EVAL_SEED_BASE + cfg.eval_images <= 1_300_000_000, path.stem  # evaluation photos too
+    # the stream that would run into the evaluation block is stopped there, not let in
     cfg = RestorerTrainConfig(seed=999)
-    assert train_seed(cfg, 99_999) < EVAL_SEED_BASE < 1_300_000_000
+    last = EVAL_SEED_BASE - 1 - TRAIN_SEED_BASE - 999 * 100_000
+    assert train_seed(cfg, last) == EVAL_SEED_BASE - 1
+    with pytest.raises(RuntimeError, match="evaluation seed block"):
+        train_seed(cfg, last + 1)
 
 
 def test_loss_prefers_the_right_mask() -> None:

@@ -1,16 +1,20 @@
+from __future__ import annotations
+
 import json
+from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 import yaml
 
-from marktrace.training.config import load_config
+from marktrace.training.config import TrainConfig, load_config
 from marktrace.training.train import detector_loss, encode_texts, lr_factor
 
 torch = pytest.importorskip("torch")
 
 
-def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_run):
+def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_run: Path) -> None:
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["name"] == "tiny" and config["seed"] == 7
     info = json.loads((tiny_run / "run.json").read_text())
@@ -23,7 +27,7 @@ def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_run)
         assert (tiny_run / "checkpoints" / name).stat().st_size > 0
 
 
-def test_overrides_and_unknown_keys():
+def test_overrides_and_unknown_keys() -> None:
     cfg = load_config("tiny", {"recognizer.steps": 3})
     assert cfg.recognizer.steps == 3
     with pytest.raises(ValueError, match="extra"):
@@ -32,7 +36,7 @@ def test_overrides_and_unknown_keys():
         load_config("no-such-preset")
 
 
-def test_lr_schedule_warms_up_and_decays_by_time():
+def test_lr_schedule_warms_up_and_decays_by_time() -> None:
     assert lr_factor(0, 1000, 0.0, None, warmup=10) == pytest.approx(0.1)
     assert lr_factor(10, 1000, 0.0, None, warmup=10) == pytest.approx(1.0)
     # half the time gone: cosine is at its midpoint even though few steps were done
@@ -40,7 +44,7 @@ def test_lr_schedule_warms_up_and_decays_by_time():
     assert lr_factor(20, 1000, 500.0, 100.0, warmup=10) == pytest.approx(0.05)
 
 
-def test_detector_loss_prefers_the_right_answer():
+def test_detector_loss_prefers_the_right_answer() -> None:
     target = torch.zeros(1, 3, 8, 8)
     target[:, 0, 2:4, 1:7] = 1
     target[:, 1, 2:4, 1:7] = 1  # reading right
@@ -54,13 +58,13 @@ def test_detector_loss_prefers_the_right_answer():
     assert detector_loss(good, target, weight) < detector_loss(bad, target, weight)
 
 
-def test_ctc_targets_are_one_based():
+def test_ctc_targets_are_one_based() -> None:
     flat, lengths = encode_texts(["AB", "1"], "1AB")
     assert flat.tolist() == [2, 3, 1] and lengths.tolist() == [2, 1]
     assert np.all(flat.numpy() >= 1)
 
 
-def test_training_continues_from_exported_onnx_files(tiny_models, tmp_path):
+def test_training_continues_from_exported_onnx_files(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     """A run started from exported ONNX files begins with exactly their weights (no run folder needed)."""
     import onnxruntime as ort
 
@@ -90,7 +94,7 @@ def test_training_continues_from_exported_onnx_files(tiny_models, tmp_path):
     assert np.abs(got - expected).max() < 1e-3
 
 
-def test_enhanced_fraction_feeds_photos_through_the_readers_chains():
+def test_enhanced_fraction_feeds_photos_through_the_readers_chains() -> None:
     from marktrace.inference.enhance.chains import get_chain, run_chain
     from marktrace.training.data import PhotoStream, enhanced_copy
 
@@ -110,7 +114,7 @@ def test_enhanced_fraction_feeds_photos_through_the_readers_chains():
         load_config("tiny", {"enhance_chains": ["no-such-chain"]})
 
 
-def test_relief_fraction_trains_on_the_readers_photometric_views():
+def test_relief_fraction_trains_on_the_readers_photometric_views() -> None:
     from marktrace.datasets.synth import SynthConfig, render_stack
     from marktrace.inference.enhance.photometric import iter_relief_views, stack_from_arrays
     from marktrace.training.data import PhotoStream, relief_view_copies
@@ -140,3 +144,178 @@ def test_relief_fraction_trains_on_the_readers_photometric_views():
     assert any(s.crops for s in samples)
     with pytest.raises(ValueError, match="relief_lights"):
         load_config("tiny", {"relief_lights": [2, 8]})
+
+
+CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _detector_presets() -> list[str]:
+    from marktrace.training.config import PRESETS_DIR
+
+    return [p.stem for p in sorted(PRESETS_DIR.glob("*.yaml")) if not (yaml.safe_load(p.read_text()) or {}).get("task")]
+
+
+def _worker_render_seeds(cfg: TrainConfig, count: int = 10_000) -> dict[int, list[int]]:
+    """The first ``count`` renderer seeds of each rendering worker of a stream of ``cfg``."""
+    from marktrace.training.data import PhotoStream, training_render_seed
+
+    stream = PhotoStream(cfg, CHARSET)
+    workers = max(cfg.workers, 1)
+    return {
+        w: [training_render_seed(stream.photo_seed(w + k * workers)) for k in range(count)] for w in range(workers)
+    }
+
+
+def _off_limits(seed: int) -> bool:
+    from marktrace.training.data import EVAL_SEED_BASE, EVAL_SEED_BLOCK, TRAINING_SEED_LIMIT
+
+    return not 0 <= seed < TRAINING_SEED_LIMIT or EVAL_SEED_BASE <= seed < EVAL_SEED_BASE + EVAL_SEED_BLOCK
+
+
+def test_the_eval_block_constant_matches_the_training_loop() -> None:
+    from marktrace.training import data, train
+
+    assert data.EVAL_SEED_BASE == train.EVAL_SEED_BASE
+    assert data.TRAINING_SEED_LIMIT == 1_300_000_000
+    with pytest.raises(ValueError, match="eval_images"):  # evaluation photos stay inside the block
+        load_config("tiny", {"eval_images": data.EVAL_SEED_BLOCK + 1})
+
+
+def test_training_render_seeds_stay_below_the_limit_and_off_the_eval_block() -> None:
+    from marktrace.training.data import EVAL_SEED_BASE, EVAL_SEED_BLOCK, TRAINING_SEED_LIMIT, training_render_seed
+
+    assert training_render_seed(5678 * 1_000_003) == 1_383_049_738 - TRAINING_SEED_LIMIT  # gpu-continue, folded
+    assert training_render_seed(EVAL_SEED_BASE + 5) == EVAL_SEED_BASE + EVAL_SEED_BLOCK + 5
+    assert training_render_seed(2**31 + EVAL_SEED_BASE) == EVAL_SEED_BASE + EVAL_SEED_BLOCK
+    assert training_render_seed(TRAINING_SEED_LIMIT - 1) == TRAINING_SEED_LIMIT - 1
+    assert training_render_seed(12_345) == 12_345
+    raw = np.random.default_rng(0).integers(-(2**62), 2**62, 20_000)
+    edges = [EVAL_SEED_BASE - 1, EVAL_SEED_BASE, EVAL_SEED_BASE + EVAL_SEED_BLOCK - 1, TRAINING_SEED_LIMIT,
+             2**31 - 1, 2**31, -1, 1_700_000_000, 1_400_000_000 + 2 * 2**31]
+    for seed in [*raw.tolist(), *edges]:
+        assert not _off_limits(training_render_seed(seed)), seed
+
+
+@pytest.mark.parametrize("preset", _detector_presets())
+def test_every_preset_stream_renders_training_seeds_only(preset: str) -> None:
+    cfg = load_config(preset)
+    for worker, seeds in _worker_render_seeds(cfg).items():
+        bad = [s for s in seeds if _off_limits(s)]
+        assert not bad, (preset, worker, bad[:5])
+
+
+def test_a_seed_whose_raw_base_is_in_the_benchmark_range_is_folded() -> None:
+    from marktrace.training.data import TRAINING_SEED_LIMIT, PhotoStream
+
+    cfg = TrainConfig(seed=29617, workers=4)
+    assert PhotoStream(cfg, CHARSET).photo_seed(0) % 2**31 == 1_699_801_427
+    for seeds in _worker_render_seeds(cfg).values():
+        assert max(seeds) < TRAINING_SEED_LIMIT and not any(_off_limits(s) for s in seeds)
+
+
+@pytest.mark.parametrize("preset", ["gpu", "gpu-detector"])
+def test_the_shipped_models_streams_render_the_same_seeds_as_before(preset: str) -> None:
+    """The recipes of the shipped detector and recognizer stay reproducible: their seeds were never folded."""
+    from marktrace.training.data import PhotoStream
+
+    cfg = load_config(preset)
+    stream = PhotoStream(cfg, CHARSET)
+    workers = max(cfg.workers, 1)
+    new = _worker_render_seeds(cfg)
+    for worker, seeds in new.items():
+        assert seeds == [stream.photo_seed(worker + k * workers) % 2**31 for k in range(len(seeds))]
+
+
+class _Rendered(Exception):
+    pass
+
+
+def test_both_render_calls_use_the_folded_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The photo and the relief stack of a stream whose raw seed is past the limit are rendered from folded seeds."""
+    import marktrace.training.data as data
+
+    def record(seed: int, *args: object, **kwargs: object) -> NoReturn:
+        raise _Rendered(seed)
+
+    monkeypatch.setattr(data, "render_marking", record)
+    monkeypatch.setattr(data, "relief_view_copies", record)
+    gpu = load_config("gpu")
+    with pytest.raises(_Rendered) as info:
+        next(iter(data.PhotoStream(gpu, CHARSET)))
+    assert info.value.args[0] == 1_234_003_702  # unchanged: 1234 * 1_000_003
+    finetune = load_config("cpu-finetune")  # raw seed 2_024_006_072: the benchmark's range
+    with pytest.raises(_Rendered) as info:
+        next(iter(data.PhotoStream(finetune, CHARSET)))
+    assert info.value.args[0] == 2_024_006_072 % data.TRAINING_SEED_LIMIT
+    relief = finetune.model_copy(update={"relief_fraction": 1.0})
+    with pytest.raises(_Rendered) as info:
+        next(iter(data.PhotoStream(relief, CHARSET)))
+    assert info.value.args[0] == 2_024_006_072 % data.TRAINING_SEED_LIMIT
+
+
+def _real_folder(root: Path, lines_json: list[str]) -> tuple[Path, bytes]:
+    """A dataset folder with these manifest lines (no images yet) and the PNG bytes of a small labelled photo."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.jsonl").write_text("".join(line + "\n" for line in lines_json))
+    photo = np.full((120, 240, 3), 200, np.uint8)
+    cv2.putText(photo, "AB12", (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (30, 30, 30), 3)
+    ok, png = cv2.imencode(".png", photo)
+    assert ok
+    return root, png.tobytes()
+
+
+def _entry(image: str, polygon: bool = True) -> str:
+    line: dict[str, object] = {"text": "AB12", "role": "serial"}
+    if polygon:
+        line["polygon"] = [[15, 40], [130, 40], [130, 90], [15, 90]]
+    return json.dumps({"image": image, "lines": [line], "source": "real"})
+
+
+def test_real_manifest_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    from marktrace.datasets.manifest import ManifestError
+    from marktrace.training.data import load_real_entries
+
+    root, png = _real_folder(tmp_path / "broken", [_entry("a.png"), "", "{not json"])
+    (root / "a.png").write_bytes(png)
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:3"):
+        load_real_entries([root])
+    root, _ = _real_folder(tmp_path / "keyless", [json.dumps({"lines": []})])
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:1: image"):
+        load_real_entries([root])
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        load_real_entries([tmp_path / "no-such-folder"])
+
+
+def test_real_photos_with_missing_files_are_refused_at_load_time(tmp_path: Path) -> None:
+    from marktrace.training.data import PhotoStream, load_real_entries
+
+    root, png = _real_folder(tmp_path / "set", ["", _entry("a.png"), _entry("img/gone.png")])
+    (root / "a.png").write_bytes(png)
+    with pytest.raises(FileNotFoundError, match=r"manifest\.jsonl:3: .*img/gone\.png"):
+        load_real_entries([root])
+    with pytest.raises(FileNotFoundError, match="gone.png"):  # when the stream is built, before training starts
+        PhotoStream(load_config("tiny", {"real_data": [str(root)]}), CHARSET)
+    no_polygons, _ = _real_folder(tmp_path / "texts", [_entry("a.png", polygon=False)])
+    (no_polygons / "a.png").write_bytes(png)
+    with pytest.raises(ValueError, match="none of its 1 entries has a line polygon"):
+        load_real_entries([no_polygons])
+
+
+def test_an_unreadable_real_photo_stops_the_stream_with_its_name(tmp_path: Path) -> None:
+    from marktrace.training.data import PhotoStream, load_real_entries
+
+    root, png = _real_folder(tmp_path / "set", [_entry("a.png"), _entry("b.png", polygon=False)])
+    (root / "a.png").write_bytes(png)
+    (root / "b.png").write_bytes(png)
+    entries = load_real_entries([root])
+    assert [(p.name, len(lines)) for p, lines in entries] == [("a.png", 1)]
+    cfg = load_config("tiny", {"real_data": [str(root)], "real_fraction": 1.0})
+    sample = next(iter(PhotoStream(cfg, CHARSET)))
+    assert sample.crops and sample.crops[0][1] == "AB12"  # the real photo's line
+    (root / "a.png").write_bytes(b"not an image")
+    with pytest.raises(RuntimeError, match=r"a\.png: real_data image cannot be read"):
+        next(iter(PhotoStream(cfg, CHARSET)))
+    with pytest.raises(ValueError, match="real_fraction"):
+        load_config("tiny", {"real_fraction": 1.5})
