@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from marktrace.models.registry import SHIPPED_DIR, ModelChecksumError, load_registry, verify_file
+from marktrace.models.registry import (
+    REGISTRY_FILE,
+    SHIPPED_DIR,
+    ModelChecksumError,
+    RegisteredModel,
+    load_registry,
+    verify_file,
+)
 
 app = typer.Typer(help="The shipped ONNX models: list, verify, regenerate, calibrate.", no_args_is_help=True)
 console = Console()
@@ -88,18 +96,31 @@ def calibrate_models(
 
     Writing changes the file's SHA-256: a file listed in its folder's ``registry.json`` is re-registered
     with the new checksum; then run ``marktrace models regenerate`` (INT8 variant, test vectors, cards).
+    Every registered file is first checked against its registry entry (all files before any is touched), so
+    a corrupted file is refused instead of being re-registered under a new checksum.
     """
-    import json
-
     from marktrace.inference.images import sha256_file
     from marktrace.models.calibrate import calibrate
     from marktrace.models.publish import update_registry
-    from marktrace.models.registry import REGISTRY_FILE
 
+    entries: dict[Path, RegisteredModel | None] = {}
     for path in files:
         if not path.is_file():
             console.print(f"[red]FAIL[/red] {escape(str(path))}: no such file", soft_wrap=True)
             raise typer.Exit(1)
+        entry = _registry_entry(path)
+        if entry is not None:
+            try:
+                verify_file(entry, path.parent)
+            except ModelChecksumError as exc:
+                console.print(
+                    f"[red]FAIL[/red] {escape(str(exc))} ({escape(str(path.parent / REGISTRY_FILE))}); "
+                    "not calibrated: restore the file before calibrating it",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1) from None
+        entries[path] = entry
+    for path in files:
         try:
             summary = calibrate(path, images, write=write)
         except ValueError as exc:
@@ -111,9 +132,14 @@ def calibrate_models(
             f"{summary['uncalibrated']['length_ratio']} -> {summary['calibrated']['length_ratio']}"
         )
         console.print(f"  line_geometry {summary['geometry'].to_json()}" + ("  (written)" if write else ""))
-        registry = path.parent / REGISTRY_FILE
-        if write and registry.is_file():
-            entry = next((m for m in json.loads(registry.read_text())["models"] if m["file"] == path.name), None)
-            if entry is not None:
-                update_registry(path.parent, [{**entry, "sha256": sha256_file(path)}])
-                console.print(f"  re-registered in {escape(str(registry))}")
+        entry = entries[path]
+        if write and entry is not None:
+            update_registry(path.parent, [{**asdict(entry), "sha256": sha256_file(path)}])
+            console.print(f"  re-registered in {escape(str(path.parent / REGISTRY_FILE))}")
+
+
+def _registry_entry(path: Path) -> RegisteredModel | None:
+    """The entry of ``path`` in the ``registry.json`` of its folder, or None when it is not registered there."""
+    if not (path.parent / REGISTRY_FILE).is_file():
+        return None
+    return next((m for m in load_registry(path.parent) if m.file == path.name), None)

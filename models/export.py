@@ -1,8 +1,15 @@
-"""Export trained checkpoints to self-describing ONNX files, failing when onnxruntime disagrees with torch."""
+"""Export trained checkpoints to self-describing ONNX files, failing when onnxruntime disagrees with torch.
+
+Every export refuses a target file that already exists (unless ``overwrite=True``), writes to a temporary
+file in the target's folder, adds the metadata, checks parity, and only then moves the file into place
+with ``os.replace``: a failed or interrupted export leaves the folder as it was.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -31,11 +38,25 @@ class ExportParityError(RuntimeError):
     """onnxruntime's output differs from torch's beyond tolerance; the exported file was removed."""
 
 
+class ExportTargetExistsError(FileExistsError):
+    """The export's target file already exists and overwriting it was not asked for."""
+
+
+def refuse_existing(path: Path, overwrite: bool = False) -> None:
+    """Raise :class:`ExportTargetExistsError` naming ``path`` when it exists and ``overwrite`` is False."""
+    if not overwrite and path.exists():
+        raise ExportTargetExistsError(
+            f"{path} already exists; refusing to overwrite it (choose another --version or --out, "
+            "or pass --overwrite / overwrite=True to replace it)"
+        )
+
+
 def check_parity(module: torch.nn.Module, path: Path, samples: list[np.ndarray], atol: float) -> float:
     """Max absolute difference between torch and onnxruntime over ``samples``; raises above ``atol``.
 
     Give samples of different batch sizes and widths so the dynamic axes are exercised too. On a
-    miss the exported file is deleted, so a disagreeing model can never be shipped by accident.
+    miss the checked file is deleted, so a disagreeing model can never be shipped by accident (the
+    exports below check their temporary file, never the target).
     """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
@@ -87,12 +108,41 @@ def _base_props(name: str, version: str, task: str, commit: str, extra: dict[str
     return props
 
 
-def _write_and_check(
-    module: torch.nn.Module, out: Path, props: dict[str, str], samples: list[np.ndarray], atol: float
+def _export_checked(
+    module: torch.nn.Module,
+    trace_sample: np.ndarray,
+    out: Path,
+    output: str,
+    dynamic_axes: dict[str, dict[int, str]],
+    props: dict[str, str],
+    samples: list[np.ndarray],
+    atol: float,
+    overwrite: bool,
 ) -> dict[str, Any]:
-    """Write ``props`` into the exported file, check parity on ``samples``; the export's summary."""
-    write_metadata(out, props)
-    diff = check_parity(module, out, samples, atol=atol)
+    """Export ``module`` to ``out`` with ``props`` as metadata, parity checked on ``samples``; the summary.
+
+    The graph goes to a temporary file beside ``out``; the metadata is written and parity checked there,
+    then ``os.replace`` moves it onto ``out``. On any failure only the temporary file is removed.
+
+    Raises:
+        ExportTargetExistsError: ``out`` exists and ``overwrite`` is False (checked before and after the work).
+        ExportParityError: onnxruntime disagrees with torch.
+    """
+    refuse_existing(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{out.suffix}")
+    try:
+        _export_graph(module, trace_sample, tmp, output, dynamic_axes)
+        write_metadata(tmp, props)
+        try:
+            diff = check_parity(module, tmp, samples, atol=atol)
+        except ExportParityError as exc:  # name the target, not the temporary file
+            raise ExportParityError(str(exc).replace(str(tmp), str(out))) from None
+        refuse_existing(out, overwrite)  # a file that appeared meanwhile is not replaced either
+        os.replace(tmp, out)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".tmp")):  # the latter: write_metadata's own temporary
+            leftover.unlink(missing_ok=True)
     return {"path": str(out), "parity_max_abs_diff": diff, "metadata": props}
 
 
@@ -105,15 +155,17 @@ def export_detector(
     sample_rgb: np.ndarray,
     long_side: int = 640,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Export the detector; ``sample_rgb`` is a (1, H, W, 3) uint8 input (H, W multiples of 32) for the parity check."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    """Export the detector; ``sample_rgb`` is a (1, H, W, 3) uint8 input (H, W multiples of 32) for the parity check.
+
+    Refuses an existing ``out`` unless ``overwrite``; ``out`` appears only once the export passed parity.
+    """
+    refuse_existing(out, overwrite)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     net = build_detector(state["size"])
     net.load_state_dict(state["state_dict"])
     module = DetectorForExport(net).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _export_graph(module, sample_rgb, out, "maps",
-                  {"pixels": {0: "batch", 1: "height", 2: "width"}, "maps": {0: "batch", 2: "h4", 3: "w4"}})
     props = _base_props(
         name,
         version,
@@ -132,7 +184,9 @@ def export_detector(
         },
     )
     half = sample_rgb[:, : sample_rgb.shape[1] // 64 * 32 or 32, : sample_rgb.shape[2] // 64 * 32 or 32]
-    return _write_and_check(module, out, props, [sample_rgb, np.ascontiguousarray(half)], atol=1e-3)
+    axes = {"pixels": {0: "batch", 1: "height", 2: "width"}, "maps": {0: "batch", 2: "h4", 3: "w4"}}
+    return _export_checked(module, sample_rgb, out, "maps", axes, props,
+                           [sample_rgb, np.ascontiguousarray(half)], atol=1e-3, overwrite=overwrite)
 
 
 def export_recognizer(
@@ -143,16 +197,18 @@ def export_recognizer(
     commit: str,
     sample_gray: np.ndarray,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Export the recognizer; ``sample_gray`` is a (N, 1, 64, W) uint8 input for the parity check."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    """Export the recognizer; ``sample_gray`` is a (N, 1, 64, W) uint8 input for the parity check.
+
+    Refuses an existing ``out`` unless ``overwrite``; ``out`` appears only once the export passed parity.
+    """
+    refuse_existing(out, overwrite)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     charset: str = state["charset"]
     net = build_recognizer(len(charset) + 1, state["size"])
     net.load_state_dict(state["state_dict"])
     module = RecognizerForExport(net).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _export_graph(module, sample_gray[:1], out, "probs",
-                  {"pixels": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}})
     props = _base_props(
         name,
         version,
@@ -170,7 +226,9 @@ def export_recognizer(
         },
     )
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(8, sample_gray.shape[3] // 16 * 8)])
-    return _write_and_check(module, out, props, [sample_gray, narrow], atol=2e-3)
+    axes = {"pixels": {0: "batch", 3: "width"}, "probs": {0: "batch", 1: "steps"}}
+    return _export_checked(module, sample_gray[:1], out, "probs", axes, props, [sample_gray, narrow], atol=2e-3,
+                           overwrite=overwrite)
 
 
 def export_restorer(
@@ -181,13 +239,15 @@ def export_restorer(
     commit: str,
     sample_gray: np.ndarray,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export the learned restorer; ``sample_gray`` is a (N, 1, H, W) uint8 input (H the checkpoint's height).
 
     Network only (uint8 in, normalisation and sigmoid inside the graph); the parity check runs a
-    narrower crop too, so the dynamic width is exercised.
+    narrower crop too, so the dynamic width is exercised. Refuses an existing ``out`` unless ``overwrite``.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    refuse_existing(out, overwrite)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     standardize = bool(state.get("standardize", False))
     net = build_restorer(state["size"], standardize)
     net.load_state_dict(state["state_dict"])
@@ -195,9 +255,6 @@ def export_restorer(
     height = int(state["height"])
     if sample_gray.shape[2] != height:
         raise ValueError(f"parity sample is {sample_gray.shape[2]} px high, the restorer works at {height}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _export_graph(module, sample_gray[:1], out, "mask",
-                  {"pixels": {0: "batch", 3: "width"}, "mask": {0: "batch", 3: "width"}})
     props = _base_props(
         name,
         version,
@@ -218,7 +275,9 @@ def export_restorer(
         },
     )
     narrow = np.ascontiguousarray(sample_gray[:1, :, :, : max(RESTORER_MULTIPLE, sample_gray.shape[3] // 16 * 8)])
-    return _write_and_check(module, out, props, [sample_gray, narrow], atol=1e-3)
+    axes = {"pixels": {0: "batch", 3: "width"}, "mask": {0: "batch", 3: "width"}}
+    return _export_checked(module, sample_gray[:1], out, "mask", axes, props, [sample_gray, narrow], atol=1e-3,
+                           overwrite=overwrite)
 
 
 def export_patch_scorer(
@@ -229,17 +288,18 @@ def export_patch_scorer(
     commit: str,
     sample_patches: np.ndarray,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export the over-stamp patch scorer; ``sample_patches`` is a (N, 1, S, S) uint8 input for the parity check.
 
     Network only: uint8 patches in, the ``/ 255`` scaling and per-patch standardisation inside the graph, one
-    logit per patch out (the flagger's logistic regression turns it into a probability).
+    logit per patch out (the flagger's logistic regression turns it into a probability). Refuses an existing
+    ``out`` unless ``overwrite``.
     """
     if sample_patches.ndim != 4 or sample_patches.shape[1:] != (1, PATCH_SIZE, PATCH_SIZE):
         raise ValueError(f"parity sample must be (N, 1, {PATCH_SIZE}, {PATCH_SIZE}) uint8, got {sample_patches.shape}")
+    refuse_existing(out, overwrite)
     module = PatchScorerForExport(net).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _export_graph(module, sample_patches[:1], out, "logits", {"pixels": {0: "batch"}, "logits": {0: "batch"}})
     props = _base_props(
         name,
         version,
@@ -256,4 +316,6 @@ def export_patch_scorer(
             **(extra or {}),
         },
     )
-    return _write_and_check(module, out, props, [sample_patches, np.ascontiguousarray(sample_patches[:1])], atol=1e-3)
+    axes = {"pixels": {0: "batch"}, "logits": {0: "batch"}}
+    return _export_checked(module, sample_patches[:1], out, "logits", axes, props,
+                           [sample_patches, np.ascontiguousarray(sample_patches[:1])], atol=1e-3, overwrite=overwrite)

@@ -13,7 +13,10 @@ module of the same architecture:
 * ``MatMul`` with a constant right operand (and the ``Add`` after it) fill ``nn.Linear`` modules.
 
 The result is checked: the torch module, wrapped for export, must give the ONNX file's outputs on a
-probe input within ``atol``, or :class:`OnnxImportError` is raised. Nothing is trusted unchecked.
+probe input within ``atol``, or :class:`OnnxImportError` is raised. Before that, a file that is one of
+its folder's registered models (its name listed in the ``registry.json`` beside it, as in
+``models/shipped``) must match the SHA-256 recorded there (:func:`verify_if_registered`). Nothing is
+trusted unchecked.
 """
 
 from __future__ import annotations
@@ -26,11 +29,43 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["OnnxImportError", "freeze_batchnorm", "load_onnx_weights"]
+from marktrace.models.registry import REGISTRY_FILE, ModelChecksumError, load_registry, verify_file
+
+__all__ = ["OnnxImportError", "freeze_batchnorm", "load_onnx_weights", "verify_if_registered"]
 
 
 class OnnxImportError(RuntimeError):
-    """The ONNX file does not fit the torch module, or the imported module disagrees with it."""
+    """An ONNX file's weights cannot be imported.
+
+    The file does not fit the torch module, the imported module disagrees with it, or the file is a
+    registered model whose bytes differ from its registry entry.
+    """
+
+
+def verify_if_registered(onnx_path: Path) -> bool:
+    """Check ``onnx_path`` against its folder's ``registry.json`` when the registry lists its file name.
+
+    Returns True when the file is registered there and its SHA-256 matches, False when it is not registered
+    (no registry beside it, or no entry of that name).
+
+    Raises:
+        OnnxImportError: the file is registered but its SHA-256 differs from the recorded one.
+    """
+    path = Path(onnx_path).resolve()
+    folder = path.parent
+    if not (folder / REGISTRY_FILE).is_file():
+        return False
+    entry = next((m for m in load_registry(folder) if m.file == path.name), None)
+    if entry is None:
+        return False
+    try:
+        verify_file(entry, folder)
+    except ModelChecksumError as exc:
+        raise OnnxImportError(
+            f"{onnx_path}: refusing to import the weights of a registered model that fails its checksum "
+            f"({folder / REGISTRY_FILE}): {exc}"
+        ) from exc
+    return True
 
 
 def _forward_order(
@@ -75,12 +110,14 @@ def load_onnx_weights(
         atol: largest accepted difference between onnxruntime and torch on ``probe``.
 
     Raises:
-        OnnxImportError: the graph's layers do not match the module's, or the outputs disagree.
+        OnnxImportError: the file is a registered model that fails its checksum (:func:`verify_if_registered`),
+            the graph's layers do not match the module's, or the outputs disagree.
     """
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    verify_if_registered(onnx_path)
     model = onnx.load(str(onnx_path))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     wrapped = wrap(module).eval()

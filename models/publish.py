@@ -10,6 +10,7 @@ import numpy as np
 
 from marktrace.inference.images import sha256_file
 from marktrace.models.registry import REGISTRY_FILE
+from marktrace.training.run import atomic_write_text
 
 DETECTOR_NAME = "marktrace-line-detector"
 RECOGNIZER_NAME = "marktrace-line-recognizer"
@@ -32,7 +33,10 @@ def _parity_samples(height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def update_registry(folder: Path, entries: list[dict[str, Any]]) -> None:
-    """Add or replace entries (by file name) in ``registry.json``; new entries become the default of their task."""
+    """Add or replace entries (by file name) in ``registry.json``; new entries become the default of their task.
+
+    The registry is replaced atomically (temporary file in the same folder, then ``os.replace``).
+    """
     path = folder / REGISTRY_FILE
     data = json.loads(path.read_text()) if path.exists() else {"models": []}
     models = [m for m in data["models"] if m["file"] not in {e["file"] for e in entries}]
@@ -43,7 +47,7 @@ def update_registry(folder: Path, entries: list[dict[str, Any]]) -> None:
                     m["default"] = False
         models.append(entry)
     data["models"] = sorted(models, key=lambda m: (m["task"], m["file"]))
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _run_info(run: Path) -> tuple[str, dict[str, str]]:
@@ -60,8 +64,13 @@ def export_run(
     register: bool = True,
     recognizer_run: Path | None = None,
     calibrate_images: int = 200,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export a run's detector and recognizer checkpoints; returns paths, parity figures and checksums.
+
+    An ONNX file that already exists in ``out`` under the same name and version is never replaced unless
+    ``overwrite`` (checked for every target before anything is exported). When an export fails, the files this
+    call created are removed again and the registry is left as it was.
 
     The exported detector's line geometry is calibrated on ``calibrate_images`` synthetic markings
     (:mod:`marktrace.models.calibrate`; 0 skips it). A detector that matches too few lines to fit (an
@@ -72,65 +81,78 @@ def export_run(
     model records its own run and commit).
     A restorer run (``task: restoration``) is handed to :func:`export_restorer_run`.
     """
-    from marktrace.models.export import export_detector, export_recognizer
+    from marktrace.models.export import export_detector, export_recognizer, refuse_existing
 
     if is_restorer_run(run):
-        return export_restorer_run(run, out, version, checkpoint, register)
+        return export_restorer_run(run, out, version, checkpoint, register, overwrite)
     trained = trained_networks(run)
+    export_detector_too = "detector" in trained
+    export_recognizer_too = recognizer_run is not None or "recognizer" in trained
+    if not (export_detector_too or export_recognizer_too):
+        raise ValueError(f"{run}: the run trained neither network (detector and recognizer steps are 0)")
+    det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
+    rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
+    targets = [f for f, wanted in ((det_file, export_detector_too), (rec_file, export_recognizer_too)) if wanted]
+    for target in targets:
+        refuse_existing(target, overwrite)  # before any work: nothing is exported when one target exists
+    fresh = [f for f in targets if not f.exists()]  # only these may be removed again on a failure
     det_commit, det_extra = _run_info(run)
     rec_source = recognizer_run or run
     rec_commit, rec_extra = _run_info(rec_source)
     det_sample, rec_sample = _parity_samples(64)
-    det_file = out / f"{DETECTOR_NAME}-v{version}.onnx"
-    rec_file = out / f"{RECOGNIZER_NAME}-v{version}.onnx"
     results: dict[str, Any] = {}
-    if "detector" in trained:
-        results["detector"] = export_detector(
-            run / "checkpoints" / f"detector-{checkpoint}.pt",
-            det_file,
-            DETECTOR_NAME,
-            version,
-            det_commit,
-            det_sample,
-            extra=det_extra,
-        )
-        results["detector"]["line_geometry"] = _calibrate(det_file, calibrate_images)
-    if recognizer_run is not None or "recognizer" in trained:
-        results["recognizer"] = export_recognizer(
-            rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
-            rec_file,
-            RECOGNIZER_NAME,
-            version,
-            rec_commit,
-            rec_sample,
-            extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
-        )
-    if not results:
-        raise ValueError(f"{run}: the run trained neither network (detector and recognizer steps are 0)")
-    entries = []
-    for key, path, task in (
-        ("detector", det_file, "line_detection"),
-        ("recognizer", rec_file, "line_recognition"),
-    ):
-        if key not in results:
-            continue
-        digest = sha256_file(path)
-        results[key]["sha256"] = digest
-        results[key].pop("metadata", None)
-        entries.append(
-            {
-                "name": DETECTOR_NAME if key == "detector" else RECOGNIZER_NAME,
-                "version": version,
-                "task": task,
-                "file": path.name,
-                "sha256": digest,
-                "card": path.with_suffix(".md").name,
-                "variant": "fp32",
-                "default": True,
-            }
-        )
-    if register:
-        update_registry(out, entries)
+    try:
+        if export_detector_too:
+            results["detector"] = export_detector(
+                run / "checkpoints" / f"detector-{checkpoint}.pt",
+                det_file,
+                DETECTOR_NAME,
+                version,
+                det_commit,
+                det_sample,
+                extra=det_extra,
+                overwrite=overwrite,
+            )
+            results["detector"]["line_geometry"] = _calibrate(det_file, calibrate_images)
+        if export_recognizer_too:
+            results["recognizer"] = export_recognizer(
+                rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
+                rec_file,
+                RECOGNIZER_NAME,
+                version,
+                rec_commit,
+                rec_sample,
+                extra={**rec_extra, "derived_from": "EasyOCR english_g2 (Apache-2.0), fine-tuned"},
+                overwrite=overwrite,
+            )
+        entries = []
+        for key, path, task in (
+            ("detector", det_file, "line_detection"),
+            ("recognizer", rec_file, "line_recognition"),
+        ):
+            if key not in results:
+                continue
+            digest = sha256_file(path)
+            results[key]["sha256"] = digest
+            results[key].pop("metadata", None)
+            entries.append(
+                {
+                    "name": DETECTOR_NAME if key == "detector" else RECOGNIZER_NAME,
+                    "version": version,
+                    "task": task,
+                    "file": path.name,
+                    "sha256": digest,
+                    "card": path.with_suffix(".md").name,
+                    "variant": "fp32",
+                    "default": True,
+                }
+            )
+        if register:
+            update_registry(out, entries)
+    except BaseException:
+        for created in fresh:  # unregistered leftovers would only block the retry
+            created.unlink(missing_ok=True)
+        raise
     return results
 
 
@@ -185,21 +207,25 @@ def restorer_parity_sample(height: int) -> np.ndarray:
 
 
 def export_restorer_run(
-    run: Path, out: Path, version: str, checkpoint: str = "best", register: bool = True
+    run: Path, out: Path, version: str, checkpoint: str = "best", register: bool = True, overwrite: bool = False
 ) -> dict[str, Any]:
     """Export a restorer run's checkpoint to ``OUT/marktrace-restorer-vVERSION.onnx`` and register it.
 
-    Registered with task ``restoration``, variant fp32 (no INT8 variant).
+    Registered with task ``restoration``, variant fp32 (no INT8 variant). An existing file of that name is
+    never replaced unless ``overwrite``.
     """
     import torch
 
-    from marktrace.models.export import export_restorer
+    from marktrace.models.export import export_restorer, refuse_existing
 
+    target = out / f"{RESTORER_NAME}-v{version}.onnx"
+    refuse_existing(target, overwrite)
     commit, extra = _run_info(run)
     path = run / "checkpoints" / f"restorer-{checkpoint}.pt"
-    height = int(torch.load(path, map_location="cpu", weights_only=False)["height"])
-    target = out / f"{RESTORER_NAME}-v{version}.onnx"
-    result = export_restorer(path, target, RESTORER_NAME, version, commit, restorer_parity_sample(height), extra=extra)
+    height = int(torch.load(path, map_location="cpu", weights_only=True)["height"])
+    result = export_restorer(
+        path, target, RESTORER_NAME, version, commit, restorer_parity_sample(height), extra=extra, overwrite=overwrite
+    )
     result["sha256"] = sha256_file(target)
     result.pop("metadata", None)
     if register:

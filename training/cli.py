@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -63,12 +64,22 @@ def export(
     calibrate_images: Annotated[
         int, typer.Option(help="Synthetic markings to calibrate the detector's line geometry on (0: skip)")
     ] = 200,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace ONNX files of the same name and version that already exist in OUT")
+    ] = False,
 ) -> None:
     """Export a run's checkpoints to self-describing ONNX files; fails if onnxruntime and torch disagree.
 
-    A restorer run (``task: restoration`` in its config) exports the restorer alone.
+    A restorer run (``task: restoration`` in its config) exports the restorer alone. An existing file of the
+    same name and version (a shipped model) is never replaced unless ``--overwrite`` is given; a failed export
+    leaves OUT as it was.
     """
+    from marktrace.models.export import ExportTargetExistsError
     from marktrace.models.publish import export_run
 
-    results = export_run(run, out, version, checkpoint, register, recognizer_run, calibrate_images)
+    try:
+        results = export_run(run, out, version, checkpoint, register, recognizer_run, calibrate_images, overwrite)
+    except ExportTargetExistsError as exc:
+        console.print(f"[red]refused[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(results, indent=2))

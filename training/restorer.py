@@ -24,7 +24,7 @@ from marktrace.datasets.synth import SynthConfig, SyntheticMarking, render_marki
 from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
 from marktrace.models.networks.restorer import RESTORER_MULTIPLE, GlyphRestorer, build_restorer
 from marktrace.training.config import RestorerTrainConfig
-from marktrace.training.run import RunFolder
+from marktrace.training.run import RunFolder, atomic_torch_save
 from marktrace.training.train import lr_factor, resolve_device
 
 TRAIN_SEED_BASE = 1_100_000_000
@@ -215,7 +215,11 @@ def evaluate(
 
 
 def train_restorer(cfg: RestorerTrainConfig, out_root: Path, progress: Callable[[str], None] = print) -> Path:
-    """Train the restorer per ``cfg``; returns the run folder (``config.yaml``, ``run.json``, metrics, checkpoints)."""
+    """Train the restorer per ``cfg``; returns the run folder (``config.yaml``, ``run.json``, metrics, checkpoints).
+
+    ``run.json`` says ``status: running`` while the run trains and ``completed`` when it ends; an error
+    (or an interrupt) is recorded there as ``status: failed`` with the error, then raised.
+    """
     if cfg.height % RESTORER_MULTIPLE or cfg.window % RESTORER_MULTIPLE:
         raise ValueError(f"height and window must be multiples of {RESTORER_MULTIPLE}")
     cv2.setNumThreads(1)
@@ -223,7 +227,24 @@ def train_restorer(cfg: RestorerTrainConfig, out_root: Path, progress: Callable[
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    run = RunFolder(out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__})
+    run = RunFolder(
+        out_root,
+        cfg.name,
+        cfg,
+        extra={"device": str(device), "torch": torch.__version__, "status": "running"},
+    )
+    try:
+        _train_restorer_in(run, cfg, device, progress)
+    except BaseException as exc:
+        run.mark_failed(exc)
+        raise
+    return run.path
+
+
+def _train_restorer_in(
+    run: RunFolder, cfg: RestorerTrainConfig, device: torch.device, progress: Callable[[str], None]
+) -> None:
+    """The training loop of :func:`train_restorer`, writing into ``run``."""
     run.update_info(task="restoration", seed=cfg.seed, size=cfg.size, height=cfg.height)
     net = build_restorer(cfg.size, cfg.standardize).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -251,7 +272,8 @@ def train_restorer(cfg: RestorerTrainConfig, out_root: Path, progress: Callable[
     use_amp = device.type == "cuda"
 
     def save(tag: str, metrics: dict[str, float]) -> None:
-        torch.save(
+        """The checkpoint, atomically; tensors and plain values only (it loads with ``weights_only``)."""
+        atomic_torch_save(
             {
                 "state_dict": net.state_dict(),
                 "size": cfg.size,
@@ -310,13 +332,13 @@ def train_restorer(cfg: RestorerTrainConfig, out_root: Path, progress: Callable[
             break
     final = checkpoint_and_eval(final=True)
     run.update_info(
+        status="completed",
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         steps=step,
         timed_out=timed_out,
         final_metrics=final,
         train_seconds=round(time.time() - start, 1),
     )
-    return run.path
 
 
 def _one_thread(_: int) -> None:
@@ -324,8 +346,8 @@ def _one_thread(_: int) -> None:
 
 
 def load_checkpoint(path: Path) -> tuple[GlyphRestorer, dict[str, Any]]:
-    """A restorer checkpoint's network (eval mode) and its saved fields."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    """A restorer checkpoint's network (eval mode) and its saved fields (loaded with ``weights_only``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
     net = build_restorer(state["size"], bool(state.get("standardize", False)))
     net.load_state_dict(state["state_dict"])
     return net.eval(), state

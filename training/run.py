@@ -1,16 +1,84 @@
-"""Run folders: resolved config, seed, commit, metrics and checkpoints of every training run."""
+"""Run folders: resolved config, seed, commit, metrics and checkpoints of every training run.
+
+Every file of a run folder is written atomically (a temporary file in the same folder, then
+``os.replace``), so a crash never leaves a half-written config, ``run.json`` or checkpoint.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import secrets
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from pydantic import BaseModel
+
+
+def _temp_path(path: Path) -> Path:
+    """A fresh, hidden temporary name beside ``path`` (same folder, so ``os.replace`` is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk where the platform allows it."""
+    with suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """A binary handle whose content replaces ``path`` atomically when the block ends without an error.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, then ``os.replace`` puts it
+    in place: readers (and a crash at any moment) see either the old file or the complete new one. On an
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = _temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save(obj)`` onto ``path`` atomically: a crash mid-save never destroys the previous checkpoint.
+
+    torch is imported here, so this module stays torch-free.
+    """
+    import torch
+
+    with atomic_writer(path) as handle:
+        torch.save(obj, handle)
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -19,8 +87,6 @@ def git_commit(cwd: Path | None = None) -> str:
     Where the tree is a copy without ``.git`` (a remote training machine), ``MARKTRACE_TRAINING_COMMIT``
     names the commit the copy was made from.
     """
-    import os
-
     if os.environ.get("MARKTRACE_TRAINING_COMMIT"):
         return os.environ["MARKTRACE_TRAINING_COMMIT"]
     where = cwd or Path(__file__).resolve().parent
@@ -50,7 +116,7 @@ class RunFolder:
             suffix += 1
             self.path = Path(root) / f"{name}-{stamp}-{suffix}"
         (self.path / "checkpoints").mkdir(parents=True)
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         info = {
             "name": name,
             "commit": git_commit(),
@@ -63,12 +129,24 @@ class RunFolder:
         self._write_info()
 
     def _write_info(self) -> None:
-        (self.path / "run.json").write_text(json.dumps(self.info, indent=2))
+        atomic_write_text(self.path / "run.json", json.dumps(self.info, indent=2))
 
     def update_info(self, **values: Any) -> None:
-        """Add values to ``run.json`` (final metrics, timings)."""
+        """Add values to ``run.json`` (final metrics, timings); the file is replaced atomically."""
         self.info.update(values)
         self._write_info()
+
+    def mark_failed(self, error: BaseException) -> None:
+        """Record in ``run.json`` that the run failed (``status: failed``, the error, the time).
+
+        Never raises: a failure to write the record must not hide the error that ended the run.
+        """
+        with suppress(Exception):
+            self.update_info(
+                status="failed",
+                error=f"{type(error).__name__}: {error}",
+                failed=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            )
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics record to ``metrics.jsonl`` (flushed, so nothing is lost on a crash)."""

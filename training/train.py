@@ -26,11 +26,11 @@ from marktrace.models.networks.detector import (
     build_detector,
 )
 from marktrace.models.networks.recognizer import CRNN, RecognizerForExport, build_recognizer
-from marktrace.models.onnx_weights import freeze_batchnorm, load_onnx_weights
+from marktrace.models.onnx_weights import freeze_batchnorm, load_onnx_weights, verify_if_registered
 from marktrace.models.pretrained import EASYOCR_CHARSET, ENGLISH_G2, verified_weight_path
 from marktrace.training.config import TrainConfig
 from marktrace.training.data import PhotoStream, batch_crops_for_torch, collate_photos
-from marktrace.training.run import RunFolder
+from marktrace.training.run import RunFolder, atomic_torch_save
 
 EVAL_SEED_BASE = 900_000_000
 """Evaluation photos use seeds from here on, never reached by training streams."""
@@ -50,7 +50,8 @@ def resolve_device(name: str) -> torch.device:
 def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
     """Build the recognizer and load its starting weights.
 
-    ``recognizer.init_from`` (a checkpoint or an exported ONNX file, parity checked) wins over ``init``
+    ``recognizer.init_from`` (a checkpoint, loaded with ``weights_only``, or an exported ONNX file, checked
+    against its folder's ``registry.json`` when registered there, then parity checked) wins over ``init``
     (english_g2, checksum verified, or scratch).
     """
     charset = EASYOCR_CHARSET
@@ -59,6 +60,7 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
     if source is not None and Path(source).suffix == ".onnx":
         from marktrace.models.onnx_metadata import read_metadata
 
+        verify_if_registered(Path(source))  # before its metadata (charset) is trusted
         meta = read_metadata(Path(source))
         charset = json.loads(meta.get("charset", json.dumps(charset)))
         model = build_recognizer(len(charset) + 1, cfg.recognizer.size)
@@ -66,7 +68,7 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
                               generator=torch.Generator().manual_seed(0))
         load_onnx_weights(model, Path(source), probe, RecognizerForExport)
     elif source is not None:
-        state = torch.load(source, map_location="cpu", weights_only=False)
+        state = torch.load(source, map_location="cpu", weights_only=True)
         charset = state.get("charset", charset)
         model = build_recognizer(len(charset) + 1, state.get("size", cfg.recognizer.size))
         model.load_state_dict(state["state_dict"])
@@ -81,14 +83,18 @@ def load_recognizer(cfg: TrainConfig) -> tuple[CRNN, str]:
 
 
 def load_detector(cfg: TrainConfig) -> LineDetector:
-    """Build the detector, continuing from ``detector.init_from`` (checkpoint, or ONNX parity checked) if set."""
+    """Build the detector, continuing from ``detector.init_from`` if set.
+
+    A checkpoint is loaded with ``weights_only``; an ONNX file is checked against its folder's ``registry.json``
+    when registered there (:func:`load_onnx_weights`), then parity checked.
+    """
     detector = build_detector(cfg.detector.size)
     source = cfg.detector.init_from
     if source is not None and Path(source).suffix == ".onnx":
         probe = torch.randint(0, 256, (1, 128, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
         load_onnx_weights(detector, Path(source), probe, DetectorForExport, atol=1e-3)
     elif source is not None:
-        state = torch.load(source, map_location="cpu", weights_only=False)
+        state = torch.load(source, map_location="cpu", weights_only=True)
         detector.load_state_dict(state["state_dict"])
     return detector
 
@@ -207,7 +213,11 @@ def _quiet_worker(_: int) -> None:
 
 
 def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = print) -> Path:
-    """Train both models per ``cfg``; returns the run folder."""
+    """Train both models per ``cfg``; returns the run folder.
+
+    ``run.json`` says ``status: running`` while the run trains and ``completed`` when it ends; an error
+    (or an interrupt) is recorded there as ``status: failed`` with the error, then raised.
+    """
     import cv2
 
     if cfg.workers > 0:
@@ -215,7 +225,19 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % (2**32))
     device = resolve_device(cfg.device)
-    run = RunFolder(out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__})
+    run = RunFolder(
+        out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__, "status": "running"}
+    )
+    try:
+        _train_in(run, cfg, device, progress)
+    except BaseException as exc:
+        run.mark_failed(exc)
+        raise
+    return run.path
+
+
+def _train_in(run: RunFolder, cfg: TrainConfig, device: torch.device, progress: Callable[[str], None]) -> None:
+    """The training loop of :func:`train`, writing into ``run``."""
     detector = load_detector(cfg).to(device)
     recognizer, charset = load_recognizer(cfg)
     recognizer = recognizer.to(device)
@@ -253,11 +275,12 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     det_grad = 0.0
 
     def save(tag: str, metrics: dict[str, float]) -> None:
-        torch.save(
+        """Both checkpoints, atomically; tensors and plain values only (they load with ``weights_only``)."""
+        atomic_torch_save(
             {"state_dict": detector.state_dict(), "size": cfg.detector.size, "metrics": metrics},
             run.path / "checkpoints" / f"detector-{tag}.pt",
         )
-        torch.save(
+        atomic_torch_save(
             {
                 "state_dict": recognizer.state_dict(),
                 "size": cfg.recognizer.size,
@@ -350,6 +373,7 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
             break
     final = checkpoint_and_eval(final=True)
     run.update_info(
+        status="completed",
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         det_steps=det_step,
         rec_steps=rec_step,
@@ -357,4 +381,3 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
         final_metrics=final,
         train_seconds=round(time.time() - start, 1),
     )
-    return run.path

@@ -79,3 +79,28 @@ def test_cli_writes_the_fit_and_re_registers_the_file(tmp_path: Path) -> None:
 def test_cli_names_a_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["calibrate", str(tmp_path / "nope.onnx")], terminal_width=300)
     assert result.exit_code == 1 and "nope.onnx" in result.output and "no such file" in result.output
+
+
+def _corrupt(path: Path) -> None:
+    """Flip one byte in the middle of the file (its weights), keeping the size."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_cli_refuses_a_registered_file_that_fails_its_checksum(tmp_path: Path) -> None:
+    """A corrupted registered file is neither calibrated nor re-registered (its checksum would be laundered)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy2(SHIPPED_DIR / "registry.json", folder / "registry.json")
+    model = default_model("line_detection", SHIPPED_DIR, "fp32")
+    shutil.copy2(model.path(SHIPPED_DIR), folder / model.file)
+    _corrupt(folder / model.file)
+    corrupted = (folder / model.file).read_bytes()
+    registry = (folder / "registry.json").read_bytes()
+    result = CliRunner().invoke(app, ["calibrate", str(folder / model.file), "--images", "4"], terminal_width=300)
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output and model.file in result.output and "does not match the registry" in result.output
+    assert "re-registered" not in result.output
+    assert (folder / model.file).read_bytes() == corrupted
+    assert (folder / "registry.json").read_bytes() == registry

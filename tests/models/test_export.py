@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -93,10 +95,13 @@ def test_an_uncalibrated_tiny_detector_keeps_the_inverse_shrink(tiny_models) -> 
     """Too few lines to fit (8 markings, an untrained detector): no ``line_geometry``, the default applies."""
     from marktrace.inference.detect import LineGeometry
     from marktrace.inference.onnx_models import load_model
+    from marktrace.models.onnx_metadata import read_metadata
 
     meta = load_model(tiny_models["line_detection"], "line_detection", threads=1).meta
     assert meta.line_geometry == LineGeometry()
-    assert not any(key == "line_geometry" for key, _ in meta.extra)
+    # parse_metadata drops line_geometry from ``extra`` either way: look at the file's own metadata
+    props = read_metadata(tiny_models["line_detection"])
+    assert "line_geometry" not in props and "line_geometry_calibration" not in props
 
 
 def test_the_patch_scorer_exports_uint8_in_logits_out_and_checks_its_input(tmp_path):
@@ -119,3 +124,97 @@ def test_the_patch_scorer_exports_uint8_in_logits_out_and_checks_its_input(tmp_p
         load_model(out, "line_recognition")
     with pytest.raises(ValueError, match="parity sample"):
         export_patch_scorer(net, tmp_path / "bad.onnx", "tiny-patch", "0.0.1", "abc", sample[:, :, :32])
+
+
+def _temporaries(folder):
+    """Files an interrupted or failed export could leave behind (hidden temporary files)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or ".tmp" in p.name)
+
+
+def test_exporting_over_an_existing_version_is_refused_and_keeps_the_file(tiny_run, tmp_path):
+    import json
+
+    from marktrace.inference.images import sha256_file
+    from marktrace.models.export import ExportTargetExistsError
+    from marktrace.models.publish import export_run
+
+    out = tmp_path / "shipped"
+    first = export_run(tiny_run, out, "0.0.7", calibrate_images=0)
+    files = {key: Path(result["path"]) for key, result in first.items()}
+    before = {key: path.read_bytes() for key, path in files.items()}
+    registry = (out / "registry.json").read_bytes()
+    with pytest.raises(ExportTargetExistsError, match=r"marktrace-line-detector-v0\.0\.7\.onnx already exists"):
+        export_run(tiny_run, out, "0.0.7", calibrate_images=0)
+    assert {key: path.read_bytes() for key, path in files.items()} == before
+    assert (out / "registry.json").read_bytes() == registry
+    assert _temporaries(out) == []
+    # an explicit overwrite replaces the files and re-registers them
+    export_run(tiny_run, out, "0.0.7", calibrate_images=0, overwrite=True)
+    entries = {m["file"]: m["sha256"] for m in json.loads((out / "registry.json").read_text())["models"]}
+    assert entries == {path.name: sha256_file(path) for path in files.values()}
+    assert _temporaries(out) == []
+
+
+def test_export_models_cli_refuses_an_existing_file_and_names_it(tiny_run, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from marktrace.training.cli import export
+
+    app = typer.Typer()
+    app.command()(export)
+    out = tmp_path / "shipped"
+    args = [str(tiny_run), "--out", str(out), "--version", "0.0.8", "--calibrate-images", "0"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    detector = out / "marktrace-line-detector-v0.0.8.onnx"
+    before = detector.read_bytes()
+    result = CliRunner().invoke(app, args, terminal_width=300)
+    assert result.exit_code == 1
+    assert "refused" in result.output and detector.name in result.output and "--overwrite" in result.output
+    assert detector.read_bytes() == before
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+@pytest.mark.parametrize("failing", ["detector", "recognizer"])
+def test_a_failed_parity_check_leaves_no_file_and_no_temporary(tiny_run, tmp_path, monkeypatch, failing):
+    from marktrace.models import export as export_module
+    from marktrace.models.publish import export_run
+
+    real_check = export_module.check_parity
+    calls = []
+
+    def parity(module, path, samples, atol):
+        calls.append(path)
+        assert path.parent == out and path.name.startswith("."), "parity is checked on a temporary file"
+        if len(calls) == (1 if failing == "detector" else 2):
+            raise export_module.ExportParityError(f"{path}: onnxruntime differs from torch (simulated)")
+        return real_check(module, path, samples, atol)
+
+    monkeypatch.setattr(export_module, "check_parity", parity)
+    out = tmp_path / "shipped"
+    with pytest.raises(export_module.ExportParityError, match=r"-v0\.0\.9\.onnx: .*\(simulated\)"):
+        export_run(tiny_run, out, "0.0.9", calibrate_images=0)
+    assert len(calls) == (1 if failing == "detector" else 2)
+    # no final file (the detector that passed is removed again with its failed partner), no temporary, no registry
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_the_default_export_never_touches_a_shipped_file(tiny_run, tmp_path):
+    """``export-models`` defaults to ``--out models/shipped --version 1.0.0``: with a file there, nothing changes."""
+    import shutil
+
+    from marktrace.models.export import ExportTargetExistsError
+    from marktrace.models.publish import RECOGNIZER_NAME, export_run
+    from marktrace.models.registry import SHIPPED_DIR
+
+    out = tmp_path / "shipped"
+    out.mkdir()
+    shipped = SHIPPED_DIR / f"{RECOGNIZER_NAME}-v1.0.0.onnx"
+    if not shipped.is_file():
+        pytest.skip("no shipped recognizer v1.0.0")
+    shutil.copy2(shipped, out / shipped.name)
+    shutil.copy2(SHIPPED_DIR / "registry.json", out / "registry.json")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ExportTargetExistsError, match=shipped.name):
+        export_run(tiny_run, out, "1.0.0", calibrate_images=0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,49 @@ def test_shipped_models_import_exactly() -> None:
     rec_probe = torch.randint(0, 256, (1, 1, 64, 128), dtype=torch.uint8, generator=g)
     recognizer = build_recognizer(97, "g2")
     assert load_onnx_weights(recognizer, files["line_recognition"], rec_probe, RecognizerForExport) <= 2e-3
+
+
+def _registered_copy(tmp_path: Path, task: str, corrupt: bool) -> Path:
+    """A copy of the shipped fp32 model of ``task`` with the shipped registry beside it (one byte flipped if asked)."""
+    import json
+    import shutil
+
+    registry = json.loads((SHIPPED / "registry.json").read_text())
+    entry = next(m for m in registry["models"] if m["task"] == task and m.get("variant", "fp32") == "fp32")
+    folder = tmp_path / "models"
+    folder.mkdir(exist_ok=True)
+    shutil.copy2(SHIPPED / "registry.json", folder / "registry.json")
+    copy = folder / entry["file"]
+    data = bytearray((SHIPPED / entry["file"]).read_bytes())
+    if corrupt:
+        data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    return copy
+
+
+@pytest.mark.skipif(not (SHIPPED / "registry.json").exists(), reason="no shipped models")
+def test_a_registered_file_is_checked_before_its_weights_are_imported(tmp_path: Path) -> None:
+    from marktrace.models.onnx_weights import verify_if_registered
+
+    good = _registered_copy(tmp_path, "line_detection", corrupt=False)
+    assert verify_if_registered(good) is True
+    unregistered = tmp_path / "elsewhere.onnx"
+    unregistered.write_bytes(b"not a registered model")
+    assert verify_if_registered(unregistered) is False
+    bad = _registered_copy(tmp_path, "line_detection", corrupt=True)
+    probe = torch.randint(0, 256, (1, 96, 128, 3), dtype=torch.uint8)
+    with pytest.raises(OnnxImportError, match=r"fails its checksum.*does not match the registry"):
+        load_onnx_weights(build_detector("base"), bad, probe, DetectorForExport)
+
+
+@pytest.mark.skipif(not (SHIPPED / "registry.json").exists(), reason="no shipped models")
+@pytest.mark.parametrize("network", ["detector", "recognizer"])
+def test_training_refuses_to_start_from_an_altered_registered_onnx_file(tmp_path: Path, network: str) -> None:
+    from marktrace.training.config import load_config
+    from marktrace.training.train import load_detector, load_recognizer
+
+    task = "line_detection" if network == "detector" else "line_recognition"
+    bad = _registered_copy(tmp_path, task, corrupt=True)
+    cfg = load_config("tiny", {f"{network}.init_from": str(bad)})
+    with pytest.raises(OnnxImportError, match=re.escape(bad.name)):
+        load_detector(cfg) if network == "detector" else load_recognizer(cfg)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -118,4 +117,8 @@ def test_shipped_restorer_is_registered_verified_and_carded() -> None:
     card = (SHIPPED_DIR / entry.card).read_text()
     assert entry.sha256 in card and "suggestion" in card.lower()
     extra = dict(model.meta.extra)
-    assert extra["training_run"] and extra["training_seed"] and json.loads(json.dumps(extra))
+    # the file names the run and seed its card describes, and carries the licence and the suggestion-only status
+    assert re.fullmatch(r"cpu-restorer-\d{8}-\d{6}", extra["training_run"]) and f"`{extra['training_run']}`" in card
+    assert extra["training_seed"].isdigit() and f"seed {extra['training_seed']})" in card
+    assert extra["license"] == "Apache-2.0" and extra["status"].startswith("suggestion only")
+    assert extra["width_multiple"] == "8" and extra["opset"] == "17"
