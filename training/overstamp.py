@@ -416,7 +416,7 @@ def _patch_features(
     from marktrace.inference.onnx_models import load_model
     from marktrace.models.export import export_patch_scorer
     from marktrace.training.overstamp_patch import train_patch_scorer
-    from marktrace.training.run import git_commit
+    from marktrace.training.run import atomic_torch_save, git_commit
 
     ps = cfg.patch_scorer
     assert ps is not None
@@ -434,9 +434,8 @@ def _patch_features(
             f"{record['seconds']:.0f} s")
 
     net = train_patch_scorer(patches, labels, ps, log_epoch)
-    import torch
 
-    torch.save({"state_dict": net.state_dict(), "width": ps.width}, run.path / "checkpoints" / f"{ps.name}.pt")
+    atomic_torch_save({"state_dict": net.state_dict(), "width": ps.width}, run.path / "checkpoints" / f"{ps.name}.pt")
     onnx_path = run.path / "checkpoints" / f"{ps.name}-v{cfg.version}.onnx"
     sample = np.concatenate([e.patches for e in stack_lines[:4]])
     export = export_patch_scorer(net, onnx_path, ps.name, cfg.version, git_commit(), sample,
@@ -461,7 +460,7 @@ def train_overstamp(
         OverstampModel,
         PatchScorerRef,
     )
-    from marktrace.training.run import RunFolder, git_commit
+    from marktrace.training.run import RunFolder, atomic_write_text, git_commit
 
     say = progress or (lambda _msg: None)
     run = RunFolder(out, cfg.name, cfg, extra={"seed_start": cfg.seed_start, "n_markings": cfg.n_markings,
@@ -533,7 +532,7 @@ def train_overstamp(
     )
     assert len(feature_names) == x.shape[1]
     path = run.path / "checkpoints" / f"overstamp-flags-v{cfg.version}.json"
-    path.write_text(json.dumps(model.to_json(), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(model.to_json(), indent=1) + "\n")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     run.log({"stage": "fit", **fit})
     run.update_info(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=round(time.perf_counter() - t0, 1),
