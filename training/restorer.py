@@ -233,11 +233,8 @@ def train_restorer(cfg: RestorerTrainConfig, out_root: Path, progress: Callable[
         cfg,
         extra={"device": str(device), "torch": torch.__version__, "status": "running"},
     )
-    try:
+    with run.failure_recorded():
         _train_restorer_in(run, cfg, device, progress)
-    except BaseException as exc:
-        run.mark_failed(exc)
-        raise
     return run.path
 
 

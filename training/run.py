@@ -148,6 +148,15 @@ class RunFolder:
                 failed=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
 
+    @contextmanager
+    def failure_recorded(self) -> Iterator[None]:
+        """Run the body; if it raises (interrupts included), :meth:`mark_failed` first, then re-raise."""
+        try:
+            yield
+        except BaseException as exc:
+            self.mark_failed(exc)
+            raise
+
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics record to ``metrics.jsonl`` (flushed, so nothing is lost on a crash)."""
         with open(self.path / "metrics.jsonl", "a") as handle:

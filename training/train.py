@@ -228,11 +228,8 @@ def train(cfg: TrainConfig, out_root: Path, progress: Callable[[str], None] = pr
     run = RunFolder(
         out_root, cfg.name, cfg, extra={"device": str(device), "torch": torch.__version__, "status": "running"}
     )
-    try:
+    with run.failure_recorded():
         _train_in(run, cfg, device, progress)
-    except BaseException as exc:
-        run.mark_failed(exc)
-        raise
     return run.path
 
 
