@@ -49,10 +49,11 @@ class Item:
         raise ValueError(f"{path}: not under the batch root {root}")
 
 
-def _light_file(folder: Path, names: list[str]) -> Path | None:
-    """The folder's light file: ``lights.json``, else its first ``.lp`` file by name, else None.
+def light_file_in(folder: Path, names: list[str]) -> Path | None:
+    """The light file among a folder's file ``names``: ``lights.json``, else the first ``.lp`` by name, else None.
 
-    The same choice as :func:`marktrace.inference.enhance.photometric.find_light_file`.
+    Discovery and the photometric loader (:func:`marktrace.inference.enhance.photometric.find_light_file`)
+    both choose with this.
     """
     for name in LIGHT_FILE_NAMES:
         if name in names:
@@ -83,7 +84,7 @@ def discover_items(root: Path) -> list[Item]:
         dirnames.sort()
         folder = Path(dirpath)
         names = sorted(filenames)
-        light = _light_file(folder, names)
+        light = light_file_in(folder, names)
         photos = tuple(folder / n for n in names if is_image_name(n) and not n.startswith("."))
         if light is not None:
             # The folder's own photos are one item; its sub-folders are still walked (their own items).

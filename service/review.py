@@ -61,7 +61,7 @@ def _review_plain_field(field: Any, change: FieldChange, actor: str) -> dict[str
     return dumped
 
 
-def _with_records_module(
+def _review_identification_record(
     record: dict[str, Any], changes: list[FieldChange], actor: str
 ) -> dict[str, Any] | None:
     """Apply the changes with :func:`review_field` when the record fits :class:`IdentificationRecord`, else None."""
@@ -85,7 +85,7 @@ def apply_changes(record: dict[str, Any], changes: list[FieldChange], actor: str
     Raises:
         ReviewError: naming the field and the problem.
     """
-    shared = _with_records_module(copy.deepcopy(record), changes, actor)
+    shared = _review_identification_record(copy.deepcopy(record), changes, actor)
     if shared is not None:
         return shared
     out = copy.deepcopy(record)

@@ -23,8 +23,7 @@ from marktrace.training.config import TrainConfig
 TRAINING_SEED_LIMIT = 1_300_000_000
 """Training renders seeds below this (development checks use 1.4e9-1.6e9, the benchmark 1_700_000_000 and up)."""
 EVAL_SEED_BASE = 900_000_000
-"""First seed of ``training.train``'s evaluation photos: the same value as ``training.train.EVAL_SEED_BASE``,
-duplicated here because ``training.train`` imports this module (a test checks that both agree)."""
+"""First seed of ``training.train``'s evaluation photos (it imports this constant)."""
 EVAL_SEED_BLOCK = 1_000_000
 """Seeds ``EVAL_SEED_BASE .. EVAL_SEED_BASE + EVAL_SEED_BLOCK - 1`` are never rendered by the training stream
 (``TrainConfig.eval_images`` is at most this)."""

@@ -29,11 +29,8 @@ from marktrace.models.networks.recognizer import CRNN, RecognizerForExport, buil
 from marktrace.models.onnx_weights import freeze_batchnorm, load_onnx_weights, verify_if_registered
 from marktrace.models.pretrained import EASYOCR_CHARSET, ENGLISH_G2, verified_weight_path
 from marktrace.training.config import TrainConfig
-from marktrace.training.data import PhotoStream, batch_crops_for_torch, collate_photos
+from marktrace.training.data import EVAL_SEED_BASE, PhotoStream, batch_crops_for_torch, collate_photos
 from marktrace.training.run import RunFolder, atomic_torch_save
-
-EVAL_SEED_BASE = 900_000_000
-"""Evaluation photos use seeds from here on, never reached by training streams."""
 
 DETECTOR_EVAL_LONG_SIDE = 640
 

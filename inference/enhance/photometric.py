@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from marktrace.inference.enhance.chains import image_sha256, software_version
 from marktrace.inference.images import IMAGE_SUFFIXES, load_image
+from marktrace.inference.items import light_file_in
 from marktrace.inference.schema import Trail, TrailStep, View
 
 LightMap = Mapping[str, tuple[float, float]]
@@ -166,10 +167,7 @@ def parse_lp(path: str | Path, y_up: bool = True) -> dict[str, tuple[float, floa
 def find_light_file(folder: str | Path) -> Path | None:
     """The folder's ``lights.json``, else its first ``.lp`` file (sorted), else None."""
     f = Path(folder)
-    if (f / "lights.json").is_file():
-        return f / "lights.json"
-    lps = sorted(q for q in f.iterdir() if q.is_file() and q.suffix.lower() == ".lp")
-    return lps[0] if lps else None
+    return light_file_in(f, [q.name for q in f.iterdir() if q.is_file()])
 
 
 def load_light_file(path: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:
