@@ -34,7 +34,7 @@ from bench.sets import BenchItem
 
 ENGINE_NAMES = (
     "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
-    "marktrace-onescale", "easyocr", "rapidocr", "tesseract",
+    "marktrace-onescale", "marktrace-nozoom", "easyocr", "rapidocr", "tesseract",
 )
 
 
@@ -187,6 +187,13 @@ class MarktraceOneScaleEngine(MarktraceEngine):
     overrides = {"detector_sides": ()}
 
 
+class MarktraceNoZoomEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) without detecting again on the text region of a large photo (``zoom_to_text``)."""
+
+    name = "marktrace-nozoom"
+    overrides = {"zoom_to_text": False}
+
+
 class MarktraceNoLexiconEngine(MarktraceEngine):
     """marktrace (``auto`` variant) without spotting registry maker marks in the recognizer's probabilities."""
 
@@ -311,6 +318,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-noturn": MarktraceNoTurnEngine,
     "marktrace-nolexicon": MarktraceNoLexiconEngine,
     "marktrace-onescale": MarktraceOneScaleEngine,
+    "marktrace-nozoom": MarktraceNoZoomEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

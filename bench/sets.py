@@ -67,6 +67,44 @@ class SetPart:
 
 
 @dataclass(frozen=True)
+class Framing:
+    """A marking photographed as part of a larger photo (a receiver side, a slide with its surroundings).
+
+    The rendered photo is enlarged (a camera with more pixels) and set, with feathered edges, into a larger
+    4:3 photo of plain metal: the photo's own light, without its text, plus fine sensor noise.
+    """
+
+    share: tuple[float, float] = (0.2, 0.5)
+    """How much of the photo's width the marking's photo spans (uniform in this range)."""
+    enlarge: tuple[float, float] = (1.5, 3.0)
+    """The rendered photo's enlargement (uniform in this range)."""
+
+
+def frame_photo(image: np.ndarray, framing: Framing, seed: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Set ``image`` into a larger photo as :class:`Framing` says; returns it, the enlargement and the offset.
+
+    A point ``p`` of ``image`` is at ``p * enlargement + offset`` in the framed photo.
+    """
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x6672616D])
+    enlarge = float(rng.uniform(*framing.enlarge))
+    share = float(rng.uniform(*framing.share))
+    big = cv2.resize(image, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_CUBIC)
+    h, w = big.shape[:2]
+    ramp = max(4, min(h, w) // 8)
+    width = int(round(w / share))
+    height = max(int(round(width * 0.75)), h + 2 * ramp)
+    light = cv2.resize(cv2.resize(image, (4, 3), interpolation=cv2.INTER_AREA), (width, height),
+                       interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    canvas = (light + rng.normal(0, 3, light.shape)).clip(0, 255)
+    x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    mask = np.zeros((h, w), np.float32)
+    mask[ramp:-ramp, ramp:-ramp] = 1.0  # feathered: a hard rectangle edge would itself look like a line
+    mask = cv2.GaussianBlur(mask, (0, 0), ramp / 2)[:, :, None]
+    canvas[y : y + h, x : x + w] = mask * big + (1 - mask) * canvas[y : y + h, x : x + w]
+    return canvas.round().astype(np.uint8), enlarge, (x, y)
+
+
+@dataclass(frozen=True)
 class BenchSet:
     """A named held-out set: what to render, from which seeds, as photos or multi-light stacks."""
 
@@ -81,10 +119,12 @@ class BenchSet:
     """Keep only markings that have a line with this role (seeds without one are skipped)."""
     target_exact: float | None = None
     """marktrace's serial exact-match target from the issue's "Done when" (None: no target)."""
+    framing: Framing | None = None
+    """Photos only: set each rendered photo into a larger one (:func:`frame_photo`)."""
 
     def settings(self) -> dict[str, Any]:
         """JSON-able description (the cache key is a hash of it)."""
-        return {
+        settings = {
             "name": self.name,
             "seed_base": self.seed_base,
             "kind": self.kind,
@@ -95,6 +135,9 @@ class BenchSet:
             "generator_source": generator_fingerprint(),
             "sets_version": SETS_VERSION,
         }
+        if self.framing is not None:  # only then: the other sets keep their cache keys
+            settings["framing"] = asdict(self.framing)
+        return settings
 
     def key(self) -> str:
         """Short hash of :meth:`settings`."""
@@ -172,6 +215,14 @@ SETS: dict[str, BenchSet] = {
             "2",
             1_770_000_000,
             (SetPart("rotated", _cfg(wear=(0.0, 0.4), rotation="any")),),
+        ),
+        BenchSet(
+            "framed",
+            "the marking's photo enlarged 1.5-3x and spanning 20-50% of a larger photo's width (wear 0-0.4)",
+            "2",
+            1_780_000_000,
+            (SetPart("framed", _cfg(wear=(0.0, 0.4), camera=0.5)),),
+            framing=Framing(),
         ),
         BenchSet(
             "makers",
@@ -284,7 +335,13 @@ def _render_item(bench_set: BenchSet, index: int, seed: int, folder: Path) -> En
         info.update(item_dir=rel_dir, lights_file=LIGHTS_FILE)
     else:
         image_rel = f"images/{index:05d}.png"
-        _write_png(folder / image_rel, marking.image)
+        photo = marking.image
+        if bench_set.framing is not None:
+            photo, enlarge, (dx, dy) = frame_photo(photo, bench_set.framing, seed)
+            info.update(framing={"enlarge": enlarge, "offset": [dx, dy]})
+            lines = [ln.model_copy(update={"polygon": [(x * enlarge + dx, y * enlarge + dy) for x, y in ln.polygon]})
+                     for ln in lines]
+        _write_png(folder / image_rel, photo)
     return Entry(
         image=image_rel,
         source="synthetic",

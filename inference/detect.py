@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
 
-from marktrace.inference.geometry import Quad, order_quad
+from marktrace.inference.geometry import Quad, order_quad, quad_size
 
 CORE_SHRINK = 0.25
 """The detector is trained on line cores: each line shrunk by this many line heights on every side."""
@@ -202,3 +203,42 @@ def postprocess_maps(
         quad = order_quad(corners * stride, direction) * scale
         lines.append(DetectedLine(quad=quad.astype(np.float32), score=score, direction_confidence=direction_confidence))
     return lines
+
+
+ZOOM_MAX_SHARE = 0.8
+"""The reader detects again on the text region of a photo when that region spans at most this share of the
+photo's longer side (and the photo is larger than the detector's input)."""
+ZOOM_PAD_LINES = 1.0
+"""Margin around the detected lines, in heights of the tallest of them, when the text region is cut."""
+
+
+def text_region(
+    quads: Sequence[Quad],
+    image_shape: tuple[int, ...],
+    long_side: int,
+    max_share: float = ZOOM_MAX_SHARE,
+    pad_lines: float = ZOOM_PAD_LINES,
+) -> tuple[int, int, int, int] | None:
+    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) around the detected lines worth detecting again.
+
+    A marking photographed as a small part of a large photo (a whole receiver, a slide with its
+    surroundings) reaches the detector as small characters, which it finds and fits worse than the sizes it
+    was trained on (markings filling the frame). Cutting the region of the lines it did find, with a margin
+    of ``pad_lines`` line heights, and detecting again brings them back to that size.
+
+    Returns None when there is no resolution to gain: no lines, a photo no larger than ``long_side``, or a
+    region spanning more than ``max_share`` of the photo's longer side.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if not quads or max(height, width) <= long_side:
+        return None
+    points = np.concatenate([np.asarray(q, dtype=np.float64).reshape(4, 2) for q in quads])
+    pad = pad_lines * max(quad_size(np.asarray(q, dtype=np.float32).reshape(4, 2))[1] for q in quads)
+    x0, y0 = np.floor(points.min(axis=0) - pad)
+    x1, y1 = np.ceil(points.max(axis=0) + pad)
+    box = (max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1)))
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        return None
+    if max(box[2] - box[0], box[3] - box[1]) > max_share * max(height, width):
+        return None
+    return box

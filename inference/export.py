@@ -388,7 +388,7 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
     # enhanced views, each checked against its trail's pixel hash before it is printed
     views = [v for v in item.views if v.file and v.name != "original"]
     if views:
-        from marktrace.inference.enhance.chains import image_sha256
+        from marktrace.inference.enhance.chains import crop_origin, image_sha256
 
         story.append(Paragraph("Enhanced views", h2))
         for v in views:
@@ -410,7 +410,9 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
                 check = "pixel SHA-256 verified against its trail"
             else:
                 check = f"pixel SHA-256 MISMATCH with its trail (image now {actual})"
-            boxes = [ln.box for ln in item.lines if ln.view == v.name]
+            # a chain cut to the text region of a large photo starts with a crop: boxes are in the photo's pixels
+            ox, oy = crop_origin(v.trail.steps) if v.trail is not None else (0, 0)
+            boxes = [[(x - ox, y - oy) for x, y in ln.box] for ln in item.lines if ln.view == v.name]
             story.append(place(_boxed_image(_pixels_rgb(pixels), boxes, max_px=900), 0.5))
             story.append(Paragraph(check, body))
     # fields

@@ -15,7 +15,7 @@ import numpy as np
 
 from marktrace.inference.assemble import build_record, merge_alternatives
 from marktrace.inference.ctc import DecodedText, greedy_decode
-from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input
+from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad
 from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
 from marktrace.inference.items import Item
@@ -37,6 +37,10 @@ FLIP_MARGIN = 0.15
 """The rotated reading must beat the upright one by this much times the direction confidence (the detector's
 direction is evidence too: symmetric strings such as 'T696822' / 'ZZ89691' read well both ways), less the
 photo's vote (see :meth:`MarkingReader._read_lines`)."""
+CHAIN_REGION_PAD_LINES = 2.0
+"""Margin (line heights) of the region a large photo's enhancement chains are cut to (see ``_chain_attempts``)."""
+ZOOM_MAX_STEPS = 3
+"""At most this many successive detections on a narrower text region (see :attr:`ReaderSettings.zoom_to_text`)."""
 OBLIQUE_DEG = 20.0
 """A line this many degrees or more off the horizontal (either way) makes an unsure photo worth reading turned."""
 
@@ -75,6 +79,12 @@ class ReaderSettings:
     sizes (longer side, pixels), in order, until a serial is read confidently. Close-ups whose characters
     are large for the detector's default size are found and cut better at a smaller size; the read stays
     ``direct`` on the original photo (only the detector's working copy is resized)."""
+    zoom_to_text: bool = True
+    """When the lines found in a photo larger than the detector's input span at most
+    :data:`~marktrace.inference.detect.ZOOM_MAX_SHARE` of its longer side (a marking photographed as a small
+    part of a large photo), detect again on their region, cut with a margin from the photo (a working copy),
+    so the characters reach the detector at the sizes it was trained on. Boxes stay in the photo's pixels and
+    the read stays ``direct``. No effect on photos the marking fills (see README, "Reading photos")."""
     max_photometric_views: int = 5
     flag_alterations: bool = False
     """Over-stamp flags on the serial field (``overstamp_suspected``: position in the value, score, evidence;
@@ -187,8 +197,32 @@ class MarkingReader:
 
     # -- detection and recognition -------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray, long_side: int | None = None) -> list[DetectedLine]:
-        """Line quads in original pixels; the detector sees the photo at ``long_side`` (default: the model's)."""
-        prepared = prepare_detector_input(image_bgr, long_side or self.long_side)
+        """Line quads in original pixels; the detector sees the photo at ``long_side`` (default: the model's).
+
+        With :attr:`ReaderSettings.zoom_to_text`, when the lines found span a small part of a large photo, the
+        detector runs again on that region (a working copy cut from the photo; the photo is not changed) and
+        its lines replace the first ones, up to :data:`ZOOM_MAX_STEPS` times.
+        """
+        side = long_side or self.long_side
+        lines = self._detect_once(image_bgr, side)
+        region, origin = image_bgr, np.zeros(2, np.float32)
+        for _ in range(ZOOM_MAX_STEPS if self.settings.zoom_to_text else 0):
+            box = text_region([line.quad for line in lines], region.shape, side)
+            if box is None:
+                break
+            x0, y0, x1, y1 = box
+            sub = np.ascontiguousarray(region[y0:y1, x0:x1])
+            found = self._detect_once(sub, side)
+            if not found:  # keep what the wider view found
+                break
+            region, origin, lines = sub, origin + np.array([x0, y0], np.float32), found
+        if not origin.any():
+            return lines
+        return [DetectedLine(np.asarray(d.quad, np.float32) + origin, d.score, d.direction_confidence) for d in lines]
+
+    def _detect_once(self, image_bgr: np.ndarray, long_side: int) -> list[DetectedLine]:
+        """One detector pass over the whole of ``image_bgr`` at ``long_side``."""
+        prepared = prepare_detector_input(image_bgr, long_side)
         maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
         meta = self.detector.meta
         return postprocess_maps(
@@ -384,13 +418,28 @@ class MarkingReader:
         return angle
 
     def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:
-        from marktrace.inference.enhance.chains import make_view
+        """Read the photo through each enhancement chain in turn until a serial is read confidently.
 
+        On a large photo whose lines span a small part of it, each chain starts with a ``crop`` step to
+        their region (with a margin of :data:`CHAIN_REGION_PAD_LINES` line heights): the view is smaller and
+        cheaper, the trail records the crop, and boxes are mapped back to the photo's pixels.
+        """
+        from marktrace.inference.enhance.chains import get_chain, make_view
+        from marktrace.inference.schema import TrailStep
+
+        found = [np.asarray(line.box, np.float32) for a in attempts for line in a.lines if line.file == image.path]
+        region = text_region(found, image.image.shape, self.long_side, pad_lines=CHAIN_REGION_PAD_LINES)
+        crop: list[TrailStep] = []
+        to_original = None
+        if region is not None:
+            x0, y0, x1, y1 = region
+            crop = [TrailStep(name="crop", params={"x0": x0, "y0": y0, "x1": x1, "y1": y1})]
+            to_original = np.array([[1, 0, x0], [0, 1, y0]], np.float32)
         views = []
         for chain in self.settings.chains:
-            enhanced, view = make_view(image.sha256, image.image, chain)
+            enhanced, view = make_view(image.sha256, image.image, chain, [*crop, *get_chain(chain)])
             views.append(self._keep_view(image.path, enhanced, view))
-            attempt = self._attempt(enhanced, image.path, image.sha256, view.name, view.name)
+            attempt = self._attempt(enhanced, image.path, image.sha256, view.name, view.name, to_original=to_original)
             attempts.append(attempt)
             if _serial_confidence(attempt) >= self.settings.confident:
                 break

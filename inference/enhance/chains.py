@@ -109,6 +109,20 @@ def get_chain(name: str) -> list[TrailStep]:
     return chains[name]
 
 
+def crop_origin(steps: Sequence[TrailStep]) -> tuple[int, int]:
+    """Where a chain's output pixel ``(0, 0)`` lies in its source: the sum of its ``crop`` steps' corners.
+
+    Chains change no geometry but ``crop``; a box in the source's pixels is drawn on the view after
+    subtracting this origin.
+    """
+    x = y = 0
+    for step in steps:
+        if step.name == "crop":
+            x += int(step.params.get("x0", 0))
+            y += int(step.params.get("y0", 0))
+    return x, y
+
+
 def run_chain(image: np.ndarray, steps: Sequence[TrailStep | Mapping[str, Any]]) -> np.ndarray:
     """Run the steps in order on a uint8 gray/BGR image; the input array is never modified."""
     check_image(image, "chain input")

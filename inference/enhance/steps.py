@@ -104,6 +104,15 @@ class NormalizeParams(_Params):
     high_pct: float = Field(default=99.5, gt=0, le=100)
 
 
+class CropParams(_Params):
+    """A rectangle of the input image, in pixels: columns ``x0..x1-1``, rows ``y0..y1-1``."""
+
+    x0: int = Field(ge=0)
+    y0: int = Field(ge=0)
+    x1: int = Field(gt=0)
+    y1: int = Field(gt=0)
+
+
 Image = np.ndarray
 StepFn = Callable[[Image, Any], Image]
 
@@ -168,6 +177,14 @@ def _gray(image: Image, p: NoParams) -> Image:
 @_register("invert", NoParams, "255 - value.")
 def _invert(image: Image, p: NoParams) -> Image:
     return np.subtract(np.uint8(255), image)
+
+
+@_register("crop", CropParams, "Cut a rectangle out of the image (pixels, end exclusive); no resampling.")
+def _crop(image: Image, p: CropParams) -> Image:
+    height, width = image.shape[:2]
+    if not (p.x0 < p.x1 <= width and p.y0 < p.y1 <= height):
+        raise StepError(f"crop: rectangle ({p.x0}, {p.y0})-({p.x1}, {p.y1}) is not inside the {width}x{height} image")
+    return image[p.y0 : p.y1, p.x0 : p.x1].copy()
 
 
 @_register("flatten_background", FlattenParams, "Remove slow illumination changes (divide/subtract).")

@@ -39,6 +39,7 @@ STEP_CASES = [
     TrailStep(name="unsharp", params={"sigma": 1.5, "amount": 2.0}),
     TrailStep(name="gamma", params={"gamma": 0.6}),
     TrailStep(name="normalize"),
+    TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 90, "y1": 60}),
 ]
 
 
@@ -58,7 +59,7 @@ def test_step_deterministic_and_pure(step: TrailStep, color: bool) -> None:
     a = apply_step(img, step)
     b = apply_step(img.copy(), step)
     assert np.array_equal(img, before), "input must not be modified"
-    assert a.dtype == np.uint8 and a.shape[:2] == img.shape[:2]
+    assert a.dtype == np.uint8 and (a.shape[:2] == img.shape[:2] or step.name == "crop")
     assert a.tobytes() == b.tobytes()
     assert a is not img
 
@@ -103,3 +104,13 @@ def test_validate_fills_defaults_and_rejects_bad_params() -> None:
         validate_step(TrailStep(name="gamma", params={"gama": 2}))
     with pytest.raises(StepError, match="uint8"):
         apply_step(np.zeros((4, 4), np.float32), TrailStep(name="invert"))
+
+
+def test_crop_cuts_exactly_the_rectangle_and_refuses_one_outside_the_image() -> None:
+    img = _photo()
+    out = apply_step(img, TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 90, "y1": 60}))
+    assert out.shape == (55, 80, 3) and np.array_equal(out, img[5:60, 10:90])
+    with pytest.raises(StepError, match="not inside the 96x64 image"):
+        apply_step(img, TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 97, "y1": 60}))
+    with pytest.raises(StepError, match="not inside"):
+        apply_step(img, TrailStep(name="crop", params={"x0": 50, "y0": 5, "x1": 50, "y1": 60}))
