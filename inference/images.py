@@ -137,9 +137,13 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             # the tag asks for a turn (a 12 MP photo is 36 MB per copy)
             oriented = ImageOps.exif_transpose(img) if transposed else img
             rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
-            array = cv2.cvtColor(np.asarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+            pixels = np.asarray(rgb, dtype=np.uint8)
+            for derived in {id(x): x for x in (oriented, rgb) if x is not img}.values():
+                derived.close()  # free Pillow's copies before the BGR one is made (peak memory on large photos)
         except Exception as exc:  # noqa: BLE001
             raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
+    array = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    del pixels
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
     )

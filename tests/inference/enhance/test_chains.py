@@ -104,3 +104,19 @@ def test_image_hash_depends_on_shape_and_dtype() -> None:
     assert image_sha256(a.reshape(3, 4)) != image_sha256(a.reshape(4, 3))
     assert image_sha256(a.reshape(3, 4)) != image_sha256(a.reshape(3, 4).astype(np.uint16))
     assert image_sha256(a.reshape(3, 4)) == image_sha256(np.asfortranarray(a.reshape(3, 4)))
+
+
+def test_crop_origin_adds_up_the_crops_of_a_chain_and_matches_the_pixels() -> None:
+    from marktrace.inference.enhance.chains import crop_origin
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (80, 120), dtype=np.uint8)
+    steps = [
+        TrailStep(name="crop", params={"x0": 10, "y0": 4, "x1": 110, "y1": 70}),
+        TrailStep(name="invert"),
+        TrailStep(name="crop", params={"x0": 5, "y0": 6, "x1": 50, "y1": 40}),
+    ]
+    assert crop_origin(steps) == (15, 10)
+    assert crop_origin([TrailStep(name="invert")]) == (0, 0)
+    out = run_chain(image, steps)
+    assert np.array_equal(out, 255 - image[10:44, 15:60])
