@@ -16,7 +16,7 @@ import numpy as np
 from marktrace.inference.assemble import build_record, merge_alternatives
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
-from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad
+from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
 from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
 from marktrace.inference.items import Item
 from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
@@ -260,10 +260,11 @@ class MarkingReader:
     ) -> list[tuple[Line, DecodedText]]:
         """:meth:`read_image`, each line with the decoding it came from, in reading order."""
         detected = self.detect(image_bgr, long_side)
+        gray = to_gray(image_bgr) if detected else image_bgr  # once per photo, not once per line
         candidates: list[_Candidate] = []
         for det in detected:
             quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
-            crop = rectify_line(image_bgr, quad, self.height, self.settings.max_line_width)
+            crop = rectify_line(gray, quad, self.height, self.settings.max_line_width)
             candidates.append(_Candidate(det, crop, False))
         rotated = [_Candidate(c.detected, np.ascontiguousarray(c.crop[::-1, ::-1]), True) for c in candidates]
         upright = self.recognize([c.crop for c in candidates])
