@@ -138,12 +138,12 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             oriented = ImageOps.exif_transpose(img) if transposed else img
             rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
             pixels = np.asarray(rgb, dtype=np.uint8)
-            for derived in {id(x): x for x in (oriented, rgb) if x is not img}.values():
-                derived.close()  # free Pillow's copies before the BGR one is made (peak memory on large photos)
+            # free Pillow's copies before the BGR one is made (peak memory on large photos)
+            rgb.close()
+            oriented.close()
         except Exception as exc:  # noqa: BLE001
             raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
     array = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    del pixels
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
     )

@@ -23,7 +23,7 @@ from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.recognize import batch_line_crops
-from marktrace.inference.schema import Alternative, CharAlternatives, ImageInfo, ItemResult, Line, View
+from marktrace.inference.schema import Alternative, CharAlternatives, ImageInfo, ItemResult, Line, TrailStep, View
 
 CROP_PAD_X = 0.2
 CROP_PAD_Y = 0.1
@@ -211,7 +211,7 @@ class MarkingReader:
             if box is None:
                 break
             x0, y0, x1, y1 = box
-            sub = np.ascontiguousarray(region[y0:y1, x0:x1])
+            sub = region[y0:y1, x0:x1]  # a view: OpenCV reads it in place, no copy of a large photo
             found = self._detect_once(sub, side)
             if not found:  # keep what the wider view found
                 break
@@ -426,7 +426,6 @@ class MarkingReader:
         cheaper, the trail records the crop, and boxes are mapped back to the photo's pixels.
         """
         from marktrace.inference.enhance.chains import get_chain, make_view
-        from marktrace.inference.schema import TrailStep
 
         found = [np.asarray(line.box, np.float32) for a in attempts for line in a.lines if line.file == image.path]
         region = text_region(found, image.image.shape, self.long_side, pad_lines=CHAIN_REGION_PAD_LINES)

@@ -16,7 +16,7 @@ from marktrace.inference.images import sha256_file
 from marktrace.inference.onnx_models import load_model
 from marktrace.models.calibrate import MIN_LINES, CoreSample, calibrate, collect_samples, fit_geometry, geometry_errors
 from marktrace.models.cli import app
-from marktrace.models.registry import SHIPPED_DIR, default_model, load_registry
+from marktrace.models.registry import SHIPPED_DIR, RegisteredModel, default_model, load_registry
 
 
 def test_fit_recovers_a_known_relation_despite_outliers() -> None:
@@ -62,12 +62,18 @@ def test_the_shipped_detector_is_calibrated_and_a_fit_on_fresh_markings_agrees(t
     }
 
 
-def test_cli_writes_the_fit_and_re_registers_the_file(tmp_path: Path) -> None:
+def _registered_copy(tmp_path: Path) -> tuple[Path, RegisteredModel]:
+    """A models folder holding the shipped registry and a copy of the shipped FP32 detector it registers."""
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copy2(SHIPPED_DIR / "registry.json", folder / "registry.json")
     model = default_model("line_detection", SHIPPED_DIR, "fp32")
     shutil.copy2(model.path(SHIPPED_DIR), folder / model.file)
+    return folder, model
+
+
+def test_cli_writes_the_fit_and_re_registers_the_file(tmp_path: Path) -> None:
+    folder, model = _registered_copy(tmp_path)
     result = CliRunner().invoke(app, ["calibrate", str(folder / model.file), "--images", "45"], terminal_width=300)
     assert result.exit_code == 0, result.output
     assert "re-registered" in result.output
@@ -90,11 +96,7 @@ def _corrupt(path: Path) -> None:
 
 def test_cli_refuses_a_registered_file_that_fails_its_checksum(tmp_path: Path) -> None:
     """A corrupted registered file is neither calibrated nor re-registered (its checksum would be laundered)."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy2(SHIPPED_DIR / "registry.json", folder / "registry.json")
-    model = default_model("line_detection", SHIPPED_DIR, "fp32")
-    shutil.copy2(model.path(SHIPPED_DIR), folder / model.file)
+    folder, model = _registered_copy(tmp_path)
     _corrupt(folder / model.file)
     corrupted = (folder / model.file).read_bytes()
     registry = (folder / "registry.json").read_bytes()
