@@ -34,14 +34,20 @@ class DetectedLine:
     direction_confidence: float
 
 
-def prepare_detector_input(image_bgr: np.ndarray, long_side: int, multiple: int = 32) -> DetectorInput:
-    """Resize so the longer side is ``long_side`` (never upscale beyond 2x), pad to a multiple of 32."""
-    h, w = image_bgr.shape[:2]
+def prepare_detector_input(image: np.ndarray, long_side: int, multiple: int = 32) -> DetectorInput:
+    """Resize so the longer side is ``long_side`` (never upscale beyond 2x), pad to a multiple of 32.
+
+    ``image`` is BGR or gray; a gray one is resized first and then given three equal channels (the same
+    tensor as resizing its BGR copy, without making that copy at full size).
+    """
+    h, w = image.shape[:2]
     scale = long_side / max(h, w)
     scale = min(scale, 2.0)
     new_w, new_h = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interpolation)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    if resized.ndim == 2:
+        resized = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
     pad_h = (multiple - new_h % multiple) % multiple
     pad_w = (multiple - new_w % multiple) % multiple
     padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))

@@ -71,7 +71,7 @@ def rectify_line(image: np.ndarray, quad: Quad, height: int = 64, max_width: int
     out_w = int(min(max(out_w, height // 2), max_width))
     target = np.array([[0, 0], [out_w, 0], [out_w, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(q, target)
-    gray = to_gray(image)
+    gray = image if image.ndim == 2 else to_gray(image)  # warpPerspective only reads it: no copy of a gray photo
     return cv2.warpPerspective(
         gray,
         matrix,

@@ -1,5 +1,9 @@
 """Safe image loading: hash the original, cap pixels before decoding, apply EXIF to a working copy only.
 
+Pillow reads the header (format, size, EXIF orientation); OpenCV decodes JPEG, PNG, BMP and WebP
+straight into the BGR working copy (see :data:`OPENCV_FORMATS`), and Pillow decodes the rest, and any
+file OpenCV refuses, so that its error names the problem.
+
 The original file is only ever read. Every error names the file and the problem. Pillow's own
 decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays on for the whole process: it is only
 raised to the caller's ``max_pixels``, under a lock, while one header is opened.
@@ -130,23 +134,102 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
         if width * height > max_pixels:
             raise ImageTooLargeError(_too_large(name, max_pixels, (width, height)))
-        try:
-            img.load()
-            transposed = _has_orientation(img)
-            # exif_transpose copies the whole photo even when there is nothing to turn: only call it when
-            # the tag asks for a turn (a 12 MP photo is 36 MB per copy)
-            oriented = ImageOps.exif_transpose(img) if transposed else img
-            rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
-            pixels = np.asarray(rgb, dtype=np.uint8)
-            # free Pillow's copies before the BGR one is made (peak memory on large photos)
-            rgb.close()
-            oriented.close()
-        except Exception as exc:  # noqa: BLE001
-            raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
-    array = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        orientation = _header_orientation(img, data)
+        array = None
+        if fmt in OPENCV_FORMATS and orientation is not None:
+            # OpenCV decodes straight into the BGR working copy, with no Pillow buffer beside it (a 45 MP PNG
+            # peaked at 650 MB through Pillow); the stored orientation is then applied here
+            array = _decode_with_opencv(data, width, height)
+        if array is not None and orientation is not None:
+            transposed = orientation in range(2, 9)
+            if transposed:
+                array = apply_orientation(array, orientation)
+        else:  # OpenCV refused it (truncated, corrupt, unusual): Pillow decodes it or names the problem
+            array, transposed = _decode_with_pillow(img, name, fmt)
+            # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag)
+            transposed = transposed or orientation in range(2, 9)
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
     )
+
+
+OPENCV_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"} if int(cv2.__version__.split(".")[0]) >= 5 else ())
+"""Formats decoded by OpenCV. OpenCV 5 refuses truncated JPEG data as Pillow does; OpenCV 4 returned a
+partly grey photo without an error, so with it every format goes through Pillow. TIFF stays with Pillow:
+OpenCV's TIFF reader applies the orientation tag itself, whatever the flags say."""
+
+_ORIENTATION_TAG = 0x0112
+
+
+def _header_orientation(img: Image.Image, data: bytes) -> int | None:
+    """The EXIF orientation (1 = as stored) read from the header only, or None when it needs the pixels.
+
+    Pillow finds a PNG's ``eXIf`` chunk only by decoding the image when the chunk follows the pixels;
+    such a file (rare) is left to the Pillow path, which applies it exactly as before.
+    """
+    try:
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if raw is None:  # an eXIf chunk after the pixel data? Search only from the last IDAT on
+                return None if data.find(b"eXIf", max(data.rfind(b"IDAT"), 0)) >= 0 else 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = img.getexif()
+        return int(exif.get(_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - a malformed EXIF block means no usable orientation
+        return 1
+
+
+def _decode_with_opencv(data: bytes, width: int, height: int) -> np.ndarray | None:
+    """OpenCV's BGR decoding of ``data`` as stored (orientation ignored), or None if OpenCV cannot.
+
+    A result whose size differs from the header's ``width`` x ``height`` is not trusted either.
+    """
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if decoded is None or decoded.shape != (height, width, 3) or decoded.dtype != np.uint8:
+        return None
+    return decoded
+
+
+def _decode_with_pillow(img: Image.Image, name: str, fmt: str | None) -> tuple[np.ndarray, bool]:
+    """Pillow's decoding of an opened image to a BGR working copy, EXIF orientation applied."""
+    try:
+        img.load()
+        transposed = _has_orientation(img)
+        # exif_transpose copies the whole photo even when there is nothing to turn: only call it when
+        # the tag asks for a turn (a 12 MP photo is 36 MB per copy)
+        oriented = ImageOps.exif_transpose(img) if transposed else img
+        rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
+        pixels = np.asarray(rgb, dtype=np.uint8)
+        # free Pillow's copies before the BGR one is made (peak memory on large photos)
+        rgb.close()
+        oriented.close()
+    except Exception as exc:  # noqa: BLE001
+        raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), transposed
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` turned and mirrored as EXIF ``orientation`` (2-8) asks, as Pillow's ``exif_transpose`` does."""
+    if orientation == 2:
+        turned = image[:, ::-1]
+    elif orientation == 3:
+        turned = image[::-1, ::-1]
+    elif orientation == 4:
+        turned = image[::-1]
+    elif orientation == 5:
+        turned = image.swapaxes(0, 1)
+    elif orientation == 6:
+        turned = image.swapaxes(0, 1)[:, ::-1]
+    elif orientation == 7:
+        turned = image.swapaxes(0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        turned = image.swapaxes(0, 1)[::-1]
+    else:
+        return image
+    return np.ascontiguousarray(turned)
 
 
 def _has_orientation(img: Image.Image) -> bool:

@@ -196,16 +196,17 @@ class MarkingReader:
         self.read_image(blank, "warm-up", "")
 
     # -- detection and recognition -------------------------------------------------------------
-    def detect(self, image_bgr: np.ndarray, long_side: int | None = None) -> list[DetectedLine]:
-        """Line quads in original pixels; the detector sees the photo at ``long_side`` (default: the model's).
+    def detect(self, image: np.ndarray, long_side: int | None = None) -> list[DetectedLine]:
+        """Line quads in original pixels; the detector sees the photo (BGR or gray) at ``long_side``.
 
-        With :attr:`ReaderSettings.zoom_to_text`, when the lines found span a small part of a large photo, the
-        detector runs again on that region (a working copy cut from the photo; the photo is not changed) and
-        its lines replace the first ones, up to :data:`ZOOM_MAX_STEPS` times.
+        ``long_side`` defaults to the detector model's. With :attr:`ReaderSettings.zoom_to_text`, when the
+        lines found span a small part of a large photo, the detector runs again on that region (a working copy
+        cut from the photo; the photo is not changed) and its lines replace the first ones, up to
+        :data:`ZOOM_MAX_STEPS` times.
         """
         side = long_side or self.long_side
-        lines = self._detect_once(image_bgr, side)
-        region, origin = image_bgr, np.zeros(2, np.float32)
+        lines = self._detect_once(image, side)
+        region, origin = image, np.zeros(2, np.float32)
         for _ in range(ZOOM_MAX_STEPS if self.settings.zoom_to_text else 0):
             box = text_region([line.quad for line in lines], region.shape, side)
             if box is None:
@@ -220,9 +221,9 @@ class MarkingReader:
             return lines
         return [DetectedLine(np.asarray(d.quad, np.float32) + origin, d.score, d.direction_confidence) for d in lines]
 
-    def _detect_once(self, image_bgr: np.ndarray, long_side: int) -> list[DetectedLine]:
-        """One detector pass over the whole of ``image_bgr`` at ``long_side``."""
-        prepared = prepare_detector_input(image_bgr, long_side)
+    def _detect_once(self, image: np.ndarray, long_side: int) -> list[DetectedLine]:
+        """One detector pass over the whole of ``image`` (BGR or gray) at ``long_side``."""
+        prepared = prepare_detector_input(image, long_side)
         maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
         meta = self.detector.meta
         return postprocess_maps(
@@ -251,16 +252,17 @@ class MarkingReader:
             start = end
         return [r for r in results if r is not None]
 
-    def read_image(self, image_bgr: np.ndarray, file: str, sha256: str, view: str = "original") -> list[Line]:
-        """Detect and recognise every line of one image; boxes are in the image's pixels."""
-        return [line for line, _ in self._read_lines(image_bgr, file, view)]
+    def read_image(self, image: np.ndarray, file: str, sha256: str, view: str = "original") -> list[Line]:
+        """Detect and recognise every line of one image (BGR or gray); boxes are in the image's pixels."""
+        return [line for line, _ in self._read_lines(image, file, view)]
 
     def _read_lines(
-        self, image_bgr: np.ndarray, file: str, view: str, long_side: int | None = None
+        self, image: np.ndarray, file: str, view: str, long_side: int | None = None
     ) -> list[tuple[Line, DecodedText]]:
         """:meth:`read_image`, each line with the decoding it came from, in reading order."""
-        detected = self.detect(image_bgr, long_side)
-        gray = to_gray(image_bgr) if detected else image_bgr  # once per photo, not once per line
+        detected = self.detect(image, long_side)
+        # gray once per photo, not once per line; a gray view (an enhancement chain's) is read as it is
+        gray = to_gray(image) if detected and image.ndim == 3 else image
         candidates: list[_Candidate] = []
         for det in detected:
             quad = pad_quad(det.quad, CROP_PAD_X, CROP_PAD_Y)
@@ -311,9 +313,7 @@ class MarkingReader:
 
         Boxes go back to the photo's pixels by ``1 / scale`` or by the 2x3 affine ``to_original``.
         """
-        pairs = self._read_lines(
-            image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), file, view, long_side
-        )
+        pairs = self._read_lines(image, file, view, long_side)
         lines = [line for line, _ in pairs]
         if scale != 1.0:
             for line in lines:

@@ -105,8 +105,13 @@ def _resolve(record: IdentificationRecord, name: str) -> tuple[Any, str | int, R
     """Find the container and key of a field path like ``manufacturer`` or ``import_marks[0].importer``."""
     parts = name.replace("]", "").replace("[", ".").split(".")
     container: Any = record
-    for p in parts[:-1]:
-        container = container[int(p)] if p.isdigit() else getattr(container, p, None)
+    for p in parts[:-1]:  # only the record's own fields and list positions: never other attributes
+        if p.isdigit() and isinstance(container, list) and int(p) < len(container):
+            container = container[int(p)]
+        elif not p.isdigit() and isinstance(container, BaseModel) and p in type(container).model_fields:
+            container = getattr(container, p)
+        else:
+            container = None
         if container is None:
             raise ReviewError(f"unknown field path {name!r}")
     last: str | int = int(parts[-1]) if parts[-1].isdigit() else parts[-1]

@@ -156,7 +156,10 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def _clip_u8(arr: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    """Round, clip to 0..255 and cast to uint8, working in place on ``arr`` (a float temporary of the caller)."""
+    np.rint(arr, out=arr)
+    np.clip(arr, 0, 255, out=arr)
+    return arr.astype(np.uint8)
 
 
 def _per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -190,21 +193,23 @@ def _crop(image: Image, p: CropParams) -> Image:
 @_register("flatten_background", FlattenParams, "Remove slow illumination changes (divide/subtract).")
 def _flatten(image: Image, p: FlattenParams) -> Image:
     def one(ch: np.ndarray) -> np.ndarray:
+        src = ch.astype(np.float32)
         if p.background == "gaussian":
-            bg = cv2.GaussianBlur(ch.astype(np.float32), (0, 0), sigmaX=p.sigma, sigmaY=p.sigma,
-                                  borderType=cv2.BORDER_REFLECT)
+            bg = cv2.GaussianBlur(src, (0, 0), sigmaX=p.sigma, sigmaY=p.sigma, borderType=cv2.BORDER_REFLECT)
         else:
             k = 2 * int(round(p.sigma)) + 1
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
             op = cv2.MORPH_CLOSE if p.background == "morph_close" else cv2.MORPH_OPEN
             bg = cv2.morphologyEx(ch, op, kernel, borderType=cv2.BORDER_REFLECT).astype(np.float32)
-        src = ch.astype(np.float32)
-        out: np.ndarray
+        # in place, in the order src * 128 / max(bg, 1) and src - bg + 128 (two float copies of a large
+        # photo, not five; the same float32 operations, so recorded trails replay bit for bit)
         if p.mode == "divide":
-            out = src * np.float32(128.0) / np.maximum(bg, np.float32(1.0))
+            src *= np.float32(128.0)
+            src /= np.maximum(bg, np.float32(1.0), out=bg)
         else:
-            out = src - bg + np.float32(128.0)
-        return _clip_u8(out)
+            src -= bg
+            src += np.float32(128.0)
+        return _clip_u8(src)
 
     return _per_channel(image, one)
 
@@ -226,7 +231,9 @@ def _morph(image: Image, p: MorphParams, op: int) -> Image:
         res = cv2.morphologyEx(ch, op, kernel, borderType=cv2.BORDER_REFLECT)
         if p.gain == 1.0:
             return res
-        return _clip_u8(res.astype(np.float32) * np.float32(p.gain))
+        scaled = res.astype(np.float32)
+        scaled *= np.float32(p.gain)
+        return _clip_u8(scaled)
 
     return _per_channel(image, one)
 
@@ -281,7 +288,8 @@ def _ridge(image: Image, p: RidgeParams) -> Image:
     top = float(np.percentile(resp, p.clip_percentile))
     if top <= 0:
         return np.zeros(resp.shape, np.uint8)
-    return _clip_u8(resp * np.float32(255.0 / top))
+    resp *= np.float32(255.0 / top)
+    return _clip_u8(resp)
 
 
 @_register("denoise", DenoiseParams, "Bilateral filter or non-local means.")
@@ -299,8 +307,11 @@ def _denoise(image: Image, p: DenoiseParams) -> Image:
 def _unsharp(image: Image, p: UnsharpParams) -> Image:
     def one(ch: np.ndarray) -> np.ndarray:
         src = ch.astype(np.float32)
-        blur = cv2.GaussianBlur(src, (0, 0), sigmaX=p.sigma, sigmaY=p.sigma, borderType=cv2.BORDER_REFLECT)
-        return _clip_u8(src + np.float32(p.amount) * (src - blur))
+        detail = cv2.GaussianBlur(src, (0, 0), sigmaX=p.sigma, sigmaY=p.sigma, borderType=cv2.BORDER_REFLECT)
+        np.subtract(src, detail, out=detail)  # src + amount * (src - blur), in place
+        np.multiply(detail, np.float32(p.amount), out=detail)
+        np.add(detail, src, out=detail)
+        return _clip_u8(detail)
 
     return _per_channel(image, one)
 
@@ -318,8 +329,10 @@ def _normalize(image: Image, p: NormalizeParams) -> Image:
     lo, hi = np.percentile(image, [p.low_pct, p.high_pct])
     if hi <= lo:
         return image.copy()
-    scale = np.float32(255.0 / (hi - lo))
-    return _clip_u8((image.astype(np.float32) - np.float32(lo)) * scale)
+    stretched = image.astype(np.float32)
+    stretched -= np.float32(lo)
+    stretched *= np.float32(255.0 / (hi - lo))
+    return _clip_u8(stretched)
 
 
 def validate_step(step: TrailStep) -> TrailStep:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from marktrace.inference.detect import CORE_SHRINK, LineGeometry, measure_core, postprocess_maps
+from marktrace.inference.detect import CORE_SHRINK, LineGeometry, measure_core, postprocess_maps, prepare_detector_input
 from marktrace.inference.geometry import quad_size
 
 
@@ -67,3 +68,13 @@ def test_line_geometry_round_trips_and_rejects_bad_metadata() -> None:
         LineGeometry.from_json('{"height_per_core": 2}')
     with pytest.raises(ValueError, match="out of range"):
         LineGeometry.from_json(LineGeometry(height_per_core=50.0).to_json())
+
+
+@pytest.mark.parametrize("long_side", [64, 640])  # shrunk (INTER_AREA) and enlarged (INTER_LINEAR)
+def test_a_gray_photo_gives_the_tensor_of_its_bgr_copy(long_side: int) -> None:
+    rng = np.random.default_rng(4)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (150, 230), dtype=np.uint8), (5, 5), 0)
+    from_gray = prepare_detector_input(gray, long_side)
+    from_bgr = prepare_detector_input(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), long_side)
+    assert from_gray.tensor.shape == from_bgr.tensor.shape and from_gray.tensor.shape[-1] == 3
+    assert np.array_equal(from_gray.tensor, from_bgr.tensor) and from_gray.scale == from_bgr.scale

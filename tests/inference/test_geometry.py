@@ -40,3 +40,13 @@ def test_rectify_line_turns_upside_down_text_upright():
     assert recovered.shape == upright.shape
     assert np.abs(recovered.astype(int) - upright.astype(int)).mean() < 3
     assert upright.std() > 20
+
+
+def test_rectify_reads_a_gray_photo_as_its_bgr_copy_and_leaves_it_alone() -> None:
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (120, 200), dtype=np.uint8)
+    before = gray.copy()
+    quad = np.array([[20, 30], [170, 40], [168, 80], [18, 70]], np.float32)
+    crop = rectify_line(gray, quad, height=32)
+    assert np.array_equal(crop, rectify_line(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), quad, height=32))
+    assert np.array_equal(gray, before)

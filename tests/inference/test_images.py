@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from marktrace.inference.images import ImageLoadError, ImageTooLargeError, decode_image, load_image, probe_image
 
@@ -106,3 +106,62 @@ def test_max_pixels_above_pillows_limit_is_honoured_locally(monkeypatch: pytest.
     with pytest.raises(ImageTooLargeError, match="over the limit of 100"):
         decode_image(_png(20, 20), "small.png", max_pixels=100)
     assert Image.MAX_IMAGE_PIXELS == 1_000
+
+
+def _textured(width: int = 50, height: int = 30) -> Image.Image:
+    rng = np.random.default_rng(1)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _pillow_reference(data: bytes) -> np.ndarray:
+    """What Pillow makes of ``data``: EXIF orientation applied, RGB, then BGR."""
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillows_transpose(fmt: str, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    _textured().save(buffer, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    loaded = decode_image(buffer.getvalue(), f"photo.{fmt.lower()}")
+    assert loaded.exif_transposed == (orientation != 1)
+    assert np.array_equal(loaded.image, _pillow_reference(buffer.getvalue()))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_png_orientation_stored_after_the_pixels_is_applied() -> None:
+    buffer = io.BytesIO()
+    _textured().save(buffer, format="PNG")
+    png = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    iend = png.rindex(b"IEND") - 4  # the eXIf chunk goes between the last IDAT and IEND
+    late = png[:iend] + _png_chunk(b"eXIf", exif.tobytes()[6:]) + png[iend:]  # eXIf holds TIFF data, no "Exif\0\0"
+    loaded = decode_image(late, "late.png")
+    assert loaded.exif_transposed and loaded.image.shape == (50, 30, 3)
+    assert np.array_equal(loaded.image, _pillow_reference(late))
+
+
+def test_truncated_jpeg_is_refused_not_half_grey() -> None:
+    buffer = io.BytesIO()
+    _textured(400, 300).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    for cut in (len(data) // 2, len(data) - 2):
+        with pytest.raises(ImageLoadError, match=r"cut\.jpg: corrupt or truncated JPEG data"):
+            decode_image(data[:cut], "cut.jpg")
+
+
+def test_sixteen_bit_gray_png_keeps_its_tones() -> None:
+    levels = np.array([[0, 100, 200, 255]], dtype=np.uint16) * 257  # 16-bit copies of 8-bit greys
+    buffer = io.BytesIO()
+    Image.fromarray(np.repeat(levels, 3, axis=0)).save(buffer, format="PNG")
+    loaded = decode_image(buffer.getvalue(), "deep.png")
+    assert loaded.image.shape == (3, 4, 3)
+    assert loaded.image[0, :, 0].tolist() == [0, 100, 200, 255]

@@ -90,6 +90,18 @@ def test_review_appends_history() -> None:
     assert rec.year_of_manufacture is not None and rec.year_of_manufacture.evidence.method == "examiner"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["0.", "0.serial_number", "serial_number.0.x", "import_marks[7].importer", "import_marks.x.importer",
+     "__class__.serial_number", "serial_number.__dict__", ".serial_number", "import_marks[0].__class__"],
+)
+def test_review_refuses_paths_outside_the_records_fields(path: str) -> None:
+    rec = _record()
+    before = rec.model_dump(mode="json")
+    with pytest.raises(ReviewError, match="unknown field"):
+        review_field(rec, path, "rejected", "examiner-7")
+    assert rec.model_dump(mode="json") == before
+
 def test_tracing_request_refused_until_confirmed() -> None:
     rec = _record()
     with pytest.raises(UnconfirmedFieldsError) as err:

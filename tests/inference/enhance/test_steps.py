@@ -114,3 +114,34 @@ def test_crop_cuts_exactly_the_rectangle_and_refuses_one_outside_the_image() -> 
         apply_step(img, TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 97, "y1": 60}))
     with pytest.raises(StepError, match="not inside"):
         apply_step(img, TrailStep(name="crop", params={"x0": 50, "y0": 5, "x1": 50, "y1": 60}))
+
+
+def _u8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def test_float_steps_equal_their_written_formulas() -> None:
+    """The steps work in place on float32 copies; the result is the formula's, bit for bit (old trails replay)."""
+    import cv2
+
+    gray = _photo(11, color=False)
+    src = gray.astype(np.float32)
+    reflect = cv2.BORDER_REFLECT
+    bg = cv2.GaussianBlur(src, (0, 0), sigmaX=9.0, sigmaY=9.0, borderType=reflect)
+    blur = cv2.GaussianBlur(src, (0, 0), sigmaX=2.0, sigmaY=2.0, borderType=reflect)
+    closed = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15)),
+                              borderType=reflect)
+    lo, hi = np.percentile(gray, [1.0, 99.0])
+    expected = {
+        ("flatten_background", (("sigma", 9.0), ("mode", "divide"))):
+            _u8(src * np.float32(128.0) / np.maximum(bg, np.float32(1.0))),
+        ("flatten_background", (("sigma", 9.0), ("mode", "subtract"))): _u8(src - bg + np.float32(128.0)),
+        ("unsharp", (("sigma", 2.0), ("amount", 1.5))): _u8(src + np.float32(1.5) * (src - blur)),
+        ("blackhat", (("ksize", 15), ("shape", "ellipse"), ("gain", 2.5))):
+            _u8(closed.astype(np.float32) * np.float32(2.5)),
+        ("normalize", (("low_pct", 1.0), ("high_pct", 99.0))):
+            _u8((src - np.float32(lo)) * np.float32(255.0 / (hi - lo))),
+    }
+    for (name, params), want in expected.items():
+        got = apply_step(gray, validate_step(TrailStep(name=name, params=dict(params))))
+        assert np.array_equal(got, want), name
