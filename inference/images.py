@@ -26,7 +26,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 80_000_000
 """Largest image (width x height) decoded by default: above a 50 MP camera, far below a decompression bomb."""
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"})
+"""Suffixes of the photos a batch reads (HEIC/HEIF, the iPhone's default, needs the ``heif`` extra)."""
+
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+"""Camera raw files: found by a batch and refused with a clear error. Some hold a small JPEG preview that a
+decoder would read without a word; the examiner exports the photo from the raw converter instead."""
+
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+"""ISO-BMFF brands of HEIC/HEIF photos (AVIF's ``avif`` brand is not among them)."""
 
 
 class ImageLoadError(ValueError):
@@ -118,7 +126,14 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     """
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    if Path(name).suffix.lower() in RAW_SUFFIXES:
+        raise ImageLoadError(
+            f"{name}: camera raw file ({Path(name).suffix}); marktrace reads JPEG, PNG, TIFF, BMP, WebP and HEIC: "
+            "export the photo at full size from the raw converter"
+        )
     digest = sha256_bytes(data)
+    if is_heif(data):
+        enable_heif(name)
     try:
         img = _open_within_limit(data, max_pixels)
     except Image.DecompressionBombError:
@@ -146,8 +161,12 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
                 array = apply_orientation(array, orientation)
         else:  # OpenCV refused it (truncated, corrupt, unusual): Pillow decodes it or names the problem
             array, transposed = _decode_with_pillow(img, name, fmt)
-            # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag)
-            transposed = transposed or orientation in range(2, 9)
+            # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag); so does
+            # libheif for a HEIF photo, whose header then gives the turned size
+            stored = int(img.info.get("original_orientation") or 1) if fmt == "HEIF" else 1
+            transposed = transposed or orientation in range(2, 9) or stored in range(2, 9)
+            if stored in range(5, 9):
+                width, height = height, width
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed
     )
@@ -159,6 +178,41 @@ partly grey photo without an error, so with it every format goes through Pillow.
 OpenCV's TIFF reader applies the orientation tag itself, whatever the flags say."""
 
 _ORIENTATION_TAG = 0x0112
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether ``data`` starts like a HEIC/HEIF photo (an ISO-BMFF ``ftyp`` box with a HEIF brand)."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(data[:4], "big")
+    box = data[8 : min(max(size, 16), 256)]
+    brands = [box[:4]] + [box[i : i + 4] for i in range(8, len(box) - 3, 4)]  # major, then compatible brands
+    return any(brand in HEIF_BRANDS for brand in brands)
+
+
+_HEIF_LOCK = threading.Lock()
+_heif_enabled = False
+
+
+def enable_heif(name: str) -> None:
+    """Let Pillow open HEIC/HEIF photos (``pillow-heif``'s opener, registered once, when the first one comes).
+
+    Raises:
+        ImageLoadError: naming ``name``, when the optional ``heif`` extra is not installed.
+    """
+    global _heif_enabled
+    with _HEIF_LOCK:
+        if _heif_enabled:
+            return
+        try:
+            import pillow_heif  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            raise ImageLoadError(
+                f"{name}: HEIC/HEIF photo; reading it needs the optional 'heif' extra "
+                "(pip install 'marktrace[heif]'), or convert it to JPEG"
+            ) from None
+        pillow_heif.register_heif_opener()
+        _heif_enabled = True
 
 
 def _header_orientation(img: Image.Image, data: bytes) -> int | None:
@@ -251,8 +305,9 @@ def load_image(
     return decode_image(data, label, max_pixels=max_pixels)
 
 
-PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
-"""Formats :func:`probe_image` accepts (an allow-list: no exotic decoders on untrusted input)."""
+PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "HEIF")
+"""Formats :func:`probe_image` accepts (an allow-list: no exotic decoders on untrusted input; HEIF only once
+:func:`enable_heif` has registered its opener)."""
 
 
 def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
@@ -266,8 +321,11 @@ def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    if is_heif(data):
+        enable_heif(name)
+    formats = PROBE_FORMATS if _heif_enabled else tuple(f for f in PROBE_FORMATS if f != "HEIF")
     try:
-        with _open_within_limit(data, max_pixels, PROBE_FORMATS) as probe:
+        with _open_within_limit(data, max_pixels, formats) as probe:
             width, height = probe.size
             fmt = probe.format or "unknown"
     except Image.DecompressionBombError:

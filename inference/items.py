@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from marktrace.inference.images import IMAGE_SUFFIXES
+from marktrace.inference.images import IMAGE_SUFFIXES, RAW_SUFFIXES
 
 LIGHT_FILE_NAMES = ("lights.json",)
 LIGHT_FILE_SUFFIXES = (".lp",)
@@ -63,8 +63,13 @@ def light_file_in(folder: Path, names: list[str]) -> Path | None:
 
 
 def is_image_name(name: str) -> bool:
-    """Whether a file name carries an image suffix (the content is checked only when read)."""
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    """Whether a file name carries a photo's suffix (the content is checked only when read).
+
+    Camera raw files count: they become items whose error says to export the photo, rather than being
+    passed over without a word.
+    """
+    suffix = Path(name).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix in RAW_SUFFIXES
 
 
 def discover_items(root: Path) -> list[Item]:

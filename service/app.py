@@ -1032,7 +1032,7 @@ def _check_images(files: list[tuple[str, TempUpload]], max_pixels: int) -> list[
         sniffed = sniff_image_type(temp.head)
         if sniffed is None:
             raise UploadError(
-                415, "Unsupported Media Type", f"{name}: content is not a JPEG, PNG, TIFF, BMP or WebP image"
+                415, "Unsupported Media Type", f"{name}: content is not a JPEG, PNG, TIFF, BMP, WebP or HEIC image"
             )
         data = temp.path.read_bytes()
         try:

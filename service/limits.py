@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from marktrace.inference.images import is_heif
 from marktrace.service.evidence import EvidenceStore, TempUpload
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ def sniff_image_type(head: bytes) -> str | None:
             if fmt == "WEBP" and head[:4] != b"RIFF":
                 continue
             return fmt
-    return None
+    return "HEIF" if is_heif(head) else None
 
 
 @dataclass

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -165,3 +166,57 @@ def test_sixteen_bit_gray_png_keeps_its_tones() -> None:
     loaded = decode_image(buffer.getvalue(), "deep.png")
     assert loaded.image.shape == (3, 4, 3)
     assert loaded.image[0, :, 0].tolist() == [0, 100, 200, 255]
+
+
+def _heic(image: Image.Image, orientation: int = 1) -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buffer, quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _banded(width: int = 64, height: int = 40) -> Image.Image:
+    pixels = np.full((height, width, 3), 30, np.uint8)
+    pixels[:, : width // 4] = 230  # a bright band on the left as stored
+    return Image.fromarray(pixels)
+
+
+def test_heic_photo_decodes_to_the_stored_pixels() -> None:
+    data = _heic(_banded())
+    loaded = decode_image(data, "iphone/IMG_0001.HEIC")
+    assert loaded.image.shape == (40, 64, 3) and not loaded.exif_transposed
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    assert loaded.image[:, :10].mean() > 200 and loaded.image[:, 24:].mean() < 60  # lossy, but the band is there
+    assert probe_image(data, "IMG_0001.HEIC") == ("HEIF", 64, 40)
+
+
+def test_heic_orientation_is_applied_once_and_recorded() -> None:
+    loaded = decode_image(_heic(_banded(), orientation=6), "turned.heic")
+    # shown turned 90 degrees clockwise: the band that was on the left is now along the top
+    assert loaded.image.shape == (64, 40, 3) and loaded.exif_transposed
+    assert loaded.original_size == (64, 40)
+    assert loaded.image[:10].mean() > 200 and loaded.image[24:].mean() < 60
+
+
+def test_heic_without_the_extra_names_the_file_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from marktrace.inference import images
+
+    data = _heic(_banded())
+    monkeypatch.setattr(images, "_heif_enabled", False)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if not installed
+    with pytest.raises(ImageLoadError, match=r"IMG_7\.heic: HEIC/HEIF photo; .*marktrace\[heif\]"):
+        decode_image(data, "IMG_7.heic")
+    with pytest.raises(ImageLoadError, match=r"IMG_7\.heic: HEIC/HEIF photo"):
+        probe_image(data, "IMG_7.heic")
+
+
+@pytest.mark.parametrize("name", ["DSC_0042.NEF", "IMG_1.CR2", "photo.dng"])
+def test_camera_raw_files_are_refused_by_name(name: str) -> None:
+    buffer = io.BytesIO()
+    _textured().save(buffer, format="TIFF")  # a DNG is a TIFF: a decoder would read its preview without a word
+    with pytest.raises(ImageLoadError, match=rf"{re.escape(name)}: camera raw file .*export the photo"):
+        decode_image(buffer.getvalue(), name)

@@ -111,3 +111,10 @@ def test_the_light_file_is_chosen_as_the_reader_loads_it(tmp_path):
     for folder in (both, lps):
         assert by_name[folder.name].light_file == find_light_file(folder)
     assert by_name["both"].light_file.name == "lights.json" and by_name["lps"].light_file.name == "b.lp"
+
+
+def test_heic_photos_and_camera_raw_files_become_items(tmp_path):
+    for name in ("a.HEIC", "b.heif", "c.CR2", "d.dng", "notes.txt", "e.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    names = [item.name for item in discover_items(tmp_path)]
+    assert names == ["a.HEIC", "b.heif", "c.CR2", "d.dng", "e.jpg"]  # raw files too: each gets its error line

@@ -315,3 +315,19 @@ def test_queue_full_answers_503(client: TestClient, keys) -> None:
         for s in slots:
             s.close()
     assert post(client, keys.a, [("p.png", make_image(seed=11))]).status_code == 201
+
+
+def test_heic_upload_is_read(client: TestClient, keys) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.open(io.BytesIO(make_image(96, 64)))).save(buffer, quality=90)
+    heic = buffer.getvalue()
+    r = post(client, keys.a, [("IMG_0001.HEIC", heic)])
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["sha256"]["IMG_0001.HEIC"] == hashlib.sha256(heic).hexdigest()
+    assert client.get(body["originals"][0]["url"], headers=auth(keys.a)).content == heic  # kept exactly
+    lying = post(client, keys.a, [("fake.heic", heic[:40] + b"\x00" * 400)])  # a HEIF header, no picture
+    assert lying.status_code == 422 and "fake.heic" in lying.json()["detail"]
