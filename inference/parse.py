@@ -374,6 +374,8 @@ class _Parser:
         self.serials: list[_Cand] = []
         self.years: list[_Cand] = []
         self.pending_years: list[_Cand] = []
+        self.prefixed_years: list[tuple[_Cand, int, int]] = []
+        """Years read after a short letter token ('HY 1915'): (year candidate, letter token, year token)."""
         self.types: list[_Cand] = []
         self.imports: list[dict[str, _Cand | None]] = []
         self.proofs: list[_Cand] = []
@@ -963,8 +965,12 @@ class _Parser:
                 continue
             ym = _YEAR.match(tok)
             if ym and 1870 <= int(ym.group(1)) <= now:
-                self.years.append(_Cand(int(ym.group(1)), st.conf * 0.7, i, tok, "four_digit_year"))
+                year = _Cand(int(ym.group(1)), st.conf * 0.7, i, tok, "four_digit_year")
+                self.years.append(year)
                 st.used[k] = "year"
+                prev = toks[k - 1] if k > 0 else ""
+                if tok.isdigit() and 1 <= len(prev) <= 3 and prev.isalpha() and prev not in _MODEL_WORDS:
+                    self.prefixed_years.append((year, k - 1, k))
                 continue
             if tok in ("Г", "G", "R") and k > 0 and st.used[k - 1] == "year":
                 st.used[k] = "year"
@@ -1012,6 +1018,29 @@ class _Parser:
                 raw = raw + " " + toks[end]
                 self._serial_candidate(i, st, raw, start_k, end)
             k += 1
+
+    def _year_like_serials(self) -> None:
+        """With no serial candidate at all, a letter prefix and a year ('HY 1915') is read as the serial.
+
+        Every marking the ITI asks for has a serial and only some have a year, so such a line is the serial's
+        likeliest reading; it is taken at lower confidence with a flag, and the year it would have given
+        becomes the serial's alternative reading in the flag rather than a field.
+        """
+        for year, prefix_k, year_k in self.prefixed_years:
+            st = self.states[year.line]
+            if st.used[prefix_k] is not None or st.used[year_k] != "year":
+                continue
+            before = len(self.serials)
+            self._serial_candidate(year.line, st, f"{st.tokens[prefix_k]} {st.tokens[year_k]}", prefix_k, year_k)
+            if len(self.serials) == before:
+                continue
+            cand = self.serials[-1]
+            cand.conf *= 0.7
+            cand.flags.append({"kind": "year_like_serial", "year": year.value,
+                               "note": "read as the serial (no other line looks like one); it could also be a "
+                                       "letter code and a year"})
+            self.years.remove(year)
+            st.used[year_k] = None
 
     def _serial_candidate(self, i: int, st: _LineState, raw: str, start_k: int, end_k: int) -> None:
         value = raw.replace(" ", "")
@@ -1216,6 +1245,8 @@ class _Parser:
                         model_spans.add((top.line, k))
         self.serials = [c for c in self.serials if not c.extra.get("tokens") or not any(
             (c.line, k) in model_spans for k in range(c.extra["tokens"][0], c.extra["tokens"][1] + 1))]
+        if not self.serials:
+            self._year_like_serials()
         # serial
         serial: _Cand | None = None
         if self.serials:

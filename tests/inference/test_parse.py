@@ -48,6 +48,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("K123456", {"serial": "K123456"}),
     ("248-12345", {"serial": "248-12345"}),
     ("BDE1234", {"serial": "BDE1234"}),
+    # letters and a year-like number: the serial when no other line looks like one, else a year
+    ("MADE IN CZECH REPUBLIC | HY 1915", {"serial": "HY1915", "year": None, "country": "CZ"}),
+    ("HY 1915 | AB12345", {"serial": "AB12345", "year": 1915}),
+    ("MOD 1915", {"serial": None, "year": 1915}),
     ("25-012345", {"serial": "25-012345"}),
     ("EAA12345", {"serial": "EAA12345"}),
     ("S/N: AB12O45", {"serial": "AB12045"}),
@@ -459,6 +463,15 @@ def test_serial_role_prefers_serial_over_calibre_year_and_model(registry: Regist
     assert rec["serial_number"].value == "BER123456Z"
     assert rec["year_of_manufacture"].value == 1999
     assert rec["model"].value == "92FS"
+
+
+def test_a_year_like_serial_is_flagged_with_the_year_it_could_be(registry: Registry) -> None:
+    serial = parse_lines(_lines("HY 1987"), registry)["serial_number"]  # HY: no country code (KP 1987: an import mark)
+    assert serial.value == "HY1987"
+    flag = next(f for f in serial.flags if f["kind"] == "year_like_serial")
+    assert flag["year"] == 1987
+    plain = parse_lines(_lines("HY 19873"), registry)["serial_number"]  # not a year: the usual confidence
+    assert serial.confidence < plain.confidence and not plain.flags
 
 
 def test_derived_view_suggests_obliteration(registry: Registry) -> None:
