@@ -1023,8 +1023,8 @@ class _Parser:
         """With no serial candidate at all, a letter prefix and a year ('HY 1915') is read as the serial.
 
         Every marking the ITI asks for has a serial and only some have a year, so such a line is the serial's
-        likeliest reading; it is taken at lower confidence with a flag, and the year it would have given
-        becomes the serial's alternative reading in the flag rather than a field.
+        likeliest reading. It is taken at lower confidence, flagged ``year_like_serial`` with the year it
+        would otherwise have given, and that year is not filled in.
         """
         for year, prefix_k, year_k in self.prefixed_years:
             st = self.states[year.line]
