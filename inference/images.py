@@ -52,7 +52,8 @@ class LoadedImage:
     path: str
     sha256: str
     image: np.ndarray
-    """HxWx3 uint8 BGR working copy."""
+    """HxWx3 uint8 BGR working copy (HxW gray for a multi-light stack's photos once they have been read
+    directly: the photometric stack needs no more)."""
     original_size: tuple[int, int]
     """(width, height) of the stored pixels before EXIF orientation."""
     exif_transposed: bool

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,27 @@ class _Candidate:
     detected: DetectedLine
     crop: np.ndarray
     flipped: bool
+
+
+@dataclass
+class _StackBuild:
+    """A multi-light item's photos as they are read, one at a time (:meth:`MarkingReader._add_stack_photo`)."""
+
+    n: int
+    """Photos the item has: the stack's working size is the one for all of them."""
+    direct: list[_Attempt] = field(default_factory=list)
+    """Each photo's direct read, in order."""
+    shown: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Photo name -> (width, height) as shown (EXIF orientation applied)."""
+    photo_size: tuple[int, int] | None = None
+    """(width, height) of the first photo; the working copies hold while every photo has it."""
+    uniform: bool = True
+    read_s: float = 0.0
+    """Seconds spent in the direct reads (apart from decoding)."""
+
+    def working_copies_hold(self, loaded: int) -> bool:
+        """Whether the kept working copies are the stack's: every photo decoded, all of one size."""
+        return self.uniform and loaded == self.n
 
 
 class MarkingReader:
@@ -330,13 +352,30 @@ class MarkingReader:
         The reading with the most confident serial number wins; the serials of the other attempts become
         its alternatives, and the views that were tried are listed with their trails.
         """
-        from marktrace.inference.enhance.photometric import LightFileError
-
-        timings: dict[str, float] = {}
-        problems: list[str] = []
         t0 = time.perf_counter()
         attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original") for img in images]
-        timings["direct_ms"] = _ms(t0)
+        return self._read_decoded(item_name, images, lights, attempts, t0)
+
+    def _read_decoded(
+        self,
+        item_name: str,
+        images: Sequence[LoadedImage],
+        lights: LightDirections | None,
+        attempts: list[_Attempt],
+        t0: float,
+        shown: Mapping[str, tuple[int, int]] | None = None,
+        photo_size: tuple[int, int] | None = None,
+    ) -> ItemResult:
+        """:meth:`read_loaded` once every photo has been read directly (``attempts``, in order; timed from ``t0``).
+
+        The photos of a multi-light item (three or more) are only used in gray from here on (the photometric
+        stack), so :meth:`_read_stack` hands them over in gray, as the stack's working copies of photos of
+        ``photo_size`` (width, height) when given; ``shown`` then gives each photo's size as shown.
+        """
+        from marktrace.inference.enhance.photometric import LightFileError
+
+        timings: dict[str, float] = {"direct_ms": _ms(t0)}
+        problems: list[str] = []
         views: list[View] = []
         best = max(attempts, key=_serial_confidence)
         bar = self.settings.confident_stack if len(images) >= 3 else self.settings.confident
@@ -344,7 +383,7 @@ class MarkingReader:
             t1 = time.perf_counter()
             if len(images) >= 3:
                 try:
-                    views += self._photometric_attempts(images, lights, attempts)
+                    views += self._photometric_attempts(images, lights, attempts, photo_size)
                 except LightFileError as exc:  # the item is still read from its photos; the examiner is told why
                     problems.append(f"{item_name}: no photometric views ({exc}); read from the single photos")
                 timings["photometric_ms"] = _ms(t1)
@@ -390,10 +429,11 @@ class MarkingReader:
             lines=best.lines,
             views=views,
             images={
-                img.path: ImageInfo(width=int(img.image.shape[1]), height=int(img.image.shape[0]),
+                img.path: ImageInfo(width=size[0], height=size[1],
                                     stored_width=img.original_size[0], stored_height=img.original_size[1],
                                     exif_transposed=img.exif_transposed)
                 for img in images
+                for size in [(shown or {}).get(img.path, (int(img.image.shape[1]), int(img.image.shape[0])))]
             },
             timings_ms=timings,
         )
@@ -514,14 +554,19 @@ class MarkingReader:
         return [self._keep_view(image.path, restored, view)]
 
     def _photometric_attempts(
-        self, images: Sequence[LoadedImage], lights: LightDirections | None, attempts: list[_Attempt]
+        self,
+        images: Sequence[LoadedImage],
+        lights: LightDirections | None,
+        attempts: list[_Attempt],
+        photo_size: tuple[int, int] | None = None,
     ) -> list[View]:
         from marktrace.inference.enhance.photometric import iter_relief_views, stack_from_arrays
 
         names = [Path(img.path).name for img in images]
         # raises LightFileError (photos of different sizes, a photo without a light direction): read_loaded says so
         stack = stack_from_arrays(
-            [img.image for img in images], names, [img.sha256 for img in images], dict(lights) if lights else None
+            [img.image for img in images], names, [img.sha256 for img in images], dict(lights) if lights else None,
+            photo_size=photo_size,
         )
         reference = images[0]
         views: list[View] = []
@@ -598,18 +643,69 @@ class MarkingReader:
         """Read photos given as bytes; bad images give an error result naming the file."""
         loaded: list[LoadedImage] = []
         hashes: dict[str, str] = {}
+        build = _StackBuild(len(files)) if len(files) >= 3 else None  # a stack: one colour photo at a time
         try:
             for name, data in files:
                 image = decode_image(data, name, self.settings.max_pixels)
                 hashes[name] = image.sha256
-                loaded.append(image)
+                loaded.append(image if build is None else self._add_stack_photo(image, build))
         except ImageLoadError as exc:
             return ItemResult(
                 item=item_name, files=[n for n, _ in files], sha256=hashes, status="error", error=str(exc)
             )
         if not loaded:
             return ItemResult(item=item_name, files=[], sha256={}, status="error", error=f"{item_name}: no images")
+        if build is not None:
+            data_of = dict(files)
+            return self._read_stack(item_name, loaded, lights, build,
+                                    lambda img: decode_image(data_of[img.path], img.path, self.settings.max_pixels))
         return self.read_loaded(item_name, loaded, lights)
+
+    def _add_stack_photo(self, image: LoadedImage, build: _StackBuild) -> LoadedImage:
+        """Read one photo of a multi-light stack directly and return it as the stack's working copy.
+
+        Past its direct read a stack photo only feeds the photometric stack, so only its gray working copy
+        (at most a few MP, the stack's own conversion) is kept: sixty 12 MP photos would otherwise hold 2 GB.
+        A photo of another size than the first is kept in full-size gray (the stack will refuse the mix).
+        """
+        from marktrace.inference.enhance.photometric import stack_working_size, working_copy
+
+        t_read = time.perf_counter()
+        build.direct.append(self._attempt(image.image, image.path, image.sha256, "direct", "original"))
+        height, width = image.image.shape[:2]
+        build.shown[image.path] = (width, height)
+        if build.photo_size is None:
+            build.photo_size = (width, height)
+        if build.photo_size == (width, height):
+            work_h, work_w, _ = stack_working_size(height, width, build.n)
+            kept = working_copy(image.image, work_h, work_w)
+        else:
+            build.uniform = False
+            kept = to_gray(image.image)
+        build.read_s += time.perf_counter() - t_read
+        return dataclasses.replace(image, image=kept)
+
+    def _read_stack(
+        self,
+        item_name: str,
+        loaded: list[LoadedImage],
+        lights: LightDirections | None,
+        build: _StackBuild,
+        decode_again: Callable[[LoadedImage], LoadedImage],
+    ) -> ItemResult:
+        """Finish a multi-light item read with :meth:`_add_stack_photo`.
+
+        When some photo could not be decoded or the sizes differ, the kept copies are not the stack's: the
+        photos are decoded again (``decode_again``), in gray for a stack of three or more, in colour for fewer
+        (read as single photos).
+        """
+        t0 = time.perf_counter() - build.read_s
+        if build.working_copies_hold(len(loaded)):
+            return self._read_decoded(item_name, loaded, lights, build.direct, t0, build.shown, build.photo_size)
+        if len(loaded) >= 3:
+            gray = [dataclasses.replace(img, image=to_gray(decode_again(img).image)) for img in loaded]
+            return self._read_decoded(item_name, gray, lights, build.direct, t0, build.shown)
+        return self.read_loaded(item_name, [decode_again(img) for img in loaded], lights)
 
     def read_item(self, item: Item, root: Path) -> ItemResult:
         """Read one discovered item from disk (originals are only read)."""
@@ -627,6 +723,9 @@ class MarkingReader:
         loaded: list[LoadedImage] = []
         hashes: dict[str, str] = {}
         errors: list[str] = []
+        # A stack's photos are read directly as they are decoded and then kept as the photometric stack's working
+        # copies only: one colour photo in memory at a time, not sixty.
+        build = _StackBuild(len(item.files)) if item.kind == "multi_light" and len(item.files) >= 3 else None
         t0 = time.perf_counter()
         for path, name in zip(item.files, names, strict=True):
             try:
@@ -637,8 +736,8 @@ class MarkingReader:
                     hashes[name] = sha256_file(path)  # the evidence is hashed even when it cannot be decoded
                 continue
             hashes[name] = image.sha256
-            loaded.append(image)
-        load_ms = round((time.perf_counter() - t0) * 1000, 1)
+            loaded.append(image if build is None else self._add_stack_photo(image, build))
+        load_ms = round((time.perf_counter() - t0 - (build.read_s if build else 0.0)) * 1000, 1)
         if errors and (item.kind == "photo" or not loaded):
             return ItemResult(item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors))
         lights = None
@@ -654,7 +753,12 @@ class MarkingReader:
                           else load_light_directions(item.files[0].parent))
             except LightFileError as exc:
                 errors.append(str(exc))
-        result = self.read_loaded(item.name, loaded, lights)
+        if build is not None:
+            path_of = dict(zip(names, item.files, strict=True))
+            result = self._read_stack(item.name, loaded, lights, build,
+                                      lambda img: load_image(path_of[img.path], self.settings.max_pixels, img.path))
+        else:
+            result = self.read_loaded(item.name, loaded, lights)
         if errors:
             result.error = "; ".join([*errors, result.error] if result.error else errors)
         result.timings_ms = {"load_ms": load_ms, **result.timings_ms}

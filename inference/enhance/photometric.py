@@ -213,12 +213,27 @@ class LightStack:
         return np.stack([direction_vector(*self.lights[n]) for n in self.names])
 
 
-def _working_size(h: int, w: int, n: int, max_pixels: int, budget: int) -> tuple[int, int, float]:
-    cap = max(16 * 16, min(max_pixels, budget // max(n, 1)))
-    scale = min(1.0, math.sqrt(cap / float(h * w)))
+def stack_working_size(
+    height: int, width: int, n: int, max_pixels: int = DEFAULT_MAX_PIXELS, stack_budget: int = DEFAULT_STACK_BUDGET
+) -> tuple[int, int, float]:
+    """(working height, working width, scale) of a stack of ``n`` photos of ``width`` x ``height``."""
+    cap = max(16 * 16, min(max_pixels, stack_budget // max(n, 1)))
+    scale = min(1.0, math.sqrt(cap / float(height * width)))
     if scale >= 1.0:
-        return h, w, 1.0
-    return max(1, int(round(h * scale))), max(1, int(round(w * scale))), scale
+        return height, width, 1.0
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale))), scale
+
+
+def working_copy(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """One photo's gray working copy at the stack's working ``height`` x ``width`` (area averaging).
+
+    The conversion every stack makes (:func:`stack_from_arrays`); a photo already at that size is only
+    converted to gray.
+    """
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if gray.shape[:2] == (height, width):
+        return gray
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def stack_from_arrays(
@@ -229,8 +244,13 @@ def stack_from_arrays(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     stack_budget: int = DEFAULT_STACK_BUDGET,
+    photo_size: tuple[int, int] | None = None,
 ) -> LightStack:
     """Build a :class:`LightStack` from decoded uint8 gray/BGR working copies (same size each).
+
+    With ``photo_size`` (width, height), ``images`` are already the stack's working copies of photos of that
+    size (:func:`working_copy` at :func:`stack_working_size` for ``len(images)`` photos), made one photo at a
+    time by a reader that did not keep the photos; the stack is the same as from the photos themselves.
 
     Raises:
         LightFileError: fewer than 3 photos, size mismatch, or a photo without a light direction.
@@ -239,11 +259,15 @@ def stack_from_arrays(
         raise LightFileError("images, names and sha256 must have the same length")
     if len(images) < 3:
         raise LightFileError(f"a multi-light item needs at least 3 photos, got {len(images)}")
-    h, w = images[0].shape[:2]
+    w, h = photo_size if photo_size is not None else (images[0].shape[1], images[0].shape[0])
+    wh, ww, scale = stack_working_size(h, w, len(images), max_pixels, stack_budget)
     for img, name in zip(images, names, strict=True):
         if img.dtype != np.uint8 or img.ndim not in (2, 3):
             raise LightFileError(f"{name}: expected a uint8 gray or BGR image, got {img.dtype} {img.shape}")
-        if img.shape[:2] != (h, w):
+        if photo_size is not None and img.shape != (wh, ww):
+            raise LightFileError(f"{name}: {img.shape[1]}x{img.shape[0]} is not the {ww}x{wh} gray working copy "
+                                 f"of a {w}x{h} photo")
+        if photo_size is None and img.shape[:2] != (h, w):
             raise LightFileError(
                 f"{name}: size {img.shape[1]}x{img.shape[0]} differs from {names[0]} ({w}x{h})")
     light_sel: dict[str, tuple[float, float]] | None = None
@@ -252,11 +276,9 @@ def stack_from_arrays(
         if missing:
             raise LightFileError(f"no light direction for photo(s): {', '.join(missing)}")
         light_sel = {n: (float(lights[n][0]), float(lights[n][1])) for n in names}
-    wh, ww, scale = _working_size(h, w, len(images), max_pixels, stack_budget)
     work = np.empty((len(images), wh, ww), np.uint8)
     for i, img in enumerate(images):
-        gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        work[i] = gray if scale == 1.0 else cv2.resize(gray, (ww, wh), interpolation=cv2.INTER_AREA)
+        work[i] = working_copy(img, wh, ww)
     step = TrailStep(
         name="load_stack",
         params={"files": list(names), "grey": "opencv BGR2GRAY", "max_pixels": max_pixels,

@@ -1,0 +1,108 @@
+"""Multi-light folders read one colour photo at a time: the same result as reading them all decoded at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from marktrace.datasets.synth import SynthConfig, render_stack
+from marktrace.inference.images import load_image
+from marktrace.inference.items import Item, discover_items
+from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+from marktrace.inference.schema import ItemResult
+
+
+@pytest.fixture(scope="module")
+def reader() -> MarkingReader:
+    # every direct read counts as unsure, so the photometric views are always made and read
+    return MarkingReader.from_settings(ReaderSettings(confident_stack=1.01, max_photometric_views=2))
+
+
+def _stack_folder(root: Path, n: int = 4, enlarge: float = 1.0) -> Path:
+    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=n)
+    folder = root / "rti"
+    folder.mkdir()
+    lights: dict[str, dict[str, float]] = {}
+    for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
+        if enlarge != 1.0:
+            image = cv2.resize(image, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(folder / f"shot_{k}.png"), image)
+        lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
+    (folder / "lights.json").write_text(json.dumps(lights))
+    return folder
+
+
+def _comparable(result: ItemResult) -> dict[str, Any]:
+    dumped = result.model_dump(mode="json")
+    dumped.pop("timings_ms")
+    return dumped
+
+
+def _item(root: Path) -> Item:
+    (item,) = discover_items(root)
+    return item
+
+
+@pytest.mark.parametrize("enlarge", [1.0, 4.0])  # 4x: photos over the stack's 2 MP cap, kept reduced
+def test_a_stack_folder_reads_as_its_decoded_photos_would(
+    reader: MarkingReader, tmp_path: Path, enlarge: float
+) -> None:
+    folder = _stack_folder(tmp_path, enlarge=enlarge)
+    item = _item(tmp_path)
+    assert item.kind == "multi_light" and len(item.files) == 4
+    streamed = reader.read_item(item, tmp_path)
+    decoded = [load_image(f, name=f"rti/{f.name}") for f in item.files]
+    lights = {name: (v["azimuth_deg"], v["elevation_deg"])
+              for name, v in json.loads((folder / "lights.json").read_text()).items()}
+    at_once = reader.read_loaded(item.name, decoded, lights)
+    assert [v.name for v in streamed.views][:1] == ["photometric:relit_ratio"]  # the stack was used
+    assert _comparable(streamed) == _comparable(at_once)
+    assert set(streamed.timings_ms) >= {"load_ms", "direct_ms", "photometric_ms"}
+
+
+def test_a_stack_with_too_few_readable_photos_is_read_from_them_in_colour(
+    reader: MarkingReader, tmp_path: Path
+) -> None:
+    folder = _stack_folder(tmp_path, n=3)
+    for name in ("shot_1.png", "shot_2.png"):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 3])  # truncated
+    item = _item(tmp_path)
+    result = reader.read_item(item, tmp_path)
+    assert result.status == "ok" and result.error is not None
+    assert "rti/shot_1.png" in result.error and "rti/shot_2.png" in result.error
+    single = reader.read_loaded(item.name, [load_image(folder / "shot_0.png", name="rti/shot_0.png")], None)
+    assert [line.text for line in result.lines] == [line.text for line in single.lines]
+    assert result.images["rti/shot_0.png"].width == single.images["rti/shot_0.png"].width
+
+
+def test_an_uploaded_stack_reads_as_its_decoded_photos_would(reader: MarkingReader, tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    files = [(f"rti/{p.name}", p.read_bytes()) for p in sorted(folder.glob("*.png"))]
+    lights = {name: (v["azimuth_deg"], v["elevation_deg"])
+              for name, v in json.loads((folder / "lights.json").read_text()).items()}
+    uploaded = reader.read_uploaded("rti", files, lights)
+    from marktrace.inference.images import decode_image
+
+    at_once = reader.read_loaded("rti", [decode_image(data, name) for name, data in files], lights)
+    assert uploaded.views and _comparable(uploaded) == _comparable(at_once)
+    bad = reader.read_uploaded("rti", [*files[:2], ("rti/broken.png", files[2][1][:100])], lights)
+    assert bad.status == "error" and "rti/broken.png" in (bad.error or "")
+
+
+def test_a_stack_photo_of_another_size_is_refused_by_name_as_before(reader: MarkingReader, tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    odd = cv2.imread(str(folder / "shot_2.png"))
+    cv2.imwrite(str(folder / "shot_2.png"), cv2.resize(odd, None, fx=0.5, fy=0.5))
+    item = _item(tmp_path)
+    streamed = reader.read_item(item, tmp_path)
+    assert streamed.error is not None
+    assert "shot_2.png: size" in streamed.error and "no photometric views" in streamed.error
+    decoded = [load_image(f, name=f"rti/{f.name}") for f in item.files]
+    lights = {name: (v["azimuth_deg"], v["elevation_deg"])
+              for name, v in json.loads((folder / "lights.json").read_text()).items()}
+    assert _comparable(streamed) == _comparable(reader.read_loaded(item.name, decoded, lights))
