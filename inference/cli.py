@@ -240,8 +240,12 @@ def batch(
             progress.update(task, advance=1, last=label[-40:])
 
         summary = run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
+    from marktrace.inference.items import describe_other_files, other_files
+
+    others = describe_other_files(other_files(folder))
     if summary.total == 0:
-        console.print(f"[yellow]no images found under {folder}; nothing to do[/yellow]")
+        passed_over = f"; {others}" if others else ""
+        console.print(f"[yellow]no images found under {folder}{passed_over}; nothing to do[/yellow]")
         return
     done = summary.ok + summary.errors
     per_item = f", {summary.seconds / done * 1000:.0f} ms per item" if done else ""
@@ -250,6 +254,8 @@ def batch(
         f"[red]{summary.errors} errors[/red], {summary.skipped} already done; "
         f"{summary.seconds:.1f} s{per_item} -> {out}"
     )
+    if others:
+        console.print(f"[yellow]{others}[/yellow]")
 
 
 def verify_view(

@@ -106,3 +106,35 @@ def discover_items(root: Path) -> list[Item]:
             items.append(Item(name=photo.relative_to(base).as_posix(), files=(photo,), kind="photo"))
     items.sort(key=lambda item: item.name)
     return items
+
+
+def other_files(root: Path) -> dict[str, int]:
+    """Files under ``root`` that :func:`discover_items` does not read, counted by suffix (``""``: none).
+
+    Light files and hidden files (``.DS_Store``, ``._IMG_0001.jpg``) are not counted: the count tells an
+    officer what was passed over (``.pdf`` reports, ``.mov`` clips, ``.txt`` notes), not housekeeping.
+    """
+    root = Path(root)
+    counts: dict[str, int] = {}
+    if not root.is_dir():
+        return counts
+    for _, _, filenames in os.walk(root.resolve()):
+        for name in filenames:
+            lower = name.lower()
+            if name.startswith(".") or is_image_name(name) or lower in LIGHT_FILE_NAMES:
+                continue
+            if lower.endswith(LIGHT_FILE_SUFFIXES):
+                continue
+            suffix = Path(lower).suffix
+            counts[suffix] = counts.get(suffix, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_other_files(counts: dict[str, int]) -> str:
+    """``'3 other files not read (.txt 2, .pdf 1)'``, or ``''`` when there are none."""
+    total = sum(counts.values())
+    if not total:
+        return ""
+    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in list(counts.items())[:6])
+    more = ", ..." if len(counts) > 6 else ""
+    return f"{total} other file{'s' if total != 1 else ''} not read ({kinds}{more})"

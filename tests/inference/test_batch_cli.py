@@ -116,9 +116,11 @@ def test_resume_skips_finished_items_and_repairs_a_torn_line(photo_tree, tmp_pat
 
 def test_folder_without_images_is_a_message_not_a_crash(tmp_path):
     (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "report.pdf").write_bytes(b"%PDF-1.4")
     result = runner.invoke(app, ["batch", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 0
     assert "no images found" in result.output
+    assert "1 other file not read (.pdf 1)" in " ".join(result.output.split())  # what was passed over
 
 
 def test_parallel_workers_give_the_same_records(photo_tree, tmp_path):

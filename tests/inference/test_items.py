@@ -118,3 +118,16 @@ def test_heic_photos_and_camera_raw_files_become_items(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     names = [item.name for item in discover_items(tmp_path)]
     assert names == ["a.HEIC", "b.heif", "c.CR2", "d.dng", "e.jpg"]  # raw files too: each gets its error line
+
+
+def test_other_files_are_counted_by_suffix_without_housekeeping(tmp_path):
+    from marktrace.inference.items import describe_other_files, other_files
+
+    (tmp_path / "case").mkdir()
+    for name in ("a.jpg", "b.CR2", "notes.txt", "more.TXT", "case/report.pdf", "case/lights.json", "case/s.lp",
+                 ".DS_Store", "._a.jpg", "README"):
+        (tmp_path / name).write_bytes(b"x")
+    counts = other_files(tmp_path)
+    assert counts == {".txt": 2, "": 1, ".pdf": 1}
+    assert describe_other_files(counts) == "4 other files not read (.txt 2, no suffix 1, .pdf 1)"
+    assert describe_other_files({}) == "" and other_files(tmp_path / "a.jpg") == {}
