@@ -87,6 +87,10 @@ class ReaderSettings:
     so the characters reach the detector at the sizes it was trained on. Boxes stay in the photo's pixels and
     the read stays ``direct``. No effect on photos the marking fills (see README, "Reading photos")."""
     max_photometric_views: int = 5
+    max_stack_direct_reads: int = 12
+    """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
+    all of them still make the photometric stack. A 60-photo dome capture differs only in its lighting, so
+    reading every photo adds seconds and little else; stacks of up to this many are all read."""
     flag_alterations: bool = False
     """Over-stamp flags on the serial field (``overstamp_suspected``: position in the value, score, evidence;
     never a change of the text), scored by a logistic regression on the recognizer's per-step probabilities
@@ -154,6 +158,8 @@ class _StackBuild:
 
     n: int
     """Photos the item has: the stack's working size is the one for all of them."""
+    chosen: frozenset[int]
+    """Positions (in the item's file order) of the photos read directly."""
     direct: list[_Attempt] = field(default_factory=list)
     """Each photo's direct read, in order."""
     shown: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -353,8 +359,21 @@ class MarkingReader:
         its alternatives, and the views that were tried are listed with their trails.
         """
         t0 = time.perf_counter()
-        attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original") for img in images]
+        chosen = self.direct_read_indices(len(images))
+        attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original")
+                    for i, img in enumerate(images) if i in chosen]
         return self._read_decoded(item_name, images, lights, attempts, t0)
+
+    def direct_read_indices(self, n: int) -> frozenset[int]:
+        """Positions of an item's ``n`` photos that are read directly.
+
+        All of them for one or two photos or a stack of up to :attr:`ReaderSettings.max_stack_direct_reads`;
+        else that many, spread evenly over the file order (first and last included).
+        """
+        cap = max(1, self.settings.max_stack_direct_reads)
+        if n < 3 or n <= cap:
+            return frozenset(range(n))
+        return frozenset(int(round(i * (n - 1) / (cap - 1))) for i in range(cap)) if cap > 1 else frozenset({0})
 
     def _read_decoded(
         self,
@@ -643,12 +662,12 @@ class MarkingReader:
         """Read photos given as bytes; bad images give an error result naming the file."""
         loaded: list[LoadedImage] = []
         hashes: dict[str, str] = {}
-        build = _StackBuild(len(files)) if len(files) >= 3 else None  # a stack: one colour photo at a time
+        build = self._stack_build(len(files)) if len(files) >= 3 else None  # a stack: one colour photo at a time
         try:
-            for name, data in files:
+            for position, (name, data) in enumerate(files):
                 image = decode_image(data, name, self.settings.max_pixels)
                 hashes[name] = image.sha256
-                loaded.append(image if build is None else self._add_stack_photo(image, build))
+                loaded.append(image if build is None else self._add_stack_photo(image, build, position))
         except ImageLoadError as exc:
             return ItemResult(
                 item=item_name, files=[n for n, _ in files], sha256=hashes, status="error", error=str(exc)
@@ -661,8 +680,8 @@ class MarkingReader:
                                     lambda img: decode_image(data_of[img.path], img.path, self.settings.max_pixels))
         return self.read_loaded(item_name, loaded, lights)
 
-    def _add_stack_photo(self, image: LoadedImage, build: _StackBuild) -> LoadedImage:
-        """Read one photo of a multi-light stack directly and return it as the stack's working copy.
+    def _add_stack_photo(self, image: LoadedImage, build: _StackBuild, position: int) -> LoadedImage:
+        """Read one photo of a stack directly (if its ``position`` is chosen); return the stack's working copy.
 
         Past its direct read a stack photo only feeds the photometric stack, so only its gray working copy
         (at most a few MP, the stack's own conversion) is kept: sixty 12 MP photos would otherwise hold 2 GB.
@@ -671,7 +690,8 @@ class MarkingReader:
         from marktrace.inference.enhance.photometric import stack_working_size, working_copy
 
         t_read = time.perf_counter()
-        build.direct.append(self._attempt(image.image, image.path, image.sha256, "direct", "original"))
+        if position in build.chosen:
+            build.direct.append(self._attempt(image.image, image.path, image.sha256, "direct", "original"))
         height, width = image.image.shape[:2]
         build.shown[image.path] = (width, height)
         if build.photo_size is None:
@@ -684,6 +704,9 @@ class MarkingReader:
             kept = to_gray(image.image)
         build.read_s += time.perf_counter() - t_read
         return dataclasses.replace(image, image=kept)
+
+    def _stack_build(self, n: int) -> _StackBuild:
+        return _StackBuild(n, self.direct_read_indices(n))
 
     def _read_stack(
         self,
@@ -725,9 +748,9 @@ class MarkingReader:
         errors: list[str] = []
         # A stack's photos are read directly as they are decoded and then kept as the photometric stack's working
         # copies only: one colour photo in memory at a time, not sixty.
-        build = _StackBuild(len(item.files)) if item.kind == "multi_light" and len(item.files) >= 3 else None
+        build = self._stack_build(len(item.files)) if item.kind == "multi_light" and len(item.files) >= 3 else None
         t0 = time.perf_counter()
-        for path, name in zip(item.files, names, strict=True):
+        for position, (path, name) in enumerate(zip(item.files, names, strict=True)):
             try:
                 image = load_image(path, self.settings.max_pixels, name=name)
             except ImageLoadError as exc:
@@ -736,7 +759,7 @@ class MarkingReader:
                     hashes[name] = sha256_file(path)  # the evidence is hashed even when it cannot be decoded
                 continue
             hashes[name] = image.sha256
-            loaded.append(image if build is None else self._add_stack_photo(image, build))
+            loaded.append(image if build is None else self._add_stack_photo(image, build, position))
         load_ms = round((time.perf_counter() - t0 - (build.read_s if build else 0.0)) * 1000, 1)
         if errors and (item.kind == "photo" or not loaded):
             return ItemResult(item=item.name, files=names, sha256=hashes, status="error", error="; ".join(errors))

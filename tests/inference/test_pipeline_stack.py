@@ -106,3 +106,31 @@ def test_a_stack_photo_of_another_size_is_refused_by_name_as_before(reader: Mark
     lights = {name: (v["azimuth_deg"], v["elevation_deg"])
               for name, v in json.loads((folder / "lights.json").read_text()).items()}
     assert _comparable(streamed) == _comparable(reader.read_loaded(item.name, decoded, lights))
+
+
+def test_a_large_stack_is_read_directly_from_an_even_spread_of_its_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = MarkingReader.from_settings(
+        ReaderSettings(confident_stack=1.01, max_photometric_views=1, max_stack_direct_reads=3)
+    )
+    assert sorted(reader.direct_read_indices(7)) == [0, 3, 6]
+    assert sorted(reader.direct_read_indices(3)) == [0, 1, 2] and sorted(reader.direct_read_indices(2)) == [0, 1]
+    folder = _stack_folder(tmp_path, n=7)
+    item = _item(tmp_path)
+    read_directly: list[str] = []
+    original = MarkingReader._attempt
+
+    def counting(self: MarkingReader, image: Any, file: str, *args: Any, **kwargs: Any) -> Any:
+        if args[1] == "direct":
+            read_directly.append(file)
+        return original(self, image, file, *args, **kwargs)
+
+    monkeypatch.setattr(MarkingReader, "_attempt", counting)
+    streamed = reader.read_item(item, tmp_path)
+    assert read_directly == ["rti/shot_0.png", "rti/shot_3.png", "rti/shot_6.png"]
+    assert len(streamed.images) == 7 and streamed.views  # every photo is in the stack
+    decoded = [load_image(f, name=f"rti/{f.name}") for f in item.files]
+    lights = {name: (v["azimuth_deg"], v["elevation_deg"])
+              for name, v in json.loads((folder / "lights.json").read_text()).items()}
+    assert _comparable(streamed) == _comparable(reader.read_loaded(item.name, decoded, lights))
