@@ -25,6 +25,8 @@ class BatchSummary:
     errors: int = 0
     seconds: float = 0.0
     error_items: list[str] = field(default_factory=list)
+    other_files: dict[str, int] = field(default_factory=dict)
+    """Files under the root that are not photos, by suffix (see :func:`discover_items`)."""
 
 
 def finished_items(out: Path) -> set[str]:
@@ -135,11 +137,12 @@ def run_batch(
     """
     started = time.perf_counter()
     root = Path(root).resolve()
-    items = discover_items(root)
+    others: dict[str, int] = {}
+    items = discover_items(root, others)
     base = root if root.is_dir() else root.parent
     done = finished_items(out)
     todo = [item for item in items if item.name not in done]
-    summary = BatchSummary(total=len(items), skipped=len(items) - len(todo))
+    summary = BatchSummary(total=len(items), skipped=len(items) - len(todo), other_files=others)
     if on_start:
         on_start(len(todo), summary.skipped)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -240,9 +240,9 @@ def batch(
             progress.update(task, advance=1, last=label[-40:])
 
         summary = run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
-    from marktrace.inference.items import describe_other_files, other_files
+    from marktrace.inference.items import describe_other_files
 
-    others = describe_other_files(other_files(folder))
+    others = describe_other_files(summary.other_files)
     if summary.total == 0:
         passed_over = f"; {others}" if others else ""
         console.print(f"[yellow]no images found under {folder}{passed_over}; nothing to do[/yellow]")

@@ -289,7 +289,7 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 def _has_orientation(img: Image.Image) -> bool:
     try:
-        return int(img.getexif().get(0x0112, 1)) not in (0, 1)
+        return int(img.getexif().get(_ORIENTATION_TAG, 1)) not in (0, 1)
     except Exception:  # noqa: BLE001
         return False
 

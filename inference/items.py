@@ -72,8 +72,12 @@ def is_image_name(name: str) -> bool:
     return suffix in IMAGE_SUFFIXES or suffix in RAW_SUFFIXES
 
 
-def discover_items(root: Path) -> list[Item]:
+def discover_items(root: Path, others: dict[str, int] | None = None) -> list[Item]:
     """Find the items under ``root`` (a folder tree, or one file), in a stable order.
+
+    ``others``, when given, receives the files of the same walk that are not read, counted by suffix (``""``:
+    none). Light files and hidden files (``.DS_Store``, ``._IMG_0001.jpg``) are not counted: the count tells an
+    officer what was passed over (``.pdf`` reports, ``.mov`` clips, ``.txt`` notes), not housekeeping.
 
     Raises:
         FileNotFoundError: if ``root`` does not exist.
@@ -91,6 +95,13 @@ def discover_items(root: Path) -> list[Item]:
         names = sorted(filenames)
         light = light_file_in(folder, names)
         photos = tuple(folder / n for n in names if is_image_name(n) and not n.startswith("."))
+        if others is not None:
+            for n in names:
+                lower = n.lower()
+                if not (n.startswith(".") or is_image_name(n) or lower in LIGHT_FILE_NAMES
+                        or lower.endswith(LIGHT_FILE_SUFFIXES)):
+                    suffix = Path(lower).suffix
+                    others[suffix] = others.get(suffix, 0) + 1
         if light is not None:
             # The folder's own photos are one item; its sub-folders are still walked (their own items).
             items.append(
@@ -108,33 +119,12 @@ def discover_items(root: Path) -> list[Item]:
     return items
 
 
-def other_files(root: Path) -> dict[str, int]:
-    """Files under ``root`` that :func:`discover_items` does not read, counted by suffix (``""``: none).
-
-    Light files and hidden files (``.DS_Store``, ``._IMG_0001.jpg``) are not counted: the count tells an
-    officer what was passed over (``.pdf`` reports, ``.mov`` clips, ``.txt`` notes), not housekeeping.
-    """
-    root = Path(root)
-    counts: dict[str, int] = {}
-    if not root.is_dir():
-        return counts
-    for _, _, filenames in os.walk(root.resolve()):
-        for name in filenames:
-            lower = name.lower()
-            if name.startswith(".") or is_image_name(name) or lower in LIGHT_FILE_NAMES:
-                continue
-            if lower.endswith(LIGHT_FILE_SUFFIXES):
-                continue
-            suffix = Path(lower).suffix
-            counts[suffix] = counts.get(suffix, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 def describe_other_files(counts: dict[str, int]) -> str:
-    """``'3 other files not read (.txt 2, .pdf 1)'``, or ``''`` when there are none."""
+    """``'3 other files not read (.txt 2, .pdf 1)'`` (commonest first), or ``''`` when there are none."""
     total = sum(counts.values())
     if not total:
         return ""
-    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in list(counts.items())[:6])
-    more = ", ..." if len(counts) > 6 else ""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in ranked[:6])
+    more = ", ..." if len(ranked) > 6 else ""
     return f"{total} other file{'s' if total != 1 else ''} not read ({kinds}{more})"

@@ -166,13 +166,12 @@ class _StackBuild:
     """Photo name -> (width, height) as shown (EXIF orientation applied)."""
     photo_size: tuple[int, int] | None = None
     """(width, height) of the first photo; the working copies hold while every photo has it."""
-    uniform: bool = True
     read_s: float = 0.0
     """Seconds spent in the direct reads (apart from decoding)."""
 
     def working_copies_hold(self, loaded: int) -> bool:
         """Whether the kept working copies are the stack's: every photo decoded, all of one size."""
-        return self.uniform and loaded == self.n
+        return loaded == self.n and all(size == self.photo_size for size in self.shown.values())
 
 
 class MarkingReader:
@@ -396,6 +395,10 @@ class MarkingReader:
         timings: dict[str, float] = {"direct_ms": _ms(t0)}
         problems: list[str] = []
         views: list[View] = []
+
+        def size_shown(img: LoadedImage) -> tuple[int, int]:
+            return (shown or {}).get(img.path, (int(img.image.shape[1]), int(img.image.shape[0])))
+
         best = max(attempts, key=_serial_confidence)
         bar = self.settings.confident_stack if len(images) >= 3 else self.settings.confident
         if _serial_confidence(best) < bar and self.settings.enhance:
@@ -448,11 +451,10 @@ class MarkingReader:
             lines=best.lines,
             views=views,
             images={
-                img.path: ImageInfo(width=size[0], height=size[1],
+                img.path: ImageInfo(width=size_shown(img)[0], height=size_shown(img)[1],
                                     stored_width=img.original_size[0], stored_height=img.original_size[1],
                                     exif_transposed=img.exif_transposed)
                 for img in images
-                for size in [(shown or {}).get(img.path, (int(img.image.shape[1]), int(img.image.shape[0])))]
             },
             timings_ms=timings,
         )
@@ -700,7 +702,6 @@ class MarkingReader:
             work_h, work_w, _ = stack_working_size(height, width, build.n)
             kept = working_copy(image.image, work_h, work_w)
         else:
-            build.uniform = False
             kept = to_gray(image.image)
         build.read_s += time.perf_counter() - t_read
         return dataclasses.replace(image, image=kept)

@@ -121,13 +121,16 @@ def test_heic_photos_and_camera_raw_files_become_items(tmp_path):
 
 
 def test_other_files_are_counted_by_suffix_without_housekeeping(tmp_path):
-    from marktrace.inference.items import describe_other_files, other_files
+    from marktrace.inference.items import describe_other_files
 
     (tmp_path / "case").mkdir()
     for name in ("a.jpg", "b.CR2", "notes.txt", "more.TXT", "case/report.pdf", "case/lights.json", "case/s.lp",
                  ".DS_Store", "._a.jpg", "README"):
         (tmp_path / name).write_bytes(b"x")
-    counts = other_files(tmp_path)
+    counts: dict[str, int] = {}
+    discover_items(tmp_path, counts)
     assert counts == {".txt": 2, "": 1, ".pdf": 1}
     assert describe_other_files(counts) == "4 other files not read (.txt 2, no suffix 1, .pdf 1)"
-    assert describe_other_files({}) == "" and other_files(tmp_path / "a.jpg") == {}
+    single: dict[str, int] = {}
+    assert describe_other_files({}) == "" and [i.name for i in discover_items(tmp_path / "a.jpg", single)] == ["a.jpg"]
+    assert single == {}
