@@ -34,7 +34,7 @@ from bench.sets import BenchItem
 
 ENGINE_NAMES = (
     "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
-    "marktrace-onescale", "marktrace-nozoom", "easyocr", "rapidocr", "tesseract",
+    "marktrace-onescale", "marktrace-nozoom", "marktrace-noconsensus", "easyocr", "rapidocr", "tesseract",
 )
 
 
@@ -201,6 +201,13 @@ class MarktraceNoLexiconEngine(MarktraceEngine):
     overrides = {"lexicon_makers": False}
 
 
+class MarktraceNoConsensusEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) choosing a multi-light item's serial by its most confident read, not a vote."""
+
+    name = "marktrace-noconsensus"
+    overrides = {"stack_consensus": False}
+
+
 class EasyOCREngine(Engine):
     """EasyOCR (CRAFT + english_g2) from its official weights, md5 checked against EasyOCR's own config."""
     name = "easyocr"
@@ -319,6 +326,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-nolexicon": MarktraceNoLexiconEngine,
     "marktrace-onescale": MarktraceOneScaleEngine,
     "marktrace-nozoom": MarktraceNoZoomEngine,
+    "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

@@ -5,7 +5,9 @@ Every field stays a suggestion (``status: suggested``) with its confidence, alte
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from marktrace.inference.schema import Line
@@ -137,6 +139,84 @@ def value_positions(line_text: str, marked: str, value: str) -> dict[int, int]:
     if offset >= 0:
         return {chars[offset + k][0]: k for k in range(len(target))}
     return {chars[i][0]: j for i, j in align_characters(squeezed, target).items()}
+
+
+CONSENSUS_MIN_READS = 3
+"""Fewest reads that must give one serial value for the reads of a multi-light item to count as agreeing."""
+
+
+@dataclass(frozen=True)
+class SerialConsensus:
+    """The serial value most of an item's reads agree on (a confidence-weighted vote)."""
+
+    attempt: int
+    """Index of the most confident read of the winning value as it is most often written: its record is the item's."""
+    reads: int
+    """How many attempts read the winning value."""
+    of: int
+    """How many attempts were made (those that read no serial included)."""
+    share: float
+    """The winning value's share of the summed serial confidence of all attempts (0-1)."""
+
+    def flag(self) -> dict[str, Any]:
+        """The serial field's ``consensus`` flag: how the value was chosen, for the examiner."""
+        return {
+            "kind": "consensus",
+            "reads": self.reads,
+            "of": self.of,
+            "share": round(self.share, 4),
+            "note": (f"chosen by a confidence-weighted vote over the item's {self.of} reads (photos read directly "
+                     f"and relief views): {self.reads} gave this value, {self.share:.0%} of the summed confidence; "
+                     "the confidence is that of its most confident read"),
+        }
+
+
+def _serial_value(attempt: _Attempt) -> tuple[str, float] | None:
+    serial = attempt.record.get("serial_number")
+    if not isinstance(serial, dict) or not serial.get("value"):
+        return None
+    return re.sub(r"\s+", "", str(serial["value"])), float(serial.get("confidence") or 0.0)
+
+
+def serial_consensus(attempts: Sequence[_Attempt]) -> SerialConsensus | None:
+    """Vote over the serial values of several reads of one marking; None when no attempt read a serial.
+
+    Each attempt's serial value scores its confidence for its letters and digits (``FUN-5124`` and
+    ``FUN 5124`` vote together); the value with the highest sum wins, written as most of its confidence
+    wrote it, and the most confident read of that writing is returned (ties: the single most confident
+    read). The photos of a multi-light stack and the relief views made from them are several looks at one
+    marking: a value several of them read outweighs one confident misreading.
+    """
+    valued = [(i, value) for i, attempt in enumerate(attempts) if (value := _serial_value(attempt)) is not None]
+    if not valued:
+        return None
+    by_key: dict[str, float] = {}
+    by_writing: dict[str, float] = {}
+    for _, (written, confidence) in valued:
+        by_key[_alnum(written)] = by_key.get(_alnum(written), 0.0) + confidence
+        by_writing[written] = by_writing.get(written, 0.0) + confidence
+    key = _alnum(max(valued, key=lambda pair: (by_key[_alnum(pair[1][0])], pair[1][1]))[1][0])
+    members = [(i, value) for i, value in valued if _alnum(value[0]) == key]
+    writing = max(members, key=lambda pair: (by_writing[pair[1][0]], pair[1][1]))[1][0]
+    chosen = max((pair for pair in members if pair[1][0] == writing), key=lambda pair: pair[1][1])[0]
+    grand = sum(by_key.values())
+    return SerialConsensus(
+        attempt=chosen, reads=len(members), of=len(attempts), share=by_key[key] / grand if grand > 0 else 0.0
+    )
+
+
+def _alnum(value: str) -> str:
+    return "".join(ch for ch in value if ch.isalnum())
+
+
+def reads_agree(attempts: Sequence[_Attempt], share: float) -> bool:
+    """Whether the reads already agree on a serial.
+
+    They do when a value read by at least :data:`CONSENSUS_MIN_READS` of them holds at least ``share`` of
+    their summed serial confidence.
+    """
+    vote = serial_consensus(attempts)
+    return vote is not None and vote.reads >= CONSENSUS_MIN_READS and vote.share >= share
 
 
 def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from marktrace.inference.assemble import build_record, merge_alternatives
+from marktrace.inference.assemble import build_record, merge_alternatives, reads_agree, serial_consensus
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
@@ -67,8 +67,17 @@ class ReaderSettings:
     confident: float = 0.6
     """A serial read at this confidence or above is not enhanced further."""
     confident_stack: float = 0.6
-    """The same bar for multi-light items: below it, photometric views are read too. Raising it reads views
-    more often and costs more CPU per stack; on development stacks it did not read more serials right."""
+    """The same bar for multi-light items when :attr:`stack_consensus` is off: below it, photometric views are
+    read too. Raising it reads views more often and costs more CPU per stack; on development stacks it did not
+    read more serials right."""
+    stack_consensus: bool = True
+    """A multi-light item's serial is chosen by a confidence-weighted vote over all its reads (each photo read
+    directly, each relief view) instead of its single most confident read, and its relief views are all read
+    unless the direct reads already agree (:attr:`stack_agreement`). The field says so in a ``consensus``
+    flag. Development stacks (training fonts, 8 lights, ground): 58 of 140 right against 51."""
+    stack_agreement: float = 0.6
+    """The direct reads of a stack agree when one value, read by at least three of them, holds this share of
+    their summed serial confidence; the relief views are then not made."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
     turn_oblique: bool = True
     """When the direct read of a single photo is unsure and its longest line runs more than
@@ -400,8 +409,13 @@ class MarkingReader:
             return (shown or {}).get(img.path, (int(img.image.shape[1]), int(img.image.shape[0])))
 
         best = max(attempts, key=_serial_confidence)
-        bar = self.settings.confident_stack if len(images) >= 3 else self.settings.confident
-        if _serial_confidence(best) < bar and self.settings.enhance:
+        vote_on_stack = len(images) >= 3 and self.settings.stack_consensus
+        if vote_on_stack:
+            unsure = not reads_agree(attempts, self.settings.stack_agreement)
+        else:
+            bar = self.settings.confident_stack if len(images) >= 3 else self.settings.confident
+            unsure = _serial_confidence(best) < bar
+        if unsure and self.settings.enhance:
             t1 = time.perf_counter()
             if len(images) >= 3:
                 try:
@@ -431,7 +445,13 @@ class MarkingReader:
                     views += self._restoration_attempt(reference, attempts)
                     timings["restoration_ms"] = _ms(t2)
             best = max(attempts, key=_serial_confidence)
+        vote = serial_consensus(attempts) if vote_on_stack else None
+        if vote is not None:
+            best = attempts[vote.attempt]
         record = merge_alternatives(best, attempts)
+        if vote is not None:
+            serial = record["serial_number"] = dict(record["serial_number"])
+            serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
         hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None:
             t3 = time.perf_counter()
@@ -599,7 +619,7 @@ class MarkingReader:
             views.append(self._keep_view(reference.path, relief, view))
             attempt = self._attempt(relief, reference.path, reference.sha256, view.name, view.name, stack.scale)
             attempts.append(attempt)
-            if _serial_confidence(attempt) >= self.settings.confident_stack:
+            if not self.settings.stack_consensus and _serial_confidence(attempt) >= self.settings.confident_stack:
                 break
         return views
 

@@ -104,3 +104,53 @@ def test_pipeline_flags_lines_from_their_ctc_probabilities(monkeypatch):
     assert _alterations(crop, greedy_decode(probs("01234567", None), charset)) == []
     assert _alterations(crop, greedy_decode(probs("ABCDEFG", 3), charset)) == []  # no digit: not a serial
     assert _alterations(crop, DecodedText("01234567", 0.9, (0.9,) * 8, ((),) * 8, tuple(range(8)))) == []
+
+
+class _Read:
+    def __init__(self, value: str | None, confidence: float, method: str = "direct") -> None:
+        self.record = {} if value is None else {"serial_number": {"value": value, "confidence": confidence}}
+        self.method = method
+
+
+def test_serial_consensus_prefers_the_value_several_reads_agree_on():
+    from marktrace.inference.assemble import serial_consensus
+
+    reads = [_Read("AS3167", 0.84), _Read("3167", 0.85), _Read("AS 3167", 0.83), _Read(None, 0.0),
+             _Read("AS3167", 0.82, "photometric:relit_ratio")]
+    vote = serial_consensus(reads)
+    assert vote is not None
+    # the most confident single read loses to three that agree (spaces ignored); its own best read is chosen
+    assert (vote.attempt, vote.reads, vote.of) == (0, 3, 5)
+    assert abs(vote.share - (0.84 + 0.83 + 0.82) / (0.84 + 0.85 + 0.83 + 0.82)) < 1e-9
+    flag = vote.flag()
+    assert flag["kind"] == "consensus" and (flag["reads"], flag["of"]) == (3, 5) and "3 gave this value" in flag["note"]
+
+
+def test_serial_consensus_ties_go_to_the_most_confident_read_and_nothing_read_gives_none():
+    from marktrace.inference.assemble import serial_consensus
+
+    vote = serial_consensus([_Read("X1", 0.5), _Read("Y2", 0.3), _Read("Y2", 0.2), _Read("X1", 0.0)])
+    assert vote is not None and vote.attempt == 0 and vote.reads == 2
+    assert serial_consensus([_Read(None, 0.0), _Read("", 0.0)]) is None
+    assert serial_consensus([]) is None
+
+
+def test_reads_agree_needs_three_reads_and_the_share():
+    from marktrace.inference.assemble import reads_agree
+
+    three = [_Read("AB12", 0.8), _Read("AB12", 0.8), _Read("AB12", 0.8), _Read("ZZ99", 0.9)]
+    assert reads_agree(three, 0.6)  # 2.4 of 3.3
+    assert not reads_agree(three, 0.8)
+    assert not reads_agree(three[:2], 0.5)  # two reads are too few, however strong
+    assert not reads_agree([_Read(None, 0.0)] * 4, 0.0)
+
+
+def test_serial_consensus_counts_separators_as_one_value_and_writes_it_as_most_reads_did():
+    from marktrace.inference.assemble import serial_consensus
+
+    reads = [_Read("FUN 5124", 0.9), _Read("FUN-5124", 0.6), _Read("FUN-5124", 0.6), _Read("FUM5124", 1.0),
+             _Read("FUN5I24", 0.95)]
+    vote = serial_consensus(reads)
+    assert vote is not None
+    # FUN5124 sums 2.1 against 1.0 and 0.95; "FUN-5124" is written with 1.2 of it, "FUN 5124" with 0.9
+    assert (vote.attempt, vote.reads) == (1, 3)

@@ -18,8 +18,8 @@ from marktrace.inference.schema import ItemResult
 
 @pytest.fixture(scope="module")
 def reader() -> MarkingReader:
-    # every direct read counts as unsure, so the photometric views are always made and read
-    return MarkingReader.from_settings(ReaderSettings(confident_stack=1.01, max_photometric_views=2))
+    # the direct reads never count as agreeing, so the photometric views are always made and read
+    return MarkingReader.from_settings(ReaderSettings(stack_agreement=1.01, max_photometric_views=2))
 
 
 def _stack_folder(root: Path, n: int = 4, enlarge: float = 1.0) -> Path:
@@ -112,7 +112,7 @@ def test_a_large_stack_is_read_directly_from_an_even_spread_of_its_photos(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reader = MarkingReader.from_settings(
-        ReaderSettings(confident_stack=1.01, max_photometric_views=1, max_stack_direct_reads=3)
+        ReaderSettings(stack_agreement=1.01, max_photometric_views=1, max_stack_direct_reads=3)
     )
     assert sorted(reader.direct_read_indices(7)) == [0, 3, 6]
     assert sorted(reader.direct_read_indices(3)) == [0, 1, 2] and sorted(reader.direct_read_indices(2)) == [0, 1]
@@ -134,3 +134,61 @@ def test_a_large_stack_is_read_directly_from_an_even_spread_of_its_photos(
     lights = {name: (v["azimuth_deg"], v["elevation_deg"])
               for name, v in json.loads((folder / "lights.json").read_text()).items()}
     assert _comparable(streamed) == _comparable(reader.read_loaded(item.name, decoded, lights))
+
+
+def _scripted_reads(monkeypatch: pytest.MonkeyPatch, direct: list[tuple[str, float]]) -> list[str]:
+    """Make each direct read of a photo return the next scripted serial line; views read nothing. Returns the
+    list of views read, in order."""
+    from marktrace.inference import pipeline
+    from marktrace.inference.assemble import build_record
+    from marktrace.inference.schema import Line
+
+    script = iter(direct)
+    views_read: list[str] = []
+
+    def scripted(self: MarkingReader, image: Any, file: str, sha256: str, method: str, view: str,
+                 *args: Any, **kwargs: Any) -> Any:
+        lines = []
+        if method == "direct":
+            text, confidence = next(script)
+            lines = [Line(text=text, confidence=confidence, box=[(0, 0), (90, 0), (90, 20), (0, 20)], file=file)]
+        else:
+            views_read.append(view)
+        record = build_record(lines, {file: sha256}, self.registry, method=method, view=view)
+        return pipeline._Attempt(lines=lines, record=record, method=method, view=view)
+
+    monkeypatch.setattr(MarkingReader, "_attempt", scripted)
+    return views_read
+
+
+def test_a_stack_serial_is_the_value_its_photos_agree_on_not_its_most_confident_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stack_folder(tmp_path, n=4)
+    item = _item(tmp_path)
+    direct = [("SN AB12345", 0.95), ("SN XY98765", 0.8), ("SN XY98765", 0.8), ("SN XY98765", 0.78)]
+    views_read = _scripted_reads(monkeypatch, direct)
+    result = MarkingReader.from_settings(ReaderSettings(max_photometric_views=3)).read_item(item, tmp_path)
+    serial = result.record["serial_number"]
+    assert serial["value"] == "XY98765"
+    assert serial["evidence"]["file"] == "rti/shot_1.png"  # its most confident read
+    consensus = [f for f in serial.get("flags", []) if f["kind"] == "consensus"]
+    assert [(f["reads"], f["of"]) for f in consensus] == [(3, 4)]
+    assert "AB12345" in [a["value"] for a in serial["alternatives"]]
+    assert views_read == [] and not result.views  # the photos agreed: no relief views were made
+
+    _scripted_reads(monkeypatch, direct)
+    alone = MarkingReader.from_settings(ReaderSettings(stack_consensus=False)).read_item(item, tmp_path)
+    assert alone.record["serial_number"]["value"] == "AB12345"
+    assert not any(f["kind"] == "consensus" for f in alone.record["serial_number"].get("flags", []))
+
+
+def test_a_stack_whose_photos_disagree_reads_every_relief_view(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stack_folder(tmp_path, n=4)
+    item = _item(tmp_path)
+    direct = [("SN AB12345", 0.95), ("SN XY98765", 0.7), ("SN CD55555", 0.7), ("SN EF77777", 0.7)]
+    views_read = _scripted_reads(monkeypatch, direct)
+    result = MarkingReader.from_settings(ReaderSettings(max_photometric_views=3)).read_item(item, tmp_path)
+    # a confident first read used to end the search; now the views are all read since no value has a majority
+    assert len(views_read) == 3 and len(result.views) == 3
+    assert result.record["serial_number"]["value"] == "AB12345"

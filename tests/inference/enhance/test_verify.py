@@ -117,7 +117,7 @@ def test_saved_photometric_views_replay_from_the_item_folder(tmp_path: Path) -> 
         assert cv2.imwrite(str(folder / name), image)
         lights[name] = {"azimuth_deg": az, "elevation_deg": el}
     (folder / "lights.json").write_text(json.dumps(lights))
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1, confident_stack=1.01,
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, stack_agreement=1.01,
                                                         save_enhanced=tmp_path / "views"))
     [item] = discover_items(tmp_path / "in")
     result = reader.read_item(item, tmp_path / "in")
