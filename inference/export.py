@@ -218,7 +218,7 @@ def _read_bytes(path: Path, name: str) -> bytes:
 
 
 def _photo_rgb(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> PILImage:
-    """An original photo as the reader saw it: EXIF orientation applied, RGB.
+    """An original photo as the reader saw it: EXIF orientation applied, RGB (gray for one decoded in gray).
 
     Record boxes are in the pixel coordinates of the reader's working copy, which
     :func:`~marktrace.inference.images.decode_image` makes with ``PIL.ImageOps.exif_transpose``; the
@@ -229,8 +229,10 @@ def _photo_rgb(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     """
     from PIL import Image
 
-    bgr = decode_image(data, name, max_pixels=max_pixels).image
-    return Image.fromarray(bgr[:, :, ::-1].copy())
+    pixels = decode_image(data, name, max_pixels=max_pixels).image
+    if pixels.ndim == 2:  # a photo over GRAY_ABOVE_PIXELS is decoded in gray, as the reader saw it
+        return Image.fromarray(pixels)
+    return Image.fromarray(pixels[:, :, ::-1].copy())
 
 
 def _view_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -473,7 +473,7 @@ class MarkingReader:
             images={
                 img.path: ImageInfo(width=size_shown(img)[0], height=size_shown(img)[1],
                                     stored_width=img.original_size[0], stored_height=img.original_size[1],
-                                    exif_transposed=img.exif_transposed)
+                                    exif_transposed=img.exif_transposed, decoded_gray=img.decoded_gray)
                 for img in images
             },
             timings_ms=timings,

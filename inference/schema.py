@@ -133,6 +133,8 @@ class ImageInfo(_Model):
     """Size of the pixels as stored in the file, before EXIF orientation."""
     exif_transposed: bool
     """Whether an EXIF orientation tag turned or mirrored the stored pixels."""
+    decoded_gray: bool = False
+    """Whether the photo was decoded straight to gray to bound memory (over 24 MP; reading needs no colour)."""
 
 
 class ItemResult(_Model):

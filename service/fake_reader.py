@@ -47,7 +47,7 @@ class FakeReader:
         for name, data in files:
             loaded = decode_image(data, name, max_pixels=self.max_pixels)
             hashes[name] = loaded.sha256
-            grey = cv2.cvtColor(loaded.image, cv2.COLOR_BGR2GRAY)
+            grey = loaded.image if loaded.image.ndim == 2 else cv2.cvtColor(loaded.image, cv2.COLOR_BGR2GRAY)
             ok, png = cv2.imencode(".png", grey)
             if not ok:  # pragma: no cover - cv2 encodes any uint8 image
                 raise RuntimeError(f"{name}: could not encode the grey view")

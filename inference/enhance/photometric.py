@@ -322,7 +322,7 @@ def load_stack(
     loaded = []
     for n in names:
         li = load_image(f / n, name=f"{f.name}/{n}")
-        loaded.append((cv2.cvtColor(li.image, cv2.COLOR_BGR2GRAY), li.sha256))
+        loaded.append((li.image if li.image.ndim == 2 else cv2.cvtColor(li.image, cv2.COLOR_BGR2GRAY), li.sha256))
     return stack_from_arrays([g for g, _ in loaded], names, [s for _, s in loaded], lights,
                              max_pixels=max_pixels, stack_budget=stack_budget)
 

@@ -6,6 +6,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -220,3 +221,45 @@ def test_camera_raw_files_are_refused_by_name(name: str) -> None:
     _textured().save(buffer, format="TIFF")  # a DNG is a TIFF: a decoder would read its preview without a word
     with pytest.raises(ImageLoadError, match=rf"{re.escape(name)}: camera raw file .*export the photo"):
         decode_image(buffer.getvalue(), name)
+
+
+def _smooth(width: int = 60, height: int = 40) -> Image.Image:
+    """Colour gradients (JPEG keeps them close, unlike noise)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_photos_over_the_gray_limit_decode_to_gray_at_the_same_size_and_orientation(
+    fmt: str, orientation: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference import images
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    _smooth().save(buffer, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    data = buffer.getvalue()
+    colour = decode_image(data, f"photo.{fmt.lower()}")
+    assert colour.image.ndim == 3 and not colour.decoded_gray
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 60 * 40 - 1)  # this photo is now "large"
+    gray = decode_image(data, f"photo.{fmt.lower()}")
+    assert gray.decoded_gray and gray.image.ndim == 2 and gray.image.dtype == np.uint8
+    assert gray.image.shape == colour.image.shape[:2] and gray.exif_transposed == colour.exif_transposed
+    assert gray.sha256 == colour.sha256 and gray.original_size == colour.original_size
+    expected = cv2.cvtColor(colour.image, cv2.COLOR_BGR2GRAY).astype(int)
+    assert np.abs(gray.image.astype(int) - expected).max() <= 3  # the decoder's own gray conversion
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 60 * 40)  # the limit itself stays in colour
+    assert decode_image(data, "photo").image.ndim == 3
+
+
+def test_pillow_decoded_formats_stay_in_colour_over_the_gray_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference import images
+
+    buffer = io.BytesIO()
+    _smooth().save(buffer, format="TIFF")
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 10)
+    loaded = decode_image(buffer.getvalue(), "scan.tif")
+    assert loaded.image.ndim == 3 and not loaded.decoded_gray

@@ -322,3 +322,17 @@ def test_training_set_skips_unreviewed(batch: Path, tmp_path: Path) -> None:
     summary = export_training_set(batch, tmp_path / "ds")
     assert summary["items"] == 0
     assert (tmp_path / "ds" / "manifest.jsonl").read_text(encoding="utf-8") == ""
+
+
+def test_a_photo_decoded_in_gray_goes_into_the_report_in_gray(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from marktrace.inference import images
+    from marktrace.inference.export import _photo_rgb
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), (200, 100, 50), np.uint8)).save(buffer, format="PNG")
+    assert _photo_rgb(buffer.getvalue(), "a.png").mode == "RGB"
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 100)
+    photo = _photo_rgb(buffer.getvalue(), "a.png")
+    assert photo.mode == "L" and photo.size == (30, 20)

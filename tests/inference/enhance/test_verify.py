@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -127,3 +128,30 @@ def test_saved_photometric_views_replay_from_the_item_folder(tmp_path: Path) -> 
     for trail in trails:
         check = check_view(load_view(trail), [folder], trail_file=trail)
         assert check.status == "verified", check
+
+
+def test_a_photo_decoded_in_gray_reads_as_in_colour_and_its_views_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+    from marktrace.inference import images
+    from marktrace.inference.enhance.verify import check_view, load_view
+    from marktrace.inference.items import discover_items
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    marking = render_marking(1_250_000_557, SynthConfig(fonts="train", wear=(0.0, 0.1), rotation="upright"))
+    photo = tmp_path / "in" / "big.png"
+    photo.parent.mkdir()
+    assert cv2.imwrite(str(photo), marking.image)
+    [item] = discover_items(photo.parent)
+    settings = ReaderSettings(threads=1, confident=1.01, detector_sides=(), turn_oblique=False)
+    colour = MarkingReader.from_settings(settings).read_item(item, photo.parent)
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 1000)  # every photo is "large" now
+    reader = MarkingReader.from_settings(dataclasses.replace(settings, save_enhanced=tmp_path / "views"))
+    gray = reader.read_item(item, photo.parent)
+    assert gray.images["big.png"].decoded_gray and not colour.images["big.png"].decoded_gray
+    assert gray.record["serial_number"]["value"] == colour.record["serial_number"]["value"]
+    trails = sorted((tmp_path / "views").rglob("*.trail.json"))
+    assert trails and len(trails) == len(gray.views)
+    for trail in trails:  # the replay decodes the original in gray too, so the views match bit for bit
+        assert check_view(load_view(trail), [photo.parent], trail_file=trail).status == "verified"
