@@ -72,8 +72,9 @@ LexiconOpt = Annotated[
 def field_how(field: dict[str, Any]) -> str:
     """How a record field was read, for the ``read`` table.
 
-    The reading method when not the photo itself (a chain or view), the parser's method, and the text as
-    read when the value was matched to a registry mark from it (a lexicon match).
+    The reading method when not the photo itself (a chain or view), the parser's method, the text as
+    read when the value was matched to a registry mark from it (a lexicon match), and for a multi-light
+    item's serial how many of its reads gave the value (its ``consensus`` flag).
     """
     evidence = field.get("evidence") or {}
     parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
@@ -82,6 +83,9 @@ def field_how(field: dict[str, Any]) -> str:
     how = " / ".join(parts)
     if evidence.get("method") == "lexicon" and evidence.get("line_text"):
         how += f" (read {evidence['line_text']!r})"
+    vote = next((f for f in field.get("flags") or [] if isinstance(f, dict) and f.get("kind") == "consensus"), None)
+    if vote is not None:  # a multi-light item's serial: how many of its reads gave it
+        how = " / ".join(p for p in (how, f"vote {vote.get('reads')} of {vote.get('of')} reads") if p)
     return how
 
 

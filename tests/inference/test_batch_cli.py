@@ -189,6 +189,10 @@ def test_read_table_says_how_each_field_was_read():
     assert field_how(chain) == "chain:blackhat_clahe / serial_prefix"
     assert field_how({"value": "US", "evidence": {"method": "registry_fallback"}}) == "registry_fallback"
     assert field_how({"value": "x"}) == ""
+    voted = {"value": "AS3167", "method": "direct", "flags": [{"kind": "consensus", "reads": 5, "of": 8}]}
+    assert field_how(voted) == "vote 5 of 8 reads"
+    voted_view = {**voted, "method": "photometric:relit_ratio"}
+    assert field_how(voted_view) == "photometric:relit_ratio / vote 5 of 8 reads"
 
 
 # -- model-free checks of isolation: the real ``read_item`` (loading, hashing, labels, errors), no models ---------
