@@ -11,11 +11,13 @@ raised to the caller's ``max_pixels``, under a lock, while one header is opened.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import io
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,11 +251,38 @@ def _header_orientation(img: Image.Image, data: bytes) -> int | None:
         return 1
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc), or None where it has none (macOS, musl, Windows)."""
+    try:  # the symbols already loaded into the process (no library search: find_library forks ldconfig)
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return trim
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``); False where there is none.
+
+    Called before a photo over :data:`GRAY_ABOVE_PIXELS` is decoded: memory freed by earlier photos of a batch
+    otherwise stays with the process under the new one (held-out ``framed`` photos read in one process: peak
+    509 -> 479 MB).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def _decode_with_opencv(data: bytes, width: int, height: int, gray: bool = False) -> np.ndarray | None:
     """OpenCV's BGR (or ``gray``) decoding of ``data`` as stored (orientation ignored), or None if OpenCV cannot.
 
-    A result whose size differs from the header's ``width`` x ``height`` is not trusted either.
+    A result whose size differs from the header's ``width`` x ``height`` is not trusted either. Before a
+    ``gray`` (large) photo is decoded, free heap pages are handed back (:func:`release_free_memory`).
     """
+    if gray:
+        release_free_memory()
     flags = (cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     shape = (height, width) if gray else (height, width, 3)

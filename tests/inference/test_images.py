@@ -263,3 +263,31 @@ def test_pillow_decoded_formats_stay_in_colour_over_the_gray_limit(monkeypatch: 
     monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 10)
     loaded = decode_image(buffer.getvalue(), "scan.tif")
     assert loaded.image.ndim == 3 and not loaded.decoded_gray
+
+
+def test_free_heap_memory_is_handed_back_before_a_large_photo_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference import images
+
+    calls: list[int] = []
+    monkeypatch.setattr(images, "release_free_memory", lambda: calls.append(1) or True)
+    buffer = io.BytesIO()
+    _smooth().save(buffer, format="PNG")
+    decode_image(buffer.getvalue(), "small.png")
+    assert calls == []
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 100)
+    decode_image(buffer.getvalue(), "large.png")
+    assert calls == [1]
+
+
+def test_release_free_memory_runs_where_the_c_library_has_it() -> None:
+    import platform
+    import resource
+
+    from marktrace.inference.images import _malloc_trim, release_free_memory
+
+    _malloc_trim.cache_clear()  # look the function up again, as the first large photo of a process does
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    released = release_free_memory()
+    assert released == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert (after.ru_utime, after.ru_stime) == (children.ru_utime, children.ru_stime)  # no process was started

@@ -65,3 +65,4 @@ def test_session_threads_do_not_spin_between_runs() -> None:
     options = session_options(2)
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_cpu_mem_arena  # buffers of a large photo's runs are not kept for the session
