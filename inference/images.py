@@ -1,8 +1,8 @@
 """Safe image loading: hash the original, cap pixels before decoding, apply EXIF to a working copy only.
 
 Pillow reads the header (format, size, EXIF orientation); OpenCV decodes JPEG, PNG, BMP and WebP
-straight into the BGR working copy (see :data:`OPENCV_FORMATS`), and Pillow decodes the rest, and any
-file OpenCV refuses, so that its error names the problem.
+straight into the BGR working copy (see :data:`OPENCV_FORMATS`; gray above :data:`GRAY_ABOVE_PIXELS`), and
+Pillow decodes the rest, and any file OpenCV refuses, so that its error names the problem.
 
 The original file is only ever read. Every error names the file and the problem. Pillow's own
 decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays on for the whole process: it is only
