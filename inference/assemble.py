@@ -5,10 +5,9 @@ Every field stays a suggestion (``status: suggested``) with its confidence, alte
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from marktrace.inference.schema import Line
 
@@ -171,11 +170,25 @@ class SerialConsensus:
         }
 
 
-def _serial_value(attempt: _Attempt) -> tuple[str, float] | None:
-    serial = attempt.record.get("serial_number")
-    if not isinstance(serial, dict) or not serial.get("value"):
-        return None
-    return re.sub(r"\s+", "", str(serial["value"])), float(serial.get("confidence") or 0.0)
+class _SerialRead(NamedTuple):
+    position: int
+    """Where the attempt is in the list."""
+    written: str
+    """Its serial value without spaces."""
+    key: str
+    """Its letters and digits only: what the vote compares."""
+    confidence: float
+
+
+def _serial_reads(attempts: Sequence[_Attempt]) -> list[_SerialRead]:
+    reads = []
+    for position, attempt in enumerate(attempts):
+        serial = attempt.record.get("serial_number")
+        if isinstance(serial, dict) and serial.get("value"):
+            written = "".join(str(serial["value"]).split())
+            key = "".join(ch for ch in written if ch.isalnum())
+            reads.append(_SerialRead(position, written, key, float(serial.get("confidence") or 0.0)))
+    return reads
 
 
 def serial_consensus(attempts: Sequence[_Attempt]) -> SerialConsensus | None:
@@ -187,26 +200,21 @@ def serial_consensus(attempts: Sequence[_Attempt]) -> SerialConsensus | None:
     read). The photos of a multi-light stack and the relief views made from them are several looks at one
     marking: a value several of them read outweighs one confident misreading.
     """
-    valued = [(i, value) for i, attempt in enumerate(attempts) if (value := _serial_value(attempt)) is not None]
-    if not valued:
+    reads = _serial_reads(attempts)
+    if not reads:
         return None
     by_key: dict[str, float] = {}
     by_writing: dict[str, float] = {}
-    for _, (written, confidence) in valued:
-        by_key[_alnum(written)] = by_key.get(_alnum(written), 0.0) + confidence
-        by_writing[written] = by_writing.get(written, 0.0) + confidence
-    key = _alnum(max(valued, key=lambda pair: (by_key[_alnum(pair[1][0])], pair[1][1]))[1][0])
-    members = [(i, value) for i, value in valued if _alnum(value[0]) == key]
-    writing = max(members, key=lambda pair: (by_writing[pair[1][0]], pair[1][1]))[1][0]
-    chosen = max((pair for pair in members if pair[1][0] == writing), key=lambda pair: pair[1][1])[0]
+    for read in reads:
+        by_key[read.key] = by_key.get(read.key, 0.0) + read.confidence
+        by_writing[read.written] = by_writing.get(read.written, 0.0) + read.confidence
+    key = max(reads, key=lambda r: (by_key[r.key], r.confidence)).key
+    members = [r for r in reads if r.key == key]
+    chosen = max(members, key=lambda r: (by_writing[r.written], r.confidence))
     grand = sum(by_key.values())
     return SerialConsensus(
-        attempt=chosen, reads=len(members), of=len(attempts), share=by_key[key] / grand if grand > 0 else 0.0
+        attempt=chosen.position, reads=len(members), of=len(attempts), share=by_key[key] / grand if grand > 0 else 0.0
     )
-
-
-def _alnum(value: str) -> str:
-    return "".join(ch for ch in value if ch.isalnum())
 
 
 def reads_agree(attempts: Sequence[_Attempt], share: float) -> bool:

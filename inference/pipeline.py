@@ -452,7 +452,7 @@ class MarkingReader:
             best = attempts[vote.attempt]
         record = merge_alternatives(best, attempts)
         if vote is not None:
-            serial = record["serial_number"] = dict(record["serial_number"])
+            serial = record["serial_number"]  # merge_alternatives' own copy
             serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
         hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None:

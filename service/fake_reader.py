@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import cv2
 
 from marktrace.inference.enhance.chains import image_sha256, software_version
+from marktrace.inference.geometry import to_gray
 from marktrace.inference.images import DEFAULT_MAX_PIXELS, decode_image
 from marktrace.inference.reader import LightDirections
 from marktrace.inference.schema import Evidence, ItemResult, Line, RecordField, Trail, TrailStep, View
@@ -47,7 +48,7 @@ class FakeReader:
         for name, data in files:
             loaded = decode_image(data, name, max_pixels=self.max_pixels)
             hashes[name] = loaded.sha256
-            grey = loaded.image if loaded.image.ndim == 2 else cv2.cvtColor(loaded.image, cv2.COLOR_BGR2GRAY)
+            grey = to_gray(loaded.image)
             ok, png = cv2.imencode(".png", grey)
             if not ok:  # pragma: no cover - cv2 encodes any uint8 image
                 raise RuntimeError(f"{name}: could not encode the grey view")

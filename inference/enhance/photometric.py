@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from marktrace.inference.enhance.chains import image_sha256, software_version
+from marktrace.inference.geometry import to_gray
 from marktrace.inference.images import IMAGE_SUFFIXES, load_image
 from marktrace.inference.items import light_file_in
 from marktrace.inference.schema import Trail, TrailStep, View
@@ -230,7 +231,7 @@ def working_copy(image: np.ndarray, height: int, width: int) -> np.ndarray:
     The conversion every stack makes (:func:`stack_from_arrays`); a photo already at that size is only
     converted to gray.
     """
-    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    gray = to_gray(image)
     if gray.shape[:2] == (height, width):
         return gray
     return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
@@ -322,7 +323,7 @@ def load_stack(
     loaded = []
     for n in names:
         li = load_image(f / n, name=f"{f.name}/{n}")
-        loaded.append((li.image if li.image.ndim == 2 else cv2.cvtColor(li.image, cv2.COLOR_BGR2GRAY), li.sha256))
+        loaded.append((to_gray(li.image), li.sha256))
     return stack_from_arrays([g for g, _ in loaded], names, [s for _, s in loaded], lights,
                              max_pixels=max_pixels, stack_budget=stack_budget)
 
