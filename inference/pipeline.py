@@ -75,8 +75,8 @@ class ReaderSettings:
     directly, each relief view) instead of its single most confident read, and its relief views are all read
     unless the direct reads already agree (:attr:`stack_agreement`). The field says so in a ``consensus``
     flag. Development stacks (8 lights, ground): 58 of 140 right against 51 in training fonts, 44 of 100 against
-    41 in fonts recognizer 1.0.0 never saw; held-out ``multilight`` n=100: 53% against 54% (``inference/enhance/
-    README.md``). ``False`` restores the most confident read."""
+    41 in fonts recognizer 1.0.0 never saw; held-out ``multilight`` n=100: 53% against 54% with the 1.0.x models,
+    62% against 55% with 1.1.0 (``inference/enhance/README.md``). ``False`` restores the most confident read."""
     stack_agreement: float = 0.6
     """The direct reads of a stack agree when one value, read by at least three of them, holds this share of
     their summed serial confidence; the relief views are then not made."""

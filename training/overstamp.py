@@ -3,8 +3,8 @@
 The regression reads the recognizer's per-step probabilities and, with ``patch_scorer`` set, the logits of a
 small CNN over each character's patch of the line crop.
 
-One command reproduces the shipped files (``inference/enhance/overstamp-flags-v1.3.0.json`` and its patch scorer
-``models/shipped/marktrace-overstamp-patch-v1.3.0.onnx``)::
+One command reproduces the shipped files (``inference/enhance/overstamp-flags-v1.4.0.json`` and its patch scorer
+``models/shipped/marktrace-overstamp-patch-v1.4.0.onnx``)::
 
     marktrace train-overstamp --config overstamp --out runs            # or: python -m marktrace.training.overstamp
     marktrace train-overstamp --config overstamp --out runs --install  # also replace the shipped files

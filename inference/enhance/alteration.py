@@ -4,7 +4,7 @@ An examiner decides alteration; this module only points at characters that look 
 neighbours in ways an over-stamp produces (research notes section 5). Two scorers:
 
 **What the reader uses** (:func:`flag_overstamps`, issue 3): a logistic regression (numpy; coefficients in
-``overstamp-flags-v1.3.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
+``overstamp-flags-v1.4.0.json``, SHA-256 pinned in :data:`OVERSTAMP_MODEL_SHA256` and checked on load) on
 the recognizer's own per-step probabilities of each character (:func:`ctc_character_features`): the older
 strike under a character leaves rival classes (often a digit) at its time steps and lowers its own
 probability, compared with the other characters of the line; and (model format 2, since 1.2.0) on the logit of
@@ -204,9 +204,9 @@ def flag_alterations(
 # --------------------------------------------------------------------------------------------------
 # Learned over-stamp score on the recognizer's per-step probabilities (issue 3)
 
-OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.3.0.json")
+OVERSTAMP_MODEL_FILE = Path(__file__).with_name("overstamp-flags-v1.4.0.json")
 """The shipped over-stamp model: logistic-regression coefficients in JSON (``training/overstamp.py`` writes it)."""
-OVERSTAMP_MODEL_SHA256 = "fdd2153b4129091285e6eeb6505e566be5d48add781a76b7b318d03759d37da5"
+OVERSTAMP_MODEL_SHA256 = "8cdce3c04f4ec7449cd74f4e94a3f5d9523bef539c012f0e8f8d2e243a691ebc"
 """SHA-256 of :data:`OVERSTAMP_MODEL_FILE`; the file is refused when it differs."""
 STEP_COLUMNS = 4
 """Crop columns per recognizer time step."""
