@@ -199,7 +199,7 @@ def test_a_failed_parity_check_leaves_no_file_and_no_temporary(tiny_run, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == []
 
 
-def test_the_default_export_never_touches_a_shipped_file(tiny_run, tmp_path):
+def test_exporting_a_shipped_version_never_touches_its_file(tiny_run, tmp_path):
     """Exporting a version that is already shipped into the shipped folder refuses and changes nothing."""
     import shutil
 
