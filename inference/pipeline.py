@@ -81,6 +81,11 @@ class ReaderSettings:
     """The direct reads of a stack agree when one value, read by at least three of them, holds this share of
     their summed serial confidence; the relief views are then not made."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
+    chain_max_pixels: int = 16_000_000
+    """A chain's working copy (the photo, or its text region) of more pixels than this is shrunk to it first (a
+    recorded ``resize`` step, pixel averaging), so the chains' filters work on a bounded image: a 70-megapixel
+    photo then costs about the memory of a 16-megapixel one, and its lines keep far more pixels than the
+    recognizer's input height. 0 turns it off."""
     turn_oblique: bool = True
     """When the direct read of a single photo is unsure and its longest line runs more than
     :data:`OBLIQUE_DEG` off the horizontal, read the photo again turned so that line is level (the
@@ -505,22 +510,30 @@ class MarkingReader:
         """Read the photo through each enhancement chain in turn until a serial is read confidently.
 
         On a large photo whose lines span a small part of it, each chain starts with a ``crop`` step to
-        their region (with a margin of :data:`CHAIN_REGION_PAD_LINES` line heights): the view is smaller and
-        cheaper, the trail records the crop, and boxes are mapped back to the photo's pixels.
+        their region (with a margin of :data:`CHAIN_REGION_PAD_LINES` line heights), and a working copy still
+        of more pixels than :attr:`ReaderSettings.chain_max_pixels` with a ``resize`` step: the view is smaller and
+        cheaper, the trail records both, and boxes are mapped back to the photo's pixels.
         """
-        from marktrace.inference.enhance.chains import get_chain, make_view
+        from marktrace.inference.enhance.chains import get_chain, make_view, view_to_source
 
         found = [np.asarray(line.box, np.float32) for a in attempts for line in a.lines if line.file == image.path]
         region = text_region(found, image.image.shape, self.long_side, pad_lines=CHAIN_REGION_PAD_LINES)
-        crop: list[TrailStep] = []
-        to_original = None
+        framing: list[TrailStep] = []
+        height, width = image.image.shape[:2]
         if region is not None:
             x0, y0, x1, y1 = region
-            crop = [TrailStep(name="crop", params={"x0": x0, "y0": y0, "x1": x1, "y1": y1})]
-            to_original = np.array([[1, 0, x0], [0, 1, y0]], np.float32)
+            framing.append(TrailStep(name="crop", params={"x0": x0, "y0": y0, "x1": x1, "y1": y1}))
+            width, height = x1 - x0, y1 - y0
+        cap = self.settings.chain_max_pixels
+        if cap and width * height > cap:
+            shrink = (cap / (width * height)) ** 0.5
+            framing.append(TrailStep(name="resize", params={
+                "from_width": width, "from_height": height, "interpolation": "area",
+                "width": max(1, round(width * shrink)), "height": max(1, round(height * shrink))}))
+        to_original = view_to_source(framing).astype(np.float32) if framing else None
         views = []
         for chain in self.settings.chains:
-            enhanced, view = make_view(image.sha256, image.image, chain, [*crop, *get_chain(chain)])
+            enhanced, view = make_view(image.sha256, image.image, chain, [*framing, *get_chain(chain)])
             views.append(self._keep_view(image.path, enhanced, view))
             attempt = self._attempt(enhanced, image.path, image.sha256, view.name, view.name, to_original=to_original)
             attempts.append(attempt)

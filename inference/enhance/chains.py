@@ -109,18 +109,32 @@ def get_chain(name: str) -> list[TrailStep]:
     return chains[name]
 
 
-def crop_origin(steps: Sequence[TrailStep]) -> tuple[int, int]:
-    """Where a chain's output pixel ``(0, 0)`` lies in its source: the sum of its ``crop`` steps' corners.
+def source_to_view(steps: Sequence[TrailStep]) -> np.ndarray:
+    """The 2x3 affine that takes a point in a chain's source pixels to the same point in its output.
 
-    Chains change no geometry but ``crop``; a box in the source's pixels is drawn on the view after
-    subtracting this origin.
+    Of the steps, only ``crop`` (a shift by its corner) and ``resize`` (a scale about pixel centres) change
+    geometry; the others keep every pixel where it is. A box in the source's pixels is drawn on the view
+    through this matrix, and a box read on the view goes back through its inverse
+    (:func:`view_to_source`).
     """
-    x = y = 0
+    matrix = np.eye(3)
     for step in steps:
         if step.name == "crop":
-            x += int(step.params.get("x0", 0))
-            y += int(step.params.get("y0", 0))
-    return x, y
+            shift = np.eye(3)
+            shift[0, 2] = -float(step.params.get("x0", 0))
+            shift[1, 2] = -float(step.params.get("y0", 0))
+            matrix = shift @ matrix
+        elif step.name == "resize":
+            sx = float(step.params["width"]) / float(step.params["from_width"])
+            sy = float(step.params["height"]) / float(step.params["from_height"])
+            scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+            matrix = scale @ matrix
+    return matrix[:2]
+
+
+def view_to_source(steps: Sequence[TrailStep]) -> np.ndarray:
+    """The 2x3 affine from a chain's output pixels back to its source's (the inverse of :func:`source_to_view`)."""
+    return np.asarray(cv2.invertAffineTransform(source_to_view(steps)), np.float64)
 
 
 def run_chain(image: np.ndarray, steps: Sequence[TrailStep | Mapping[str, Any]]) -> np.ndarray:

@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marktrace.inference.schema import TrailStep
 
+BAND_ROWS = 256
+"""Rows per band where a step's element-wise float maths runs band by band (same bytes, less memory)."""
+
 
 class StepError(ValueError):
     """A step name or its parameters are invalid, or the image cannot be processed."""
@@ -113,6 +116,22 @@ class CropParams(_Params):
     y1: int = Field(gt=0)
 
 
+class ResizeParams(_Params):
+    """Resample the whole image from ``from_width`` x ``from_height`` to ``width`` x ``height`` pixels.
+
+    The input size is part of the parameters so a trail says what was resized, a replay on another image
+    fails instead of silently giving other pixels, and boxes can be mapped between the two frames from the
+    trail alone (pixel centres: ``x_out = (x_in + 0.5) * width / from_width - 0.5``).
+    """
+
+    from_width: int = Field(gt=0)
+    from_height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    interpolation: Literal["area", "linear", "cubic"] = "area"
+    """OpenCV interpolation: ``area`` (pixel averaging) is the one for shrinking."""
+
+
 Image = np.ndarray
 StepFn = Callable[[Image, Any], Image]
 
@@ -190,6 +209,21 @@ def _crop(image: Image, p: CropParams) -> Image:
     return image[p.y0 : p.y1, p.x0 : p.x1].copy()
 
 
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+
+
+@_register("resize", ResizeParams, "Resample to a given size (OpenCV; the input size is checked).")
+def _resize(image: Image, p: ResizeParams) -> Image:
+    height, width = image.shape[:2]
+    if (width, height) != (p.from_width, p.from_height):
+        raise StepError(
+            f"resize: the image is {width}x{height}, the step was recorded for {p.from_width}x{p.from_height}"
+        )
+    if (p.width, p.height) == (width, height):
+        return image.copy()
+    return cv2.resize(image, (p.width, p.height), interpolation=_INTERPOLATION[p.interpolation])
+
+
 @_register("flatten_background", FlattenParams, "Remove slow illumination changes (divide/subtract).")
 def _flatten(image: Image, p: FlattenParams) -> Image:
     def one(ch: np.ndarray) -> np.ndarray:
@@ -231,9 +265,12 @@ def _morph(image: Image, p: MorphParams, op: int) -> Image:
         res = cv2.morphologyEx(ch, op, kernel, borderType=cv2.BORDER_REFLECT)
         if p.gain == 1.0:
             return res
-        scaled = res.astype(np.float32)
-        scaled *= np.float32(p.gain)
-        return _clip_u8(scaled)
+        # row bands, in place: a float copy of a band, not of a large photo (element-wise, so the same bytes)
+        for start in range(0, res.shape[0], BAND_ROWS):
+            scaled = res[start : start + BAND_ROWS].astype(np.float32)
+            scaled *= np.float32(p.gain)
+            res[start : start + BAND_ROWS] = _clip_u8(scaled)
+        return res
 
     return _per_channel(image, one)
 

@@ -107,8 +107,11 @@ def test_a_photo_the_marking_fills_is_detected_once(marking: Any, monkeypatch: p
     assert len(passes) >= 2 and passes[-1][0] * passes[-1][1] < photo.shape[0] * photo.shape[1] / 4
 
 
-def test_chains_on_a_large_photo_are_cut_to_the_text_region_and_replay(marking: Any, tmp_path: Any) -> None:
-    from marktrace.inference.enhance.chains import crop_origin, verify_replay
+@pytest.mark.parametrize("max_pixels", [0, 40_000])
+def test_chains_on_a_large_photo_are_cut_to_the_text_region_shrunk_to_a_bound_and_replay(
+    marking: Any, tmp_path: Any, max_pixels: int
+) -> None:
+    from marktrace.inference.enhance.chains import source_to_view, verify_replay
     from marktrace.inference.images import decode_image
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
@@ -118,6 +121,7 @@ def test_chains_on_a_large_photo_are_cut_to_the_text_region_and_replay(marking: 
     loaded = decode_image(bytes(buf), "framed.png")
     reader = MarkingReader.from_settings(ReaderSettings(
         threads=1, confident=1.01, detector_sides=(), turn_oblique=False, save_enhanced=tmp_path,
+        chain_max_pixels=max_pixels,
     ))
     attempts = [reader._attempt(loaded.image, loaded.path, loaded.sha256, "direct", "original")]
     chain_views = reader._chain_attempts(loaded, attempts)
@@ -125,12 +129,25 @@ def test_chains_on_a_large_photo_are_cut_to_the_text_region_and_replay(marking: 
     h, w = (2 * s for s in marking.image.shape[:2])
     for view in chain_views:
         assert view.trail is not None and view.trail.steps[0].name == "crop"
-        x0, y0 = crop_origin(view.trail.steps)
         p = view.trail.steps[0].params
+        x0, y0 = p["x0"], p["y0"]
         assert x0 <= x + w and y0 <= y + h and p["x1"] >= x and p["y1"] >= y  # the region overlaps the marking
         assert (p["x1"] - x0) * (p["y1"] - y0) < photo.shape[0] * photo.shape[1] / 4
+        resized = [step for step in view.trail.steps if step.name == "resize"]
+        assert len(resized) == (1 if max_pixels else 0)  # the region is larger than 40,000 pixels
+        if resized:
+            size = resized[0].params
+            assert (size["from_width"], size["from_height"]) == (p["x1"] - x0, p["y1"] - y0)
+            assert max_pixels * 0.97 <= size["width"] * size["height"] <= max_pixels * 1.03
         assert verify_replay(view.trail, loaded.image, loaded.sha256)
-    # lines read on the cut views are boxed in the large photo's pixels, on the marking
+        # the marking's corners, through the trail's geometry, land inside the view
+        corners = source_to_view(view.trail.steps) @ np.array([[x + w / 4, x + 3 * w / 4], [y + h / 4, y + 3 * h / 4],
+                                                                [1, 1]])
+        enhanced = cv2.imread(view.file or "", cv2.IMREAD_UNCHANGED)
+        assert enhanced is not None
+        assert (corners >= 0).all()
+        assert (corners[0] < enhanced.shape[1]).all() and (corners[1] < enhanced.shape[0]).all()
+    # lines read on the cut (and shrunk) views are boxed in the large photo's pixels, on the marking
     chained = [line for attempt in attempts[1:] for line in attempt.lines]
     assert chained
     for line in chained:

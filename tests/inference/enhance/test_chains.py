@@ -106,17 +106,28 @@ def test_image_hash_depends_on_shape_and_dtype() -> None:
     assert image_sha256(a.reshape(3, 4)) == image_sha256(np.asfortranarray(a.reshape(3, 4)))
 
 
-def test_crop_origin_adds_up_the_crops_of_a_chain_and_matches_the_pixels() -> None:
-    from marktrace.inference.enhance.chains import crop_origin
+def test_source_to_view_follows_the_crops_and_resizes_of_a_chain_to_the_pixels() -> None:
+    import cv2
 
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (80, 120), dtype=np.uint8)
+    from marktrace.inference.enhance.chains import source_to_view, view_to_source
+
+    image = np.zeros((80, 120), np.uint8)
+    image[30:32, 50:52] = 255  # a bright dot centred on (50.5, 30.5)
     steps = [
         TrailStep(name="crop", params={"x0": 10, "y0": 4, "x1": 110, "y1": 70}),
         TrailStep(name="invert"),
-        TrailStep(name="crop", params={"x0": 5, "y0": 6, "x1": 50, "y1": 40}),
+        TrailStep(name="resize", params={"from_width": 100, "from_height": 66, "width": 50, "height": 33}),
+        TrailStep(name="crop", params={"x0": 5, "y0": 6, "x1": 40, "y1": 30}),
     ]
-    assert crop_origin(steps) == (15, 10)
-    assert crop_origin([TrailStep(name="invert")]) == (0, 0)
     out = run_chain(image, steps)
-    assert np.array_equal(out, 255 - image[10:44, 15:60])
+    shrunk = cv2.resize(image[4:70, 10:110], (50, 33), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(out, 255 - shrunk[6:30, 5:40])
+    to_view = source_to_view(steps)
+    dot = to_view @ np.array([50.5, 30.5, 1.0])
+    ys, xs = np.nonzero(out < 255)
+    assert np.allclose(dot, (xs.mean(), ys.mean()), atol=0.01)  # the darkened pixel is where the matrix says
+    back = view_to_source(steps) @ np.array([*dot, 1.0])
+    assert np.allclose(back, (50.5, 30.5))
+    assert np.allclose(source_to_view([TrailStep(name="invert")]), np.eye(3)[:2])
+    crops_only = [steps[0], steps[1], steps[3]]  # without the resize: a pure shift by the summed corners
+    assert np.allclose(source_to_view(crops_only), [[1, 0, -15], [0, 1, -10]])

@@ -40,6 +40,7 @@ STEP_CASES = [
     TrailStep(name="gamma", params={"gamma": 0.6}),
     TrailStep(name="normalize"),
     TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 90, "y1": 60}),
+    TrailStep(name="resize", params={"from_width": 96, "from_height": 64, "width": 40, "height": 27}),
 ]
 
 
@@ -59,7 +60,7 @@ def test_step_deterministic_and_pure(step: TrailStep, color: bool) -> None:
     a = apply_step(img, step)
     b = apply_step(img.copy(), step)
     assert np.array_equal(img, before), "input must not be modified"
-    assert a.dtype == np.uint8 and (a.shape[:2] == img.shape[:2] or step.name == "crop")
+    assert a.dtype == np.uint8 and (a.shape[:2] == img.shape[:2] or step.name in ("crop", "resize"))
     assert a.tobytes() == b.tobytes()
     assert a is not img
 
@@ -114,6 +115,34 @@ def test_crop_cuts_exactly_the_rectangle_and_refuses_one_outside_the_image() -> 
         apply_step(img, TrailStep(name="crop", params={"x0": 10, "y0": 5, "x1": 97, "y1": 60}))
     with pytest.raises(StepError, match="not inside"):
         apply_step(img, TrailStep(name="crop", params={"x0": 50, "y0": 5, "x1": 50, "y1": 60}))
+
+
+def test_resize_gives_the_recorded_size_and_refuses_an_image_of_another_size() -> None:
+    import cv2
+
+    img = _photo()
+    step = TrailStep(name="resize", params={"from_width": 96, "from_height": 64, "width": 48, "height": 32})
+    out = apply_step(img, step)
+    assert out.shape == (32, 48, 3)
+    assert np.array_equal(out, cv2.resize(img, (48, 32), interpolation=cv2.INTER_AREA))
+    assert validate_step(step).params["interpolation"] == "area"  # the trail names the resampling
+    with pytest.raises(StepError, match="image is 80x55, the step was recorded for 96x64"):
+        apply_step(img[5:60, 10:90], step)
+
+
+def test_a_gained_black_hat_is_the_same_band_by_band_on_a_tall_photo() -> None:
+    """The gain runs in row bands (less memory on a large photo); the bytes are the whole-image formula's."""
+    import cv2
+
+    from marktrace.inference.enhance.steps import BAND_ROWS
+
+    rng = np.random.default_rng(5)
+    gray = np.clip(rng.normal(128, 40, (2 * BAND_ROWS + 37, 90)), 0, 255).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
+    closed = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel, borderType=cv2.BORDER_REFLECT)
+    got = apply_step(gray, TrailStep(name="blackhat", params={"ksize": 11, "gain": 3.7}))
+    assert np.array_equal(got, _u8(closed.astype(np.float32) * np.float32(3.7)))
+    assert got.max() == 255 and 0 < np.count_nonzero(got == 255) < got.size  # the clip was reached, not everywhere
 
 
 def _u8(values: np.ndarray) -> np.ndarray:
