@@ -64,6 +64,28 @@ class RecognizerTrainConfig(_Frozen):
     pad_y: tuple[float, float] = (-0.05, 0.35)
     jitter: float = Field(default=0.08, ge=0.0)
     """Random corner jitter in line heights."""
+    crops_per_line: dict[str, int] = Field(default_factory=dict)
+    """Recognizer crops cut from each line of a training photo, by the line's role (``serial``, ``maker``,
+    ``country``, ``calibre``, ``model``, ``import``, ``proof``, ``year``, ``other``; ``*`` for every role not
+    named); 1 where nothing is said. Each crop has its own padding and jitter. A role with more crops weighs
+    more in the recognizer's loss, and where rendering limits the run (a GPU) the recognizer gets more steps
+    per rendered photo."""
+
+    @field_validator("crops_per_line")
+    @classmethod
+    def _known_roles(cls, value: dict[str, int]) -> dict[str, int]:
+        from typing import get_args
+
+        from marktrace.datasets.text import Role
+
+        known = {*get_args(Role), "*"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown line role(s) {unknown}; known: {sorted(known)}")
+        bad = {k: v for k, v in value.items() if not 1 <= v <= 8}
+        if bad:
+            raise ValueError(f"crops per line must be 1 to 8, got {bad}")
+        return value
 
 
 class TrainConfig(_Frozen):

@@ -116,30 +116,40 @@ def _crop_for_detector(
     return canvas, [q + shift for q in quads]
 
 
-def _truth_quads(lines: list[tuple[list[tuple[float, float]], str]]) -> list[tuple[np.ndarray, str]]:
-    out = []
-    for polygon, text in lines:
-        quad = np.asarray(polygon, np.float32).reshape(4, 2)
-        out.append((quad, text))
-    return out
+TruthLine = tuple[list[tuple[float, float]], str, str]
+"""One labelled line of a training photo: polygon (4 points, reading order), text, role (``other`` if unknown)."""
+
+
+def _truth_quads(lines: list[TruthLine]) -> list[tuple[np.ndarray, str, str]]:
+    return [(np.asarray(polygon, np.float32).reshape(4, 2), text, role) for polygon, text, role in lines]
+
+
+def crops_for_role(cfg: TrainConfig, role: str) -> int:
+    """How many recognizer crops one line of ``role`` gives (``recognizer.crops_per_line``; 1 by default)."""
+    table = cfg.recognizer.crops_per_line
+    return table.get(role, table.get("*", 1))
 
 
 def make_photo_sample(
     image_bgr: np.ndarray,
-    lines: list[tuple[list[tuple[float, float]], str]],
+    lines: list[TruthLine],
     cfg: TrainConfig,
     rng: np.random.Generator,
     charset: str,
 ) -> PhotoSample:
-    """Build detector and recognizer material from one photo and its reading-order line quads."""
+    """Build detector and recognizer material from one photo and its reading-order lines.
+
+    Each line gives :func:`crops_for_role` recognizer crops, each cut with its own padding and jitter.
+    """
     truths = _truth_quads(lines)
     crops = []
     allowed = set(charset)
-    for quad, text in truths:
+    for quad, text, role in truths:
         text = "".join(c for c in text if c in allowed).strip()
         if text and quad_size(quad)[1] >= 4:
-            crops.append((random_line_crop(image_bgr, quad, cfg, rng), text))
-    det_image, det_quads = _crop_for_detector(image_bgr, [q for q, _ in truths], cfg, rng)
+            for _ in range(crops_for_role(cfg, role)):
+                crops.append((random_line_crop(image_bgr, quad, cfg, rng), text))
+    det_image, det_quads = _crop_for_detector(image_bgr, [q for q, _, _ in truths], cfg, rng)
     target, weight = detector_targets(det_quads, det_image.shape[:2])
     return PhotoSample(det_image[:, :, ::-1].copy(), target, weight, crops)
 
@@ -154,7 +164,7 @@ def enhanced_copy(image_bgr: np.ndarray, chain: str) -> np.ndarray:
 
 def relief_view_copies(
     seed: int, config: SynthConfig, n_lights: int, known_directions: bool, n_views: int
-) -> tuple[list[np.ndarray], list[tuple[list[tuple[float, float]], str]]]:
+) -> tuple[list[np.ndarray], list[TruthLine]]:
     """The first ``n_views`` relief views the reader computes for a rendered multi-light stack.
 
     The marking of ``render_marking(seed, config)`` is photographed under ``n_lights`` lights
@@ -177,7 +187,7 @@ def relief_view_copies(
         views.append(cv2.cvtColor(view, cv2.COLOR_GRAY2BGR) if view.ndim == 2 else view)
         if len(views) >= n_views:
             break
-    return views, [(ln.polygon, ln.text) for ln in stack.lines]
+    return views, [(ln.polygon, ln.text, ln.role) for ln in stack.lines]
 
 
 def _entry_line_numbers(manifest: Path) -> list[int]:
@@ -186,7 +196,7 @@ def _entry_line_numbers(manifest: Path) -> list[int]:
         return [no for no, raw in enumerate(fh, start=1) if raw.strip()]
 
 
-def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]]:
+def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[TruthLine]]]:
     """Labelled real photos (datasets format, :mod:`marktrace.datasets.manifest`) that have line polygons.
 
     Each folder's manifest is read with :func:`~marktrace.datasets.manifest.read_manifest`: a line that does
@@ -195,7 +205,7 @@ def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[t
     manifest lines and files), not when the stream first draws it. Entries without any line polygon are
     skipped (the detector needs polygons); a folder with none at all is a ValueError.
     """
-    entries: list[tuple[Path, list[tuple[list[tuple[float, float]], str]]]] = []
+    entries: list[tuple[Path, list[TruthLine]]] = []
     for folder in folders:
         root = Path(folder)
         manifest = root / MANIFEST
@@ -213,7 +223,7 @@ def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[tuple[list[t
             raise FileNotFoundError(f"{manifest}: {len(missing)} image file(s) not found:\n  {shown}")
         found = 0
         for item in items:
-            lines = [(list(ln.polygon), ln.text) for ln in item.lines if ln.polygon]
+            lines = [(list(ln.polygon), ln.text, str(ln.role)) for ln in item.lines if ln.polygon]
             if lines:
                 entries.append((root / item.image, lines))
                 found += 1
@@ -287,7 +297,7 @@ class PhotoStream(IterableDataset[PhotoSample]):
             else:
                 marking = render_marking(training_render_seed(seed), self.synth_config(rng))
                 image = marking.image
-                lines = [(ln.polygon, ln.text) for ln in marking.lines]
+                lines = [(ln.polygon, ln.text, ln.role) for ln in marking.lines]
             if self.cfg.enhanced_fraction > 0 and rng.random() < self.cfg.enhanced_fraction:
                 image = enhanced_copy(image, self.cfg.enhance_chains[int(rng.integers(len(self.cfg.enhance_chains)))])
             for _ in range(self.cfg.samples_per_photo):

@@ -158,24 +158,38 @@ def evaluate(
     samples: list[Any],
     cfg: TrainConfig,
     device: torch.device,
-) -> dict[str, float]:
-    """Serial exact match from truth boxes, line recall of the detector."""
+) -> dict[str, float | None]:
+    """Serial and maker-line exact match from truth boxes, line recall of the detector.
+
+    ``eval_maker_exact`` is over the samples' maker lines (spaces ignored), None when no sample has one: the
+    1.1.0 recognizer read worn maker lines worse than its parent while its serials improved, so both are
+    tracked.
+    """
     detector.eval()
     recognizer.eval()
     wrapped = DetectorForExport(detector).to(device)
     correct = 0
     total = 0
+    makers_correct = 0
+    makers_total = 0
     found = 0
     lines_total = 0
-    for sample in samples:
-        serial_line = next(ln for ln in sample.lines if ln.role == "serial")
-        quad = pad_quad(np.asarray(serial_line.polygon, np.float32), 0.3, 0.15)
+
+    def read(polygon: Any) -> str:
+        quad = pad_quad(np.asarray(polygon, np.float32), 0.3, 0.15)
         crop = rectify_line(sample.image, quad, cfg.recognizer.height, cfg.recognizer.max_width)
         batch = torch.from_numpy(batch_line_crops([crop], cfg.recognizer.height)).to(device)
         probs = torch.softmax(recognizer(batch.float() / 127.5 - 1.0), -1)[0].float().cpu().numpy()
-        text = greedy_decode(probs, charset).text
-        correct += int(text.replace(" ", "") == serial_line.text.replace(" ", ""))
+        return greedy_decode(probs, charset).text.replace(" ", "")
+
+    for sample in samples:
+        serial_line = next(ln for ln in sample.lines if ln.role == "serial")
+        correct += int(read(serial_line.polygon) == serial_line.text.replace(" ", ""))
         total += 1
+        for line in sample.lines:
+            if line.role == "maker":
+                makers_correct += int(read(line.polygon) == line.text.replace(" ", ""))
+                makers_total += 1
         det_in = prepare_detector_input(sample.image, DETECTOR_EVAL_LONG_SIDE)
         maps = wrapped(torch.from_numpy(det_in.tensor).to(device))[0].float().cpu().numpy()
         detected = postprocess_maps(maps, DETECTOR_STRIDE, det_in.scale)
@@ -188,6 +202,7 @@ def evaluate(
     set_train_mode(detector, recognizer, cfg)
     return {
         "eval_serial_exact": correct / max(total, 1),
+        "eval_maker_exact": makers_correct / makers_total if makers_total else None,
         "eval_line_recall": found / max(lines_total, 1),
     }
 
@@ -268,7 +283,7 @@ def _train_in(run: RunFolder, cfg: TrainConfig, device: torch.device, progress: 
     last_eval_step = 0
     det_grad = 0.0
 
-    def save(tag: str, metrics: dict[str, float]) -> None:
+    def save(tag: str, metrics: dict[str, Any]) -> None:
         """Both checkpoints, atomically; tensors and plain values only (they load with ``weights_only``)."""
         atomic_torch_save(
             {"state_dict": detector.state_dict(), "size": cfg.detector.size, "metrics": metrics},
@@ -285,9 +300,9 @@ def _train_in(run: RunFolder, cfg: TrainConfig, device: torch.device, progress: 
             run.path / "checkpoints" / f"recognizer-{tag}.pt",
         )
 
-    def checkpoint_and_eval(final: bool = False) -> dict[str, float]:
+    def checkpoint_and_eval(final: bool = False) -> dict[str, Any]:
         nonlocal best
-        metrics = evaluate(detector, recognizer, charset, eval_samples, cfg, device)
+        metrics: dict[str, Any] = evaluate(detector, recognizer, charset, eval_samples, cfg, device)
         metrics.update(det_step=det_step, rec_step=rec_step, elapsed_s=round(time.time() - start, 1))
         run.log({"event": "eval", **metrics})
         progress(f"eval {metrics}")

@@ -20,7 +20,7 @@ def test_run_folder_records_config_seed_commit_metrics_and_checkpoints(tiny_run:
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["seed"] == 7 and info["commit"]
     assert info["det_steps"] == 6 and info["rec_steps"] == 6
-    assert "eval_serial_exact" in info["final_metrics"]
+    assert "eval_serial_exact" in info["final_metrics"] and "eval_maker_exact" in info["final_metrics"]
     events = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert any(e["event"] == "train" for e in events) and any(e["event"] == "eval" for e in events)
     for name in ("detector-best.pt", "recognizer-best.pt", "detector-last.pt", "recognizer-last.pt"):
@@ -34,6 +34,31 @@ def test_overrides_and_unknown_keys() -> None:
         load_config("tiny", {"recognizer.nonsense": 1})
     with pytest.raises(FileNotFoundError, match="presets"):
         load_config("no-such-preset")
+
+
+def test_lines_of_a_weighted_role_give_more_crops_each_cut_its_own_way() -> None:
+    from marktrace.datasets.synth import render_marking
+    from marktrace.training.data import make_photo_sample
+
+    marking = render_marking(31, load_config("tiny").synth.model_copy(update={"n_lines": (3, 4)}))
+    lines = [(ln.polygon, ln.text, ln.role) for ln in marking.lines]
+    roles = [role for _, _, role in lines]
+    assert "serial" in roles and len(roles) >= 3
+    charset = "".join(sorted({c for _, text, _ in lines for c in text} - {" "}))
+    plain = load_config("tiny")
+    weighted = load_config("tiny", {"recognizer.crops_per_line": {"serial": 3, "*": 2}})
+    one = make_photo_sample(marking.image, lines, plain, np.random.default_rng(0), charset)
+    more = make_photo_sample(marking.image, lines, weighted, np.random.default_rng(0), charset)
+    assert len(one.crops) == len(lines)
+    serial_text = next(text for _, text, role in lines if role == "serial").strip()
+    assert len(more.crops) == 3 + 2 * (len(lines) - 1)
+    serial_crops = [crop for crop, text in more.crops if text == serial_text]
+    assert len(serial_crops) == 3
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(serial_crops, serial_crops[1:]))
+    with pytest.raises(ValueError, match=r"unknown line role\(s\) \['makr'\]"):
+        load_config("tiny", {"recognizer.crops_per_line": {"makr": 2}})
+    with pytest.raises(ValueError, match="1 to 8"):
+        load_config("tiny", {"recognizer.crops_per_line": {"maker": 0}})
 
 
 def test_lr_schedule_warms_up_and_decays_by_time() -> None:
@@ -122,7 +147,7 @@ def test_relief_fraction_trains_on_the_readers_photometric_views() -> None:
     config = SynthConfig(fonts="train", wear=(0.7, 0.8), image_size=(160, 320))
     views, lines = relief_view_copies(11, config, 5, True, 2)
     stack = render_stack(11, config, 5, known_directions=True)
-    assert len(views) == 2 and [(ln.polygon, ln.text) for ln in stack.lines] == lines
+    assert len(views) == 2 and [(ln.polygon, ln.text, ln.role) for ln in stack.lines] == lines
     names = [f"shot_{i:02d}.png" for i in range(5)]
     first_view = next(iter(iter_relief_views(stack_from_arrays(
         list(stack.images), names, ["0" * 64] * 5, dict(zip(names, stack.lights, strict=True))))))[0]
