@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import NoReturn
@@ -54,7 +55,7 @@ def test_lines_of_a_weighted_role_give_more_crops_each_cut_its_own_way() -> None
     assert len(more.crops) == 3 + 2 * (len(lines) - 1)
     serial_crops = [crop for crop, text in more.crops if text == serial_text]
     assert len(serial_crops) == 3
-    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(serial_crops, serial_crops[1:]))
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in itertools.pairwise(serial_crops))
     with pytest.raises(ValueError, match=r"unknown line role\(s\) \['makr'\]"):
         load_config("tiny", {"recognizer.crops_per_line": {"makr": 2}})
     with pytest.raises(ValueError, match="1 to 8"):
