@@ -390,9 +390,8 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
     # enhanced views, each checked against its trail's pixel hash before it is printed
     views = [v for v in item.views if v.file and v.name != "original"]
     if views:
-        import numpy as np
-
         from marktrace.inference.enhance.chains import image_sha256, source_to_view
+        from marktrace.inference.geometry import rotate_quad
 
         story.append(Paragraph("Enhanced views", h2))
         for v in views:
@@ -415,8 +414,8 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
             else:
                 check = f"pixel SHA-256 MISMATCH with its trail (image now {actual})"
             # a chain of a large photo may crop to the text region and shrink: boxes are in the photo's pixels
-            to_view = source_to_view(v.trail.steps) if v.trail is not None else np.eye(3)[:2]
-            boxes = [[(float(to_view[0] @ (x, y, 1.0)), float(to_view[1] @ (x, y, 1.0))) for x, y in ln.box]
+            to_view = source_to_view(v.trail.steps if v.trail is not None else [])
+            boxes = [[(float(x), float(y)) for x, y in rotate_quad(ln.box, to_view)]
                      for ln in item.lines if ln.view == v.name]
             story.append(place(_boxed_image(_pixels_rgb(pixels), boxes, max_px=900), 0.5))
             story.append(Paragraph(check, body))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from marktrace.datasets.synth import SynthConfig
+from marktrace.datasets.text import Role
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -74,10 +75,6 @@ class RecognizerTrainConfig(_Frozen):
     @field_validator("crops_per_line")
     @classmethod
     def _known_roles(cls, value: dict[str, int]) -> dict[str, int]:
-        from typing import get_args
-
-        from marktrace.datasets.text import Role
-
         known = {*get_args(Role), "*"}
         unknown = sorted(set(value) - known)
         if unknown:
