@@ -147,7 +147,9 @@ def test_font_split_is_disjoint_and_used() -> None:
     held = {f.name for f in fonts_for_split("heldout")}
     assert train and held and not train & held
     assert train | held == {f.name for f in all_fonts()}
-    assert 0.15 <= len(held) / (len(train) + len(held)) <= 0.35
+    # the benchmark's faces: enough of them, of several looks (training faces may grow without changing them)
+    assert len(held) >= 6
+    assert len({f.style for f in fonts_for_split("heldout")}) >= 5
     seen_train = set()
     for s in range(8):
         seen_train |= set(render_marking(s, cfg(fonts="heldout")).meta["fonts"])
