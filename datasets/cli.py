@@ -38,6 +38,9 @@ def synth_cmd(
     rotation: Annotated[str, typer.Option("--rotation", help="upright | small | any")] = "small",
     overstamp: Annotated[float, typer.Option("--overstamp", help="over-stamp probability")] = 0.0,
     etch: Annotated[float, typer.Option("--etch", help="etch-reveal probability")] = 0.0,
+    glyph_variation: Annotated[
+        float, typer.Option("--glyph-variation", help="share of lines slanted, bolder/lighter, narrower/wider")
+    ] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Render a synthetic dataset (PNG images + manifest.jsonl).
@@ -58,6 +61,7 @@ def synth_cmd(
             rotation=rotation,  # type: ignore[arg-type]
             overstamp_prob=overstamp,
             etch_reveal_prob=etch,
+            glyph_variation=glyph_variation,
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc

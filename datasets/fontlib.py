@@ -124,6 +124,8 @@ def render_line(
     depth_var: float = 0.0,
     weight_px: float = 0.12,
     condense: float = 1.0,
+    slant: float = 0.0,
+    weight_change: float = 0.0,
 ) -> LineRaster:
     """Rasterise one line.
 
@@ -136,7 +138,10 @@ def render_line(
         jitter: per-character baseline jitter, as a fraction of ``cap`` (hand-stamped look).
         depth_var: per-character depth factor spread (factor drawn from 1 +- depth_var).
         weight_px: stroke thickness for Hershey faces, as a fraction of ``cap``.
-        condense: horizontal scale (< 1 gives a condensed variant).
+        condense: horizontal scale (< 1 gives a condensed variant, > 1 an extended one).
+        slant: horizontal shear (x shift per pixel of height, positive leans right like an italic).
+        weight_change: stroke weight change as a fraction of ``cap`` (> 0 bolder, < 0 lighter; a lighter
+            stroke keeps at least 40% of its width).
     """
     cap = max(4.0, float(cap))
     pad = int(np.ceil(cap * 0.6 + 4))
@@ -211,7 +216,47 @@ def render_line(
         wimg = cv2.resize(wimg, (new_w, wimg.shape[0]), interpolation=cv2.INTER_NEAREST)
         boxes = [(b[0] * sx, b[1], b[2] * sx, b[3]) for b in boxes]
         stroke *= float(np.sqrt(condense))
+    if weight_change:
+        mask, wimg, boxes, stroke = _change_weight(mask, wimg, boxes, stroke, weight_change * cap)
+    if slant:
+        mask, wimg, boxes = _shear(mask, wimg, boxes, slant)
     return LineRaster(mask=mask, weight=wimg, char_boxes=boxes, cap=cap, stroke=stroke)
+
+
+Boxes = list[tuple[float, float, float, float]]
+
+
+def _change_weight(
+    mask: np.ndarray, wimg: np.ndarray, boxes: Boxes, stroke: float, change_px: float
+) -> tuple[np.ndarray, np.ndarray, Boxes, float]:
+    """Bolder (dilate by ``change_px``) or lighter (erode, at most 30% of the stroke on each side) glyphs."""
+    k = round(abs(change_px)) if change_px > 0 else min(round(abs(change_px)), int(stroke * 0.3))
+    if k < 1:
+        return mask, wimg, boxes, stroke
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    if change_px > 0:
+        grown = [(b[0] - k, b[1] - k, b[2] + k, b[3] + k) for b in boxes]
+        return cv2.dilate(mask, kernel), cv2.dilate(wimg, kernel), grown, stroke + 2 * k
+    return cv2.erode(mask, kernel), wimg, boxes, max(1.0, stroke - 2 * k)
+
+
+def _shear(mask: np.ndarray, wimg: np.ndarray, boxes: Boxes, slant: float) -> tuple[np.ndarray, np.ndarray, Boxes]:
+    """Shear the line about its canvas' middle row (``x' = x + slant * (h / 2 - y)``), widening the canvas."""
+    h, w = mask.shape
+    extra = abs(slant) * h
+    shift = slant * h / 2 + extra / 2
+    matrix = np.array([[1.0, -slant, shift], [0.0, 1.0, 0.0]], np.float32)
+    size = (int(np.ceil(w + extra)), h)
+    sheared = cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+    weights = cv2.warpAffine(wimg, matrix, size, flags=cv2.INTER_NEAREST, borderValue=0.0)
+
+    def x_at(x: float, y: float) -> float:
+        return x - slant * y + shift
+
+    moved = [
+        (min(x_at(b[0], b[1]), x_at(b[0], b[3])), b[1], max(x_at(b[2], b[1]), x_at(b[2], b[3])), b[3]) for b in boxes
+    ]
+    return sheared, weights, moved
 
 
 def dotify(

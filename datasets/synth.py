@@ -38,7 +38,9 @@ from marktrace.datasets.fontlib import (
 )
 from marktrace.datasets.text import Role, random_marking_lines, strip_serial_prefix
 
-GENERATOR_VERSION = "marktrace-synth-1.0"
+GENERATOR_VERSION = "marktrace-synth-1.1"
+"""1.1 (2026-11-28): 16 more training faces (training renders changed; held-out renders are the same pixels) and
+``SynthConfig.glyph_variation`` (off by default)."""
 METHODS: tuple[str, ...] = ("stamped", "roll_marked", "engraved", "dot_peened", "laser_etched")
 FINISHES: tuple[str, ...] = (
     "blued",
@@ -69,6 +71,9 @@ class SynthConfig(BaseModel):
     camera: float = 1.0
     overstamp_prob: float = 0.0
     etch_reveal_prob: float = 0.0
+    glyph_variation: float = 0.0
+    """Share of lines whose face is varied: slanted, bolder or lighter, narrower or wider (training only; the
+    draws come from their own random stream, so 0 renders exactly what earlier versions did)."""
 
     @field_validator("wear")
     @classmethod
@@ -99,7 +104,7 @@ class SynthConfig(BaseModel):
             raise ValueError(f"n_lines must satisfy 1 <= min <= max <= 8, got {self.n_lines}")
         if not (64 <= self.image_size[0] <= self.image_size[1] <= 4096):
             raise ValueError(f"image_size must satisfy 64 <= min <= max <= 4096, got {self.image_size}")
-        for name in ("camera", "overstamp_prob", "etch_reveal_prob"):
+        for name in ("camera", "overstamp_prob", "etch_reveal_prob", "glyph_variation"):
             val = getattr(self, name)
             if not 0.0 <= val <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {val}")
@@ -289,6 +294,31 @@ def _choose_fonts(rng: np.random.Generator, config: SynthConfig, n: int) -> list
     return out
 
 
+NO_VARIATION: dict[str, float] = {"slant": 0.0, "weight": 0.0, "width": 1.0}
+
+
+def _glyph_variation(seed: int, config: SynthConfig, n_lines: int) -> list[dict[str, float]]:
+    """Per line: slant (shear), stroke weight change (fraction of the cap height) and width factor.
+
+    A line is varied with probability ``config.glyph_variation``; the draws use a stream of their own, so the
+    rest of the marking is what it would be without them.
+    """
+    if config.glyph_variation <= 0:
+        return [dict(NO_VARIATION) for _ in range(n_lines)]
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x676C7970]))
+    out = []
+    for _ in range(n_lines):
+        if rng.random() >= config.glyph_variation:
+            out.append(dict(NO_VARIATION))
+            continue
+        out.append({
+            "slant": float(rng.uniform(-0.12, 0.3)) if rng.random() < 0.5 else 0.0,
+            "weight": float(rng.uniform(-0.04, 0.05)) if rng.random() < 0.6 else 0.0,
+            "width": float(rng.uniform(0.8, 1.25)) if rng.random() < 0.5 else 1.0,
+        })
+    return out
+
+
 def _layout(seed: int, config: SynthConfig, rngs: list[np.random.Generator]) -> dict[str, Any]:
     r_text, r_lay, r_cam = rngs[0], rngs[1], rngs[6]
     texts = random_marking_lines(r_text, config.n_lines)
@@ -296,6 +326,7 @@ def _layout(seed: int, config: SynthConfig, rngs: list[np.random.Generator]) -> 
     finish = _pick(r_lay, config.finishes)
     fonts = _choose_fonts(r_lay, config, len(texts))
     condense = [float(r_lay.uniform(0.6, 0.85)) if r_lay.random() < 0.15 else 1.0 for _ in texts]
+    variation = _glyph_variation(seed, config, len(texts))
     dotmatrix = method != "dot_peened" and r_lay.random() < 0.07
     rel = [
         float(r_lay.uniform(0.9, 1.35)) if role == "serial" else float(r_lay.uniform(0.55, 1.1)) for _, role in texts
@@ -307,8 +338,8 @@ def _layout(seed: int, config: SynthConfig, rngs: list[np.random.Generator]) -> 
     align = _pick(r_lay, ("left", "left", "center", "center", "free"))
     # measure at cap 100 to size the plate
     widths = [
-        measure_line(t, f, 100.0 * r, tr) * c
-        for (t, _), f, r, tr, c in zip(texts, fonts, rel, tracking, condense, strict=True)
+        measure_line(t, f, 100.0 * r, tr) * c * v["width"]
+        for (t, _), f, r, tr, c, v in zip(texts, fonts, rel, tracking, condense, variation, strict=True)
     ]
     block_w = max(widths)
     block_h = sum(100.0 * r for r in rel) + 100.0 * spacing * max(0, len(rel) - 1)
@@ -335,6 +366,7 @@ def _layout(seed: int, config: SynthConfig, rngs: list[np.random.Generator]) -> 
         "finish": finish,
         "fonts": fonts,
         "condense": condense,
+        "variation": variation,
         "dotmatrix": dotmatrix,
         "rel": rel,
         "hand": hand,
@@ -364,7 +396,9 @@ def _render_plate_text(
             jitter=0.06 if lay["hand"] else 0.0,
             depth_var=0.25 if lay["hand"] else 0.05,
             weight_px=float(rng.uniform(0.07, 0.16)),
-            condense=lay["condense"][i],
+            condense=lay["condense"][i] * lay["variation"][i]["width"],
+            slant=lay["variation"][i]["slant"],
+            weight_change=lay["variation"][i]["weight"],
         )
         rasters.append(r)
     ml, mt, mr, mb = (m * cap for m in lay["margins"])
@@ -889,6 +923,8 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
         "camera": cam,
         "config": config.model_dump(mode="json"),
     }
+    if config.glyph_variation > 0:
+        meta["glyph_variation"] = lay["variation"]
     return _Scene(
         seed=int(seed),
         height=height,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from marktrace.datasets.fontlib import all_fonts, fonts_for_split
+from marktrace.datasets.fontlib import all_fonts, fonts_for_split, render_line
 from marktrace.datasets.synth import (
     FINISHES,
     METHODS,
@@ -107,10 +107,10 @@ def _inside(poly: np.ndarray, pts: np.ndarray, tol: float) -> np.ndarray:
     return np.array([cv2.pointPolygonTest(c, (float(x), float(y)), True) >= -tol for x, y in pts])
 
 
-@pytest.mark.parametrize("rotation", ["upright", "small", "any"])
-def test_polygons_contain_their_glyphs(rotation: str) -> None:
+@pytest.mark.parametrize(("rotation", "variation"), [("upright", 0.0), ("small", 0.0), ("any", 0.0), ("small", 1.0)])
+def test_polygons_contain_their_glyphs(rotation: str, variation: float) -> None:
     for seed in range(3):
-        m = render_marking(seed, cfg(rotation=rotation, methods=("stamped", "engraved")))
+        m = render_marking(seed, cfg(rotation=rotation, methods=("stamped", "engraved"), glyph_variation=variation))
         ys, xs = np.nonzero(m.glyph_mask)
         pts = np.stack([xs, ys], 1)[:: max(1, len(xs) // 400)]
         covered = np.zeros(len(pts), bool)
@@ -261,3 +261,39 @@ def test_config_rejects_bad_values() -> None:
         SynthConfig(extra_field=1)  # type: ignore[call-arg]
     with pytest.raises(ValueError):
         SynthConfig(camera=2.0)
+
+
+def test_glyph_variation_changes_the_faces_only() -> None:
+    plain = render_marking(11, cfg(image_size=(320, 480)))
+    varied = render_marking(11, cfg(image_size=(320, 480), glyph_variation=1.0))
+    assert [ln.text for ln in varied.lines] == [ln.text for ln in plain.lines]
+    assert varied.meta["method"] == plain.meta["method"] and varied.meta["finish"] == plain.meta["finish"]
+    assert "glyph_variation" in varied.meta and "glyph_variation" not in plain.meta
+    assert len(varied.meta["glyph_variation"]) == len(varied.lines)
+    assert not np.array_equal(varied.glyph_mask, plain.glyph_mask)
+    with pytest.raises(ValueError):
+        SynthConfig(glyph_variation=1.5)
+
+
+def test_render_line_slant_and_weight() -> None:
+    font = next(f for f in all_fonts() if f.name == "dejavu-sans-mono")
+    rng = np.random.default_rng
+
+    def ink(raster) -> np.ndarray:  # type: ignore[no-untyped-def]
+        return np.asarray(raster.mask > 0.5)
+
+    base = render_line("IIII", font, 60.0, rng(0))
+    bold = render_line("IIII", font, 60.0, rng(0), weight_change=0.05)
+    light = render_line("IIII", font, 60.0, rng(0), weight_change=-0.05)
+    assert ink(bold).sum() > 1.2 * ink(base).sum() > 1.2 * 1.2 * ink(light).sum()
+    assert bold.stroke > base.stroke > light.stroke
+    leaning = render_line("IIII", font, 60.0, rng(0), slant=0.3)
+    ys, xs = np.nonzero(ink(leaning))
+    top, bottom = xs[ys < np.percentile(ys, 20)].mean(), xs[ys > np.percentile(ys, 80)].mean()
+    assert top - bottom > 0.3 * 0.5 * (ys.max() - ys.min())  # the tops lean right of the feet
+    for raster in (bold, light, leaning):
+        ys, xs = np.nonzero(ink(raster))
+        inside = np.zeros(len(xs), bool)
+        for x0, y0, x1, y1 in raster.char_boxes:
+            inside |= (xs >= x0 - 1) & (xs <= x1 + 1) & (ys >= y0 - 1) & (ys <= y1 + 1)
+        assert inside.all()
