@@ -51,7 +51,8 @@ def test_the_shipped_detector_is_calibrated_and_a_fit_on_fresh_markings_agrees(t
     # Uncalibrated, boxes are too tall; the shipped calibration and the fresh fit both bring them to size.
     assert summary["uncalibrated"]["height_ratio"][1] > 1.15
     assert summary["calibrated"]["height_ratio"][1] == pytest.approx(1.0, abs=0.05)
-    samples = collect_samples(shipped, images=30, seed=1_350_500_000)
+    # the shipped fit on 60 fresh markings (30 give a median one face mix can move by 0.09)
+    samples = collect_samples(shipped, images=60, seed=1_350_500_000)
     assert geometry_errors(samples, meta.line_geometry)["height_ratio"][1] == pytest.approx(1.0, abs=0.08)
     written = load_model(copy, "line_detection", threads=1).meta
     assert written.line_geometry == LineGeometry.from_json(summary["geometry"].to_json())
