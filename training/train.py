@@ -175,20 +175,20 @@ def evaluate(
     found = 0
     lines_total = 0
 
-    def read(polygon: Any) -> str:
+    def read(image: np.ndarray, polygon: Any) -> str:
         quad = pad_quad(np.asarray(polygon, np.float32), 0.3, 0.15)
-        crop = rectify_line(sample.image, quad, cfg.recognizer.height, cfg.recognizer.max_width)
+        crop = rectify_line(image, quad, cfg.recognizer.height, cfg.recognizer.max_width)
         batch = torch.from_numpy(batch_line_crops([crop], cfg.recognizer.height)).to(device)
         probs = torch.softmax(recognizer(batch.float() / 127.5 - 1.0), -1)[0].float().cpu().numpy()
         return greedy_decode(probs, charset).text.replace(" ", "")
 
     for sample in samples:
         serial_line = next(ln for ln in sample.lines if ln.role == "serial")
-        correct += int(read(serial_line.polygon) == serial_line.text.replace(" ", ""))
+        correct += int(read(sample.image, serial_line.polygon) == serial_line.text.replace(" ", ""))
         total += 1
         for line in sample.lines:
             if line.role == "maker":
-                makers_correct += int(read(line.polygon) == line.text.replace(" ", ""))
+                makers_correct += int(read(sample.image, line.polygon) == line.text.replace(" ", ""))
                 makers_total += 1
         det_in = prepare_detector_input(sample.image, DETECTOR_EVAL_LONG_SIDE)
         maps = wrapped(torch.from_numpy(det_in.tensor).to(device))[0].float().cpu().numpy()
