@@ -34,7 +34,8 @@ from bench.sets import BenchItem
 
 ENGINE_NAMES = (
     "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
-    "marktrace-onescale", "marktrace-nozoom", "marktrace-noconsensus", "easyocr", "rapidocr", "tesseract",
+    "marktrace-onescale", "marktrace-nozoom", "marktrace-noconsensus", "marktrace-norecut",
+    "easyocr", "rapidocr", "tesseract",
 )
 
 
@@ -131,6 +132,7 @@ class MarktraceEngine(Engine):
             if isinstance(entry, dict) and entry.get("value") is not None:
                 fields[key] = entry["value"]
         if isinstance(serial, dict):
+            fields["serial_confidence"] = float(serial.get("confidence") or 0.0)
             evidence = serial.get("evidence")
             method = serial.get("method") or (evidence.get("method") if isinstance(evidence, dict) else None)
             if method:
@@ -199,6 +201,14 @@ class MarktraceNoLexiconEngine(MarktraceEngine):
 
     name = "marktrace-nolexicon"
     overrides = {"lexicon_makers": False}
+
+
+class MarktraceNoRecutEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) reading a photo's serial line from one cut only (no ``serial_crop_pads``: no
+    recut and no cut agreement)."""
+
+    name = "marktrace-norecut"
+    overrides = {"serial_crop_pads": ()}
 
 
 class MarktraceNoConsensusEngine(MarktraceEngine):
@@ -327,6 +337,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-onescale": MarktraceOneScaleEngine,
     "marktrace-nozoom": MarktraceNoZoomEngine,
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
+    "marktrace-norecut": MarktraceNoRecutEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

@@ -175,7 +175,50 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     makers = maker_scores(rows)
     if makers is not None:
         out["makers"] = makers
+    confidence = confidence_scores(rows)
+    if confidence is not None:
+        out["confidence"] = confidence
     return out
+
+
+CONFIDENT_AT = 0.9
+UNSURE_BELOW = 0.6
+"""The serial confidences the calibration summary splits at (the reader's own bar for trying more is 0.6)."""
+
+
+def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """How far an engine's serial confidence can be trusted, over rows whose fields carry ``serial_confidence``.
+
+    ``confident`` / ``unsure``: how many reads were at or above :data:`CONFIDENT_AT` / below
+    :data:`UNSURE_BELOW` and what share of them was right; ``auroc``: the chance that a right read has a higher
+    confidence than a wrong one (ties count half; None when all reads are right or all wrong); ``brier``: the
+    mean squared difference between confidence and rightness (0 is perfect). An item that errored is a wrong
+    read at confidence 0.
+    """
+    pairs = [
+        (bool(r.get("exact")), float((r.get("fields") or {}).get("serial_confidence") or 0.0))
+        for r in rows
+        if r.get("error") is not None or "serial_confidence" in (r.get("fields") or {})
+    ]
+    if not pairs or not any("serial_confidence" in (r.get("fields") or {}) for r in rows):
+        return None
+
+    def share(group: list[bool]) -> dict[str, Any]:
+        return {"n": len(group), "right": round(sum(group) / len(group), 4) if group else None}
+
+    right = [c for ok, c in pairs if ok]
+    wrong = [c for ok, c in pairs if not ok]
+    auroc = None
+    if right and wrong:
+        wins = sum((p > q) + 0.5 * (p == q) for p in right for q in wrong)
+        auroc = round(wins / (len(right) * len(wrong)), 4)
+    return {
+        "n": len(pairs),
+        "confident": {"at": CONFIDENT_AT, **share([ok for ok, c in pairs if c >= CONFIDENT_AT])},
+        "unsure": {"below": UNSURE_BELOW, **share([ok for ok, c in pairs if c < UNSURE_BELOW])},
+        "auroc": auroc,
+        "brier": round(statistics.fmean((c - ok) ** 2 for ok, c in pairs), 4),
+    }
 
 
 def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:

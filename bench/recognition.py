@@ -29,7 +29,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from bench.engines import ENGINE_NAMES
 from bench.metrics import summarize
-from bench.report import alteration_summary, maker_summary, markdown, method_summary, ratios, rich_table, write_json
+from bench.report import (
+    alteration_summary,
+    confidence_summary,
+    maker_summary,
+    markdown,
+    method_summary,
+    ratios,
+    rich_table,
+    write_json,
+)
 from bench.sets import DEFAULT_CACHE, SETS, BenchItem, get_set, load_items, materialize
 from bench.worker import PROGRESS_PREFIX
 
@@ -237,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     for result in results:
         console.print(rich_table(result))
-        for line in (method_summary(result), alteration_summary(result), maker_summary(result)):
+        for line in (method_summary(result), alteration_summary(result), maker_summary(result),
+                     confidence_summary(result)):
             if line:
                 console.print(line)
         path = write_json(args.results / f"{today}-{result['set']}.json", result)

@@ -137,6 +137,22 @@ def maker_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
     )
 
 
+def confidence_summary(result: dict[str, Any]) -> str:
+    """A line per engine that reports serial confidences: how many reads were confident or unsure, how many right."""
+    lines = []
+    for engine, summary in result.get("engines", {}).items():
+        conf = summary.get("confidence")
+        if not conf:
+            continue
+        hi, lo = conf["confident"], conf["unsure"]
+        lines.append(
+            f"{engine} serial confidence — at ≥ {hi['at']}: {hi['n']} reads, {_fmt(hi['right'], pct=True)} right; "
+            f"below {lo['below']}: {lo['n']} reads, {_fmt(lo['right'], pct=True)} right; "
+            f"AUROC {_fmt(conf['auroc'], digits=3)}; Brier {_fmt(conf['brier'], digits=3)}"
+        )
+    return "\n".join(lines)
+
+
 def rich_table(result: dict[str, Any]) -> Table:
     """A rich table of one set's result."""
     target = result.get("target_exact")
@@ -173,7 +189,8 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
         for row in table_rows(result):
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         out.append("")
-        for text in (method_summary(result), alteration_summary(result), maker_summary(result)):
+        for text in (method_summary(result), alteration_summary(result), maker_summary(result),
+                     confidence_summary(result)):
             for line in filter(None, text.split("\n")):
                 out += [line, ""]
     out += [

@@ -239,6 +239,8 @@ _GENERIC_WORDS = frozenset({"ARMS", "ARM", "CO", "COMPANY", "INC", "MFG", "CORP"
                             "AG", "SA", "SPA", "AS", "FIREARMS", "ARMORY", "INDUSTRIES", "IND", "INTL",
                             "INTERNATIONAL", "DEFENSE", "DEFENCE", "WORKS", "FACTORY", "PLANT", "USA"})
 """Company-form and trade words: a window made of these alone is not fuzzy-matched to a maker."""
+_GLUED_MADE = ("MADEIN", "MADE")
+"""Endings split off a token that starts with a registry mark (``POFMADE`` -> ``POF`` ``MADE``)."""
 _MADE_IN_PHRASES: tuple[str, ...] = ("MADEIN", "HECHOEN", "FABRIQUEEN", "FABBRICATOIN", "FEITONO", "FABRICADOEN")
 _IMPORT_PHRASES: tuple[str, ...] = ("IMPORTEDBY", "IMPORTED", "IMPORTER", "IMPBY", "IMPORTADOPOR", "IMPORTEPAR")
 _IMPORT_WORDS = frozenset({"IMP", "IMPD", "IMPT", "IMPORT"})
@@ -472,9 +474,17 @@ class _Parser:
         self._misc_tokens(i, st)
 
     def _split_glued(self, tokens: list[str]) -> list[str]:
-        """Split a token glued from a mark (or ``MADE IN``) and a country name: ``MADEINRUSSIA``."""
+        """Split tokens glued from two words the parser knows.
+
+        A mark (or ``MADE IN``) and a country name (``MADEINRUSSIA``), or a mark and ``MADE`` / ``MADEIN``
+        (``IMIMADE IN ISRAEL``: the space after a short code lost on worn metal).
+        """
         out: list[str] = []
         for tok in tokens:
+            glued_made = next((tok[: -len(w)] for w in _GLUED_MADE if tok.endswith(w) and len(tok) > len(w)), None)
+            if glued_made is not None and glued_made.isalpha() and self.reg.lookup_mark(glued_made):
+                out += [glued_made, tok[len(glued_made):]]
+                continue
             if len(tok) < 7 or not tok.isalpha() or self.reg.lookup_mark(tok) or self.reg.country_by_name(tok):
                 out.append(tok)
                 continue

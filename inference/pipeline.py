@@ -103,6 +103,14 @@ class ReaderSettings:
     part of a large photo), detect again on their region, cut with a margin from the photo (a working copy),
     so the characters reach the detector at the sizes it was trained on. Boxes stay in the photo's pixels and
     the read stays ``direct``. No effect on photos the marking fills (see README, "Reading photos")."""
+    serial_crop_pads: tuple[tuple[float, float], ...] = ((0.1, 0.1), (0.2, 0.2))
+    """A single photo's serial line is also cut with these margins (along, across the line; in line heights) around
+    its detected box, besides the first cut's (:data:`CROP_PAD_X`, :data:`CROP_PAD_Y`), and each cut is read. The
+    most confident read of the line is kept (flag ``read_recut``; the box stays the detected one), and the serial's
+    confidence is scaled by the square of the share of cuts that read the chosen line the same (flag
+    ``cut_disagreement`` with every cut's read when they differ): the recognizer reads some lines differently from
+    crops a few pixels apart, and such reads are far less often right. Costs one recognizer batch of the serial
+    line; ``()`` turns both off (see README, "Reading photos")."""
     max_photometric_views: int = 5
     max_stack_direct_reads: int = 12
     """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
@@ -151,6 +159,22 @@ class _Attempt:
     view: str
     decoded: list[DecodedText] = field(default_factory=list)
     """The recognizer's decoding of each line (per-step probabilities kept), parallel to ``lines``."""
+
+
+@dataclass(frozen=True)
+class _CutRead:
+    """One read of a line cut with some margin (the cut kept for over-stamp flags; None when not at hand)."""
+
+    margin: tuple[float, float]
+    text: DecodedText
+    crop: np.ndarray | None
+
+
+_CutKey = tuple[str, tuple[tuple[float, float], ...]]
+
+
+def _cut_key(line: Line) -> _CutKey:
+    return line.file, tuple((float(x), float(y)) for x, y in line.box)
 
 
 def _serial_confidence(attempt: _Attempt) -> float:
@@ -416,6 +440,15 @@ class MarkingReader:
         def size_shown(img: LoadedImage) -> tuple[int, int]:
             return (shown or {}).get(img.path, (int(img.image.shape[1]), int(img.image.shape[0])))
 
+        cut_reads: dict[_CutKey, list[_CutRead]] = {}  # a serial line's reads with every margin, by (file, box)
+        cuts_on = len(images) < 3 and bool(self.settings.serial_crop_pads)
+        if cuts_on:
+            t_recut = time.perf_counter()
+            reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
+            recut = self._recut_attempt(reference, direct, cut_reads)
+            if recut is not None:
+                attempts.append(recut)
+            timings["recut_ms"] = _ms(t_recut)
         best = max(attempts, key=_serial_confidence)
         vote_on_stack = len(images) >= 3 and self.settings.stack_consensus
         if vote_on_stack:
@@ -457,6 +490,10 @@ class MarkingReader:
         if vote is not None:
             best = attempts[vote.attempt]
         record = merge_alternatives(best, attempts)
+        if cuts_on:
+            t_agree = time.perf_counter()
+            self._cut_agreement(record, best, images, cut_reads)
+            timings["recut_ms"] = round(timings.get("recut_ms", 0.0) + _ms(t_agree), 1)
         if vote is not None:
             serial = record["serial_number"]  # merge_alternatives' own copy
             serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
@@ -486,6 +523,121 @@ class MarkingReader:
             },
             timings_ms=timings,
         )
+
+    def _serial_line(self, attempt: _Attempt, files: Sequence[str]) -> int | None:
+        """Index in ``attempt.lines`` of the line its serial was read from, on one of ``files``; None if none."""
+        serial = attempt.record.get("serial_number")
+        if not isinstance(serial, dict):
+            return None
+        line_text = (serial.get("evidence") or {}).get("line_text")
+        return next((i for i, ln in enumerate(attempt.lines) if ln.text == line_text and ln.file in files), None)
+
+    def _cut_reads(self, image: LoadedImage, box: Sequence[Sequence[float]],
+                   margins: Sequence[tuple[float, float]]) -> list[_CutRead]:
+        """Read the line in ``box`` (reading order, the photo's pixels) cut with each of ``margins``.
+
+        The cuts come from the region they cover, made gray once there (not the whole of a large photo).
+        """
+        quads = [pad_quad(np.asarray(box, np.float32), px, py) for px, py in margins]
+        corners = np.concatenate(quads)
+        h, w = image.image.shape[:2]
+        x0, y0 = (max(0, int(np.floor(v)) - 2) for v in corners.min(axis=0))
+        x1, y1 = (min(lim, int(np.ceil(v)) + 3) for v, lim in zip(corners.max(axis=0), (w, h), strict=True))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return []
+        region = to_gray(image.image[y0:y1, x0:x1])
+        origin = np.array([x0, y0], np.float32)
+        crops = [rectify_line(region, q - origin, self.height, self.settings.max_line_width) for q in quads]
+        reads = self.recognize(crops)
+        return [_CutRead(margin, text, crop) for margin, text, crop in zip(margins, reads, crops, strict=True)]
+
+    def _recut_attempt(
+        self, image: LoadedImage, direct: _Attempt, cut_reads: dict[_CutKey, list[_CutRead]]
+    ) -> _Attempt | None:
+        """``direct`` with its serial line read again from crops cut with :attr:`ReaderSettings.serial_crop_pads`.
+
+        Every cut's read (the first cut's is ``direct``'s own) goes into ``cut_reads`` under the line's file and
+        box. Returns None when the serial's line is not one of ``direct``'s lines on ``image`` or no new cut reads
+        it more confidently (by the same score the 180-degree decision uses) as other text; else the attempt with
+        that line's text, confidences and alternatives from the best cut, its record rebuilt, and a ``read_recut``
+        flag on each field the line carries. The line's box stays the detected one.
+        """
+        index = self._serial_line(direct, [image.path])
+        if direct.view != "original" or index is None or len(direct.decoded) != len(direct.lines):
+            return None
+        line, first = direct.lines[index], direct.decoded[index]
+        cuts = self._cut_reads(image, line.box, self.settings.serial_crop_pads)
+        cut_reads[_cut_key(line)] = [_CutRead((CROP_PAD_X, CROP_PAD_Y), first, None), *cuts]
+        if not cuts:
+            return None
+        pick = max(cuts, key=lambda c: _score(c.text))
+        text = pick.text
+        if _score(text) <= _score(first) or text.text == first.text or not text.text.strip():
+            return None
+        detector_factor = min(1.0, line.confidence / first.confidence) if first.confidence > 0 else 1.0
+        model = line.model or self.model_label
+        fresh = _to_line(text, np.asarray(line.box, np.float32), line.file, line.view, model, 0.8)
+        fresh.confidence = round(text.confidence * detector_factor, 4)
+        if self.settings.flag_alterations and pick.crop is not None:
+            fresh.alterations = _alterations(pick.crop, text, self._flag_warning)
+        lines = [*direct.lines[:index], fresh, *direct.lines[index + 1 :]]
+        decoded = [*direct.decoded[:index], text, *direct.decoded[index + 1 :]]
+        record = build_record(lines, {image.path: image.sha256}, self.registry, method=direct.method, view=direct.view)
+        px, py = pick.margin
+        recut = {"kind": "read_recut", "pad_along": px, "pad_across": py, "first_read": first.text,
+                 "first_score": round(_score(first), 4), "score": round(_score(text), 4),
+                 "note": "the line was read again from a crop with these margins (line heights) around its detected "
+                         "box, and read more confidently; the box is the detected one"}
+        for value in record.values():
+            if isinstance(value, dict) and (value.get("evidence") or {}).get("line_text") == fresh.text:
+                value["flags"] = [*(value.get("flags") or []), dict(recut)]
+        return _Attempt(lines=lines, record=record, method=direct.method, view=direct.view, decoded=decoded)
+
+    def _cut_agreement(
+        self,
+        record: dict[str, Any],
+        best: _Attempt,
+        images: Sequence[LoadedImage],
+        cut_reads: dict[_CutKey, list[_CutRead]],
+    ) -> None:
+        """Scale the serial's confidence in ``record`` by how many cuts of its line read the same text.
+
+        Only for a serial read from a line on a photo itself (the direct read, another detector size, the photo
+        read turned); a serial read from an enhancement view or the restorer is left as it is. The reads are those
+        of :meth:`_recut_attempt` when the line is the direct read's, else the line is cut again with every margin
+        and its own read counts too. With ``k`` of ``n`` reads equal to the chosen line's text (spaces aside), the
+        confidence is multiplied by ``(k / n) ** 2`` and, when ``k < n``, a ``cut_disagreement`` flag lists the
+        reads. Changes ``record`` in place.
+        """
+        serial = record.get("serial_number")
+        paths = {img.path: img for img in images}
+        index = self._serial_line(best, list(paths))
+        if not isinstance(serial, dict) or best.view != "original" or index is None:
+            return
+        line = best.lines[index]
+        reads = cut_reads.get(_cut_key(line))
+        texts: list[tuple[tuple[float, float] | None, str]]
+        if reads is not None:
+            texts = [(c.margin, c.text.text) for c in reads]
+        else:
+            margins = [(CROP_PAD_X, CROP_PAD_Y), *self.settings.serial_crop_pads]
+            cuts = self._cut_reads(paths[line.file], line.box, margins)
+            if not cuts:
+                return
+            texts = [(None, line.text), *((c.margin, c.text.text) for c in cuts)]
+        chosen = "".join(line.text.split())
+        agree = sum("".join(t.split()) == chosen for _, t in texts)
+        if agree == len(texts):
+            return
+        factor = (agree / len(texts)) ** 2
+        serial["confidence"] = round(float(serial["confidence"]) * factor, 4)
+        serial["flags"] = [*(serial.get("flags") or []), {
+            "kind": "cut_disagreement", "agree": agree, "of": len(texts), "factor": round(factor, 4),
+            "reads": [{"text": t, **({"pad_along": m[0], "pad_across": m[1]} if m else {"own_read": True})}
+                      for m, t in texts],
+            "note": "crops of the line cut with other margins read differently: the confidence is scaled by the "
+                    "square of the share that agree; compare the reads with the photo",
+        }]
 
     def _turned_attempt(self, image: LoadedImage, direct: _Attempt, attempts: list[_Attempt]) -> float | None:
         """Read ``image`` turned so its longest detected line is level; returns the turn (degrees) or None.

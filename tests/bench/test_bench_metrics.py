@@ -252,3 +252,33 @@ def test_maker_truth_takes_the_import_marks_country_but_never_its_maker():
     assert truth_maker_country({"maker": "GLOCK", "import": "IMPORTED BY GLOCK INC SMYRNA GA"}) == ("Glock", "AT")
     # a maker the registry lacks has no truth, whatever the import mark names
     assert truth_maker_country({"maker": "NO SUCH MAKER", "import": "SIG ARMS INC EXETER NH"})[0] is None
+
+
+def test_confidence_scores_split_reads_and_rank_right_above_wrong() -> None:
+    from bench.metrics import confidence_scores
+
+    def row(exact: bool, conf: float) -> dict[str, object]:
+        return {"exact": exact, "error": None, "fields": {"serial_confidence": conf}}
+
+    rows = [row(True, 0.95), row(True, 0.92), row(False, 0.91), row(True, 0.7), row(False, 0.3), row(False, 0.2),
+            {"exact": False, "error": "unreadable", "fields": {}}]
+    got = confidence_scores(rows)
+    assert got is not None and got["n"] == 7
+    assert got["confident"] == {"at": 0.9, "n": 3, "right": round(2 / 3, 4)}
+    assert got["unsure"] == {"below": 0.6, "n": 3, "right": 0.0}  # the error counts as a wrong read at 0
+    # right reads 0.95, 0.92, 0.7 against wrong 0.91, 0.3, 0.2, 0.0: 11 of 12 pairs ranked right
+    assert got["auroc"] == round(11 / 12, 4)
+    brier = ((0.05**2) + (0.08**2) + (0.91**2) + (0.3**2) + (0.3**2) + (0.2**2) + 0.0) / 7
+    assert got["brier"] == round(brier, 4)
+    assert confidence_scores([{"exact": True, "error": None, "fields": {"method": "direct"}}]) is None
+    assert confidence_scores([row(True, 0.5), row(True, 0.9)])["auroc"] is None  # type: ignore[index]
+
+
+def test_the_report_gives_each_engine_its_confidence_line() -> None:
+    rows = [{"exact": ok, "error": None, "cer": 0.0, "cpu_ms": 1.0, "wall_ms": 1.0, "n_images": 1,
+             "fields": {"serial_confidence": c}} for ok, c in ((True, 0.95), (False, 0.4), (True, 0.5))]
+    engines = {"marktrace": summarize(rows), "rapidocr": summarize([{**r, "fields": {}} for r in rows])}
+    md = markdown([{"set": "clean", "n": 3, "engines": engines, "ratios": ratios(engines)}], "cmd", {"threads": 2})
+    lines = [ln for ln in md.splitlines() if "serial confidence" in ln]
+    assert len(lines) == 1 and lines[0].startswith("marktrace serial confidence")
+    assert "at ≥ 0.9: 1 reads, 100.0% right" in lines[0] and "below 0.6: 2 reads, 50.0% right" in lines[0]

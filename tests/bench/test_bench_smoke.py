@@ -55,3 +55,16 @@ def test_harness_runs_marktrace_on_three_items(tmp_path: Path) -> None:
     assert summary["exact"] == pytest.approx(exact_rate, abs=1e-3)
     md = (results / "latest.md").read_text()
     assert "| marktrace |" in md
+
+
+def test_every_named_engine_has_a_factory_and_reader_overrides_are_settings() -> None:
+    from dataclasses import fields
+
+    from bench.engines import ENGINE_NAMES, FACTORIES, MarktraceEngine
+    from marktrace.inference.pipeline import ReaderSettings
+
+    assert set(ENGINE_NAMES) == set(FACTORIES)
+    known = {f.name for f in fields(ReaderSettings)}
+    for name, factory in FACTORIES.items():
+        if isinstance(factory, type) and issubclass(factory, MarktraceEngine):
+            assert set(factory.overrides) <= known, name

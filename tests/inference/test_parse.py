@@ -163,6 +163,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("ISRAEL WEAPQN INDUSTRIFS", {"maker": "Israel Weapon Industries (IWI / IMI)", "country": "IL"}),
     ("CESKA ZROJOVKA | KOREA", {"maker": "Ceska zbrojovka", "country": "KR"}),
     ("GLOCKAUSTRIA", {"maker": "Glock", "country": "AT", "country_method": "country_name"}),
+    # a short maker code glued to MADE (the space after it lost on worn metal)
+    ("IMIMADE IN BUDGARIA", {"maker": "Israel Weapon Industries (IWI / IMI)", "country": "BG"}),
+    ("POFMADE IN PAKISIAN", {"maker": "Pakistan Ordnance Factories", "country": "PK"}),
+    ("FEGMADEIN HUNGARY", {"maker": "FÉG (Fegyver- és Gépgyár)", "country": "HU"}),
+    ("HOMEMADE", {"maker": None, "country": None}),
     # ------------------------------------------------------------------ makers on import marks name the importer
     ("Imbel | IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "IMBEL", "country": "BR", "importer": "SIG Sauer Inc.",
                                                     "city": "EXETER"}),

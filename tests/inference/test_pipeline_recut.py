@@ -1,0 +1,235 @@
+"""Reading a single photo's serial line again from crops with other margins (``ReaderSettings.serial_crop_pads``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
+
+
+def _loaded(image: np.ndarray) -> Any:
+    from marktrace.inference.images import decode_image
+
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return decode_image(bytes(buf), "photo.png")
+
+
+def _decoded(text: str, confidence: float) -> Any:
+    from marktrace.inference.ctc import DecodedText
+
+    return DecodedText(
+        text=text,
+        confidence=confidence,
+        char_confidences=tuple(confidence for _ in text),
+        char_alternatives=tuple(((ch, confidence),) for ch in text),
+        char_steps=tuple(range(len(text))),
+    )
+
+
+def _direct(reader: Any, image: Any) -> Any:
+    attempt = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
+    assert isinstance(attempt.record.get("serial_number"), dict), "the fixture photo must give a serial"
+    return attempt
+
+
+def _serial_index(attempt: Any) -> int:
+    line_text = attempt.record["serial_number"]["evidence"]["line_text"]
+    return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
+
+
+def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    pads = ((0.1, 0.1), (0.2, 0.2))
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
+    image = _loaded(photo)
+    direct = _direct(reader, image)
+    index = _serial_index(direct)
+    cuts: list[np.ndarray] = []
+
+    def recognize(crops: list[np.ndarray]) -> list[Any]:
+        cuts.extend(crops)
+        return [_decoded("XK204466", 0.5), _decoded("XK204468", 0.999)]
+
+    monkeypatch.setattr(reader, "recognize", recognize)
+    recut = reader._recut_attempt(image, direct, {})
+    assert recut is not None
+    assert len(cuts) == 2 and all(c.shape[0] == reader.height for c in cuts)
+    assert cuts[0].shape[1] < cuts[1].shape[1] * 1.2  # (0.1, 0.1) is narrower along the line than (0.2, 0.2)
+    serial = recut.record["serial_number"]
+    assert serial["value"] == "XK204468"
+    flag = next(f for f in serial["flags"] if f["kind"] == "read_recut")
+    assert (flag["pad_along"], flag["pad_across"]) == (0.2, 0.2)
+    assert flag["first_read"] == direct.lines[index].text
+    assert recut.lines[index].box == direct.lines[index].box  # the detected box, not the cut
+    assert recut.lines[index].text == "XK204468" and recut.decoded[index].text == "XK204468"
+    others = [ln.text for i, ln in enumerate(recut.lines) if i != index]
+    assert others == [ln.text for i, ln in enumerate(direct.lines) if i != index]
+    assert recut.lines[index].confidence <= 0.999 + 1e-9
+
+
+def test_a_recut_read_no_more_confident_is_not_taken(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings, _score
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    image = _loaded(photo)
+    direct = _direct(reader, image)
+    first = direct.decoded[_serial_index(direct)]
+    weaker = max(0.0, first.confidence - 0.05)
+    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded("ZZ999999", weaker) for _ in crops])
+    assert _score(_decoded("ZZ999999", weaker)) <= _score(first)
+    assert reader._recut_attempt(image, direct, {}) is None
+    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded(first.text, 1.0) for _ in crops])
+    assert reader._recut_attempt(image, direct, {}) is None  # the same text, however sure, adds nothing
+
+
+def test_the_recut_crop_at_the_first_margins_is_the_first_crop(photo: np.ndarray) -> None:
+    """Cutting from the lines' region (gray only there) gives the pixels a cut from the whole photo gives."""
+    from marktrace.inference.geometry import pad_quad, rectify_line, to_gray
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=((CROP_PAD_X, CROP_PAD_Y),)))
+    image = _loaded(photo)
+    direct = _direct(reader, image)
+    index = _serial_index(direct)
+    seen: list[np.ndarray] = []
+    recognize = reader.recognize
+
+    def spy(crops: list[np.ndarray]) -> Any:
+        seen.extend(crops)
+        return recognize(crops)
+
+    reader.recognize = spy  # type: ignore[method-assign]
+    reader._recut_attempt(image, direct, {})
+    whole = rectify_line(to_gray(photo), pad_quad(np.asarray(direct.lines[index].box, np.float32), CROP_PAD_X,
+                                                   CROP_PAD_Y), reader.height, reader.settings.max_line_width)
+    assert len(seen) == 1 and seen[0].shape == whole.shape
+    assert np.abs(seen[0].astype(int) - whole.astype(int)).max() <= 1
+
+
+def test_a_chosen_recut_makes_the_record_and_keeps_the_first_read_as_an_alternative(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    pads = ((0.1, 0.1), (0.2, 0.2), (0.3, 0.1), (0.4, 0.15))
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
+    image = _loaded(photo)
+    direct = _direct(reader, image)
+    assert len(direct.lines) != len(pads)  # so the recut's batch is the one of len(pads) crops
+    first = direct.record["serial_number"]["value"]
+    recognize = reader.recognize
+
+    def fake_recut(crops: list[np.ndarray]) -> Any:
+        if len(crops) == len(pads):
+            return [_decoded("XK204466", 0.3), _decoded("XK204468", 0.999), _decoded("XK204460", 0.2),
+                    _decoded("XK204461", 0.1)]
+        return recognize(crops)
+
+    monkeypatch.setattr(reader, "recognize", fake_recut)
+    result = reader.read_loaded("p", [image], None)
+    serial = result.record["serial_number"]
+    assert serial["value"] == "XK204468"
+    assert any(f["kind"] == "read_recut" for f in serial["flags"])
+    assert first in [a["value"] for a in serial["alternatives"]]
+    assert "recut_ms" in result.timings_ms
+
+
+def test_recuts_are_off_with_no_margins(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
+    monkeypatch.setattr(reader, "_recut_attempt", lambda *a: pytest.fail("recut with no margins"))
+    result = reader.read_loaded("p", [_loaded(photo)], None)
+    assert "recut_ms" not in result.timings_ms
+    assert not any(f.get("kind") == "read_recut" for f in result.record["serial_number"].get("flags") or [])
+
+
+def _fake_cuts(texts: list[tuple[str, float]]) -> Any:
+    from marktrace.inference.pipeline import _CutRead
+
+    def cut_reads(image: Any, box: Any, margins: Any) -> list[Any]:
+        assert len(margins) == len(texts)
+        return [_CutRead(m, _decoded(t, c), None) for m, (t, c) in zip(margins, texts, strict=True)]
+
+    return cut_reads
+
+
+def test_cuts_that_agree_leave_the_serial_confidence_as_read(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    off = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
+    plain = off.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    line_text = plain["evidence"]["line_text"]
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text, 0.01), (line_text.replace(" ", ""), 0.01)]))
+    serial = reader.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    assert serial["value"] == plain["value"] and serial["confidence"] == plain["confidence"]
+    assert not any(f["kind"] in ("cut_disagreement", "read_recut") for f in serial.get("flags") or [])
+
+
+def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
+
+    off = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
+    plain = off.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    line_text = plain["evidence"]["line_text"]
+    pads = ((0.1, 0.1), (0.2, 0.2))
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
+    # one cut agrees, one reads other text less confidently: the first read stays, 2 of 3 agree
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text, 0.01), ("QQ1234", 0.01)]))
+    serial = reader.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    assert serial["value"] == plain["value"]
+    assert serial["confidence"] == pytest.approx(plain["confidence"] * (2 / 3) ** 2, abs=2e-4)
+    flag = next(f for f in serial["flags"] if f["kind"] == "cut_disagreement")
+    assert (flag["agree"], flag["of"]) == (2, 3)
+    assert [(r["pad_along"], r["pad_across"]) for r in flag["reads"]] == [(CROP_PAD_X, CROP_PAD_Y), *pads]
+    assert [r["text"] for r in flag["reads"]] == [line_text, line_text, "QQ1234"]
+
+
+def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    image = _loaded(photo)
+    direct = _direct(reader, image)  # not in the cut cache: as if read at another detector size
+    line_text = direct.record["serial_number"]["evidence"]["line_text"]
+    before = float(direct.record["serial_number"]["confidence"])
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([("AB1", 0.9), (line_text, 0.9), ("AB2", 0.9)]))
+    record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in direct.record.items()}
+    reader._cut_agreement(record, direct, [image], {})
+    flag = next(f for f in record["serial_number"]["flags"] if f["kind"] == "cut_disagreement")
+    assert (flag["agree"], flag["of"]) == (2, 4) and flag["reads"][0] == {"text": line_text, "own_read": True}
+    assert record["serial_number"]["confidence"] == pytest.approx(before * 0.25, abs=2e-4)
+
+
+def test_a_serial_from_an_enhancement_view_is_not_checked(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    image = _loaded(photo)
+    view = dataclasses.replace(_direct(reader, image), view="chain:flatten_clahe", method="chain:flatten_clahe")
+    monkeypatch.setattr(reader, "_cut_reads", lambda *a: pytest.fail("a view's line cut from the photo"))
+    record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in view.record.items()}
+    reader._cut_agreement(record, view, [image], {})
+    assert record["serial_number"] == view.record["serial_number"]
