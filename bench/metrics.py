@@ -192,8 +192,9 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     ``confident`` / ``unsure``: how many reads were at or above :data:`CONFIDENT_AT` / below
     :data:`UNSURE_BELOW` and what share of them was right; ``auroc``: the chance that a right read has a higher
     confidence than a wrong one (ties count half; None when all reads are right or all wrong); ``brier``: the
-    mean squared difference between confidence and rightness (0 is perfect). An item that errored is a wrong
-    read at confidence 0.
+    mean squared difference between confidence and rightness (0 is perfect); ``exact_or_alternative``: the share
+    of all rows whose serial or one of its alternatives is right (None when no row lists alternatives). An item
+    that errored is a wrong read at confidence 0.
     """
     pairs = [
         (bool(r.get("exact")), float((r.get("fields") or {}).get("serial_confidence") or 0.0))
@@ -212,8 +213,11 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     if right and wrong:
         wins = sum((p > q) + 0.5 * (p == q) for p in right for q in wrong)
         auroc = round(wins / (len(right) * len(wrong)), 4)
+    listed = [r for r in rows if "exact_or_alternative" in r]
     return {
         "n": len(pairs),
+        "exact_or_alternative": round(sum(bool(r["exact_or_alternative"]) for r in listed) / len(rows), 4)
+        if listed else None,
         "confident": {"at": CONFIDENT_AT, **share([ok for ok, c in pairs if c >= CONFIDENT_AT])},
         "unsure": {"below": UNSURE_BELOW, **share([ok for ok, c in pairs if c < UNSURE_BELOW])},
         "auroc": auroc,

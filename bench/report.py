@@ -149,6 +149,8 @@ def confidence_summary(result: dict[str, Any]) -> str:
             f"{engine} serial confidence — at ≥ {hi['at']}: {hi['n']} reads, {_fmt(hi['right'], pct=True)} right; "
             f"below {lo['below']}: {lo['n']} reads, {_fmt(lo['right'], pct=True)} right; "
             f"AUROC {_fmt(conf['auroc'], digits=3)}; Brier {_fmt(conf['brier'], digits=3)}"
+            + (f"; right or among the alternatives {_fmt(conf['exact_or_alternative'], pct=True)}"
+               if conf.get("exact_or_alternative") is not None else "")
         )
     return "\n".join(lines)
 

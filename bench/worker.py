@@ -123,6 +123,10 @@ def run(engine_name: str, items_file: Path, out_file: Path, options: Any) -> int
                     row["closest_exact"] = score(nearest, item.truth)["exact"]
                 if reading.fields:
                     row["fields"] = reading.fields
+                    alternatives = reading.fields.get("serial_alternatives")
+                    if isinstance(alternatives, list):  # the value or one of its alternatives is the serial
+                        row["exact_or_alternative"] = bool(row["exact"]) or any(
+                            score(str(a), item.truth)["exact"] for a in alternatives)
             if item.extra:
                 row["truth_extra"] = item.extra
             out.write(json.dumps(row) + "\n")

@@ -73,8 +73,9 @@ def field_how(field: dict[str, Any]) -> str:
     """How a record field was read, for the ``read`` table.
 
     The reading method when not the photo itself (a chain or view), the parser's method, the text as
-    read when the value was matched to a registry mark from it (a lexicon match), and for a multi-light
-    item's serial how many of its reads gave the value (its ``consensus`` flag).
+    read when the value was matched to a registry mark from it (a lexicon match), for a multi-light
+    item's serial how many of its reads gave the value (its ``consensus`` flag), and for a photo's serial
+    whether another cut of its line gave it (``recut``) and how many cuts agreed when not all did.
     """
     evidence = field.get("evidence") or {}
     parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
@@ -83,9 +84,15 @@ def field_how(field: dict[str, Any]) -> str:
     how = " / ".join(parts)
     if evidence.get("method") == "lexicon" and evidence.get("line_text"):
         how += f" (read {evidence['line_text']!r})"
-    vote = next((f for f in field.get("flags") or [] if isinstance(f, dict) and f.get("kind") == "consensus"), None)
+    flags = {f.get("kind"): f for f in field.get("flags") or [] if isinstance(f, dict)}
+    vote = flags.get("consensus")
     if vote is not None:  # a multi-light item's serial: how many of its reads gave it
         how = " / ".join(p for p in (how, f"vote {vote.get('reads')} of {vote.get('of')} reads") if p)
+    if "read_recut" in flags:  # read from another cut of its line than the first
+        how = " / ".join(p for p in (how, "recut") if p)
+    cuts = flags.get("cut_disagreement")
+    if cuts is not None:  # cuts of the line read differently: the confidence was scaled down
+        how = " / ".join(p for p in (how, f"{cuts.get('agree')} of {cuts.get('of')} cuts agree") if p)
     return how
 
 

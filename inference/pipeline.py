@@ -607,7 +607,8 @@ class MarkingReader:
         of :meth:`_recut_attempt` when the line is the direct read's, else the line is cut again with every margin
         and its own read counts too. With ``k`` of ``n`` reads equal to the chosen line's text (spaces aside), the
         confidence is multiplied by ``(k / n) ** 2`` and, when ``k < n``, a ``cut_disagreement`` flag lists the
-        reads. Changes ``record`` in place.
+        reads and the serial each other read gives joins the alternatives (``method: "cut"``, its confidence scaled
+        by its own share, never above the value's). Changes ``record`` in place.
         """
         serial = record.get("serial_number")
         paths = {img.path: img for img in images}
@@ -630,7 +631,29 @@ class MarkingReader:
         if agree == len(texts):
             return
         factor = (agree / len(texts)) ** 2
-        serial["confidence"] = round(float(serial["confidence"]) * factor, 4)
+        read_confidence = float(serial["confidence"])
+        serial["confidence"] = round(read_confidence * factor, 4)
+        # What the other cuts read, as the serial they give, joins the alternatives (scaled the same way, never
+        # above the value's own confidence).
+        alternatives = list(serial.get("alternatives") or [])
+        seen = {serial.get("value"), *(a.get("value") for a in alternatives)}
+        counts: dict[str, int] = {}
+        for _, text in texts:
+            counts["".join(text.split())] = counts.get("".join(text.split()), 0) + 1
+        for compact, count in counts.items():
+            if compact == chosen:
+                continue
+            text = next(t for _, t in texts if "".join(t.split()) == compact)
+            lines = [*best.lines[:index], line.model_copy(update={"text": text}), *best.lines[index + 1 :]]
+            other = build_record(lines, {line.file: paths[line.file].sha256}, self.registry, method=best.method,
+                                 view=best.view).get("serial_number")
+            if not isinstance(other, dict) or other.get("value") in seen:
+                continue
+            seen.add(other.get("value"))
+            confidence = min(read_confidence * (count / len(texts)) ** 2, float(serial["confidence"]))
+            alternatives.append({"value": other["value"], "confidence": round(confidence, 4), "method": "cut"})
+        alternatives.sort(key=lambda a: -float(a["confidence"]))
+        serial["alternatives"] = alternatives
         serial["flags"] = [*(serial.get("flags") or []), {
             "kind": "cut_disagreement", "agree": agree, "of": len(texts), "factor": round(factor, 4),
             "reads": [{"text": t, **({"pad_along": m[0], "pad_across": m[1]} if m else {"own_read": True})}

@@ -270,6 +270,10 @@ def test_confidence_scores_split_reads_and_rank_right_above_wrong() -> None:
     assert got["auroc"] == round(11 / 12, 4)
     brier = ((0.05**2) + (0.08**2) + (0.91**2) + (0.3**2) + (0.3**2) + (0.2**2) + 0.0) / 7
     assert got["brier"] == round(brier, 4)
+    assert got["exact_or_alternative"] is None  # no row lists alternatives
+    listed = [{**r, "exact_or_alternative": ok} for r, ok in zip(rows, (True, True, True, True, True, False, False),
+                                                                 strict=True)]
+    assert confidence_scores(listed)["exact_or_alternative"] == round(5 / 7, 4)  # type: ignore[index]
     assert confidence_scores([{"exact": True, "error": None, "fields": {"method": "direct"}}]) is None
     assert confidence_scores([row(True, 0.5), row(True, 0.9)])["auroc"] is None  # type: ignore[index]
 

@@ -51,6 +51,10 @@ def test_harness_runs_marktrace_on_three_items(tmp_path: Path) -> None:
     for row in rows:
         assert row["truth"] and row["n_images"] == 1 and isinstance(row["prediction"], str)
         assert isinstance(row["exact"], bool) and row["cer"] >= 0.0 and row["cpu_ms"] >= 0.0
+        if row["error"] is None and "serial_confidence" in row.get("fields", {}):
+            assert row["exact_or_alternative"] >= row["exact"]  # a right value is right among its alternatives
+    assert summary["confidence"]["n"] == 3
+    assert "marktrace serial confidence" in (results / "latest.md").read_text()
     exact_rate = sum(r["exact"] for r in rows) / 3
     assert summary["exact"] == pytest.approx(exact_rate, abs=1e-3)
     md = (results / "latest.md").read_text()

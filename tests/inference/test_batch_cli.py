@@ -191,6 +191,9 @@ def test_read_table_says_how_each_field_was_read():
     assert field_how(chain) == "chain:blackhat_clahe / serial_prefix"
     assert field_how({"value": "US", "evidence": {"method": "registry_fallback"}}) == "registry_fallback"
     assert field_how({"value": "x"}) == ""
+    recut = {"value": "N541042", "evidence": {"method": "serial"},
+             "flags": [{"kind": "read_recut"}, {"kind": "cut_disagreement", "agree": 2, "of": 3}]}
+    assert field_how(recut) == "serial / recut / 2 of 3 cuts agree"
     voted = {"value": "AS3167", "method": "direct", "flags": [{"kind": "consensus", "reads": 5, "of": 8}]}
     assert field_how(voted) == "vote 5 of 8 reads"
     voted_view = {**voted, "method": "photometric:relit_ratio"}

@@ -201,6 +201,10 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
     assert (flag["agree"], flag["of"]) == (2, 3)
     assert [(r["pad_along"], r["pad_across"]) for r in flag["reads"]] == [(CROP_PAD_X, CROP_PAD_Y), *pads]
     assert [r["text"] for r in flag["reads"]] == [line_text, line_text, "QQ1234"]
+    cut = [a for a in serial["alternatives"] if a["method"] == "cut"]
+    assert [a["value"] for a in cut] == ["QQ1234"]
+    assert cut[0]["confidence"] == pytest.approx(min(plain["confidence"] / 9, serial["confidence"]), abs=2e-4)
+    assert all(a["confidence"] <= serial["confidence"] for a in serial["alternatives"] if a["method"] == "cut")
 
 
 def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
