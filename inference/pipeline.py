@@ -600,15 +600,16 @@ class MarkingReader:
         images: Sequence[LoadedImage],
         cut_reads: dict[_CutKey, list[_CutRead]],
     ) -> None:
-        """Scale the serial's confidence in ``record`` by how many cuts of its line read the same text.
+        """Scale the serial's confidence in ``record`` by how many cuts of its line give the same serial.
 
         Only for a serial read from a line on a photo itself (the direct read, another detector size, the photo
         read turned); a serial read from an enhancement view or the restorer is left as it is. The reads are those
         of :meth:`_recut_attempt` when the line is the direct read's, else the line is cut again with every margin
-        and its own read counts too. With ``k`` of ``n`` reads equal to the chosen line's text (spaces aside), the
+        and its own read counts too. Each read is parsed in place of the line (with the attempt's other lines); when
+        ``k`` of ``n`` reads give the record's serial value (``59829WR.`` and ``59829WR`` give the same), the
         confidence is multiplied by ``(k / n) ** 2`` and, when ``k < n``, a ``cut_disagreement`` flag lists the
-        reads and the serial each other read gives joins the alternatives (``method: "cut"``, its confidence scaled
-        by its own share, never above the value's). Changes ``record`` in place.
+        reads with their serials, and each other serial joins the alternatives (``method: "cut"``, its confidence
+        scaled by its own share, never above the value's). Changes ``record`` in place.
         """
         serial = record.get("serial_number")
         paths = {img.path: img for img in images}
@@ -626,39 +627,40 @@ class MarkingReader:
             if not cuts:
                 return
             texts = [(None, line.text), *((c.margin, c.text.text) for c in cuts)]
-        chosen = "".join(line.text.split())
-        agree = sum("".join(t.split()) == chosen for _, t in texts)
+        value = serial.get("value")
+        values: dict[str, Any] = {line.text: value}  # the serial each read gives (None: none from that line)
+        for _, text in texts:
+            if text not in values:
+                lines = [*best.lines[:index], line.model_copy(update={"text": text}), *best.lines[index + 1 :]]
+                other = build_record(lines, {line.file: paths[line.file].sha256}, self.registry, method=best.method,
+                                     view=best.view).get("serial_number")
+                from_line = isinstance(other, dict) and (other.get("evidence") or {}).get("line_text") == text
+                values[text] = other.get("value") if isinstance(other, dict) and from_line else None
+        agree = sum(values[t] == value for _, t in texts)
         if agree == len(texts):
             return
         factor = (agree / len(texts)) ** 2
         read_confidence = float(serial["confidence"])
         serial["confidence"] = round(read_confidence * factor, 4)
-        # What the other cuts read, as the serial they give, joins the alternatives (scaled the same way, never
-        # above the value's own confidence).
+        # The serials the other cuts give join the alternatives (scaled the same way, never above the value).
         alternatives = list(serial.get("alternatives") or [])
-        seen = {serial.get("value"), *(a.get("value") for a in alternatives)}
-        counts: dict[str, int] = {}
+        seen = {value, *(a.get("value") for a in alternatives)}
+        counts: dict[Any, int] = {}
         for _, text in texts:
-            counts["".join(text.split())] = counts.get("".join(text.split()), 0) + 1
-        for compact, count in counts.items():
-            if compact == chosen:
+            counts[values[text]] = counts.get(values[text], 0) + 1
+        for other_value, count in counts.items():
+            if other_value is None or other_value in seen:
                 continue
-            text = next(t for _, t in texts if "".join(t.split()) == compact)
-            lines = [*best.lines[:index], line.model_copy(update={"text": text}), *best.lines[index + 1 :]]
-            other = build_record(lines, {line.file: paths[line.file].sha256}, self.registry, method=best.method,
-                                 view=best.view).get("serial_number")
-            if not isinstance(other, dict) or other.get("value") in seen:
-                continue
-            seen.add(other.get("value"))
+            seen.add(other_value)
             confidence = min(read_confidence * (count / len(texts)) ** 2, float(serial["confidence"]))
-            alternatives.append({"value": other["value"], "confidence": round(confidence, 4), "method": "cut"})
+            alternatives.append({"value": other_value, "confidence": round(confidence, 4), "method": "cut"})
         alternatives.sort(key=lambda a: -float(a["confidence"]))
         serial["alternatives"] = alternatives
         serial["flags"] = [*(serial.get("flags") or []), {
             "kind": "cut_disagreement", "agree": agree, "of": len(texts), "factor": round(factor, 4),
-            "reads": [{"text": t, **({"pad_along": m[0], "pad_across": m[1]} if m else {"own_read": True})}
-                      for m, t in texts],
-            "note": "crops of the line cut with other margins read differently: the confidence is scaled by the "
+            "reads": [{"text": t, "serial": values[t],
+                       **({"pad_along": m[0], "pad_across": m[1]} if m else {"own_read": True})} for m, t in texts],
+            "note": "crops of the line cut with other margins give other serials: the confidence is scaled by the "
                     "square of the share that agree; compare the reads with the photo",
         }]
 

@@ -176,7 +176,8 @@ def test_cuts_that_agree_leave_the_serial_confidence_as_read(
     plain = off.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
     line_text = plain["evidence"]["line_text"]
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text, 0.01), (line_text.replace(" ", ""), 0.01)]))
+    # spaces aside, and a trailing full stop the serial parser drops: the same serial
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text.replace(" ", ""), 0.01), (line_text + ".", 0.01)]))
     serial = reader.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
     assert serial["value"] == plain["value"] and serial["confidence"] == plain["confidence"]
     assert not any(f["kind"] in ("cut_disagreement", "read_recut") for f in serial.get("flags") or [])
@@ -201,6 +202,7 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
     assert (flag["agree"], flag["of"]) == (2, 3)
     assert [(r["pad_along"], r["pad_across"]) for r in flag["reads"]] == [(CROP_PAD_X, CROP_PAD_Y), *pads]
     assert [r["text"] for r in flag["reads"]] == [line_text, line_text, "QQ1234"]
+    assert [r["serial"] for r in flag["reads"]] == [plain["value"], plain["value"], "QQ1234"]
     cut = [a for a in serial["alternatives"] if a["method"] == "cut"]
     assert [a["value"] for a in cut] == ["QQ1234"]
     assert cut[0]["confidence"] == pytest.approx(min(plain["confidence"] / 9, serial["confidence"]), abs=2e-4)
@@ -221,7 +223,9 @@ def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in direct.record.items()}
     reader._cut_agreement(record, direct, [image], {})
     flag = next(f for f in record["serial_number"]["flags"] if f["kind"] == "cut_disagreement")
-    assert (flag["agree"], flag["of"]) == (2, 4) and flag["reads"][0] == {"text": line_text, "own_read": True}
+    serial_value = direct.record["serial_number"]["value"]
+    assert (flag["agree"], flag["of"]) == (2, 4)
+    assert flag["reads"][0] == {"text": line_text, "serial": serial_value, "own_read": True}
     assert record["serial_number"]["confidence"] == pytest.approx(before * 0.25, abs=2e-4)
 
 
