@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,12 +16,17 @@ def photo() -> np.ndarray:
     return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
 
 
-def _loaded(image: np.ndarray) -> Any:
-    from marktrace.inference.images import decode_image
 
-    ok, buf = cv2.imencode(".png", image)
-    assert ok
-    return decode_image(bytes(buf), "photo.png")
+
+@pytest.fixture(scope="module")
+def plain(photo: np.ndarray, as_loaded: Callable[..., Any]) -> dict[str, Any]:
+    """The photo's serial field as read from one cut (no recut, no agreement check)."""
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    off = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
+    serial = off.read_loaded("p", [as_loaded(photo)], None).record["serial_number"]
+    assert isinstance(serial, dict)
+    return serial
 
 
 def _decoded(text: str, confidence: float) -> Any:
@@ -48,13 +53,13 @@ def _serial_index(attempt: Any) -> int:
 
 
 def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     direct = _direct(reader, image)
     index = _serial_index(direct)
     cuts: list[np.ndarray] = []
@@ -80,11 +85,13 @@ def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
     assert recut.lines[index].confidence <= 0.999 + 1e-9
 
 
-def test_a_recut_read_no_more_confident_is_not_taken(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recut_read_no_more_confident_is_not_taken(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings, _score
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     direct = _direct(reader, image)
     first = direct.decoded[_serial_index(direct)]
     weaker = max(0.0, first.confidence - 0.05)
@@ -95,13 +102,15 @@ def test_a_recut_read_no_more_confident_is_not_taken(photo: np.ndarray, monkeypa
     assert reader._recut_attempt(image, direct, {}) is None  # the same text, however sure, adds nothing
 
 
-def test_the_recut_crop_at_the_first_margins_is_the_first_crop(photo: np.ndarray) -> None:
+def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
+    photo: np.ndarray, as_loaded: Callable[..., Any]
+) -> None:
     """Cutting from the lines' region (gray only there) gives the pixels a cut from the whole photo gives."""
     from marktrace.inference.geometry import pad_quad, rectify_line, to_gray
     from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=((CROP_PAD_X, CROP_PAD_Y),)))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     direct = _direct(reader, image)
     index = _serial_index(direct)
     seen: list[np.ndarray] = []
@@ -120,13 +129,13 @@ def test_the_recut_crop_at_the_first_margins_is_the_first_crop(photo: np.ndarray
 
 
 def test_a_chosen_recut_makes_the_record_and_keeps_the_first_read_as_an_alternative(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2), (0.3, 0.1), (0.4, 0.15))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     direct = _direct(reader, image)
     assert len(direct.lines) != len(pads)  # so the recut's batch is the one of len(pads) crops
     first = direct.record["serial_number"]["value"]
@@ -147,12 +156,14 @@ def test_a_chosen_recut_makes_the_record_and_keeps_the_first_read_as_an_alternat
     assert "recut_ms" in result.timings_ms
 
 
-def test_recuts_are_off_with_no_margins(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recuts_are_off_with_no_margins(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
     monkeypatch.setattr(reader, "_recut_attempt", lambda *a: pytest.fail("recut with no margins"))
-    result = reader.read_loaded("p", [_loaded(photo)], None)
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
     assert "recut_ms" not in result.timings_ms
     assert not any(f.get("kind") == "read_recut" for f in result.record["serial_number"].get("flags") or [])
 
@@ -168,34 +179,30 @@ def _fake_cuts(texts: list[tuple[str, float]]) -> Any:
 
 
 def test_cuts_that_agree_leave_the_serial_confidence_as_read(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-    off = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
-    plain = off.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
     line_text = plain["evidence"]["line_text"]
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     # spaces aside, and a trailing full stop the serial parser drops: the same serial
     monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text.replace(" ", ""), 0.01), (line_text + ".", 0.01)]))
-    serial = reader.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    serial = reader.read_loaded("p", [as_loaded(photo)], None).record["serial_number"]
     assert serial["value"] == plain["value"] and serial["confidence"] == plain["confidence"]
     assert not any(f["kind"] in ("cut_disagreement", "read_recut") for f in serial.get("flags") or [])
 
 
 def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
 
-    off = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=()))
-    plain = off.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
     line_text = plain["evidence"]["line_text"]
     pads = ((0.1, 0.1), (0.2, 0.2))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
     # one cut agrees, one reads other text less confidently: the first read stays, 2 of 3 agree
     monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text, 0.01), ("QQ1234", 0.01)]))
-    serial = reader.read_loaded("p", [_loaded(photo)], None).record["serial_number"]
+    serial = reader.read_loaded("p", [as_loaded(photo)], None).record["serial_number"]
     assert serial["value"] == plain["value"]
     assert serial["confidence"] == pytest.approx(plain["confidence"] * (2 / 3) ** 2, abs=2e-4)
     flag = next(f for f in serial["flags"] if f["kind"] == "cut_disagreement")
@@ -210,12 +217,12 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
 
 
 def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     direct = _direct(reader, image)  # not in the cut cache: as if read at another detector size
     line_text = direct.record["serial_number"]["evidence"]["line_text"]
     before = float(direct.record["serial_number"]["confidence"])
@@ -229,13 +236,15 @@ def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts
     assert record["serial_number"]["confidence"] == pytest.approx(before * 0.25, abs=2e-4)
 
 
-def test_a_serial_from_an_enhancement_view_is_not_checked(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_serial_from_an_enhancement_view_is_not_checked(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
     import dataclasses
 
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = _loaded(photo)
+    image = as_loaded(photo)
     view = dataclasses.replace(_direct(reader, image), view="chain:flatten_clahe", method="chain:flatten_clahe")
     monkeypatch.setattr(reader, "_cut_reads", lambda *a: pytest.fail("a view's line cut from the photo"))
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in view.record.items()}

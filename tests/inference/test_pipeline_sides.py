@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,12 +16,6 @@ def photo() -> np.ndarray:
     return render_marking(1_250_000_321, SynthConfig(fonts="train", wear=(0.0, 0.1), rotation="upright")).image
 
 
-def _loaded(image: np.ndarray) -> Any:
-    from marktrace.inference.images import decode_image
-
-    ok, buf = cv2.imencode(".png", image)
-    assert ok
-    return decode_image(bytes(buf), "photo.png")
 
 
 def _spy(reader: Any, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
@@ -37,7 +31,7 @@ def _spy(reader: Any, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
 
 
 def test_an_unsure_photo_is_detected_again_at_each_side_in_order(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
@@ -45,7 +39,7 @@ def test_an_unsure_photo_is_detected_again_at_each_side_in_order(
         ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 320), chains=(), turn_oblique=False)
     )
     sides = _spy(reader, monkeypatch)
-    result = reader.read_loaded("p", [_loaded(photo)], None)
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
     assert sides == [None, 448, 320]
     assert "detector_sides_ms" in result.timings_ms
     h, w = photo.shape[:2]
@@ -54,12 +48,14 @@ def test_an_unsure_photo_is_detected_again_at_each_side_in_order(
         assert min(xs) > -0.25 * w and max(xs) < 1.25 * w and min(ys) > -0.25 * h and max(ys) < 1.25 * h
 
 
-def test_a_confident_photo_is_detected_once(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_confident_photo_is_detected_once(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, confident=0.0, detector_sides=(448, 320)))
     sides = _spy(reader, monkeypatch)
-    result = reader.read_loaded("p", [_loaded(photo)], None)
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
     assert sides == [None]
     assert "detector_sides_ms" not in result.timings_ms
 

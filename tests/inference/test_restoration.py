@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,24 +55,20 @@ def photo() -> np.ndarray:
     return render_marking(1_250_000_123, SynthConfig(fonts="train", wear=(0.5, 0.6), rotation="upright")).image
 
 
-def _loaded(image: np.ndarray):
-    from marktrace.inference.images import decode_image
-
-    ok, buf = cv2.imencode(".png", image)
-    assert ok
-    return decode_image(bytes(buf), "photo.png")
 
 
-def test_restorer_is_loaded_only_when_needed(photo) -> None:
+def test_restorer_is_loaded_only_when_needed(photo, as_loaded: Callable[..., Any]) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, restoration=False, confident=1.01))
-    result = reader.read_loaded("p", [_loaded(photo)], None)
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
     assert reader._restorer is None and all(v.name != "restoration" for v in result.views)
     assert "restoration_ms" not in result.timings_ms
 
 
-def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(photo, tiny_restorer, tmp_path) -> None:
+def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(
+    photo, tiny_restorer, tmp_path, as_loaded: Callable[..., Any]
+) -> None:
     from marktrace.inference.enhance.chains import image_sha256
     from marktrace.inference.images import sha256_file
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
@@ -79,7 +77,7 @@ def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(photo, tiny_re
         threads=1, restoration=True, restorer=tiny_restorer, confident=1.01, save_enhanced=tmp_path / "views"
     )
     reader = MarkingReader.from_settings(settings)
-    image = _loaded(photo)
+    image = as_loaded(photo)
     result = reader.read_loaded("p", [image], None)
     assert "restoration_ms" in result.timings_ms
     view = next(v for v in result.views if v.name == "restoration")
@@ -99,12 +97,12 @@ def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(photo, tiny_re
     assert any(v.name.startswith("chain:") for v in result.views)
 
 
-def test_restoration_attempt_reads_the_drawing(photo, tiny_restorer) -> None:
+def test_restoration_attempt_reads_the_drawing(photo, tiny_restorer, as_loaded: Callable[..., Any]) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings, _Attempt
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, restoration=True, restorer=tiny_restorer))
     attempts: list[_Attempt] = []
-    views = reader._restoration_attempt(_loaded(photo), attempts)
+    views = reader._restoration_attempt(as_loaded(photo), attempts)
     assert len(views) == 1 and len(attempts) == 1
     attempt = attempts[0]
     assert attempt.method == "restoration" and attempt.view == "restoration"
