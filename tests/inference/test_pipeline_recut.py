@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
+
+from marktrace.inference.records import load_schema
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +217,8 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
     assert [a["value"] for a in cut] == ["QQ1234"]
     assert cut[0]["confidence"] == pytest.approx(min(plain["confidence"] / 9, serial["confidence"]), abs=2e-4)
     assert all(a["confidence"] <= serial["confidence"] for a in serial["alternatives"] if a["method"] == "cut")
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
+    jsonschema.validate(result.to_json_dict()["record"], load_schema("identification-record.v1.json"))
 
 
 def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
