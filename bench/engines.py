@@ -32,12 +32,6 @@ import numpy as np
 
 from bench.sets import BenchItem
 
-ENGINE_NAMES = (
-    "marktrace", "marktrace-fp32", "marktrace-flags", "marktrace-restore", "marktrace-noturn", "marktrace-nolexicon",
-    "marktrace-onescale", "marktrace-nozoom", "marktrace-noconsensus", "marktrace-norecut",
-    "easyocr", "rapidocr", "tesseract",
-)
-
 
 class EngineError(RuntimeError):
     """An engine failed on an item (the harness records it as a miss)."""
@@ -344,6 +338,8 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,
 }
+ENGINE_NAMES = tuple(FACTORIES)
+"""Every engine's name, in the order ``--engines`` runs them by default."""
 
 
 def load_engine(name: str, options: EngineOptions | None = None) -> Engine:

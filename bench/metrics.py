@@ -201,7 +201,7 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         for r in rows
         if r.get("error") is not None or "serial_confidence" in (r.get("fields") or {})
     ]
-    if not pairs or not any("serial_confidence" in (r.get("fields") or {}) for r in rows):
+    if not any("serial_confidence" in (r.get("fields") or {}) for r in rows):
         return None
 
     def share(group: list[bool]) -> dict[str, Any]:

@@ -81,19 +81,16 @@ def field_how(field: dict[str, Any]) -> str:
     parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
     if evidence.get("method"):
         parts.append(str(evidence["method"]))
-    how = " / ".join(parts)
-    if evidence.get("method") == "lexicon" and evidence.get("line_text"):
-        how += f" (read {evidence['line_text']!r})"
+        if evidence["method"] == "lexicon" and evidence.get("line_text"):
+            parts[-1] += f" (read {evidence['line_text']!r})"
     flags = {f.get("kind"): f for f in field.get("flags") or [] if isinstance(f, dict)}
-    vote = flags.get("consensus")
-    if vote is not None:  # a multi-light item's serial: how many of its reads gave it
-        how = " / ".join(p for p in (how, f"vote {vote.get('reads')} of {vote.get('of')} reads") if p)
+    if (vote := flags.get("consensus")) is not None:  # a multi-light item's serial: how many of its reads gave it
+        parts.append(f"vote {vote.get('reads')} of {vote.get('of')} reads")
     if "read_recut" in flags:  # read from another cut of its line than the first
-        how = " / ".join(p for p in (how, "recut") if p)
-    cuts = flags.get("cut_disagreement")
-    if cuts is not None:  # cuts of the line read differently: the confidence was scaled down
-        how = " / ".join(p for p in (how, f"{cuts.get('agree')} of {cuts.get('of')} cuts agree") if p)
-    return how
+        parts.append("recut")
+    if (cuts := flags.get("cut_disagreement")) is not None:  # cuts gave other serials: confidence scaled down
+        parts.append(f"{cuts.get('agree')} of {cuts.get('of')} cuts agree")
+    return " / ".join(parts)
 
 
 def result_table(result: ItemResult) -> Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -107,10 +108,10 @@ class ReaderSettings:
     """A single photo's serial line is also cut with these margins (along, across the line; in line heights) around
     its detected box, besides the first cut's (:data:`CROP_PAD_X`, :data:`CROP_PAD_Y`), and each cut is read. The
     most confident read of the line is kept (flag ``read_recut``; the box stays the detected one), and the serial's
-    confidence is scaled by the square of the share of cuts that read the chosen line the same (flag
-    ``cut_disagreement`` with every cut's read when they differ): the recognizer reads some lines differently from
-    crops a few pixels apart, and such reads are far less often right. Costs one recognizer batch of the serial
-    line; ``()`` turns both off (see README, "Reading photos")."""
+    confidence is scaled by the square of the share of cuts whose read gives the same serial (flag
+    ``cut_disagreement`` with every cut's read and serial when they differ): the recognizer reads some lines
+    differently from crops a few pixels apart, and such reads are far less often right. Costs one recognizer batch
+    of the serial line; ``()`` turns both off (see README, "Reading photos")."""
     max_photometric_views: int = 5
     max_stack_direct_reads: int = 12
     """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
@@ -574,10 +575,10 @@ class MarkingReader:
         text = pick.text
         if _score(text) <= _score(first) or text.text == first.text or not text.text.strip():
             return None
+        # the line keeps its detector score's share of the confidence (_to_line's factor min(1, score / 0.8))
         detector_factor = min(1.0, line.confidence / first.confidence) if first.confidence > 0 else 1.0
         model = line.model or self.model_label
-        fresh = _to_line(text, np.asarray(line.box, np.float32), line.file, line.view, model, 0.8)
-        fresh.confidence = round(text.confidence * detector_factor, 4)
+        fresh = _to_line(text, np.asarray(line.box, np.float32), line.file, line.view, model, 0.8 * detector_factor)
         if self.settings.flag_alterations and pick.crop is not None:
             fresh.alterations = _alterations(pick.crop, text, self._flag_warning)
         lines = [*direct.lines[:index], fresh, *direct.lines[index + 1 :]]
@@ -636,7 +637,8 @@ class MarkingReader:
                                      view=best.view).get("serial_number")
                 from_line = isinstance(other, dict) and (other.get("evidence") or {}).get("line_text") == text
                 values[text] = other.get("value") if isinstance(other, dict) and from_line else None
-        agree = sum(values[t] == value for _, t in texts)
+        counts = Counter(values[t] for _, t in texts)
+        agree = counts[value]
         if agree == len(texts):
             return
         factor = (agree / len(texts)) ** 2
@@ -645,9 +647,6 @@ class MarkingReader:
         # The serials the other cuts give join the alternatives (scaled the same way, never above the value).
         alternatives = list(serial.get("alternatives") or [])
         seen = {value, *(a.get("value") for a in alternatives)}
-        counts: dict[Any, int] = {}
-        for _, text in texts:
-            counts[values[text]] = counts.get(values[text], 0) + 1
         for other_value, count in counts.items():
             if other_value is None or other_value in seen:
                 continue
