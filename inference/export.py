@@ -476,19 +476,59 @@ def _reviewed(f: RecordField | None) -> bool:
     return f is not None and f.status in ("confirmed", "corrected") and f.value is not None
 
 
-def _line_text(f: RecordField) -> str | None:
-    """The line's text with the examiner's value where the machine read something else."""
-    line = f.evidence.line_text
-    if f.status == "confirmed":
-        return line
-    if line is None:
+MARKED_VALUE_FIELDS = frozenset({"serial_number", "model", "proof_marks", "other_markings"})
+"""Fields whose value is the marked text itself (so an examiner's value can be written into the line);
+the others hold a normalised name or code (``Heckler & Koch``, ``DE``, ``9x19mm``) that is not what is stamped."""
+
+
+def _put_value(line: str, marked: str, value: str) -> str | None:
+    """``line`` with ``value`` written over the characters of ``marked`` it replaces, or ``None``.
+
+    The value is aligned to the marked text (``SN AB12O45`` → ``AB12045``): characters of the marked text
+    the value leaves out (a prefix, spacing) are kept, since they are on the metal; characters it adds are
+    inserted; a substitution must be one character for one. Anything else (a stretch replaced by one of
+    another length) cannot be placed safely, and the line is not used.
+    """
+    from difflib import SequenceMatcher
+
+    at = line.upper().find(marked.upper())
+    if at < 0:
         return None
-    marked = f.text_as_marked
-    if marked and marked in line:
-        return line.replace(marked, str(f.value), 1)
-    if marked and marked.upper() == line.strip().upper():
-        return str(f.value)
-    return None
+    segment = line[at: at + len(marked)]
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, segment.upper(), value.upper(), autojunk=False).get_opcodes():
+        if tag in ("equal", "delete"):
+            out.append(segment[i1:i2])
+        elif tag == "insert" or i2 - i1 == j2 - j1:
+            out.append(value[j1:j2])
+        else:
+            return None
+    return line[:at] + "".join(out) + line[at + len(marked):]
+
+
+def _training_line(line: str, fields: Sequence[tuple[str, RecordField]]) -> tuple[str | None, str]:
+    """The label of one recognised line from the reviewed fields read on it, or ``None`` and why not.
+
+    A field whose value is marked text puts its value into the line where the machine read otherwise; a
+    confirmed normalised field (maker, country, calibre, year, importer) vouches for the line only if what it
+    was read from is in the line as read; a corrected one cannot say what is marked, so the line is not used.
+    """
+    text = line
+    for name, f in fields:
+        base = name.split("[")[0]
+        marked = f.text_as_marked
+        if not marked:
+            return None, f"{name}: no marked text to place the value in"
+        if base in MARKED_VALUE_FIELDS:
+            placed = _put_value(text, marked, str(f.value))
+            if placed is None:
+                return None, f"{name}: the examiner's value {f.value!r} cannot be placed in the line {line!r}"
+            text = placed
+        elif f.status == "corrected":
+            return None, f"{name}: corrected to the normalised value {f.value!r}, which is not the marked text"
+        elif marked.upper() not in text.upper():
+            return None, f"{name}: read as {marked!r}, which is not in the line {line!r} (lexicon or other view)"
+    return text, ""
 
 
 def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | None = None) -> dict[str, Any]:
@@ -497,8 +537,10 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
     For every item with confirmed or corrected fields, the image is copied (after checking its
     SHA-256 against the batch) to ``out_dir/images/`` and one ``manifest.jsonl`` line is written:
     ``{"image", "lines": [{"text", "role", "polygon"}], "source": "real", "meta": {"sha256", "item", ...}}``
-    (``marktrace.datasets.manifest.Entry``). A corrected
-    field whose line text cannot be rebuilt from the evidence is skipped and counted.
+    (``marktrace.datasets.manifest.Entry``). The reviewed fields read on one line make its label together
+    (:func:`_training_line`); a line whose marked text cannot be rebuilt from them (a corrected maker or
+    country, a value that does not align with the read) is skipped with the reason, and so is a field the
+    reader did not read (a country from the maker registry) or read on a derived view.
 
     Returns:
         Summary counts: items, lines, skipped (with reasons).
@@ -515,20 +557,33 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
             rec = record_of(it)
             fields: list[tuple[str, RecordField]] = [(n, f) for n, f in _field_rows(rec)
                                                      if f is not None and _reviewed(f) and n != "serial_obliterated"]
-            by_image: dict[str, list[dict[str, Any]]] = {}
+            on_line: dict[tuple[str, tuple[tuple[float, float], ...]], list[tuple[str, RecordField]]] = {}
             for name, f in fields:
-                role = ROLE_OF_FIELD.get(name.split("[")[0], "other")
-                text = _line_text(f)
-                if f.evidence.file is None or f.evidence.box is None or text is None:
+                if f.evidence.method == "registry_fallback":
+                    summary["skipped"].append(f"{it.item}: {name} (from the maker registry, not read on the item)")
+                    continue
+                if f.evidence.file is None or f.evidence.box is None or not f.evidence.line_text:
                     summary["skipped"].append(f"{it.item}: {name} (no line box/text to rebuild)")
                     continue
                 if f.evidence.view not in ("original", ""):
                     summary["skipped"].append(f"{it.item}: {name} (read on derived view {f.evidence.view})")
                     continue
-                entry = {"text": text, "role": role, "polygon": [[float(x), float(y)] for x, y in f.evidence.box]}
-                lst = by_image.setdefault(f.evidence.file, [])
-                if all(e["polygon"] != entry["polygon"] for e in lst):
-                    lst.append(entry)
+                polygon = tuple((float(x), float(y)) for x, y in f.evidence.box)
+                on_line.setdefault((f.evidence.file, polygon), []).append((name, f))
+            by_image: dict[str, list[dict[str, Any]]] = {}
+            for (file, polygon), line_fields in on_line.items():
+                read = {f.evidence.line_text for _, f in line_fields}
+                if len(read) != 1:
+                    summary["skipped"].append(f"{it.item}: {', '.join(n for n, _ in line_fields)} "
+                                              "(one box, different line texts)")
+                    continue
+                text, why = _training_line(str(read.pop()), line_fields)
+                if text is None:
+                    summary["skipped"].append(f"{it.item}: {why}")
+                    continue
+                role = ROLE_OF_FIELD.get(line_fields[0][0].split("[")[0], "other")
+                by_image.setdefault(file, []).append(
+                    {"text": text, "role": role, "polygon": [[x, y] for x, y in polygon]})
             for file, lines in by_image.items():
                 src = resolve_image(file, root)
                 if src is None:

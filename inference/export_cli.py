@@ -31,6 +31,7 @@ from marktrace.inference.records import (
     TracingHumanFields,
     UnconfirmedFieldsError,
     build_tracing_request,
+    tracing_request_problem,
 )
 
 app = typer.Typer(add_completion=False, help="Export a batch JSONL: CSV, PDF reports, ITI tracing request.")
@@ -109,6 +110,8 @@ def export_command(
             except UnconfirmedFieldsError as exc:
                 typer.echo(f"refused: {exc}", err=True)
                 raise typer.Exit(code=3) from None
+            except ValidationError as exc:
+                raise ExportError(f"{item.item}: {tracing_request_problem(exc)}") from None
             dest = out or Path(f"tracing-request-{pdf_name(item)[:-4]}.json")
             write_tracing_request(req, dest)
             if req.unconfirmed:

@@ -17,7 +17,7 @@ from datetime import date as Date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marktrace.inference.parse import to_plain
 from marktrace.inference.schema import Evidence, HistoryEntry, RecordField, ReviewStatus
@@ -286,6 +286,19 @@ def _value(f: RecordField | None, include_suggested: bool) -> Any:
     return None
 
 
+def tracing_request_problem(exc: ValidationError, correct_with: str = "in the record") -> str:
+    """Why a record's values do not fit a tracing request, in words an examiner can act on.
+
+    ``correct_with`` says where the examiner corrects the field (``with PATCH`` in the service).
+    """
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    if loc == "state":
+        return (f"country {first.get('input')!r} is not an ISO 3166-1 alpha-2 code (e.g. DE); "
+                f"correct country_of_manufacture (or the import mark's country) {correct_with}")
+    return f"the record's values do not fit tracing-request.v1: {loc}: {first.get('msg', '')}"
+
+
 def build_tracing_request(record: IdentificationRecord | Mapping[str, Any],
                           human_fields: TracingHumanFields | Mapping[str, Any],
                           force: bool = False) -> TracingRequest:
@@ -331,6 +344,11 @@ def build_tracing_request(record: IdentificationRecord | Mapping[str, Any],
             pending = any(getattr(mark, k) is not None and getattr(mark, k).status not in _REVIEWED for k in keys)
             if force and pending and "import_marks" not in unconfirmed:
                 unconfirmed.append("import_marks")
+    for name in ("proof_marks", "other_markings"):
+        marks = getattr(rec, name)
+        if force and any(f.status not in _REVIEWED and f.status != "rejected" and f.value is not None
+                         for f in marks) and name not in unconfirmed:
+            unconfirmed.append(name)
     obl = _value(rec.serial_obliterated, include_suggested=False)
     weapon = WeaponDescription(
         **values,

@@ -44,6 +44,7 @@ from marktrace.inference.records import (
     TracingRequest,
     UnconfirmedFieldsError,
     build_tracing_request,
+    tracing_request_problem,
 )
 from marktrace.inference.schema import ItemResult
 from marktrace.service.evidence import EvidenceError, EvidenceStore, TempUpload
@@ -893,14 +894,7 @@ def create_app(
         except (ExportError, ValidationError) as exc:
             detail = str(exc)
             if isinstance(exc, ValidationError):
-                first = exc.errors()[0]
-                loc = ".".join(str(p) for p in first.get("loc", ()))
-                detail = f"the record's values do not fit tracing-request.v1: {loc}: {first.get('msg', '')}"
-                if loc == "state":
-                    detail = (
-                        f"country {first.get('input')!r} is not an ISO 3166-1 alpha-2 code (e.g. DE); "
-                        "correct country_of_manufacture (or the import mark's country) with PATCH"
-                    )
+                detail = tracing_request_problem(exc, correct_with="with PATCH")
             state.store.audit(
                 AuditEvent(principal.actor, principal.lab, "export", target, "rejected", {"reason": detail})
             )

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from marktrace.inference.enhance.chains import image_sha256
 from marktrace.inference.export import (
     ExportError,
+    _put_value,
     export_training_set,
     read_batch,
     render_pdf,
@@ -54,6 +55,10 @@ def _pdf_text(path: Path) -> str:
 @pytest.fixture()
 def batch(tmp_path: Path) -> Path:
     """A batch folder: one blue photo, one enhanced view, and the batch JSONL with a parsed record."""
+    return _write_batch(tmp_path, TEXTS)
+
+
+def _write_batch(tmp_path: Path, texts: list[str]) -> Path:
     photo = tmp_path / "photos" / "pistol.png"
     photo.parent.mkdir()
     img = Image.new("RGB", (640, 360), (20, 40, 230))
@@ -67,7 +72,7 @@ def batch(tmp_path: Path) -> Path:
     sha = _sha(photo)
     lines = [Line(text=t, confidence=0.9, file="photos/pistol.png",
                   box=[(60.0, 40.0 + 60 * k), (400.0, 40.0 + 60 * k), (400.0, 70.0 + 60 * k), (60.0, 70.0 + 60 * k)])
-             for k, t in enumerate(TEXTS)]
+             for k, t in enumerate(texts)]
     record = parse_lines(lines, load_registry(), {"photos/pistol.png": sha})
     item = ItemResult(item="photos/pistol.png", files=["photos/pistol.png"], sha256={"photos/pistol.png": sha},
                       status="ok", record=record, lines=lines,
@@ -295,6 +300,17 @@ def test_cli_tracing_request_refuses_then_forces(batch: Path, tmp_path: Path) ->
     assert req["unconfirmed"] is False and req["weapon"]["serial_number"] == "ABC123"
 
 
+def test_cli_tracing_request_names_a_country_that_is_not_a_code(batch: Path, tmp_path: Path) -> None:
+    _confirm(batch, ("serial_number", "manufacturer"), correct={"country_of_manufacture": "Germany"})
+    res = CliRunner().invoke(app, [str(batch), "--tracing-request", "photos/pistol.png", "--authority", "NFP",
+                                   "--case-ref", "C-1", "--illicit", "illicit_under_national_law",
+                                   "--legal-justification", "art. 1", "--intended-use", "investigation",
+                                   "--out", str(tmp_path / "req.json")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output  # a message, no traceback
+    assert "photos/pistol.png" in res.output and "'Germany' is not an ISO 3166-1 alpha-2 code" in res.output
+    assert not (tmp_path / "req.json").exists()
+
+
 def test_cli_tracing_request_needs_human_fields(batch: Path) -> None:
     res = CliRunner().invoke(app, [str(batch), "--tracing-request", "photos/pistol.png", "--force"])
     assert res.exit_code != 0
@@ -316,6 +332,56 @@ def test_training_set_from_corrections(batch: Path, tmp_path: Path) -> None:
     manifest = pytest.importorskip("marktrace.datasets.manifest")
     entries = manifest.read_manifest(out / "manifest.jsonl")
     assert entries[0].source == "real" and {ln.role for ln in entries[0].lines} == {"serial", "maker"}
+
+
+@pytest.mark.parametrize(("line", "marked", "value", "label"), [
+    ("SN AB12O45", "SN AB12O45", "AB12045", "SN AB12045"),  # the parser's O -> 0, prefix kept
+    ("No. 123-456", "NO. 123-456", "123-456", "No. 123-456"),  # case of the read kept
+    ("AB 12345", "AB 12345", "AB12346", "AB 12346"),  # spacing on the metal kept
+    ("ABC123 X", "ABC123", "ABC1234", "ABC1234 X"),  # a character the read missed
+    ("SN 8B12345", "SN 8B12345", "AB12345", None),  # four characters for one: not placed
+    ("GLOCK 17", "C3", "G3", None),  # not in the line
+])
+def test_an_examiner_value_is_placed_in_the_read_line(line: str, marked: str, value: str, label: str | None) -> None:
+    assert _put_value(line, marked, value) == label
+
+
+def test_training_labels_use_marked_text_not_normalised_values(tmp_path: Path) -> None:
+    batch = _write_batch(tmp_path, ["HK G3", "MADE IN GERMANY", "SN AB12O45", "C3 AB99999"])
+    rec = IdentificationRecord.from_parsed(read_batch(batch)[0].record)
+    assert rec.serial_number is not None and rec.serial_number.value == "AB12045"
+    _confirm(batch, ("serial_number", "model"), correct={"manufacturer": "Heckler & Koch GmbH",
+                                                          "country_of_manufacture": "AT"})
+    summary = export_training_set(batch, tmp_path / "ds")
+    rows = [json.loads(x) for x in (tmp_path / "ds" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = sorted(ln["text"] for ln in rows[0]["lines"])
+    # the confirmed serial carries the parser's digit, not the recognizer's letter O; the corrected maker and
+    # country lines are left out (their values are a name and a code, not what is stamped)
+    assert texts == ["SN AB12045"]
+    assert any("manufacturer" in why and "normalised" in why for why in summary["skipped"])
+    assert any("country_of_manufacture" in why for why in summary["skipped"])
+
+
+def test_a_registry_country_is_not_a_training_line(tmp_path: Path) -> None:
+    batch = _write_batch(tmp_path, ["GLOCK 17", "ABC123"])
+    rec = IdentificationRecord.from_parsed(read_batch(batch)[0].record)
+    assert rec.country_of_manufacture is not None
+    assert rec.country_of_manufacture.evidence.method == "registry_fallback"
+    _confirm(batch, ("country_of_manufacture",))
+    summary = export_training_set(batch, tmp_path / "ds")
+    assert summary["lines"] == 0
+    assert any("maker registry" in why for why in summary["skipped"])
+
+
+def test_fields_on_one_line_make_one_label(tmp_path: Path) -> None:
+    batch = _write_batch(tmp_path, ["HK G3 AB12345"])
+    rec = IdentificationRecord.from_parsed(read_batch(batch)[0].record)
+    assert rec.model is not None and rec.serial_number is not None
+    assert rec.model.evidence.box == rec.serial_number.evidence.box
+    _confirm(batch, ("serial_number",), correct={"model": "G36"})
+    export_training_set(batch, tmp_path / "ds")
+    rows = [json.loads(x) for x in (tmp_path / "ds" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [ln["text"] for ln in rows[0]["lines"]] == ["HK G36 AB12345"]
 
 
 def test_training_set_skips_unreviewed(batch: Path, tmp_path: Path) -> None:

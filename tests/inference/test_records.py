@@ -134,6 +134,22 @@ def test_forced_request_is_stamped() -> None:
     jsonschema.validate(req.model_dump(mode="json"), load_schema("tracing-request.v1.json"))
 
 
+def test_forced_request_stamps_unreviewed_proof_and_other_marks() -> None:
+    rec = _record("P. BERETTA GARDONE V.T. | PSF CN | ABC123 | MADE IN ITALY")
+    for n in ("serial_number", "manufacturer", "country_of_manufacture"):
+        review_field(rec, n, "confirmed", "ex")
+    assert rec.proof_marks and rec.other_markings
+    req = build_tracing_request(rec, HUMAN, force=True)
+    assert req.weapon.proof_marks and req.weapon.other_markings  # copied because forced ...
+    assert {"proof_marks", "other_markings"} <= set(req.unconfirmed_fields)  # ... and stamped as not reviewed
+    assert req.stamp is not None and "proof_marks" in req.stamp
+    assert len(rec.proof_marks) == len(rec.other_markings) == 1
+    review_field(rec, "proof_marks[0]", "confirmed", "ex")
+    review_field(rec, "other_markings[0]", "rejected", "ex")
+    req = build_tracing_request(rec, HUMAN, force=True)
+    assert not {"proof_marks", "other_markings"} & set(req.unconfirmed_fields)
+
+
 def test_rejected_required_field_still_refuses() -> None:
     rec = _record()
     for n in ("serial_number", "manufacturer"):
