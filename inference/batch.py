@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,55 @@ class BatchSummary:
     """Files under the root that are not photos, by suffix (see :func:`discover_items`)."""
 
 
+class OutputFileError(ValueError):
+    """The output path cannot take a batch's answers (a folder, or a file that is not a batch JSONL)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The reader's models cannot be loaded (missing or unreadable file, wrong checksum or metadata)."""
+
+
+MODEL_LOAD_ERRORS = (ValueError, OSError, LookupError)
+"""What loading the models raises for a bad model file or setting (see :meth:`MarkingReader.from_settings`)."""
+
+
+def load_reader(settings: ReaderSettings) -> MarkingReader:
+    """The reader for ``settings``, its models loaded once.
+
+    Raises:
+        ModelLoadError: naming the model file and the problem.
+    """
+    try:
+        return MarkingReader.from_settings(settings)
+    except MODEL_LOAD_ERRORS as exc:
+        raise ModelLoadError(f"cannot load the models: {exc}") from exc
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output path that cannot take a batch's answers; nothing is changed.
+
+    Raises:
+        OutputFileError: ``out`` is a folder, or a non-empty file whose first line is not a batch answer (a
+            photo or a notes file given as ``--out`` by mistake).
+    """
+    if out.is_dir():
+        raise OutputFileError(f"{out}: is a folder; give a file name for the JSONL output")
+    if not out.exists():
+        return
+    with open(out, "rb") as handle:
+        first = handle.readline(1 << 20)
+    if first and not _is_answer(first):
+        raise OutputFileError(f"{out}: exists and is not a marktrace batch JSONL (its first line is not an item's "
+                              "answer); it was left as it is: give another --out")
+
+
 def finished_items(out: Path) -> set[str]:
-    """Items already answered in an existing output file; a torn last line (crash) is cut off."""
+    """Items already answered in an existing output file; a torn last line (crash) is cut off.
+
+    Raises:
+        OutputFileError: see :func:`check_output` (the file is then left exactly as it is).
+    """
+    check_output(out)
     if not out.exists():
         return set()
     data = out.read_bytes()
@@ -46,6 +94,14 @@ def finished_items(out: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue
     return done
+
+
+def _is_answer(raw: bytes) -> bool:
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and "item" in row and "status" in row
 
 
 def json_line(result: dict[str, object]) -> str:
@@ -134,6 +190,10 @@ def run_batch(
         workers: processes; 0 picks the number of cores (each runs its models on one thread).
         on_start: called with (items to do, items skipped) once discovery is done.
         on_result: called with each result as it is written.
+
+    Raises:
+        OutputFileError: ``out`` is a folder or not a batch JSONL (nothing is written).
+        ModelLoadError: a model file is missing, unreadable or fails its checksum (nothing is written).
     """
     started = time.perf_counter()
     root = Path(root).resolve()
@@ -145,11 +205,16 @@ def run_batch(
     summary = BatchSummary(total=len(items), skipped=len(items) - len(todo), other_files=others)
     if on_start:
         on_start(len(todo), summary.skipped)
-    out.parent.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(todo))) if todo else 1
+    # The models are loaded here once before anything is written, so a wrong model file or checksum is
+    # refused at the start instead of becoming an error line for every item (in each worker).
+    reader = load_reader(settings) if todo else None
+    if workers > 1:
+        reader = None  # each worker loads its own; none is carried into the fork
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as handle:
-        for result in _results(todo, base, settings, workers):
+        for result in _results(todo, base, settings, workers, reader):
             handle.write(json_line(result) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -165,12 +230,12 @@ def run_batch(
 
 
 def _results(
-    todo: list[Item], root: Path, settings: ReaderSettings, workers: int
+    todo: list[Item], root: Path, settings: ReaderSettings, workers: int, reader: MarkingReader | None = None
 ) -> Iterator[dict[str, object]]:
     if not todo:
         return
     if workers == 1:
-        reader = MarkingReader.from_settings(settings)
+        reader = reader or MarkingReader.from_settings(settings)
         for item in todo:
             yield _safe_read(reader, item, root)
         return
@@ -197,7 +262,12 @@ def _results(
                             exhausted = True
                             break
                         item = item_or_none
-                    pending[pool.submit(_read_in_worker, item)] = item
+                    try:
+                        pending[pool.submit(_read_in_worker, item)] = item
+                    except BrokenProcessPool:
+                        # a worker died while this process was writing: not this item's fault
+                        broken = True
+                        retry.insert(0, item)
                 if not pending:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,6 +23,7 @@ from marktrace.inference.images import DEFAULT_MAX_PIXELS
 from marktrace.inference.pipeline import ReaderSettings
 
 if TYPE_CHECKING:
+    from marktrace.inference.batch import BatchSummary
     from marktrace.inference.schema import ItemResult
 
 console = Console(stderr=True)
@@ -95,7 +97,7 @@ def field_how(field: dict[str, Any]) -> str:
 
 def result_table(result: ItemResult) -> Table:
     """The ``read`` table of one answered item: each record field (value, confidence, alternatives, how)."""
-    table = Table(title=result.item, show_lines=False)
+    table = Table(title=escape(result.item), show_lines=False)
     table.add_column("field")
     table.add_column("value")
     table.add_column("confidence", justify="right")
@@ -104,9 +106,10 @@ def result_table(result: ItemResult) -> Table:
     for name, value in result.record.items():
         if isinstance(value, dict) and "value" in value:
             alts = ", ".join(f"{a['value']} ({a['confidence']:.2f})" for a in value.get("alternatives", [])[:3])
-            table.add_row(name, str(value["value"]), f"{value['confidence']:.2f}", alts, field_how(value))
+            table.add_row(name, escape(str(value["value"])), f"{value['confidence']:.2f}", escape(alts),
+                          escape(field_how(value)))
     for line in result.lines:
-        table.add_row("line", line.text, f"{line.confidence:.2f}", "", "")
+        table.add_row("line", escape(line.text), f"{line.confidence:.2f}", "", "")
     return table
 
 
@@ -154,20 +157,22 @@ def read(
     Every item gets an answer: a table (or, with ``--json``, a JSON object), or an error naming the file
     and the problem; one bad file never stops the others. The exit code is 1 when any file failed.
     """
-    from marktrace.inference.batch import json_line, read_item_safely
+    from marktrace.inference.batch import ModelLoadError, json_line, load_reader, read_item_safely
     from marktrace.inference.items import discover_items
-    from marktrace.inference.pipeline import MarkingReader
 
     settings = _settings(
         detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
     )
-    reader = MarkingReader.from_settings(settings)
+    try:
+        reader = load_reader(settings)
+    except ModelLoadError as exc:
+        _fail(str(exc))
     failed = False
     for path in files:
         try:
             items = discover_items(path)
         except FileNotFoundError as exc:
-            console.print(f"[red]error[/red] {exc}")
+            console.print(f"[red]error[/red] {escape(str(exc))}")
             failed = True
             continue
         base = path if path.is_dir() else path.parent
@@ -179,12 +184,13 @@ def read(
                 typer.echo(json_line(result.to_json_dict()))
                 continue
             if result.status == "error":
-                console.print(f"[red]error[/red] {result.error}")
+                console.print(f"[red]error[/red] {escape(str(result.error))}")
                 continue
             try:
                 table = result_table(result)
             except Exception as exc:  # noqa: BLE001 - one item's odd result must not stop the others
-                console.print(f"[red]error[/red] {item.name}: cannot show the result ({type(exc).__name__}: {exc})")
+                console.print(f"[red]error[/red] {escape(item.name)}: cannot show the result "
+                              f"({type(exc).__name__}: {escape(str(exc))})")
                 failed = True
                 continue
             Console().print(table)
@@ -192,6 +198,42 @@ def read(
                 console.print("[yellow]no serial number found[/yellow]")
     if failed:
         raise typer.Exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print ``error <message>`` (not read as markup) and exit with code 2."""
+    console.print(f"[red]error[/red] {escape(message)}")
+    raise typer.Exit(2)
+
+
+def _run_batch_with_progress(folder: Path, out: Path, settings: ReaderSettings, workers: int) -> BatchSummary:
+    """:func:`run_batch` under a progress bar that names the last item and prints each error as it comes."""
+    from marktrace.inference.batch import run_batch
+
+    with Progress(
+        TextColumn("[bold]reading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}", markup=False),  # a file name, not markup
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("read", total=None, last="")
+
+        def on_start(todo: int, skipped: int) -> None:
+            progress.update(task, total=todo)
+            if skipped:
+                progress.console.print(f"resuming: {skipped} item(s) already in {escape(str(out))}")
+
+        def on_result(result: dict[str, object]) -> None:
+            label = str(result["item"])
+            if result["status"] != "ok":
+                progress.console.print(f"[red]error[/red] {escape(str(result['error']))}")
+            progress.update(task, advance=1, last=label[-40:])
+
+        return run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
 
 
 def batch(
@@ -216,51 +258,37 @@ def batch(
     lexicon: LexiconOpt = True,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
-    from marktrace.inference.batch import run_batch
+    from marktrace.inference.batch import ModelLoadError, OutputFileError, check_output
 
     if not folder.exists():
-        console.print(f"[red]error[/red] {folder}: no such folder")
-        raise typer.Exit(2)
+        _fail(f"{folder}: no such folder")
+    try:
+        check_output(out)
+    except OutputFileError as exc:
+        _fail(str(exc))
+    if save_enhanced is not None and folder.is_dir() and save_enhanced.resolve().is_relative_to(folder.resolve()):
+        _fail(f"--save-enhanced {save_enhanced} lies inside {folder}: its views would be read as photos by the next "
+              "run; choose a folder outside it")
     settings = _settings(
         detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
     )
-    with Progress(
-        TextColumn("[bold]reading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("read", total=None, last="")
-
-        def on_start(todo: int, skipped: int) -> None:
-            progress.update(task, total=todo)
-            if skipped:
-                progress.console.print(f"resuming: {skipped} item(s) already in {out}")
-
-        def on_result(result: dict[str, object]) -> None:
-            label = str(result["item"])
-            if result["status"] != "ok":
-                progress.console.print(f"[red]error[/red] {result['error']}")
-            progress.update(task, advance=1, last=label[-40:])
-
-        summary = run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
+    try:
+        summary = _run_batch_with_progress(folder, out, settings, workers)
+    except (OutputFileError, ModelLoadError) as exc:
+        _fail(str(exc))
     from marktrace.inference.items import describe_other_files
 
     others = describe_other_files(summary.other_files)
     if summary.total == 0:
         passed_over = f"; {others}" if others else ""
-        console.print(f"[yellow]no images found under {folder}{passed_over}; nothing to do[/yellow]")
+        console.print(f"[yellow]no images found under {escape(str(folder) + passed_over)}; nothing to do[/yellow]")
         return
     done = summary.ok + summary.errors
     per_item = f", {summary.seconds / done * 1000:.0f} ms per item" if done else ""
     console.print(
         f"[bold]{summary.total}[/bold] items: [green]{summary.ok} ok[/green], "
         f"[red]{summary.errors} errors[/red], {summary.skipped} already done; "
-        f"{summary.seconds:.1f} s{per_item} -> {out}"
+        f"{summary.seconds:.1f} s{per_item} -> {escape(str(out))}"
     )
     if others:
         console.print(f"[yellow]{others}[/yellow]")
@@ -300,7 +328,8 @@ def verify_view(
         table = Table("trail", "view", "status", "detail")
         colours = {"verified": "green", "mismatch": "red", "error": "red", "not_replayable": "yellow"}
         for path, check in zip(trails, results, strict=True):
-            table.add_row(str(path), check.view, f"[{colours[check.status]}]{check.status}[/]", check.detail)
+            table.add_row(escape(str(path)), escape(check.view), f"[{colours[check.status]}]{check.status}[/]",
+                          escape(check.detail))
         Console().print(table)
     if any(c.status != "verified" for c in results):
         raise typer.Exit(1)

@@ -7,7 +7,8 @@ photo under the root is silently left out.
 
 Names are built from the paths as found, relative to the batch root; symbolic links are not resolved, so a
 link to a photo outside the root keeps its own name under the root (and a dangling link is still an item,
-which then fails to load with an error naming it).
+which then fails to load with an error naming it). Linked folders are walked, each folder once; a folder that
+cannot be listed is an item whose answer is an error naming it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ class Item:
     """Path relative to the batch root, with forward slashes: the file, or the multi-light folder."""
     files: tuple[Path, ...]
     """Absolute paths of the photos as found under the root (links not resolved), sorted by name."""
-    kind: Literal["photo", "multi_light"]
+    kind: Literal["photo", "multi_light", "folder"]
+    """``folder``: a folder that could not be listed (its ``problem`` says why); it is answered with an error."""
     light_file: Path | None = None
+    problem: str | None = None
+    """Why the item cannot be read at all (set by discovery), or None."""
 
     def file_label(self, path: Path, root: Path) -> str:
         """The name of one of the item's files relative to the batch root, with forward slashes.
@@ -52,13 +56,16 @@ class Item:
 def light_file_in(folder: Path, names: list[str]) -> Path | None:
     """The light file among a folder's file ``names``: ``lights.json``, else the first ``.lp`` by name, else None.
 
-    Discovery and the photometric loader (:func:`marktrace.inference.enhance.photometric.find_light_file`)
-    both choose with this.
+    Names match in any case (``Lights.json``, ``STACK.LP``); hidden files (a Mac's ``._lights.json`` copy of the
+    resource fork) are not light files. Discovery and the photometric loader
+    (:func:`marktrace.inference.enhance.photometric.find_light_file`) both choose with this.
     """
+    visible = sorted(n for n in names if not n.startswith("."))
     for name in LIGHT_FILE_NAMES:
-        if name in names:
-            return folder / name
-    lps = sorted(n for n in names if n.lower().endswith(LIGHT_FILE_SUFFIXES))
+        matches = [n for n in visible if n.lower() == name]
+        if matches:
+            return folder / (name if name in matches else matches[0])
+    lps = [n for n in visible if n.lower().endswith(LIGHT_FILE_SUFFIXES)]
     return folder / lps[0] if lps else None
 
 
@@ -89,34 +96,67 @@ def discover_items(root: Path, others: dict[str, int] | None = None) -> list[Ite
         return [Item(name=root.name, files=(root.absolute(),), kind="photo")]  # a link keeps its own name
     items: list[Item] = []
     base = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        folder = Path(dirpath)
-        names = sorted(filenames)
-        light = light_file_in(folder, names)
-        photos = tuple(folder / n for n in names if is_image_name(n) and not n.startswith("."))
-        if others is not None:
-            for n in names:
-                lower = n.lower()
-                if not (n.startswith(".") or is_image_name(n) or lower in LIGHT_FILE_NAMES
-                        or lower.endswith(LIGHT_FILE_SUFFIXES)):
-                    suffix = Path(lower).suffix
-                    others[suffix] = others.get(suffix, 0) + 1
-        if light is not None:
-            # The folder's own photos are one item; its sub-folders are still walked (their own items).
-            items.append(
-                Item(
-                    name=folder.relative_to(base).as_posix() if folder != base else base.name,
-                    files=photos,
-                    kind="multi_light",
-                    light_file=light,
-                )
-            )
-            continue
-        for photo in photos:
-            items.append(Item(name=photo.relative_to(base).as_posix(), files=(photo,), kind="photo"))
+    # Real folders are walked first, then linked ones (a photo behind a link is not left out); a folder
+    # reached a second time (a link loop, a link to a folder already walked) is not walked again. A folder
+    # that cannot be listed is an item of its own whose answer is an error naming it.
+    seen: set[tuple[int, int]] = set()
+    links: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else base
+        name = where.relative_to(base).as_posix() if where != base and where.is_relative_to(base) else base.name
+        items.append(Item(name=name, files=(), kind="folder",
+                          problem=f"folder cannot be listed ({exc.strerror or exc}); its photos were not read"))
+
+    def walk(top: Path) -> None:
+        for dirpath, dirnames, filenames in os.walk(top, onerror=unreadable):
+            folder = Path(dirpath)
+            key = _folder_key(folder)
+            if key is not None and key in seen:
+                dirnames[:] = []
+                continue
+            if key is not None:
+                seen.add(key)
+            dirnames.sort()
+            links.extend(folder / d for d in dirnames if (folder / d).is_symlink())
+            _add_folder(folder, sorted(filenames), base, items, others)
+
+    walk(base)
+    while links:
+        link = links.pop(0)
+        if _folder_key(link) not in seen:
+            walk(link)
     items.sort(key=lambda item: item.name)
     return items
+
+
+def _add_folder(folder: Path, names: list[str], base: Path, items: list[Item], others: dict[str, int] | None) -> None:
+    """The items of one folder's files (its photos, or the folder as one multi-light item)."""
+    light = light_file_in(folder, names)
+    photos = tuple(folder / n for n in names if is_image_name(n) and not n.startswith("."))
+    if others is not None:
+        for n in names:
+            lower = n.lower()
+            if not (n.startswith(".") or is_image_name(n) or lower in LIGHT_FILE_NAMES
+                    or lower.endswith(LIGHT_FILE_SUFFIXES)):
+                suffix = Path(lower).suffix
+                others[suffix] = others.get(suffix, 0) + 1
+    if light is not None:
+        # The folder's own photos are one item; its sub-folders are still walked (their own items).
+        name = folder.relative_to(base).as_posix() if folder != base else base.name
+        items.append(Item(name=name, files=photos, kind="multi_light", light_file=light))
+        return
+    for photo in photos:
+        items.append(Item(name=photo.relative_to(base).as_posix(), files=(photo,), kind="photo"))
+
+
+def _folder_key(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder ``path`` leads to, or None when it cannot be reached."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def describe_other_files(counts: dict[str, int]) -> str:

@@ -948,6 +948,9 @@ class MarkingReader:
         from marktrace.inference.images import load_image
 
         names = [item.file_label(f, root) if root.is_dir() else f.name for f in item.files]
+        if item.problem is not None:
+            return ItemResult(item=item.name, files=names, sha256={}, status="error",
+                              error=f"{item.name}: {item.problem}")
         if not item.files:
             return ItemResult(
                 item=item.name,

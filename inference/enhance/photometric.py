@@ -101,9 +101,11 @@ def parse_lights_json(path: str | Path) -> dict[str, tuple[float, float]] | None
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_bytes())  # UTF-8 (with or without a BOM), UTF-16 or UTF-32
     except OSError as exc:
         raise LightFileError(f"{p}: cannot read light file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise LightFileError(f"{p}: not UTF-8, UTF-16 or UTF-32 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise LightFileError(f"{p}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -279,9 +279,9 @@ def test_an_error_row_never_raises_whatever_the_paths(tmp_path):
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
 def test_read_goes_on_after_a_failing_file_and_exits_non_zero(tmp_path, monkeypatch, as_json):
-    from marktrace.inference import pipeline
+    from marktrace.inference import batch as batch_module
 
-    monkeypatch.setattr(pipeline, "MarkingReader", ModelFreeReader)
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)  # ``read`` loads through batch.load_reader
     first, boom, corrupt, last = (tmp_path / n for n in ("a.png", "boom.png", "corrupt.png", "z.png"))
     for path in (first, boom, last):
         _tiny_png(path)
@@ -328,3 +328,112 @@ def test_a_file_name_that_is_not_utf8_does_not_stop_a_batch_and_resumes(tmp_path
     assert set(rows) == {"a\udcff.png", "z.png"}
     again = batch_module.run_batch(root, out, ReaderSettings(), workers=1)
     assert again.skipped == 2 and again.ok == 0  # the escaped name reads back as the same item
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_model_file_is_refused_before_anything_is_written(tmp_path, workers):
+    root = tmp_path / "photos"
+    root.mkdir()
+    _tiny_png(root / "a.png")
+    _tiny_png(root / "b.png")
+    bad = tmp_path / "detector.onnx"
+    bad.write_text("not a model")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--detector", str(bad), "--workers", workers])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "cannot load the models" in text and "detector.onnx" in text
+    assert not out.exists()  # no error line per item, so a corrected rerun reads them all
+    result = runner.invoke(app, ["read", str(root / "a.png"), "--detector", str(bad)])
+    assert result.exit_code == 2 and "cannot load the models" in " ".join(result.output.split())
+
+
+def test_an_out_path_that_is_not_a_batch_jsonl_is_left_as_it_is(tmp_path, monkeypatch):
+    from marktrace.inference import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    root = tmp_path / "photos"
+    root.mkdir()
+    photo = _tiny_png(root / "a.png")
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"case 7: three rifles\nno final newline")
+    for out in (notes, root / "a.png", tmp_path):
+        before = out.read_bytes() if out.is_file() else None
+        result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1"])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "not a marktrace batch JSONL" in text or "is a folder" in text
+        if before is not None:
+            assert out.read_bytes() == before  # not cut at its last newline, nothing appended
+    assert (root / "a.png").read_bytes() == photo
+    result = runner.invoke(app, ["batch", str(root), "--out", str(tmp_path / "out.jsonl"),
+                                 "--save-enhanced", str(root / "views")])
+    assert result.exit_code == 2 and "lies inside" in " ".join(result.output.split())
+
+
+def test_file_names_are_printed_as_they_are_not_as_markup(tmp_path, monkeypatch):
+    from marktrace.inference import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    root = tmp_path / "x["
+    root.mkdir()
+    (root / "IMG [copy].jpg").write_bytes(b"not an image")
+    (root / "b].jpg").write_bytes(b"not an image")
+    result = runner.invoke(app, ["batch", str(root), "--out", str(tmp_path / "out.jsonl"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "IMG [copy].jpg" in text and "b].jpg" in text
+    assert len(_rows(tmp_path / "out.jsonl")) == 2
+
+
+def test_a_pool_broken_while_submitting_costs_no_item(tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from marktrace.inference import batch as batch_module
+
+    broken_once: list[bool] = []
+
+    class BreaksOnce(ProcessPoolExecutor):
+        """A worker died while the parent was writing: the next submit finds the pool broken."""
+
+        def submit(self, fn, /, *args, **kwargs):
+            if len(broken_once) == 0:
+                broken_once.append(True)
+                raise BrokenProcessPool("a child process terminated abruptly")
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "ProcessPoolExecutor", BreaksOnce)
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _tiny_png(root / name)
+    out = tmp_path / "out.jsonl"
+    summary = batch_module.run_batch(root, out, batch_module.ReaderSettings(), workers=2)
+    assert broken_once and summary.errors == 0 and summary.ok == 3
+    assert {row["status"] for row in _rows(out).values()} == {"ok"}
+
+
+def test_a_locked_folder_gets_an_error_line_and_the_batch_goes_on(tmp_path, monkeypatch):
+    import os
+
+    from marktrace.inference import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    (tmp_path / "photos" / "locked").mkdir(parents=True)
+    _tiny_png(tmp_path / "photos" / "a.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "out.jsonl"
+    batch_module.run_batch(tmp_path / "photos", out, batch_module.ReaderSettings(), workers=1)
+    rows = _rows(out)
+    assert rows["a.png"]["status"] == "ok"
+    assert rows["locked"]["status"] == "error"
+    assert rows["locked"]["error"].startswith("locked: folder cannot be listed (Permission denied)")

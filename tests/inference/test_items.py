@@ -134,3 +134,52 @@ def test_other_files_are_counted_by_suffix_without_housekeeping(tmp_path):
     single: dict[str, int] = {}
     assert describe_other_files({}) == "" and [i.name for i in discover_items(tmp_path / "a.jpg", single)] == ["a.jpg"]
     assert single == {}
+
+
+def test_light_files_match_in_any_case_and_hidden_copies_are_not_light_files(tmp_path):
+    from marktrace.inference.items import light_file_in
+
+    for folder, names in (("upper", ("Lights.json", "p1.png", "p2.png", "p3.png")),
+                          ("mac", ("._stack.lp", "stack.lp", "p1.png", "p2.png", "p3.png")),
+                          ("only-hidden", ("._stack.lp", "p1.png"))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"x")
+    by_name = {it.name: it for it in discover_items(tmp_path)}
+    assert by_name["upper"].kind == "multi_light" and by_name["upper"].light_file.name == "Lights.json"
+    assert by_name["mac"].light_file.name == "stack.lp"  # not the resource-fork copy ._stack.lp
+    assert "only-hidden" not in by_name and by_name["only-hidden/p1.png"].kind == "photo"
+    assert light_file_in(tmp_path, ["Lights.json", "lights.json"]).name == "lights.json"  # the exact name first
+
+
+def test_linked_folders_are_walked_once_under_their_real_name(tmp_path):
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "p.jpg").write_bytes(b"x")
+    (root / "a-link").symlink_to(root / "real")  # sorts before "real": the real folder still names the photo
+    (root / "real" / "loop").symlink_to(root)  # a loop back to the root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "q.jpg").write_bytes(b"x")
+    (root / "case").symlink_to(outside)  # only reachable through the link
+    assert [item.name for item in discover_items(root)] == ["case/q.jpg", "real/p.jpg"]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_item_with_its_problem(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "p.jpg").write_bytes(b"x")
+    (tmp_path / "open.jpg").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # root may read any folder: the refusal is simulated
+    items = {it.name: it for it in discover_items(tmp_path)}
+    assert set(items) == {"locked", "open.jpg"}
+    assert items["locked"].kind == "folder" and items["locked"].files == ()
+    assert "cannot be listed (Permission denied)" in (items["locked"].problem or "")

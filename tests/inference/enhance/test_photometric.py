@@ -75,6 +75,20 @@ def test_photometric_stereo_rejects_coplanar_lights() -> None:
         photometric_stereo(np.zeros((3, 4, 4), np.float32), np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0.0]]))
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_lights_json_saved_by_windows_tools_is_read(tmp_path: Path, encoding: str) -> None:
+    lj = tmp_path / "lights.json"
+    lj.write_text('{"a.png": {"azimuth_deg": 10, "elevation_deg": 30}}', encoding=encoding)
+    assert parse_lights_json(lj) == {"a.png": (10.0, 30.0)}
+
+
+def test_lights_json_that_is_not_text_names_the_file(tmp_path: Path) -> None:
+    lj = tmp_path / "lights.json"
+    lj.write_bytes(b'{"a.png": "' + bytes([0xFF, 0xFE, 0xFA]) + b'"}')
+    with pytest.raises(LightFileError, match="lights.json: not UTF-8"):
+        parse_lights_json(lj)
+
+
 def test_lights_json_and_lp_parsing(tmp_path: Path) -> None:
     lj = tmp_path / "lights.json"
     lj.write_text(json.dumps({"a.png": {"azimuth_deg": 370, "elevation_deg": 30}, "b.png": {
