@@ -157,7 +157,7 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
     with img:
         width, height = img.size
-        fmt = img.format
+        fmt = _container_format(img)
         if width <= 0 or height <= 0:
             raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
         if width * height > max_pixels:
@@ -354,6 +354,14 @@ PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "HEIF")
 :func:`enable_heif` has registered its opener)."""
 
 
+def _container_format(img: Image.Image) -> str | None:
+    """Pillow's format name, with a phone's multi-picture JPEG named ``JPEG``.
+
+    An ``MPO`` file is the photo as a JPEG with more JPEG frames appended; every decoder reads its first frame.
+    """
+    return "JPEG" if img.format == "MPO" else img.format
+
+
 def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """Read only an image's header: (format, width, height), refusing empty, unknown or oversized input.
 
@@ -371,7 +379,7 @@ def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         with _open_within_limit(data, max_pixels, formats) as probe:
             width, height = probe.size
-            fmt = probe.format or "unknown"
+            fmt = _container_format(probe) or "unknown"
     except Image.DecompressionBombError:
         raise ImageTooLargeError(_too_large(name, max_pixels, hint=False)) from None
     except UnidentifiedImageError:

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -61,6 +62,8 @@ from marktrace.service.limits import (
 from marktrace.service.review import ReviewError, ReviewRequest, apply_changes
 from marktrace.service.settings import ServiceSettings
 from marktrace.service.store import AuditEvent, IdempotencyConflict, Principal, Store, StoredFile
+
+_log = logging.getLogger("marktrace.service")
 
 PROBLEM_JSON = "application/problem+json"
 SCHEMA_JSON = "application/schema+json"
@@ -245,7 +248,11 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse a body over ``max_bytes`` with 413: at once by its Content-Length, else as streamed bytes pass it."""
+        """Refuse a body over ``max_bytes`` with 413: at once by its Content-Length, else as streamed bytes pass it.
+
+        A chunked body (no Content-Length) is counted as the route reads it; past the cap the read raises a
+        413 HTTPException, so nothing more is buffered and the client gets the 413.
+        """
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -264,7 +271,20 @@ class BodyLimitMiddleware:
                     )
                     await response(scope, receive, send)
                     return
-        await self.app(scope, receive, send)
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # an HTTPException passes through FastAPI's body parsing and is answered as problem+json
+                    raise StarletteHTTPException(413, f"request body is over the limit of {self.max_bytes:,} bytes",
+                                                 headers={"Connection": "close"})
+            return message
+
+        await self.app(scope, counted_receive, send)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,9 +314,10 @@ class ServiceState:
             if self.settings.warm_up:
                 reader.warm_up()
             self.reader = reader
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz and in logs
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and in the server log
             self.reader_error = f"{type(exc).__name__}: {exc}"
             self.metrics.errors.labels("reader_load").inc()
+            _log.error("the reader failed to load: %s", self.reader_error)
         finally:
             self.ready_event.set()
 
@@ -569,11 +590,15 @@ def create_app(
         target = "identification:new"
         await run_in_threadpool(_require_examiner, principal, state, target)
         retry = {"Retry-After": str(settings.retry_after_s)}
+        if state.reader_error:
+            # the cause (with the server's model paths) goes to the server log, not to every client; waiting
+            # does not help, so no Retry-After
+            state.metrics.rejected.labels("not_ready").inc()
+            raise Problem(503, "Service Unavailable", "the models failed to load; an operator must fix the "
+                          "service (the cause is in the server log)")
         if state.draining or state.reader is None:
             state.metrics.rejected.labels("not_ready").inc()
             detail = "the service is shutting down" if state.draining else "the models are still loading"
-            if state.reader_error:
-                detail = f"the reader failed to load: {state.reader_error}"
             raise Problem(503, "Service Unavailable", detail, headers=retry)
         try:
             slot = state.pool.acquire()

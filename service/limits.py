@@ -127,7 +127,7 @@ async def parse_upload(
             temp = evidence.new_temp()
             result.files.append((label, temp))
             state["part"] = ("file", label, temp)
-        elif name in TEXT_FIELDS and filename is None:
+        elif name in TEXT_FIELDS:  # sent as text, or as a file (``-F lights=@lights.json``): read the same
             state["part"] = ("field", name, bytearray())
         else:
             state["part"] = ("ignored", name, None)

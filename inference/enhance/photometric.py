@@ -70,6 +70,12 @@ def vector_to_angles(x: float, y: float, z: float) -> tuple[float, float]:
     return az, el
 
 
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 40 characters (an error message must not echo a megabyte of digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def checked_direction(azimuth_deg: object, elevation_deg: object) -> tuple[float, float]:
     """A light direction as (azimuth in [0, 360), elevation in (0, 90]) degrees, the one rule for every input.
 
@@ -79,11 +85,11 @@ def checked_direction(azimuth_deg: object, elevation_deg: object) -> tuple[float
     values = []
     for label, value in (("azimuth_deg", azimuth_deg), ("elevation_deg", elevation_deg)):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(f"{label} must be a number, got {value!r}")
+            raise ValueError(f"{label} must be a number, got {_short(value)}")
         try:
             number = float(value)
-        except ValueError:
-            raise ValueError(f"{label} must be a number, got {value!r}") from None
+        except (ValueError, OverflowError):  # "abc", or an integer too large for a float
+            raise ValueError(f"{label} must be a finite number, got {_short(value)}") from None
         if not math.isfinite(number):
             raise ValueError(f"{label} must be finite, got {value!r}")
         values.append(number)

@@ -291,3 +291,22 @@ def test_release_free_memory_runs_where_the_c_library_has_it() -> None:
     assert released == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert (after.ru_utime, after.ru_stime) == (children.ru_utime, children.ru_stime)  # no process was started
+
+
+def test_a_phone_multi_picture_jpeg_is_read_as_its_first_frame(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from marktrace.inference.images import load_image, probe_image
+
+    rng = np.random.default_rng(3)
+    first = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[Image.new("RGB", (32, 24), (0, 0, 0))])
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(buffer.getvalue())
+    assert probe_image(path.read_bytes(), "phone.jpg") == ("JPEG", 64, 48)
+    loaded = load_image(path)
+    expected = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert loaded.image.shape == (48, 64, 3) and np.array_equal(loaded.image, expected)

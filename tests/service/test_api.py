@@ -331,3 +331,56 @@ def test_heic_upload_is_read(client: TestClient, keys) -> None:
     assert client.get(body["originals"][0]["url"], headers=auth(keys.a)).content == heic  # kept exactly
     lying = post(client, keys.a, [("fake.heic", heic[:40] + b"\x00" * 400)])  # a HEIF header, no picture
     assert lying.status_code == 422 and "fake.heic" in lying.json()["detail"]
+
+
+def test_a_chunked_body_over_the_cap_is_refused_before_any_key_check(client: TestClient, keys) -> None:
+    def chunks():  # no Content-Length: the middleware counts what streams in
+        for _ in range(4):
+            yield b"x" * 1_000_000
+
+    r = client.patch("/v1/identifications/0123", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert "over the limit of 3,000,000 bytes" in r.json()["detail"]
+
+
+def test_lights_as_a_file_part_and_absurd_numbers(client: TestClient, keys) -> None:
+    photos = [("files", (f"l{i}.png", make_image(40, 40, seed=30 + i), "image/png")) for i in range(3)]
+    lights = {"l0.png": [0, 30], "l1.png": [120, 30], "l2.png": [240, 30]}
+
+    def send(body: bytes) -> object:
+        return client.post("/v1/identifications", headers=auth(keys.a),
+                           files=[*photos, ("lights", ("lights.json", body, "application/json"))])
+
+    assert send(json.dumps(lights).encode()).status_code == 201  # ``curl -F lights=@lights.json``
+    refused = send(b"{not json")
+    assert refused.status_code == 422 and "lights" in refused.json()["detail"]  # not silently dropped
+    huge = send(json.dumps({**lights, "l0.png": [10**400, 30]}).encode())
+    assert huge.status_code == 422 and "finite number" in huge.json()["detail"], huge.text
+    assert len(huge.json()["detail"]) < 300
+
+
+def test_a_phone_multi_picture_jpeg_is_accepted(client: TestClient, keys) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="MPO", save_all=True, append_images=[photo.resize((40, 30))])
+    r = post(client, keys.a, [("phone.jpg", buffer.getvalue())])
+    assert r.status_code == 201, r.text
+
+
+def test_models_that_fail_to_load_are_named_in_the_log_not_to_clients(settings, caplog) -> None:
+    from marktrace.service.app import create_app
+
+    def broken() -> object:
+        raise FileNotFoundError("/opt/secret/models/detector.onnx: model file not found")
+
+    with caplog.at_level("ERROR", logger="marktrace.service"), TestClient(create_app(settings, broken)) as c:
+        state = c.app.state.service  # type: ignore[attr-defined]
+        assert state.ready_event.wait(10)
+        _, key = state.store.create_key("lab-a", "examiner")
+        r = post(c, key, [("p.png", make_image(20, 20, seed=1))])
+    assert r.status_code == 503 and "/opt/secret" not in r.text and "retry-after" not in r.headers
+    assert "failed to load" in r.json()["detail"]
+    assert "/opt/secret/models/detector.onnx" in caplog.text
