@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from marktrace.inference.assemble import build_record, merge_alternatives, reads_agree, serial_consensus
+from marktrace.inference.atomic import write_atomically
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
@@ -819,9 +820,10 @@ class MarkingReader:
         """Keep a derived image with its trail; originals are never touched.
 
         Under ``save_enhanced`` (if set) the image goes to ``<folder>/<source path, '/' as '__'>-<first 12 hex
-        of the source's SHA-256>/<view>.png`` with ``<view>.trail.json`` beside it, so two sources never share
-        a folder. Inside :meth:`read_with_views` it is also kept in memory as PNG bytes. Lossless PNG: the
-        decoded pixels hash to the trail's ``sha256``.
+        of the source's SHA-256>/<view>-<first 12 hex of its pixel SHA-256>.png`` with ``<same>.trail.json``
+        beside it (both written atomically), so two sources never share a folder and other pixels of one view
+        never replace a kept image. Inside :meth:`read_with_views` it is also kept in memory as PNG bytes.
+        Lossless PNG: the decoded pixels hash to the trail's ``sha256``.
 
         Raises:
             OSError: the image could not be written (nothing is recorded as kept that was not written).
@@ -838,20 +840,18 @@ class MarkingReader:
             sink[view.name] = png
         if folder is None:
             return view
-        safe = view.name.replace(":", "_").replace("/", "_")
         sources = view.trail.source_sha256 if view.trail is not None else []
         tag = f"-{sources[0][:12]}" if sources else ""
         target = Path(folder) / (Path(source).as_posix().replace("/", "__") + tag)
         target.mkdir(parents=True, exist_ok=True)
-        image_path = target / f"{safe}.png"
-        tmp = image_path.with_suffix(".png.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(image_path)
+        # The pixel hash is in the name: another read of the same photo that makes other pixels for this
+        # view (another detector, other light directions) writes beside it instead of over it.
+        pixels = f"-{view.trail.sha256[:12]}" if view.trail is not None else ""
+        stem = view.name.replace(":", "_").replace("/", "_") + pixels
+        image_path = target / f"{stem}.png"
+        write_atomically(image_path, png)
         view = view.model_copy(update={"file": str(image_path)})
-        trail_path = target / f"{safe}.trail.json"
-        trail_tmp = trail_path.with_suffix(".json.tmp")
-        trail_tmp.write_text(view.model_dump_json(indent=2))
-        trail_tmp.replace(trail_path)
+        write_atomically(target / f"{stem}.trail.json", view.model_dump_json(indent=2).encode("utf-8"))
         return view
 
     def read_with_views(

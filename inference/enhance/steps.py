@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from marktrace.inference.schema import TrailStep
 
@@ -85,6 +85,14 @@ class DenoiseParams(_Params):
     h: float = Field(default=7.0, gt=0, le=100)
     template: int = Field(default=7, ge=3, le=21)
     search: int = Field(default=21, ge=3, le=51)
+
+    @field_validator("template", "search")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        """Window sizes are odd: an even one would be widened by one, and the trail would not say so."""
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (a window centred on the pixel), got {value}")
+        return value
 
 
 class UnsharpParams(_Params):
@@ -333,8 +341,7 @@ def _ridge(image: Image, p: RidgeParams) -> Image:
 def _denoise(image: Image, p: DenoiseParams) -> Image:
     if p.method == "bilateral":
         return cv2.bilateralFilter(image, p.d, p.sigma_color, p.sigma_space, borderType=cv2.BORDER_REFLECT)
-    tw = p.template | 1
-    sw = p.search | 1
+    tw, sw = p.template, p.search
     if image.ndim == 2:
         return cv2.fastNlMeansDenoising(image, None, h=p.h, templateWindowSize=tw, searchWindowSize=sw)
     return cv2.fastNlMeansDenoisingColored(image, None, p.h, p.h, tw, sw)

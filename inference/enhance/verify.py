@@ -81,15 +81,23 @@ def _candidate_files(originals: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _saved_image(view: View, saved: Path | None, trail_file: Path | None) -> Path | None:
+def _saved_image(view: View, saved: Path | None, trail_file: Path | None) -> tuple[Path | None, str | None]:
+    """The derived image to check beside the replay, or why the one the view names cannot be found.
+
+    The file next to the trail comes first (trails and images travel together to another lab, where the
+    recorded path, absolute or relative to the reader's working folder, may name nothing or a stale copy).
+    """
     if saved is not None:
-        return saved
-    if view.file:
-        candidate = Path(view.file)
-        if not candidate.is_absolute() and trail_file is not None and not candidate.is_file():
-            candidate = trail_file.parent / candidate.name
-        return candidate if candidate.is_file() else None
-    return None
+        return (saved, None) if saved.is_file() else (None, f"{saved}: no such file")
+    if not view.file:
+        return None, None
+    recorded = Path(view.file)
+    candidates = ([trail_file.parent / recorded.name] if trail_file is not None else []) + [recorded]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, None
+    where = f" (looked next to {trail_file} and at {recorded})" if trail_file is not None else ""
+    return None, f"the saved image {recorded.name} named by the trail is not found{where}"
 
 
 def check_view(
@@ -107,7 +115,7 @@ def check_view(
         originals: the photos, or folders holding them (a multi-light item's folder with its light file);
             the sources are picked by SHA-256, whatever the files are called.
         saved: the derived image to check too (default: the view's ``file``, looked up next to
-            ``trail_file`` when it moved).
+            ``trail_file`` first; an error when the view names a file that is found nowhere).
         trail_file: where the trail was read from.
         max_pixels: the decoding limit the read used (``--max-pixels``).
     """
@@ -115,7 +123,9 @@ def check_view(
     if trail is None:
         return ViewCheck(view.name, "error", "the view has no trail", "")
     expected = trail.sha256
-    saved_path = _saved_image(view, Path(saved) if saved else None, Path(trail_file) if trail_file else None)
+    saved_path, lost = _saved_image(view, Path(saved) if saved else None, Path(trail_file) if trail_file else None)
+    if lost is not None:
+        return ViewCheck(view.name, "error", lost, expected)
     saved_sha: str | None = None
     if saved_path is not None:
         pixels = cv2.imread(str(saved_path), cv2.IMREAD_UNCHANGED)

@@ -67,7 +67,8 @@ def test_saved_views_of_two_sources_with_the_same_stem_do_not_overwrite_each_oth
     files = [Path(str(r.views[0].file)) for r in (first, second)]
     assert files[0] != files[1] and all(f.is_file() for f in files)
     for result, file in zip((first, second), files, strict=True):
-        trail = json.loads(file.with_name("chain_clahe.trail.json").read_text())
+        assert file.name == f"chain_clahe-{result.views[0].trail.sha256[:12]}.png"  # type: ignore[union-attr]
+        trail = json.loads(file.with_name(file.stem + ".trail.json").read_text())
         assert trail["trail"]["source_sha256"] == [result.sha256[result.files[0]]]
         assert file.parent.name.endswith(result.sha256[result.files[0]][:12])
     assert not list((tmp_path / "views").rglob("*.tmp"))
@@ -106,3 +107,23 @@ def test_each_photo_says_how_it_was_decoded_so_boxes_have_a_frame() -> None:
     assert phone.exif_transposed and not flat.exif_transposed
     assert (flat.width, flat.height) == (flat.stored_width, flat.stored_height) == (100, 60)
     assert result.to_json_dict()["images"]["phone.jpg"]["exif_transposed"] is True
+
+
+def test_other_pixels_of_one_view_of_one_photo_never_replace_a_kept_image(photo_png: bytes, tmp_path: Path) -> None:
+    from marktrace.inference.enhance.chains import image_sha256
+    from marktrace.inference.schema import Trail, View
+
+    reader = _reader(save_enhanced=tmp_path / "views", chains=("clahe",))
+    first_pixels = np.full((8, 8), 10, np.uint8)
+    second_pixels = np.full((8, 8), 20, np.uint8)
+    kept = []
+    for pixels in (first_pixels, second_pixels):  # the same view of the same photo, made two ways
+        view = View(name="chain:clahe", trail=Trail(source_sha256=["ab" * 32], steps=[], software="test",
+                                                     sha256=image_sha256(pixels)))
+        kept.append(Path(str(reader._keep_view("a.png", pixels, view).file)))
+    assert kept[0] != kept[1] and kept[0].parent == kept[1].parent
+    for file, pixels in zip(kept, (first_pixels, second_pixels), strict=True):
+        assert np.array_equal(cv2.imread(str(file), cv2.IMREAD_UNCHANGED), pixels)
+        assert json.loads(file.with_name(file.stem + ".trail.json").read_text())["trail"]["sha256"] == image_sha256(
+            pixels)
+    assert not [p for p in (tmp_path / "views").rglob("*") if p.name.endswith(".tmp")]

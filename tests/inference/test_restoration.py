@@ -91,7 +91,7 @@ def test_restoration_attempt_is_a_flagged_suggestion_with_a_trail(
     assert image_sha256(saved) == trail.sha256, "the saved image is the one the trail describes"
     folder = tmp_path / "views" / f"photo.png-{image.sha256[:12]}"  # source name and hash: never shared
     assert Path(str(view.file)).parent == folder
-    on_disk = json.loads((folder / "restoration.trail.json").read_text())
+    on_disk = json.loads((folder / f"restoration-{trail.sha256[:12]}.trail.json").read_text())
     assert on_disk["trail"]["sha256"] == trail.sha256
     # the deterministic views are still there
     assert any(v.name.startswith("chain:") for v in result.views)

@@ -105,6 +105,8 @@ def test_validate_fills_defaults_and_rejects_bad_params() -> None:
         validate_step(TrailStep(name="gamma", params={"gama": 2}))
     with pytest.raises(StepError, match="uint8"):
         apply_step(np.zeros((4, 4), np.float32), TrailStep(name="invert"))
+    with pytest.raises(StepError, match="odd"):  # used as 7 while recorded as 6, before
+        validate_step(TrailStep(name="denoise", params={"method": "nlm", "template": 6}))
 
 
 def test_crop_cuts_exactly_the_rectangle_and_refuses_one_outside_the_image() -> None:

@@ -155,3 +155,29 @@ def test_a_photo_decoded_in_gray_reads_as_in_colour_and_its_views_replay(
     assert trails and len(trails) == len(gray.views)
     for trail in trails:  # the replay decodes the original in gray too, so the views match bit for bit
         assert check_view(load_view(trail), [photo.parent], trail_file=trail).status == "verified"
+
+
+def test_a_moved_trail_is_checked_against_the_image_beside_it_and_a_lost_image_is_an_error(
+    saved: tuple[Path, Path, list[Path]], tmp_path: Path
+) -> None:
+    """At another lab the recorded (absolute) path names nothing, or a stale copy; the file beside the trail counts."""
+    import shutil
+
+    from marktrace.inference.enhance.verify import check_view, load_view
+
+    photo, _views, trails = saved
+    view = load_view(trails[0])
+    assert view.file is not None and Path(view.file).is_absolute()
+    moved = tmp_path / "received"
+    moved.mkdir()
+    trail = Path(shutil.copy(trails[0], moved))
+    image = moved / Path(view.file).name
+    pixels = cv2.imread(view.file, cv2.IMREAD_UNCHANGED)
+    pixels[0, 0] ^= 1
+    assert cv2.imwrite(str(image), pixels)  # a changed copy beside the trail; the recorded file is intact
+    check = check_view(load_view(trail), [photo.parent], trail_file=trail)
+    assert check.status == "mismatch" and str(image) in check.detail
+    image.unlink()
+    lost = load_view(trail).model_copy(update={"file": str(tmp_path / "gone" / image.name)})
+    check = check_view(lost, [photo.parent], trail_file=trail)
+    assert check.status == "error" and "not found" in check.detail
