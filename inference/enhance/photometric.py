@@ -485,7 +485,7 @@ def photometric_stereo(
         obs = flat[:, s:s + chunk]
         m = obs.shape[1]
         if not use_robust:
-            G[s:s + m] = (pinv @ obs).T
+            G[s:s + m] = _sum_over_photos(pinv, obs).T
             continue
         W = np.ones_like(obs)
         if k == 1:
@@ -500,8 +500,8 @@ def photometric_stereo(
         few = W.sum(axis=0) < 3
         if few.any():
             W[:, few] = 1
-        A6 = W.T @ LL  # (m, 6): a00 a01 a02 a11 a12 a22
-        b = (W * obs).T @ Lf  # (m, 3)
+        A6 = _sum_over_photos(LL.T, W).T  # (m, 6): a00 a01 a02 a11 a12 a22
+        b = _sum_over_photos(Lf.T, W * obs).T  # (m, 3)
         a00, a01, a02, a11, a12, a22 = (A6[:, j] for j in range(6))
         c00 = a11 * a22 - a12 * a12
         c01 = a02 * a12 - a01 * a22
@@ -517,6 +517,24 @@ def photometric_stereo(
         G[s:s + m, 2] = (c02 * b0 + c12 * b1 + c22 * b2) / det
     normals, albedo = _normals_and_albedo(G)
     return normals.reshape(h, w, 3), albedo.reshape(h, w)
+
+
+def _sum_over_photos(weights: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """``weights @ obs`` for ``weights`` (k, N) and ``obs`` (N, m) as a float32 sum over the N photos in order.
+
+    A BLAS matrix product sums in an order that depends on the CPU kernel it picks, so the same photos could
+    give views that differ in the last bit on another machine; this sum does not.
+    """
+    out = np.zeros((weights.shape[0], obs.shape[1]), np.float32)
+    for i in range(obs.shape[0]):
+        out += weights[:, i:i + 1].astype(np.float32) * obs[i]
+    return out
+
+
+def _dot3(vectors: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``vectors @ direction`` for (..., 3) vectors, written out (no BLAS: the same bits on every CPU)."""
+    d = direction.astype(np.float32)
+    return vectors[..., 0] * d[0] + vectors[..., 1] * d[1] + vectors[..., 2] * d[2]
 
 
 def stack_statistics(images: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -552,7 +570,7 @@ def uncalibrated_normals(
         if U[np.argmax(np.abs(U[:, j])), j] < 0:
             U[:, j] = -U[:, j]
     sv = np.sqrt(np.maximum(evals[idx], 0.0))
-    comps = (U.T.astype(np.float32) @ obs)  # (3, P)
+    comps = _sum_over_photos(U.T.astype(np.float32), obs)  # (3, P)
     B = comps / np.maximum(np.sqrt(sv), 1e-12).astype(np.float32)[:, None]
     pn = np.stack([B[1], B[2], np.abs(B[0])], axis=1)
     pn /= np.maximum(np.linalg.norm(pn, axis=1, keepdims=True), np.float32(1e-8))
@@ -627,7 +645,7 @@ def _stretch(arr: np.ndarray, lo_pct: float, hi_pct: float) -> np.ndarray:
 
 def _shade(normals: np.ndarray, az: float, el: float) -> np.ndarray:
     light = direction_vector(az, el).astype(np.float32)
-    return np.maximum(normals @ light, np.float32(0.0))
+    return np.maximum(_dot3(normals, light), np.float32(0.0))
 
 
 def _curvature(normals: np.ndarray, sigma: float) -> np.ndarray:
@@ -670,7 +688,7 @@ def _normal_views(normals: np.ndarray, albedo: np.ndarray | None, p: ReliefParam
         light = direction_vector(p.specular_azimuth, p.specular_elevation).astype(np.float32)
         half = light + np.array([0, 0, 1], np.float32)
         half /= np.linalg.norm(half)
-        spec = np.maximum(normals @ half, np.float32(0.0)) ** np.float32(p.specular_exponent)
+        spec = np.maximum(_dot3(normals, half), np.float32(0.0)) ** np.float32(p.specular_exponent)
         alb = albedo / np.float32(max(float(np.percentile(albedo, 99.5)), 1e-8))
         views.append((f"{prefix}specular",
                       _stretch(np.float32(p.specular_kd) * alb + np.float32(p.specular_ks) * spec, lo, hi),

@@ -7,7 +7,8 @@ Every step returns a new uint8 array and never modifies its input.
 
 Determinism: the steps use only integer-exact or single-threaded float operations whose order does
 not depend on thread scheduling (OpenCV filters, numpy element-wise maths and sorting), so the same
-input and parameters give the same bytes on the same software versions.
+input and parameters give the same bytes on the same software versions and CPU family (OpenCV's float
+filters may round differently where it dispatches other SIMD code; see ``inference/enhance/README.md``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from marktrace.inference.enhance.chains import image_sha256, replay
+from marktrace.inference.enhance.chains import image_sha256, replay, software_version
 from marktrace.inference.enhance.photometric import (
     LightFileError,
     find_light_file,
@@ -171,7 +171,9 @@ def check_view(
         return ViewCheck(view.name, "error", f"replay failed: {exc}", expected, None, saved_sha)
     got = image_sha256(np.ascontiguousarray(replayed))
     if got != expected:
-        return ViewCheck(view.name, "mismatch", "the replayed image differs from the one the trail records",
+        now = software_version()
+        why = "" if trail.software == now else f" (recorded by {trail.software}; replayed by {now})"
+        return ViewCheck(view.name, "mismatch", f"the replayed image differs from the one the trail records{why}",
                          expected, got, saved_sha)
     if saved_sha is not None and saved_sha != expected:
         return ViewCheck(view.name, "mismatch", f"the replay matches the trail but the saved image {saved_path} "

@@ -363,3 +363,39 @@ def test_integrate_normals_recovers_a_known_height_map() -> None:
     corr = np.corrcoef(got.ravel(), (height - height.mean()).ravel())[0, 1]
     assert corr > 0.98, corr
     assert got[48, 40] < -3.0 and got[40, 90] > 2.0  # the dimple is a dimple, the bump a bump
+
+
+_VIEW_HASHES = """
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+from enhance_surfaces import EIGHT_LIGHTS, groove_surface, normals_from_height, render, to_u8
+from marktrace.inference.enhance.photometric import render_relief_views, stack_from_arrays
+h, _ = groove_surface(96, 160)
+imgs = to_u8(render(normals_from_height(h), EIGHT_LIGHTS, noise=0.01, seed=1))
+names = [f"p{i}.png" for i in range(8)]
+for lights in (dict(zip(names, EIGHT_LIGHTS)), None):
+    for img, view in render_relief_views(stack_from_arrays(list(imgs), names, ["ab" * 32] * 8, lights)):
+        print(view.name, hashlib.sha256(img.tobytes()).hexdigest())
+"""
+
+
+def test_photometric_views_have_the_same_bits_whichever_blas_kernel_runs() -> None:
+    """A trail replayed at another lab must give the same bits: no view may depend on BLAS's summation order.
+
+    OpenBLAS picks its kernels by CPU; ``OPENBLAS_CORETYPE`` makes this machine use another CPU's kernels
+    (before, the raking, curvature, unsharp, specular and albedo views changed with it).
+    """
+    import os
+    import subprocess
+    import sys
+
+    here = str(Path(__file__).parent)
+    outputs = []
+    for core in ("", "Prescott", "Sandybridge"):
+        env = {**os.environ, "OPENBLAS_CORETYPE": core} if core else dict(os.environ)
+        run = subprocess.run([sys.executable, "-c", _VIEW_HASHES, here], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout)
+    assert outputs[0].count("\n") >= 20
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]

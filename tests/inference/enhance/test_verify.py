@@ -67,6 +67,9 @@ def test_a_changed_saved_image_a_changed_step_and_a_wrong_original_are_caught(
     step.params[key] = step.params[key] + 1
     edited = view.model_copy(update={"file": None, "trail": view.trail.model_copy(update={"steps": steps})})
     assert check_view(edited, [photo]).status == "mismatch"
+    older = edited.model_copy(update={"trail": edited.trail.model_copy(update={"software": "marktrace 0.0.9"})})
+    check = check_view(older, [photo])  # a trail from another version says so when it does not replay
+    assert check.status == "mismatch" and "recorded by marktrace 0.0.9; replayed by marktrace" in check.detail
 
     other = tmp_path / "other.png"
     assert cv2.imwrite(str(other), np.full((40, 60, 3), 128, np.uint8))
