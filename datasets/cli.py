@@ -77,7 +77,7 @@ def synth_cmd(
 def validate_cmd(
     folder: Annotated[Path, typer.Argument(help="dataset folder with manifest.jsonl")],
     charset: Annotated[
-        str | None, typer.Option("--charset", help="allowed characters (default printable ASCII)")
+        str | None, typer.Option("--charset", help="allowed characters (default: the recognizer's)")
     ] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="smallest allowed image side")] = 16,
 ) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
 
 from marktrace.datasets.text import ROLES, Role
 
@@ -41,7 +41,9 @@ class LineLabel(BaseModel):
 
     text: str
     role: Role = "other"
-    polygon: list[tuple[float, float]] | None = None
+    polygon: list[tuple[FiniteFloat, FiniteFloat]] | None = None
+    """Four corners in pixels of the image as it is displayed (EXIF orientation applied, as training and the
+    reader decode it)."""
 
     @field_validator("polygon")
     @classmethod
@@ -222,6 +224,13 @@ class ValidationReport(BaseModel):
         return dict(Counter(i.kind for i in self.issues))
 
 
+def default_charset() -> str:
+    """The characters the recognizer can learn: the shipped recognizer's charset (EasyOCR english_g2's), blank aside."""
+    from marktrace.models.pretrained import EASYOCR_CHARSET
+
+    return EASYOCR_CHARSET
+
+
 def validate_dataset(
     folder: str | Path, charset: str | None = None, min_size: int = 16, polygon_tolerance: float = 1.0
 ) -> ValidationReport:
@@ -229,7 +238,7 @@ def validate_dataset(
 
     Checks: manifest parse errors (``path:line: problem``: a line that is not UTF-8, not one JSON object,
     not a valid entry, or whose image path is absolute or leaves the folder), an empty manifest, missing,
-    unreadable or undecodable images, characters outside ``charset`` (default: printable ASCII), duplicate
+    unreadable or undecodable images, characters outside ``charset`` (default: :func:`default_charset`), duplicate
     images (SHA-256), polygons outside the image (beyond ``polygon_tolerance`` px), empty texts, images
     smaller than ``min_size`` px on a side.
     """
@@ -244,7 +253,7 @@ def validate_dataset(
     except OSError as exc:
         rep.issues.append(Issue(kind="parse", detail=f"{mpath}: cannot read the manifest: {exc}"))
         return rep
-    allowed = set(charset) if charset is not None else {chr(c) for c in range(32, 127)}
+    allowed = set(charset if charset is not None else default_charset())
     seen: dict[str, str] = {}
     roles: Counter[str] = Counter()
     sources: Counter[str] = Counter()
@@ -270,7 +279,8 @@ def validate_dataset(
                 )
         if data is not None:
             digest = hashlib.sha256(data).hexdigest()
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+            # decoded as training and the reader decode it (EXIF orientation applied): polygons are in that frame
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if img is None:
                 rep.issues.append(
                     Issue(

@@ -165,8 +165,11 @@ def parse_metadata(path: str, props: dict[str, str], expected_task: str | None =
             values["charset"] = json.loads(props["charset"])
             values["blank_index"] = int(props["blank_index"])
             values["input_height"] = int(props["input_height"])
-            if not values["charset"] or values["blank_index"] != 0:
-                raise ValueError("charset must be non-empty with the blank at index 0")
+            charset = values["charset"]
+            if not isinstance(charset, str) or not charset or values["blank_index"] != 0:
+                raise ValueError("charset must be a non-empty JSON string with the blank at index 0")
+            if len(set(charset)) != len(charset):
+                raise ValueError("charset lists a character twice (classes would be ambiguous)")
         elif task == "restoration":
             values["input_height"] = int(props["input_height"])
             values["threshold"] = float(props["threshold"])

@@ -99,7 +99,14 @@ def export_run(
     det_commit, det_extra = _run_info(run)
     rec_source = recognizer_run or run
     rec_commit, rec_extra = _run_info(rec_source)
-    det_sample, rec_sample = _parity_samples(64)
+    rec_checkpoint = rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt"
+    rec_height = 64
+    if export_recognizer_too:
+        import torch
+
+        # the graph is traced at the height the recognizer was trained at (its metadata says so too)
+        rec_height = int(torch.load(rec_checkpoint, map_location="cpu", weights_only=True).get("height", 64))
+    det_sample, rec_sample = _parity_samples(rec_height)
     results: dict[str, Any] = {}
     try:
         if export_detector_too:
@@ -116,7 +123,7 @@ def export_run(
             results["detector"]["line_geometry"] = _calibrate(det_file, calibrate_images)
         if export_recognizer_too:
             results["recognizer"] = export_recognizer(
-                rec_source / "checkpoints" / f"recognizer-{checkpoint}.pt",
+                rec_checkpoint,
                 rec_file,
                 RECOGNIZER_NAME,
                 version,

@@ -145,7 +145,9 @@ def make_photo_sample(
     crops = []
     allowed = set(charset)
     for quad, text, role in truths:
-        text = "".join(c for c in text if c in allowed).strip()
+        if any(c not in allowed for c in text):
+            continue  # a label the recognizer cannot spell is not taught misspelt; the detector still sees its box
+        text = text.strip()
         if text and quad_size(quad)[1] >= 4:
             for _ in range(crops_for_role(cfg, role)):
                 crops.append((random_line_crop(image_bgr, quad, cfg, rng), text))
@@ -202,8 +204,10 @@ def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[TruthLine]]]
     Each folder's manifest is read with :func:`~marktrace.datasets.manifest.read_manifest`: a line that does
     not parse is a ``ManifestError`` naming the file and line, a folder without a manifest a
     FileNotFoundError. An entry whose image file is missing is refused here (FileNotFoundError naming the
-    manifest lines and files), not when the stream first draws it. Entries without any line polygon are
-    skipped (the detector needs polygons); a folder with none at all is a ValueError.
+    manifest lines and files), not when the stream first draws it; so is a file OpenCV cannot decode. Entries
+    with a line that has no polygon are skipped (the detector would learn its text as background); a folder with
+    no entry left is a ValueError. A line whose text has characters outside the recognizer's charset trains
+    the detector only (see :func:`make_photo_sample`).
     """
     entries: list[tuple[Path, list[TruthLine]]] = []
     for folder in folders:
@@ -221,15 +225,25 @@ def load_real_entries(folders: list[Path]) -> list[tuple[Path, list[TruthLine]]]
         if missing:
             shown = "\n  ".join(missing[:10]) + (f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise FileNotFoundError(f"{manifest}: {len(missing)} image file(s) not found:\n  {shown}")
+        unreadable = [
+            f"{manifest}:{no}: {root / item.image}"
+            for no, item in zip(numbers, items, strict=True)
+            if not cv2.haveImageReader(str(root / item.image))
+        ]
+        if unreadable:
+            shown = "\n  ".join(unreadable[:10]) + (f"\n  ... and {len(unreadable) - 10} more"
+                                                   if len(unreadable) > 10 else "")
+            raise ValueError(f"{manifest}: {len(unreadable)} file(s) are not images OpenCV can decode:\n  {shown}")
         found = 0
         for item in items:
-            lines = [(list(ln.polygon), ln.text, str(ln.role)) for ln in item.lines if ln.polygon]
-            if lines:
-                entries.append((root / item.image, lines))
-                found += 1
+            if not item.lines or not all(ln.polygon for ln in item.lines):
+                continue  # a line without its box would be taught to the detector as background
+            entries.append((root / item.image, [(list(ln.polygon or []), ln.text, str(ln.role)) for ln in item.lines]))
+            found += 1
         if not found:
             raise ValueError(
-                f"{manifest}: none of its {len(items)} entries has a line polygon (real photos need them to train on)"
+                f"{manifest}: none of its {len(items)} entries has a polygon on every line (real photos need them "
+                "to train on)"
             )
     return entries
 

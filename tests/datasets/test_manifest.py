@@ -307,3 +307,33 @@ def test_cli_validate_prints_paths_as_text(tmp_path: Path) -> None:
     assert res.exit_code == 1, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     assert "missing_image" in res.output and "a[/b].png" in res.output
+
+
+def test_polygons_are_checked_in_the_frame_training_sees_and_must_be_finite(tmp_path: Path) -> None:
+    """A phone photo stored landscape with EXIF "rotate 90": training and the reader see it portrait."""
+    from PIL import Image
+
+    stored = Image.fromarray(np.full((40, 100, 3), 128, np.uint8))  # 100 wide, 40 high as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "phone.jpg", exif=exif)
+    assert cv2.imread(str(tmp_path / "phone.jpg"), cv2.IMREAD_COLOR).shape[:2] == (100, 40)
+    inside = [(2.0, 60.0), (38.0, 60.0), (38.0, 90.0), (2.0, 90.0)]  # fits 40 x 100, not 100 x 40
+    outside = [(60.0, 2.0), (90.0, 2.0), (90.0, 30.0), (60.0, 30.0)]  # fits 100 x 40, not 40 x 100
+    for polygon, ok in ((inside, True), (outside, False)):
+        row = Entry(image="phone.jpg", lines=[LineLabel(text="AB123", polygon=polygon)]).model_dump_json()
+        (tmp_path / "manifest.jsonl").write_text(row + "\n", encoding="utf-8")
+        assert ("polygon_out_of_bounds" not in validate_dataset(tmp_path).counts()) is ok
+    nan = '{"image": "phone.jpg", "lines": [{"text": "AB1", "polygon": [[NaN, 0], [5, 0], [5, 5], [0, 5]]}]}'
+    (tmp_path / "manifest.jsonl").write_text(nan + "\n", encoding="utf-8")
+    issue = next(i for i in validate_dataset(tmp_path).issues if i.kind == "parse")
+    assert issue.line == 1 and "finite" in issue.detail
+    with pytest.raises(ManifestError, match="manifest.jsonl:1"):
+        read_manifest(tmp_path)
+
+
+def test_the_default_charset_is_the_recognizers(tmp_path: Path) -> None:
+    _img(tmp_path / "ok.png", 0)
+    row = Entry(image="ok.png", lines=[LineLabel(text="PRIX 100€")]).model_dump_json()
+    (tmp_path / "manifest.jsonl").write_text(row + "\n", encoding="utf-8")
+    assert "charset" not in validate_dataset(tmp_path).counts()  # € is one of english_g2's characters

@@ -218,3 +218,37 @@ def test_exporting_a_shipped_version_never_touches_its_file(tiny_run, tmp_path):
     with pytest.raises(ExportTargetExistsError, match=shipped.name):
         export_run(tiny_run, out, version, calibrate_images=0)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_recognizer_is_exported_at_the_height_it_was_trained_at(tiny_run, tiny_models, tmp_path):
+    """A run trained at another line height than 64 exports a graph of that height, which the reader then loads."""
+    import shutil
+
+    import torch
+
+    from marktrace.inference.onnx_models import load_model
+    from marktrace.models.publish import export_run
+
+    run = tmp_path / "height-32"
+    shutil.copytree(tiny_run, run)
+    for checkpoint in (run / "checkpoints").glob("recognizer-*.pt"):
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state["height"] = 32  # as if trained with recognizer.height=32 (the network pools any height)
+        torch.save(state, checkpoint)
+    out = tmp_path / "shipped"
+    shutil.copytree(tiny_models["dir"], out)
+    export_run(run, out, "0.0.4", calibrate_images=0)
+    recognizer = load_model(out / "marktrace-line-recognizer-v0.0.4.onnx", "line_recognition")
+    assert recognizer.meta.input_height == 32
+
+
+@pytest.mark.parametrize(("raw", "problem"), [("5", "JSON string"), ('["AB", "C"]', "JSON string"),
+                                              ('"AAB"', "twice")])
+def test_inference_refuses_a_charset_that_is_not_distinct_characters(tiny_models, tmp_path, raw, problem):
+    model = onnx.load(str(tiny_models["line_recognition"]))
+    (prop,) = [p for p in model.metadata_props if p.key == "charset"]
+    prop.value = raw  # the metadata as stored: JSON text
+    bad = tmp_path / "bad-charset.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ModelMetadataError, match=problem):
+        load_model(bad, "line_recognition")

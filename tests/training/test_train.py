@@ -45,7 +45,7 @@ def test_lines_of_a_weighted_role_give_more_crops_each_cut_its_own_way() -> None
     lines = [(ln.polygon, ln.text, ln.role) for ln in marking.lines]
     roles = [role for _, _, role in lines]
     assert "serial" in roles and len(roles) >= 3
-    charset = "".join(sorted({c for _, text, _ in lines for c in text} - {" "}))
+    charset = "".join(sorted({c for _, text, _ in lines for c in text} | {" "}))
     plain = load_config("tiny")
     weighted = load_config("tiny", {"recognizer.crops_per_line": {"serial": 3, "*": 2}})
     one = make_photo_sample(marking.image, lines, plain, np.random.default_rng(0), charset)
@@ -60,6 +60,31 @@ def test_lines_of_a_weighted_role_give_more_crops_each_cut_its_own_way() -> None
         load_config("tiny", {"recognizer.crops_per_line": {"makr": 2}})
     with pytest.raises(ValueError, match="1 to 8"):
         load_config("tiny", {"recognizer.crops_per_line": {"maker": 0}})
+
+
+def test_a_label_the_recognizer_cannot_spell_trains_the_detector_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Liège`` is not taught as ``Lige``: the line gives no recognizer crop, but its box stays a detector target."""
+    from marktrace.datasets.synth import render_marking
+    from marktrace.training import data
+
+    marking = render_marking(31, load_config("tiny").synth.model_copy(update={"n_lines": (3, 4)}))
+    lines = [(ln.polygon, ln.text, ln.role) for ln in marking.lines]
+    charset = "".join(sorted({c for _, text, _ in lines for c in text} | {" "}))
+    boxes: list[int] = []
+    crop_for_detector = data._crop_for_detector
+
+    def counting(image: np.ndarray, quads: list[np.ndarray], *args: object) -> object:
+        boxes.append(len(quads))
+        return crop_for_detector(image, quads, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(data, "_crop_for_detector", counting)
+    cfg = load_config("tiny")
+    foreign = [(lines[0][0], lines[0][1] + "è", lines[0][2]), *lines[1:]]
+    sample = data.make_photo_sample(marking.image, foreign, cfg, np.random.default_rng(0), charset)
+    texts = [text for _, text in sample.crops]
+    assert len(texts) == len(lines) - 1
+    assert not any("è" in t or t == lines[0][1].strip() for t in texts)  # neither spelt nor misspelt
+    assert boxes == [len(lines)]  # the detector still learns every line's box
 
 
 def test_lr_schedule_warms_up_and_decays_by_time() -> None:
@@ -325,8 +350,24 @@ def test_real_photos_with_missing_files_are_refused_at_load_time(tmp_path: Path)
         PhotoStream(load_config("tiny", {"real_data": [str(root)]}), CHARSET)
     no_polygons, _ = _real_folder(tmp_path / "texts", [_entry("a.png", polygon=False)])
     (no_polygons / "a.png").write_bytes(png)
-    with pytest.raises(ValueError, match="none of its 1 entries has a line polygon"):
+    with pytest.raises(ValueError, match="none of its 1 entries has a polygon on every line"):
         load_real_entries([no_polygons])
+    fake, _ = _real_folder(tmp_path / "fake", [_entry("a.png")])
+    (fake / "a.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=r"manifest\.jsonl:1: .*a\.png"):  # refused at load, not hours in
+        load_real_entries([fake])
+
+
+def test_a_partly_boxed_real_photo_is_not_trained_on(tmp_path: Path) -> None:
+    """A line without its box would teach the detector that its text is background."""
+    from marktrace.training.data import load_real_entries
+
+    partly = json.dumps({"image": "b.png", "source": "real", "lines": [
+        json.loads(_entry("b.png"))["lines"][0], {"text": "MADE IN ITALY", "role": "country"}]})
+    root, png = _real_folder(tmp_path / "set", [_entry("a.png"), partly])
+    (root / "a.png").write_bytes(png)
+    (root / "b.png").write_bytes(png)
+    assert [p.name for p, _ in load_real_entries([root])] == ["a.png"]
 
 
 def test_an_unreadable_real_photo_stops_the_stream_with_its_name(tmp_path: Path) -> None:
@@ -340,8 +381,9 @@ def test_an_unreadable_real_photo_stops_the_stream_with_its_name(tmp_path: Path)
     cfg = load_config("tiny", {"real_data": [str(root)], "real_fraction": 1.0})
     sample = next(iter(PhotoStream(cfg, CHARSET)))
     assert sample.crops and sample.crops[0][1] == "AB12"  # the real photo's line
-    (root / "a.png").write_bytes(b"not an image")
+    stream = PhotoStream(cfg, CHARSET)
+    (root / "a.png").write_bytes(b"not an image")  # spoilt after the run started
     with pytest.raises(RuntimeError, match=r"a\.png: real_data image cannot be read"):
-        next(iter(PhotoStream(cfg, CHARSET)))
+        next(iter(stream))
     with pytest.raises(ValueError, match="real_fraction"):
         load_config("tiny", {"real_fraction": 1.5})
