@@ -196,7 +196,10 @@ def run_batch(
         ModelLoadError: a model file is missing, unreadable or fails its checksum (nothing is written).
     """
     started = time.perf_counter()
-    root = Path(root).resolve()
+    given = Path(root)
+    # a folder is walked from its real path; a single photo keeps the name it was given (a link is not resolved,
+    # as ``marktrace read`` names it)
+    root = given.resolve() if given.is_dir() else given.absolute()
     others: dict[str, int] = {}
     items = discover_items(root, others)
     base = root if root.is_dir() else root.parent

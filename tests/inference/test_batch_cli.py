@@ -437,3 +437,19 @@ def test_a_locked_folder_gets_an_error_line_and_the_batch_goes_on(tmp_path, monk
     assert rows["a.png"]["status"] == "ok"
     assert rows["locked"]["status"] == "error"
     assert rows["locked"]["error"].startswith("locked: folder cannot be listed (Permission denied)")
+
+
+def test_a_linked_single_photo_keeps_its_name_in_a_batch(tmp_path, monkeypatch):
+    from marktrace.inference import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    target = tmp_path / "store" / "IMG_0001.png"
+    target.parent.mkdir()
+    photo = _tiny_png(target)
+    link = tmp_path / "rifle-serial.png"
+    link.symlink_to(target)
+    out = tmp_path / "out.jsonl"
+    batch_module.run_batch(link, out, batch_module.ReaderSettings(), workers=1)
+    (row,) = _rows(out).values()
+    assert row["item"] == "rifle-serial.png" and row["files"] == ["rifle-serial.png"]
+    assert row["sha256"] == {"rifle-serial.png": hashlib.sha256(photo).hexdigest()}
