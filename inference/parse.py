@@ -126,6 +126,7 @@ _CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
     _cal(r"\b9\s*X\s*21(?:\s*MM)?|\b9\s*(?:MM\s*)?IMI\b", "9x21mm"),
     _cal(r"\b9\s*X\s*17(?:\s*MM)?|\b9\s*MM\s*(?:KURZ|SHORT|BROWNING\s*(?:COURT|SHORT|KURZ)?)\b|"
          + _N + r"\.?380\s*(?:ACP|AUTO|A\.C\.P\.?)|\b9\s*K\b", ".380 ACP"),
+    _cal(r"\b9\s*(?:X\s*23\s*|MM\s*)STEYR\b|\b9\s*X\s*23(?:\s*MM)?", "9x23mm Steyr"),
     _cal(r"\b9\s*MM\b", "9x19mm", 0.8),
     _cal(r"\b10\s*MM(?:\s*AUTO)?\b", "10mm Auto"),
     _cal(_N + r"\.?45\s*(?:ACP|AUTO|A\.C\.P\.?)|\b11\.43(?:\s*X\s*23)?(?:\s*MM)?", ".45 ACP"),
@@ -141,6 +142,18 @@ _CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
     _cal(_N + r"\.?44\s*(?:SPL|SPECIAL)\b", ".44 Special"),
     _cal(_N + r"\.?22\s*(?:WMR|W\.M\.R\.?|WIN\s*MAG(?:NUM)?|MAG(?:NUM)?)\b", ".22 WMR"),
     _cal(_N + r"\.?22\s*(?:LR|L\.\s*R\.?|LONG\s*RIFLE)(?![A-Z])|\b5\.6\s*MM\b(?:\s*LR)?", ".22 LR"),
+    _cal(_N + r"\.?22\s*SHORT\b", ".22 Short"),
+    _cal(_N + r"\.?22\s*LONG\b", ".22 Long"),
+    _cal(_N + r"\.?22\s*(?:WRF|W\.R\.F\.?)", ".22 WRF"),
+    _cal(_N + r"\.?22\s*HORNET\b", ".22 Hornet"),
+    _cal(_N + r"\.?243\s*WIN(?:CHESTER)?\b", ".243 Winchester"),
+    _cal(_N + r"\.?270\s*WIN(?:CHESTER)?\b", ".270 Winchester"),
+    _cal(_N + r"\.?45\s*-\s*70(?:\s*GOV(?:T|ERNMENT)?)?", ".45-70 Government"),
+    _cal(_N + r"\.?25\s*-\s*06(?:\s*REM(?:INGTON)?)?", ".25-06 Remington"),
+    _cal(_N + r"\.?300\s*SAV(?:AGE)?\b", ".300 Savage"),
+    _cal(_N + r"\.?45\s*WIN(?:CHESTER)?\s*MAG(?:NUM)?\b", ".45 Winchester Magnum"),
+    _cal(r"\b7\.63\s*(?:X\s*25\s*)?(?:MM\s*)?(?:MAUSER\b)?(?![\d.])|" + _N + r"\.?30\s*MAUSER\b", "7.63x25mm Mauser"),
+    _cal(_N + r"\.?38\s*(?:LONG\s*)?COLT\b|" + _N + r"\.?38\s*LC\b", ".38 Long Colt", 0.8),
     _cal(_N + r"\.223\b(?:\s*REM(?:INGTON)?\b)?|" + _N + r"223\s*REM(?:INGTON)?\b", ".223 Remington"),
     _cal(_N + r"\.?308\s*WIN(?:CHESTER)?\b|" + _N + r"\.308\b", ".308 Winchester"),
     _cal(_N + r"\.?30\s*-\s*06(?:\s*(?:SPRG|SPRINGFIELD|SPR|SPRGFLD))?", ".30-06 Springfield"),
@@ -166,9 +179,18 @@ _CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
     _cal(_N + r"\.?17\s*HMR\b", ".17 HMR"),
     _cal(_N + r"\.410\b(?:\s*(?:GA|GAUGE|BORE))?|\b410\s*(?:GA|GAUGE|BORE|G)\b", ".410 bore"),
     _cal(r"\b(10|12|16|20|24|28|32|36)\s*(?:GA\b\.?|GAUGE\b|G\.A\.|BORE\b)", "{0} gauge"),
-    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\s*\.?\s*(10|12|16|20|24|28|32|36)\b(?!\.\d)", "{0} gauge", 0.85),
+    # "CAL. 12" on a shotgun; 32 and 36 after CAL are the .32 and .36 bores of handguns, not gauges
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*(10|12|16|20|24|28)\b(?!\.\d)", "{0} gauge", 0.85),
+    _cal(r"\b8\s*MM\b", "8mm", 0.6),
+    _cal(_N + r"\.(\d{2,3})\s*CAL(?:IBRE|IBER)?\b\.?", ".{0} calibre", 0.6),
     _cal(_N + r"\.22\b(?!\s*-)", ".22 LR", 0.75),
     _cal(_N + r"\.45\b(?!\s*-)", ".45 ACP", 0.7),
+    # A calibre named only by its number: kept as marked, at a low confidence, so that the number is
+    # neither a serial nor its "CAL" an importer's code (CAI)
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*\.(\d{2,3})\b(?!\.\d)", ".{0} calibre", 0.6),
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*(\d{1,2}\.\d{1,2})\b", "{0}mm", 0.6),
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*([5-9])\b(?!\.\d)", "{0}mm", 0.6),
+    _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*(\d{2,3})\b(?!\.\d)", ".{0} calibre", 0.6),
 ]
 _GAUGE_RE = re.compile(r"gauge|bore")
 
@@ -202,6 +224,9 @@ class _LineState:
     """Index of a U.S. State token after a place name at the end of the line (``SPRINGFIELD MA``)."""
     addr_countries: set[str] = field(default_factory=set)
     """Countries named after the address (``... EXETER NH SERBIA``: the country of origin)."""
+    import_country: _Cand | None = None
+    """The importer's own country read on an import mark (``IMPORTED BY MARSTAR CANADA``), not a country of
+    manufacture; attached to the line's import mark once its importer is known."""
 
 
 def _evidence(line: Line, sha256: Mapping[str, str], method: str) -> Evidence:
@@ -363,6 +388,23 @@ def _prep(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d)", ".", t)
 
 
+def _us_state_named(tokens: Sequence[str], s: int, n: int, code: str, made_in: bool) -> bool:
+    """Whether the country name on ``tokens[s:s+n]`` is the U.S. State of that name.
+
+    ``NEW MEXICO`` is the State; ``GEORGIA`` after a place name (``SMYRNA GEORGIA``, ``ATLANTA GEORGIA U.S.A.``)
+    or before ``USA`` is the State too, unless the line says ``MADE IN GEORGIA``.
+    """
+    if made_in:
+        return False
+    if code == "MX" and s >= 1 and tokens[s - 1] == "NEW":
+        return True
+    if code == "GE":
+        after = "".join(tokens[s + n:s + n + 3]).replace(".", "")
+        place_before = s >= 1 and tokens[s - 1] not in ("OF", "REPUBLIC", "IN", "FROM")
+        return place_before or after.startswith(("USA", "US"))
+    return False
+
+
 # ------------------------------------------------------------------------------------------ parse
 class _Parser:
     def __init__(self, lines: Sequence[Line], registry: Registry, sha256: Mapping[str, str]) -> None:
@@ -406,6 +448,8 @@ class _Parser:
         m = _IMPORT_ITI.match(re.sub(r"\s+", " ", work))
         if m and any(m.group(2) in self.reg.models_of(h.maker.id) for h in self.reg.lookup_mark(m.group(1))):
             m = None  # 'CZ 85' is a maker code and a model of that maker, not an import mark
+        if m and m.group(1) + m.group(2) in self.reg.model_keys:
+            m = None  # 'PT 92' (Taurus), 'SA 80': a model name, not a country code and a year
         if m and len(m.group(2)) == 4 and not 1900 <= int(m.group(2)) <= datetime.now(UTC).year:
             m = None  # 'NO 1402', 'HU 0453': a label or letter prefix and a serial, not a country and a year
         if m and self.reg.country(m.group(1)):
@@ -471,6 +515,7 @@ class _Parser:
         self._maker_tokens(i, st)
         self._country_tokens(i, st)
         self._fuzzy_importers(i, st)
+        self._attach_import_country(i, st)
         self._misc_tokens(i, st)
 
     def _split_glued(self, tokens: list[str]) -> list[str]:
@@ -846,6 +891,15 @@ class _Parser:
                 code, historic = hit
                 if code != "US" and st.state_at is not None and s + n == st.state_at:
                     continue  # '<place> <U.S. State>': a U.S. town (GEORGIA VT), not a country
+                if _us_state_named(toks, s, n, code, self._made_in(st, s)[0] > 0):
+                    st.used[s:s + n] = ["us_state"] * n
+                    s += n
+                    matched = True
+                    break
+                if self._importers_country(i, st, s, n, code, method, flags):
+                    s += n
+                    matched = True
+                    break
                 ctx, ctx_flag = self._made_in(st, s)
                 if ctx_flag:
                     flags.append(ctx_flag)
@@ -871,10 +925,51 @@ class _Parser:
         for k, tok in enumerate(toks):
             if st.used[k]:
                 continue
+            if st.state_at is not None and k + 1 == st.state_at:
+                continue  # '<place> <U.S. State>': CHINO CA is a town in California, not 'Chinese'
             adj = self.reg.country_by_adjective(compact([tok]))
             if adj:
                 self.countries.append(_Cand(adj, st.conf * 0.6, i, tok, "country_adjective", extra={"prio": 0}))
                 st.used[k] = "country"
+
+    def _importers_country(self, i: int, st: _LineState, s: int, n: int, code: str, method: str,
+                           flags: list[dict[str, Any]]) -> bool:
+        """Take a country named on an import mark as the importer's own, not the country of manufacture.
+
+        After an import prefix, the United States (a U.S. importer's country) and any country with no U.S.
+        address before it (``IMPORTED BY MARSTAR CANADA``) name where the importer is. A country after a
+        U.S. address stays the country of origin (``CAI ST ALBANS VT ROMANIA``), as does one after ``FROM``.
+        """
+        if not st.imp_prefix or s < st.imp_prefix or (code != "US" and st.state_at is not None and s > st.state_at):
+            return False
+        if s >= 1 and st.tokens[s - 1] in ("FROM", "DE", "DA", "AUS"):
+            return False
+        st.import_country = _Cand(code, st.conf * 0.85, i, " ".join(st.tokens[s:s + n]), "import_mark_country",
+                                  flags=[*flags, {"kind": "importer_country",
+                                                  "note": "the importer's country, read on its import mark"}])
+        for k in range(s, s + n):
+            st.used[k] = "import_country"
+        return True
+
+    def _attach_import_country(self, i: int, st: _LineState) -> None:
+        """Put a country read on line ``i``'s import mark into that mark (made here when no importer was known)."""
+        country = st.import_country
+        if country is None:
+            return
+        for imp in self.imports:
+            importer = imp.get("importer")
+            if importer is not None and importer.line == i:
+                imp["country"] = country
+                return
+        name = [k for k in range(st.imp_prefix, len(st.tokens)) if st.used[k] is None]
+        importer = None
+        if name:
+            marked = " ".join(st.tokens[k] for k in name)
+            importer = _Cand(marked, st.conf * 0.6, i, marked, "import_mark_unregistered",
+                             flags=[{"kind": "not_in_registry", "note": "an importer the registry does not list"}])
+            for k in name:
+                st.used[k] = "importer"
+        self.imports.append({"importer": importer, "city": None, "country": country, "year": None})
 
     def _made_in(self, st: _LineState, s: int) -> tuple[int, dict[str, Any] | None]:
         """Tokens before ``s`` that read ``MADE IN`` (or a language's equivalent), allowing OCR edits.
@@ -1057,6 +1152,8 @@ class _Parser:
         core = value.replace("-", "")
         if len(core) < 3 or not core.isalnum():
             return
+        if not core.isdigit() and compact([core]) in self.reg.model_keys:
+            return  # 'P226', 'AK-47', 'VZ 58': a model name the registry knows, not a serial
         digits = sum(ch.isdigit() for ch in core)
         ratio = digits / len(core)
         if ratio < 0.3 or (core.isdigit() and len(core) <= 2):

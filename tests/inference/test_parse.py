@@ -356,6 +356,39 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("REMINGTON ARMS CO INC ILION NY | 870 EXPRESS MAGNUM | 12 GA | AB123456M",
      {"maker": "Remington Arms", "country": "US", "model": "870 EXPRESS", "calibre": "12 gauge",
       "serial": "AB123456M"}),
+    # ------------------------------------------------------------------ found by probing (session 16)
+    # a calibre named by its number alone is a calibre: not the serial, and its CAL not the importer CAI
+    ("CAL 38", {"calibre": ".38 calibre", "serial": None, "importer": None}),
+    (".40 CAL", {"calibre": ".40 calibre", "serial": None, "importer": None}),
+    (".22 CAL", {"calibre": ".22 calibre", "importer": None}),
+    ("NORINCO | TYPE 56 | CAL 7.62 | 1234567",
+     {"maker": "Norinco (China North Industries)", "calibre": "7.62mm", "serial": "1234567", "importer": None}),
+    ("CAL .32", {"calibre": ".32 calibre", "type": None}),  # a handgun bore, not 32 gauge
+    ("CAL. 12", {"calibre": "12 gauge", "type": "shotgun"}),
+    (".243 WIN", {"calibre": ".243 Winchester", "serial": None}),
+    (".45-70 GOVT", {"calibre": ".45-70 Government", "serial": None}),
+    (".300 SAVAGE", {"calibre": ".300 Savage", "maker": None}),
+    ("7.63 MAUSER", {"calibre": "7.63x25mm Mauser", "maker": None}),
+    ("9MM STEYR", {"calibre": "9x23mm Steyr", "maker": None}),
+    (".22 SHORT", {"calibre": ".22 Short"}),
+    (".45 WIN MAG", {"calibre": ".45 Winchester Magnum"}),
+    # an importer's own country is not the country of manufacture
+    ("IMPORTED BY MARSTAR CANADA | NORINCO | M14S",
+     {"maker": "Norinco (China North Industries)", "country": "CN", "import_country": "CA", "importer": "MARSTAR"}),
+    ("IMP. BY INTERARMS ALEXANDRIA VIRGINIA USA | VALMET",
+     {"maker": "Valmet", "country": "FI", "import_country": "US"}),
+    ("IMP BY CAI ST ALBANS VT ROMANIA | ABC123", {"country": "RO", "import_country": "US"}),
+    # U.S. places are not countries
+    ("GLOCK | GLOCK INC SMYRNA GEORGIA", {"maker": "Glock", "country": "AT"}),
+    ("RUGER | SANTA FE NEW MEXICO", {"maker": "Sturm Ruger & Co.", "country": "US"}),
+    ("REPUBLIC OF GEORGIA", {"country": "GE"}),
+    ("MADE IN GEORGIA", {"country": "GE"}),
+    ("CHINO CA", {"country": None}),
+    # a model name the registry knows is neither a serial nor an import mark
+    ("P226 | 9MM", {"serial": None, "calibre": "9x19mm"}),
+    ("AK-47 | 7.62X39", {"serial": None}),
+    ("TAURUS | PT 92 | 9MM | TAA12345",
+     {"maker": "Taurus (Forjas Taurus)", "serial": "TAA12345", "import_country": None, "import_year": None}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
