@@ -33,6 +33,7 @@ from marktrace.inference.registry import (
     MakerMatch,
     Registry,
     compact,
+    glyph_distance,
     normalize_text,
     skeleton,
     tokenize,
@@ -264,6 +265,11 @@ _GENERIC_WORDS = frozenset({"ARMS", "ARM", "CO", "COMPANY", "INC", "MFG", "CORP"
                             "AG", "SA", "SPA", "AS", "FIREARMS", "ARMORY", "INDUSTRIES", "IND", "INTL",
                             "INTERNATIONAL", "DEFENSE", "DEFENCE", "WORKS", "FACTORY", "PLANT", "USA"})
 """Company-form and trade words: a window made of these alone is not fuzzy-matched to a maker."""
+_TRADE_WORDS = _GENERIC_WORDS | {"PRECISION", "TECHNOLOGIES", "TECHNOLOGY", "TACTICAL", "MANUFACTURING",
+                                 "INDUSTRIAL", "WEAPONS", "WEAPON", "GUNS", "GUN", "RIFLES", "RIFLE", "GUNWORKS"}
+"""Words many makers share: an approximate maker match must also match the words that are not these."""
+_DISTINCT_RATIO = 0.34
+"""Most glyph-weighted edits per character between a window's and a mark's own words (not trade words)."""
 _GLUED_MADE = ("MADEIN", "MADE")
 """Endings split off a token that starts with a registry mark (``POFMADE`` -> ``POF`` ``MADE``)."""
 _MADE_IN_PHRASES: tuple[str, ...] = ("MADEIN", "HECHOEN", "FABRIQUEEN", "FABBRICATOIN", "FEITONO", "FABRICADOEN")
@@ -386,6 +392,29 @@ def _find_calibres(text: str) -> list[tuple[int, int, str, float]]:
 def _prep(text: str) -> str:
     t = normalize_text(text).replace("×", "X")
     return re.sub(r"(?<=\d),(?=\d)", ".", t)
+
+
+@functools.cache
+def _is_trade_word(token: str) -> bool:
+    """A trade word, or one read with a glyph off (``ARNS``, ``INDUSTRIFS``)."""
+    if token in _TRADE_WORDS:
+        return True
+    key = skeleton(token)
+    return len(token) >= 4 and any(abs(len(w) - len(token)) <= 1 and glyph_distance(key, skeleton(w)) <= 1
+                                   for w in _TRADE_WORDS if len(w) >= 4)
+
+
+def _own_words_match(window: Sequence[str], mark: str) -> bool:
+    """Whether a window's own words (not trade words like ARMS) are near a mark's own words.
+
+    ``STAG ARMS`` is near ``SIG ARMS`` as a whole, but STAG is not SIG; ``DAVIS INDUSTRIES`` is not
+    ``COLT INDUSTRIES``. A window or mark of trade words alone is judged as a whole (by the caller).
+    """
+    own = skeleton(compact([t for t in window if not _is_trade_word(t)]))
+    theirs = skeleton(compact([t for t in tokenize(mark) if not _is_trade_word(t)]))
+    if not own or not theirs:
+        return True
+    return glyph_distance(own, theirs) <= _DISTINCT_RATIO * max(len(own), len(theirs))
 
 
 def _us_state_named(tokens: Sequence[str], s: int, n: int, code: str, made_in: bool) -> bool:
@@ -807,8 +836,8 @@ class _Parser:
                     if key in self.reg.model_keys:
                         continue  # an exact model name, not a misread maker
                     for hit in self._search_makers(key):
-                        makers = [h for h in hit.payloads
-                                  if h.maker.kind == "manufacturer" and not _partial_mark(key, h.mark)]
+                        makers = [h for h in hit.payloads if h.maker.kind == "manufacturer"
+                                  and not _partial_mark(key, h.mark) and _own_words_match(window, h.mark)]
                         if makers:
                             quality = _explained(hit)
                             found.append((quality, s, n, key, hit, makers))

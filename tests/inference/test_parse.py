@@ -389,6 +389,14 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("AK-47 | 7.62X39", {"serial": None}),
     ("TAURUS | PT 92 | 9MM | TAA12345",
      {"maker": "Taurus (Forjas Taurus)", "serial": "TAA12345", "import_country": None, "import_year": None}),
+    # an approximate maker must match on its own words, not on the trade words makers share
+    ("DAVIS INDUSTRIES", {"maker": None}),
+    ("KODIAK INDUSTRIES", {"maker": None}),
+    ("AERO PRECISION", {"maker": None}),
+    ("ZEV TECHNOLOGIES", {"maker": None}),
+    ("DB FIREARMS", {"maker": None}),
+    ("ZA5TAVA ARMS", {"maker": "Zastava Arms"}),
+    ("SIG SAVER", {"maker": "SIG Sauer"}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
