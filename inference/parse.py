@@ -737,12 +737,31 @@ class _Parser:
                     st.used[k] = "importer_city"
                 j += m
                 break
+        if city is None:
+            # a town the registry does not list for this importer, before a U.S. State: the city as marked
+            k = j
+            while k < len(st.tokens) and not st.used[k] and st.tokens[k] in _GENERIC_WORDS:
+                k += 1  # 'CENTURY INTL ARMS INC. WILLISTON VT'
+            end = k
+            while (end < len(st.tokens) and end - k < 3 and not st.used[end] and st.tokens[end] not in US_STATES
+                   and any(ch.isalpha() for ch in st.tokens[end])):
+                end += 1
+            if k < end < len(st.tokens) and st.tokens[end] in US_STATES and not st.used[end]:
+                marked_city = " ".join(st.tokens[k:end])
+                city = _Cand(marked_city, st.conf * 0.7, i, marked_city, "as_marked",
+                             flags=[{"kind": "city_not_in_registry",
+                                     "note": "read on the mark; the registry lists other seats for this importer"}])
+                for q in range(j, end):
+                    st.used[q] = "importer_city"
+                j = end
         state = state_in_mark
         if j < len(st.tokens) and st.tokens[j] in US_STATES and not st.used[j]:
             state = st.tokens[j]
             st.used[j] = "importer_state"
         if city is None and maker.city:
-            city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback")
+            city = _Cand(maker.city, conf * 0.5, i, "", "registry_fallback",
+                         flags=[{"kind": "registry_fallback", "note": "the importer's seat in the registry; not "
+                                 "read on the item"}])
         if city is not None:
             city.extra["state"] = state or maker.state
         country = _Cand(maker.country, conf * 0.9, i, state or marked,

@@ -397,6 +397,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("DB FIREARMS", {"maker": None}),
     ("ZA5TAVA ARMS", {"maker": "Zastava Arms"}),
     ("SIG SAVER", {"maker": "SIG Sauer"}),
+    # a town read on an import mark is its city, not the importer's seat from the registry
+    ("IMP BY ATI GALENA OH", {"importer": "American Tactical Imports", "city": "GALENA"}),
+    ("CENTURY INTL ARMS INC. WILLISTON VT", {"importer": "Century International Arms", "city": "WILLISTON"}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
