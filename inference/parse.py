@@ -265,6 +265,8 @@ _GENERIC_WORDS = frozenset({"ARMS", "ARM", "CO", "COMPANY", "INC", "MFG", "CORP"
                             "AG", "SA", "SPA", "AS", "FIREARMS", "ARMORY", "INDUSTRIES", "IND", "INTL",
                             "INTERNATIONAL", "DEFENSE", "DEFENCE", "WORKS", "FACTORY", "PLANT", "USA"})
 """Company-form and trade words: a window made of these alone is not fuzzy-matched to a maker."""
+_PLACES_NOT_US = frozenset({("GARDONE", "VT"), ("TROMPIA", "VT"), ("LUMEZZANE", "VT"), ("SAREZZO", "VT")})
+"""Places whose abbreviation reads like a U.S. State: GARDONE V.T. is Gardone Val Trompia (Beretta's seat)."""
 _TRADE_WORDS = _GENERIC_WORDS | {"PRECISION", "TECHNOLOGIES", "TECHNOLOGY", "TACTICAL", "MANUFACTURING",
                                  "INDUSTRIAL", "WEAPONS", "WEAPON", "GUNS", "GUN", "RIFLES", "RIFLE", "GUNWORKS"}
 """Words many makers share: an approximate maker match must also match the words that are not these."""
@@ -607,7 +609,8 @@ class _Parser:
                 break
             st.addr_countries.add(named[1])
             j -= named[0]
-        if j >= 1 and toks[j] in US_STATES and toks[j] not in _NOT_STATES and toks[j - 1] not in _GENERIC_WORDS:
+        if j >= 1 and toks[j] in US_STATES and toks[j] not in _NOT_STATES and toks[j - 1] not in _GENERIC_WORDS and (
+                toks[j - 1], toks[j]) not in _PLACES_NOT_US:
             st.state_at = j  # a State after a place name ('MFG CO' is a company, not Colorado)
             if j >= 2:
                 st.addr = j  # ... after a name and a city: an address

@@ -604,3 +604,12 @@ def test_one_plain_converter_for_parse_assemble_and_records(registry: Registry) 
     # the other modules use this one converter instead of copies of their own
     assert records.to_plain is to_plain
     assert not hasattr(assemble, "_jsonable") and not hasattr(records, "_plain")
+
+
+def test_gardone_val_trompia_is_berettas_seat_not_a_vermont_address(registry: Registry) -> None:
+    """GARDONE V.T. reads like a U.S. town and State; taken so, Beretta fell to 0.21 as if an importer."""
+    rec = parse_lines(_lines("P. BERETTA GARDONE V.T."), registry, {"item.jpg": SHA})
+    maker = rec["manufacturer"]
+    assert maker.value == "Beretta" and maker.confidence >= 0.8
+    assert not any(f.get("kind") == "import_context" for f in maker.flags)
+    assert rec["import_marks"] == []
