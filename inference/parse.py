@@ -419,6 +419,17 @@ def _own_words_match(window: Sequence[str], mark: str) -> bool:
     return glyph_distance(own, theirs) <= _DISTINCT_RATIO * max(len(own), len(theirs))
 
 
+def _year_misread(token: str, now: int) -> int | None:
+    """The year a four-character token reads as with one confusable letter made a digit (``I987`` -> 1987)."""
+    if len(token) != 4 or token.isdigit():
+        return None
+    letters = [ch for ch in token if not ch.isdigit()]
+    if len(letters) != 1 or letters[0] not in CONFUSABLE_LETTER_TO_DIGIT or letters[0] in "XZS":
+        return None
+    digits = "".join(CONFUSABLE_LETTER_TO_DIGIT.get(ch, ch) for ch in token)
+    return int(digits) if digits.isdigit() and 1870 <= int(digits) <= now else None
+
+
 def _us_state_named(tokens: Sequence[str], s: int, n: int, code: str, made_in: bool) -> bool:
     """Whether the country name on ``tokens[s:s+n]`` is the U.S. State of that name.
 
@@ -1127,6 +1138,14 @@ class _Parser:
                 prev = toks[k - 1] if k > 0 else ""
                 if tok.isdigit() and 1 <= len(prev) <= 3 and prev.isalpha() and prev not in _MODEL_WORDS:
                     self.prefixed_years.append((year, k - 1, k))
+                continue
+            read_as_year = _year_misread(tok, now)
+            if read_as_year is not None:
+                # 'I987', '198O': one letter the recognizer confuses with a digit, and a year once it is one
+                self.years.append(_Cand(read_as_year, st.conf * 0.5, i, tok, "four_digit_year_confusable",
+                                        flags=[{"kind": "confusable", "field_grammar": "year digits",
+                                                "from": tok, "to": str(read_as_year)}]))
+                st.used[k] = "year"
                 continue
             if tok in ("Г", "G", "R") and k > 0 and st.used[k - 1] == "year":
                 st.used[k] = "year"

@@ -400,6 +400,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # a town read on an import mark is its city, not the importer's seat from the registry
     ("IMP BY ATI GALENA OH", {"importer": "American Tactical Imports", "city": "GALENA"}),
     ("CENTURY INTL ARMS INC. WILLISTON VT", {"importer": "Century International Arms", "city": "WILLISTON"}),
+    # a year read with one confusable letter is a year (flagged), not a four-character serial
+    ("IZHMASH | I987", {"year": 1987, "serial": None}),
+    ("198O", {"year": 1980, "serial": None}),
+    ("A987", {"serial": "A987", "year": None}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
