@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 
 from marktrace.inference.images import is_heif
 from marktrace.service.evidence import EvidenceStore, TempUpload
@@ -184,7 +185,7 @@ async def parse_upload(
                 )
             parser.write(chunk)
         parser.finalize()
-    except UploadError:
+    except (UploadError, HTTPException):  # HTTPException: the body cap of the request middleware (413)
         result.discard()
         raise
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several types on malformed bodies

@@ -384,3 +384,20 @@ def test_models_that_fail_to_load_are_named_in_the_log_not_to_clients(settings, 
     assert r.status_code == 503 and "/opt/secret" not in r.text and "retry-after" not in r.headers
     assert "failed to load" in r.json()["detail"]
     assert "/opt/secret/models/detector.onnx" in caplog.text
+
+
+def test_a_chunked_upload_over_the_cap_is_a_413_and_leaves_no_temporary(client: TestClient, keys, settings) -> None:
+    boundary = "xyz"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+
+    def chunks():
+        yield head + b"\x89PNG\r\n\x1a\n"
+        for _ in range(8):
+            yield b"\0" * 500_000
+
+    r = client.post("/v1/identifications", content=chunks(),
+                    headers={**auth(keys.a), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413, r.text
+    store = client.app.state.service.evidence  # type: ignore[attr-defined]
+    assert not list(store.tmp_dir.glob("up-*.part"))  # the part written before the cap was removed
