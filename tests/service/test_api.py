@@ -386,7 +386,7 @@ def test_models_that_fail_to_load_are_named_in_the_log_not_to_clients(settings, 
     assert "/opt/secret/models/detector.onnx" in caplog.text
 
 
-def test_a_chunked_upload_over_the_cap_is_a_413_and_leaves_no_temporary(client: TestClient, keys, settings) -> None:
+def test_a_chunked_upload_over_the_cap_is_a_413_and_leaves_no_temporary(client: TestClient, keys) -> None:
     boundary = "xyz"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
             "Content-Type: image/png\r\n\r\n").encode()
