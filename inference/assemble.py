@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from marktrace.inference.geometry import clip_box
 from marktrace.inference.schema import Line
 
 if TYPE_CHECKING:
@@ -247,3 +248,35 @@ def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str
     serial["alternatives"] = alternatives
     record["serial_number"] = serial
     return record
+
+
+def clip_line_box(line: Line, sizes: Mapping[str, tuple[int, int]]) -> Line:
+    """``line`` with its box inside its photo (``sizes``: file -> shown width, height); unchanged if unknown."""
+    size = sizes.get(line.file)
+    if size is None:
+        return line
+    return line.model_copy(update={"box": clip_box(line.box, *size)})
+
+
+def clip_record_boxes(record: dict[str, Any], sizes: Mapping[str, tuple[int, int]]) -> None:
+    """Move every evidence box of ``record`` (fields, import marks, proof marks, other markings) inside its photo.
+
+    The detector grows each box beyond the text it found; at a photo's edge that can leave a corner a few
+    pixels outside. In place.
+    """
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        evidence = node.get("evidence")
+        if isinstance(evidence, dict) and evidence.get("box") and evidence.get("file") in sizes:
+            evidence["box"] = clip_box(evidence["box"], *sizes[evidence["file"]])
+        for key, value in node.items():
+            if key != "evidence":
+                visit(value)
+
+    visit(record)

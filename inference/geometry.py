@@ -91,3 +91,8 @@ def rotate_quad(quad: Sequence[Sequence[float]], matrix: np.ndarray) -> Quad:
     pts = np.asarray(quad, dtype=np.float32).reshape(4, 2)
     ones = np.ones((4, 1), dtype=np.float32)
     return (np.hstack([pts, ones]) @ np.asarray(matrix, dtype=np.float32).T).astype(np.float32)
+
+
+def clip_box(box: Sequence[Sequence[float]], width: float, height: float) -> list[tuple[float, float]]:
+    """``box``'s corners moved inside ``[0, width] x [0, height]`` (a detected box grown past the photo's edge)."""
+    return [(min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))) for x, y in box]

@@ -235,8 +235,21 @@ def _evidence(line: Line, sha256: Mapping[str, str], method: str) -> Evidence:
                     method=method, view=line.view)
 
 
+def _as_read(text: str, line_text: str) -> str:
+    """``text`` (the parser's upper-case form) as the line reads it, case and all (``NO 392505`` in ``No 392505``).
+
+    The parser's own form when the line does not hold it letter for letter (accents dropped, spacing changed).
+    """
+    per_char = [normalize_text(ch) for ch in line_text]  # upper case, accents dropped: Česká -> CESKA
+    if not text or any(len(ch) != 1 for ch in per_char):
+        return text
+    at = "".join(per_char).find(text)
+    return line_text[at:at + len(text)] if at >= 0 else text
+
+
 def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> RecordField:
-    return RecordField(value=c.value, text_as_marked=c.text, confidence=round(max(0.0, min(1.0, c.conf)), 4),
+    marked = _as_read(c.text, lines[c.line].text) if c.text else c.text
+    return RecordField(value=c.value, text_as_marked=marked, confidence=round(max(0.0, min(1.0, c.conf)), 4),
                        alternatives=c.alternatives, evidence=_evidence(lines[c.line], sha256, c.method),
                        flags=c.flags)
 

@@ -15,7 +15,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from marktrace.inference.assemble import build_record, merge_alternatives, reads_agree, serial_consensus
+from marktrace.inference.assemble import (
+    build_record,
+    clip_line_box,
+    clip_record_boxes,
+    merge_alternatives,
+    reads_agree,
+    serial_consensus,
+)
 from marktrace.inference.atomic import write_atomically
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
@@ -508,6 +515,8 @@ class MarkingReader:
             fill_manufacturer(record, readings, self.maker_lexicon, self.registry, hashes)
             timings["lexicon_ms"] = _ms(t3)
         timings["total_ms"] = _ms(t0)
+        shown = {img.path: size_shown(img) for img in images}
+        clip_record_boxes(record, shown)
         return ItemResult(
             item=item_name,
             files=[img.path for img in images],
@@ -515,7 +524,7 @@ class MarkingReader:
             status="ok",
             error="; ".join(problems) or None,
             record=record,
-            lines=best.lines,
+            lines=[clip_line_box(line, shown) for line in best.lines],
             views=views,
             images={
                 img.path: ImageInfo(width=size_shown(img)[0], height=size_shown(img)[1],

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Point = tuple[float, float]
-"""A point in original-image pixel coordinates, (x, y)."""
+"""A point (x, y) in the photo's pixels as shown: EXIF orientation applied, never a resized or turned working copy."""
 
 ReviewStatus = Literal["suggested", "confirmed", "corrected", "rejected"]
 
@@ -90,7 +90,11 @@ class Evidence(_Model):
 
     file: str | None = None
     sha256: str | None = None
-    box: list[Point] | None = None
+    box: list[Point] | None = Field(
+        default=None,
+        description="The line's four corners (x, y) in the photo's pixels as shown, EXIF orientation applied "
+        "(the batch line's `images` gives each photo's shown and stored size), clipped to the photo",
+    )
     line_text: str | None = None
     method: str = "direct"
     view: str = "original"

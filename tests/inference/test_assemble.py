@@ -154,3 +154,25 @@ def test_serial_consensus_counts_separators_as_one_value_and_writes_it_as_most_r
     assert vote is not None
     # FUN5124 sums 2.1 against 1.0 and 0.95; "FUN-5124" is written with 1.2 of it, "FUN 5124" with 0.9
     assert (vote.attempt, vote.reads) == (1, 3)
+
+
+def test_boxes_grown_past_the_photo_are_clipped_to_it() -> None:
+    from marktrace.inference.assemble import clip_line_box, clip_record_boxes
+    from marktrace.inference.schema import Line
+
+    sizes = {"a.jpg": (196, 580)}
+    line = Line(text="AB123", confidence=0.9, file="a.jpg",
+                box=[(127.8, 21.0), (117.1, 585.7), (71.1, 584.9), (81.7, -0.8)])
+    assert clip_line_box(line, sizes).box == [(127.8, 21.0), (117.1, 580.0), (71.1, 580.0), (81.7, 0.0)]
+    def field(file: str, box: list[list[int]]) -> dict:
+        return {"value": "x", "evidence": {"file": file, "box": box}}
+
+    record = {
+        "serial_number": field("a.jpg", [[-3, 5], [200, 5], [200, 9], [0, 9]]),
+        "import_marks": [{"city": field("a.jpg", [[1, 1], [1, 600], [2, 2], [3, 3]])}],
+        "calibre": field("other.jpg", [[-5, -5], [1, 1], [1, 1], [1, 1]]),
+    }
+    clip_record_boxes(record, sizes)
+    assert record["serial_number"]["evidence"]["box"] == [(0.0, 5.0), (196.0, 5.0), (196.0, 9.0), (0.0, 9.0)]
+    assert record["import_marks"][0]["city"]["evidence"]["box"][1] == (1.0, 580.0)
+    assert record["calibre"]["evidence"]["box"][0] == [-5, -5]  # a file of unknown size is left as it is

@@ -310,3 +310,27 @@ def test_a_phone_multi_picture_jpeg_is_read_as_its_first_frame(tmp_path):
     loaded = load_image(path)
     expected = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert loaded.image.shape == (48, 64, 3) and np.array_equal(loaded.image, expected)
+
+
+def test_every_box_of_a_read_lies_inside_the_photo_as_shown(tmp_path):
+    """A phone photo stored sideways (EXIF 6): the detector grows boxes past the edge; the output keeps them in."""
+    from marktrace.inference.items import discover_items
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    stored = Image.open(Path(__file__).parents[2] / "datasets" / "samples" / "stamped-clean.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: the lines run down the photo, one near its edge
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    (item,) = discover_items(tmp_path / "phone.jpg")
+    result = reader.read_item(item, tmp_path)
+    assert result.status == "ok" and result.lines
+    info = result.images["phone.jpg"]
+    assert info.exif_transposed and (info.width, info.height) == (stored.height, stored.width)
+
+    def inside(box) -> bool:
+        return all(0 <= x <= info.width and 0 <= y <= info.height for x, y in box)
+
+    assert all(inside(line.box) for line in result.lines)
+    boxes = [f["evidence"]["box"] for f in result.record.values() if isinstance(f, dict) and f.get("evidence")]
+    assert boxes and all(inside(box) for box in boxes)

@@ -617,3 +617,11 @@ def test_gardone_val_trompia_is_berettas_seat_not_a_vermont_address(registry: Re
     assert maker.value == "Beretta" and maker.confidence >= 0.8
     assert not any(f.get("kind") == "import_context" for f in maker.flags)
     assert rec["import_marks"] == []
+
+
+def test_text_as_marked_keeps_the_case_and_accents_of_the_read(registry: Registry) -> None:
+    rec = parse_lines(_lines("No 392505 | Made in Italy | cal. 9x19 | Česká zbrojovka"), registry, {"item.jpg": SHA})
+    assert rec["serial_number"].text_as_marked == "No 392505"
+    assert rec["country_of_manufacture"].text_as_marked == "Made in Italy"
+    assert rec["calibre"].text_as_marked == "cal. 9x19" and rec["calibre"].value == "9x19mm"
+    assert rec["manufacturer"].text_as_marked == "Česká zbrojovka"
