@@ -131,8 +131,7 @@ def csv_row(item: ItemResult) -> dict[str, str]:
         "manufacturer_status": m.status if m else "",
         "country_of_manufacture": _v(c),
         "country_confidence": f"{c.confidence:.2f}" if c else "",
-        "country_source": ("maker registry (not read)" if c.evidence.method == "registry_fallback" else "read")
-        if c else "",
+        "country_source": _source(c, detail=False) if c else "",
         "country_status": c.status if c else "",
         "model": _v(rec.model),
         "type": _v(rec.type),
@@ -301,6 +300,23 @@ def _boxed_image(image: PILImage, boxes: Sequence[Sequence[tuple[float, float]]]
     return buf
 
 
+def _source(fld: RecordField, detail: bool = True) -> str:
+    """Where a field's value comes from, for a reader of the report (``detail``: the reading method) or the CSV.
+
+    A corrected value is the examiner's, whatever the machine read; the machine's source follows it.
+    """
+    if fld.evidence.method == "registry_fallback":
+        machine = "maker registry (not read)"
+    else:
+        machine = f"read ({fld.evidence.method})" if detail else "read"
+    if fld.status == "corrected":
+        last = next((h for h in reversed(fld.history) if h.action == "corrected"), None)
+        who = f" {last.actor}" if last is not None else ""
+        was = f", machine suggested {last.old_value!r}" if last is not None and last.old_value is not None else ""
+        return f"examiner{who}{was}: {machine}"
+    return machine
+
+
 def _field_rows(rec: IdentificationRecord) -> list[tuple[str, RecordField | None]]:
     rows: list[tuple[str, RecordField | None]] = [
         (name, getattr(rec, name)) for name in ("serial_number", "manufacturer", "country_of_manufacture", "model",
@@ -427,7 +443,7 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
         if fld is None:
             data.append([Paragraph(name, body), Paragraph("-", body), "", "", "", ""])
             continue
-        method = fld.evidence.method + (" (not read on item)" if fld.evidence.method == "registry_fallback" else "")
+        method = _source(fld)
         alts = ", ".join(f"{a.value} ({a.confidence:.2f})" for a in fld.alternatives[:3])
         value = esc(fld.value) + (f"<br/><font size=7>alt: {esc(alts)}</font>" if alts else "")
         data.append([Paragraph(name, body), Paragraph(value, body), Paragraph(esc(fld.text_as_marked or ""), body),

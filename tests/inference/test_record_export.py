@@ -402,3 +402,12 @@ def test_a_photo_decoded_in_gray_goes_into_the_report_in_gray(monkeypatch: pytes
     monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 100)
     photo = _photo_rgb(buffer.getvalue(), "a.png")
     assert photo.mode == "L" and photo.size == (30, 20)
+
+
+def test_a_corrected_field_is_shown_as_the_examiners_in_the_csv(batch: Path, tmp_path: Path) -> None:
+    _confirm(batch, (), correct={"country_of_manufacture": "DE"})
+    write_csv(read_batch(batch), tmp_path / "o.csv")
+    with (tmp_path / "o.csv").open(encoding="utf-8-sig") as handle:  # the BOM spreadsheets want
+        row = next(r for r in csv.DictReader(handle) if r["item"] == "photos/pistol.png")
+    assert row["country_of_manufacture"] == "DE" and row["country_status"] == "corrected"
+    assert row["country_source"] == "examiner examiner-1, machine suggested 'AT': read"
