@@ -233,10 +233,16 @@ def _tiny_png(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_symlinks_out_of_the_root_and_dangling_links_do_not_stop_a_batch(tmp_path, monkeypatch):
-    from marktrace.inference import batch as batch_module
+@pytest.fixture
+def batch_module(monkeypatch):
+    """``marktrace.inference.batch`` reading with :class:`ModelFreeReader` (no models: photos loaded and hashed)."""
+    from marktrace.inference import batch
 
-    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+    monkeypatch.setattr(batch, "MarkingReader", ModelFreeReader)
+    return batch
+
+
+def test_symlinks_out_of_the_root_and_dangling_links_do_not_stop_a_batch(tmp_path, batch_module):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     linked = _tiny_png(outside / "real.png")
@@ -348,10 +354,7 @@ def test_a_bad_model_file_is_refused_before_anything_is_written(tmp_path, worker
     assert result.exit_code == 2 and "cannot load the models" in " ".join(result.output.split())
 
 
-def test_an_out_path_that_is_not_a_batch_jsonl_is_left_as_it_is(tmp_path, monkeypatch):
-    from marktrace.inference import batch as batch_module
-
-    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+def test_an_out_path_that_is_not_a_batch_jsonl_is_left_as_it_is(tmp_path, batch_module):
     root = tmp_path / "photos"
     root.mkdir()
     photo = _tiny_png(root / "a.png")
@@ -371,10 +374,7 @@ def test_an_out_path_that_is_not_a_batch_jsonl_is_left_as_it_is(tmp_path, monkey
     assert result.exit_code == 2 and "lies inside" in " ".join(result.output.split())
 
 
-def test_file_names_are_printed_as_they_are_not_as_markup(tmp_path, monkeypatch):
-    from marktrace.inference import batch as batch_module
-
-    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+def test_file_names_are_printed_as_they_are_not_as_markup(tmp_path, batch_module):
     root = tmp_path / "x["
     root.mkdir()
     (root / "IMG [copy].jpg").write_bytes(b"not an image")
@@ -415,22 +415,9 @@ def test_a_pool_broken_while_submitting_costs_no_item(tmp_path, monkeypatch):
     assert {row["status"] for row in _rows(out).values()} == {"ok"}
 
 
-def test_a_locked_folder_gets_an_error_line_and_the_batch_goes_on(tmp_path, monkeypatch):
-    import os
-
-    from marktrace.inference import batch as batch_module
-
-    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+def test_a_locked_folder_gets_an_error_line_and_the_batch_goes_on(tmp_path, batch_module, locked_folders):
     (tmp_path / "photos" / "locked").mkdir(parents=True)
     _tiny_png(tmp_path / "photos" / "a.png")
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if str(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
     out = tmp_path / "out.jsonl"
     batch_module.run_batch(tmp_path / "photos", out, batch_module.ReaderSettings(), workers=1)
     rows = _rows(out)
@@ -439,10 +426,7 @@ def test_a_locked_folder_gets_an_error_line_and_the_batch_goes_on(tmp_path, monk
     assert rows["locked"]["error"].startswith("locked: folder cannot be listed (Permission denied)")
 
 
-def test_a_linked_single_photo_keeps_its_name_in_a_batch(tmp_path, monkeypatch):
-    from marktrace.inference import batch as batch_module
-
-    monkeypatch.setattr(batch_module, "MarkingReader", ModelFreeReader)
+def test_a_linked_single_photo_keeps_its_name_in_a_batch(tmp_path, batch_module):
     target = tmp_path / "store" / "IMG_0001.png"
     target.parent.mkdir()
     photo = _tiny_png(target)

@@ -165,20 +165,10 @@ def test_linked_folders_are_walked_once_under_their_real_name(tmp_path):
     assert [item.name for item in discover_items(root)] == ["case/q.jpg", "real/p.jpg"]
 
 
-def test_a_folder_that_cannot_be_listed_is_an_item_with_its_problem(tmp_path, monkeypatch):
-    import os
-
+def test_a_folder_that_cannot_be_listed_is_an_item_with_its_problem(tmp_path, locked_folders):
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "p.jpg").write_bytes(b"x")
     (tmp_path / "open.jpg").write_bytes(b"x")
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if str(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)  # root may read any folder: the refusal is simulated
     items = {it.name: it for it in discover_items(tmp_path)}
     assert set(items) == {"locked", "open.jpg"}
     assert items["locked"].kind == "folder" and items["locked"].files == ()
