@@ -28,10 +28,30 @@ def levenshtein(a: str, b: str) -> int:
     return edit_distance(a, b) if len(a) >= len(b) else edit_distance(b, a)
 
 
+_LOOSE_LABEL = re.compile(r"^\s*(?:(?:SERIAL|SER\.?|S/N|SN|N[O°]\.?)\s*[:#]?\s*)+", re.IGNORECASE)
+"""The truth's labels as a reading may run them into the serial (``SN1234567`` for ``SN 1234567``)."""
+
+
+def normalize_prediction(prediction: str, truth: str) -> str:
+    """A read serial as scored against ``truth``: :func:`normalize_serial`, and when the truth itself starts
+    with a label, also with a label run into the digits removed (whichever is nearer the truth).
+
+    The truth's label is removed whether or not a space follows it; a peer's line must get the same
+    treatment (marktrace's serial field never carries the label). A serial such as ``SN123456`` whose truth
+    has no label is still scored as read.
+    """
+    t = normalize_serial(truth)
+    plain = normalize_serial(prediction)
+    if len(normalize_serial(truth)) == len(re.sub(r"\s+", "", truth)):
+        return plain
+    loose = re.sub(r"\s+", "", _LOOSE_LABEL.sub("", prediction))
+    return min((plain, loose), key=lambda p: levenshtein(p, t))
+
+
 def cer(prediction: str, truth: str) -> float:
     """Character error rate of normalised strings (see the module docstring)."""
     t = normalize_serial(truth)
-    p = normalize_serial(prediction)
+    p = normalize_prediction(prediction, truth)
     if not t:
         raise ValueError("empty truth")
     return levenshtein(p, t) / len(t)
@@ -42,7 +62,7 @@ def closest_line(lines: Iterable[str], truth: str) -> str:
     t = normalize_serial(truth)
     best, best_d = "", len(t)
     for line in lines:
-        d = levenshtein(normalize_serial(line), t)
+        d = levenshtein(normalize_prediction(line, truth), t)
         if d < best_d:
             best, best_d = line, d
     return best
@@ -50,7 +70,8 @@ def closest_line(lines: Iterable[str], truth: str) -> str:
 
 def score(prediction: str, truth: str) -> dict[str, Any]:
     """``{"exact": bool, "cer": float}`` of one prediction."""
-    return {"exact": normalize_serial(prediction) == normalize_serial(truth), "cer": round(cer(prediction, truth), 4)}
+    exact = normalize_prediction(prediction, truth) == normalize_serial(truth)
+    return {"exact": exact, "cer": round(cer(prediction, truth), 4)}
 
 
 def alteration_positions(flags: Sequence[dict[str, Any]], value: str) -> set[int]:
@@ -194,15 +215,13 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     confidence than a wrong one (ties count half; None when all reads are right or all wrong); ``brier``: the
     mean squared difference between confidence and rightness (0 is perfect); ``exact_or_alternative``: the share
     of all rows whose serial or one of its alternatives is right (None when no row lists alternatives). An item
-    that errored is a wrong read at confidence 0.
+    that errored, or whose read found no serial, is a wrong read at confidence 0.
     """
-    pairs = [
-        (bool(r.get("exact")), float((r.get("fields") or {}).get("serial_confidence") or 0.0))
-        for r in rows
-        if r.get("error") is not None or "serial_confidence" in (r.get("fields") or {})
-    ]
     if not any("serial_confidence" in (r.get("fields") or {}) for r in rows):
         return None
+    # every row counts: one whose engine found no serial (no confidence) is a wrong read at confidence 0,
+    # as is one that errored
+    pairs = [(bool(r.get("exact")), float((r.get("fields") or {}).get("serial_confidence") or 0.0)) for r in rows]
 
     def share(group: list[bool]) -> dict[str, Any]:
         return {"n": len(group), "right": round(sum(group) / len(group), 4) if group else None}

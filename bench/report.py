@@ -196,8 +196,8 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
             for line in filter(None, text.split("\n")):
                 out += [line, ""]
     out += [
-        "Serial exact: truth and prediction with leading labels (`S/N`, `SN`, `SER.`, `No.`, stacked ones too) "
-        "and all spaces removed, "
+        "Serial exact: truth and prediction with leading labels (`S/N`, `SN`, `SER.`, `No.`, stacked ones too; "
+        "a read's label run into the digits too when the truth has one) and all spaces removed, "
         "case-sensitive. CER: edit distance / truth length. marktrace is scored on its `serial_number` field "
         "(in brackets: its recognised line closest to the truth); peers on their recognised line closest to the "
         "truth, over every photo of a multi-light item. Times: process CPU time (incl. child processes) and wall "

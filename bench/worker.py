@@ -81,6 +81,9 @@ def run(engine_name: str, items_file: Path, out_file: Path, options: Any) -> int
             return 3
         load_wall, load_cpu = time.perf_counter() - t0, cpu_seconds() - c0
         rss_loaded = rss_mb()
+        # children started while loading (torch's import runs ldconfig) inherit the worker's RSS in their
+        # ru_maxrss; only a child of the reads (Tesseract) counts, and only above that
+        _, child_at_load = peak_rss_mb()
         warm_wall = 0.0
         if items:
             first = items[0]
@@ -136,6 +139,7 @@ def run(engine_name: str, items_file: Path, out_file: Path, options: Any) -> int
             # (a 112 MB and a 144 MB PNG in the framed set) would sit in every engine's peak RSS together
             del data, reading
         own, child = peak_rss_mb()
+        child = child if child > child_at_load else 0.0
         out.write(
             json.dumps(
                 {

@@ -286,3 +286,29 @@ def test_the_report_gives_each_engine_its_confidence_line() -> None:
     lines = [ln for ln in md.splitlines() if "serial confidence" in ln]
     assert len(lines) == 1 and lines[0].startswith("marktrace serial confidence")
     assert "at ≥ 0.9: 1 reads, 100.0% right" in lines[0] and "below 0.6: 2 reads, 50.0% right" in lines[0]
+
+
+@pytest.mark.parametrize(("read", "truth", "exact"), [
+    ("SN1234567", "SN 1234567", True),  # a peer's line that runs the label into the digits
+    ("SERIAL04412", "SERIAL 04412", True),
+    ("SER 1234", "SER. 1234", True),
+    ("1234567", "SN 1234567", True),
+    ("SN123456", "123456", False),  # no label in the truth: SN is part of what was read
+    ("SN1234568", "SN 1234567", False),
+])
+def test_a_label_is_removed_from_a_read_as_from_the_truth(read: str, truth: str, exact: bool) -> None:
+    assert score(read, truth)["exact"] is exact
+    if exact:
+        assert cer(read, truth) == 0.0
+    assert closest_line(["MADE IN ITALY", read], truth) == read
+
+
+def test_an_item_without_a_serial_is_a_wrong_read_at_confidence_zero() -> None:
+    from bench.metrics import confidence_scores
+
+    rows = [{"exact": True, "fields": {"serial_confidence": 0.95}}, {"exact": False, "fields": {}},
+            {"exact": False, "error": "boom"}]
+    scores = confidence_scores(rows)
+    assert scores is not None and scores["n"] == 3
+    assert scores["unsure"] == {"below": 0.6, "n": 2, "right": 0.0} and scores["auroc"] == 1.0
+    assert confidence_scores([{"exact": True, "fields": {}}]) is None  # an engine without confidences
