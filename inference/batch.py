@@ -35,7 +35,10 @@ class OutputFileError(ValueError):
 
 
 class ModelLoadError(RuntimeError):
-    """The reader's models cannot be loaded (missing or unreadable file, wrong checksum or metadata)."""
+    """The reader cannot start.
+
+    A model file is missing, unreadable or fails its checksum or metadata, or a lab registry file does not validate.
+    """
 
 
 MODEL_LOAD_ERRORS = (ValueError, OSError, LookupError)
@@ -51,7 +54,7 @@ def load_reader(settings: ReaderSettings) -> MarkingReader:
     try:
         return MarkingReader.from_settings(settings)
     except MODEL_LOAD_ERRORS as exc:
-        raise ModelLoadError(f"cannot load the models: {exc}") from exc
+        raise ModelLoadError(f"cannot start the reader: {exc}") from exc
 
 
 def check_output(out: Path) -> None:

@@ -62,6 +62,15 @@ class Variant(StrEnum):
 
 VariantOpt = Annotated[Variant, typer.Option(help="Shipped model variant: auto (INT8 on the CPU), fp32 or int8")]
 
+RegistryOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--registry",
+        help="A lab's own registry file (YAML in the format of inference/registry/makers.yaml: makers, importers, "
+        "their marks and models), read with the bundled one; repeatable",
+    ),
+]
+
 LexiconOpt = Annotated[
     bool,
     typer.Option(
@@ -124,6 +133,7 @@ def _settings(
     restoration: bool = False,
     overstamp_flags: bool = False,
     lexicon: bool = True,
+    registry: list[Path] | None = None,
 ) -> ReaderSettings:
     return ReaderSettings(
         detector=detector,
@@ -136,6 +146,7 @@ def _settings(
         restoration=restoration,
         flag_alterations=overstamp_flags,
         lexicon_makers=lexicon,
+        registry_files=tuple(registry or ()),
     )
 
 
@@ -151,6 +162,7 @@ def read(
     restoration: RestorationOpt = False,
     overstamp_flags: OverstampOpt = False,
     lexicon: LexiconOpt = True,
+    registry: RegistryOpt = None,
 ) -> None:
     """Read the markings of a few photos and print the serial number and lines of each.
 
@@ -161,7 +173,8 @@ def read(
     from marktrace.inference.items import discover_items
 
     settings = _settings(
-        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
+        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon,
+        registry,
     )
     try:
         reader = load_reader(settings)
@@ -256,6 +269,7 @@ def batch(
     restoration: RestorationOpt = False,
     overstamp_flags: OverstampOpt = False,
     lexicon: LexiconOpt = True,
+    registry: RegistryOpt = None,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
     from marktrace.inference.batch import ModelLoadError, OutputFileError, check_output
@@ -270,7 +284,8 @@ def batch(
         _fail(f"--save-enhanced {save_enhanced} lies inside {folder}: its views would be read as photos by the next "
               "run; choose a folder outside it")
     settings = _settings(
-        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon
+        detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon,
+        registry,
     )
     try:
         summary = _run_batch_with_progress(folder, out, settings, workers)

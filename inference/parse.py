@@ -140,7 +140,15 @@ _CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
     _cal(_N + r"\.?38\s*SUPER\b", ".38 Super"),
     _cal(_N + r"\.?38\s*(?:S\s*&\s*W)\b", ".38 S&W"),
     _cal(_N + r"\.?44\s*(?:REM(?:INGTON)?\s*)?MAG(?:NUM)?\b", ".44 Magnum"),
-    _cal(_N + r"\.?44\s*(?:SPL|SPECIAL)\b", ".44 Special"),
+    _cal(_N + r"\.?44\s*(?:S\s*&\s*W\s*)?(?:SPL|SPECIAL)\b", ".44 Special"),
+    # cartridges named after a maker: the maker's name here is a calibre, not who made the gun
+    _cal(_N + r"\.?375\s*H\s*&\s*H(?:\s*MAG(?:NUM)?)?\b", ".375 H&H Magnum"),
+    _cal(_N + r"\.?300\s*H\s*&\s*H(?:\s*MAG(?:NUM)?)?\b", ".300 H&H Magnum"),
+    _cal(_N + r"\.?460\s*S\s*&\s*W(?:\s*MAG(?:NUM)?)?\b", ".460 S&W Magnum"),
+    _cal(_N + r"\.?500\s*S\s*&\s*W(?:\s*MAG(?:NUM)?)?\b", ".500 S&W Magnum"),
+    _cal(_N + r"\.?44\s*S\s*&\s*W(?:\s*MAG(?:NUM)?)?\b", ".44 Magnum"),
+    _cal(_N + r"\.?300\s*(?:WEATHERBY|WBY)(?:\s*MAG(?:NUM)?)?\b", ".300 Weatherby Magnum"),
+    _cal(_N + r"\.?257\s*(?:WEATHERBY|WBY)(?:\s*MAG(?:NUM)?)?\b", ".257 Weatherby Magnum"),
     _cal(_N + r"\.?22\s*(?:WMR|W\.M\.R\.?|WIN\s*MAG(?:NUM)?|MAG(?:NUM)?)\b", ".22 WMR"),
     _cal(_N + r"\.?22\s*(?:LR|L\.\s*R\.?|LONG\s*RIFLE)(?![A-Z])|\b5\.6\s*MM\b(?:\s*LR)?", ".22 LR"),
     _cal(_N + r"\.?22\s*SHORT\b", ".22 Short"),
@@ -876,8 +884,8 @@ class _Parser:
                     window = toks[s:s + n]
                     if not _letters_ok(window) or any(t in _FUZZY_STOP for t in window) or all(
                             t in _GENERIC_WORDS for t in window) or (
-                            st.state_at is not None and s <= st.state_at < s + n):
-                        continue
+                            st.state_at is not None and s <= st.state_at <= s + n):
+                        continue  # ... or the State of a U.S. address, or the town just before it (NEWINGTON NH)
                     key = compact(window)
                     if key in self.reg.model_keys:
                         continue  # an exact model name, not a misread maker
@@ -1350,9 +1358,11 @@ class _Parser:
         maker_lines: set[int] = set()
         if self.makers:
             best: dict[str, _Cand] = {}
+            corroborated = self._corroborated_makers()
             for c in self.makers:
                 specificity = min(1.0, 0.6 + 0.06 * len(compact(c.text.split())))
                 score = c.conf * (1 + 0.05 * c.extra.get("ntokens", 1)) * specificity
+                score *= 1.25 ** corroborated.get(c.value, 0)  # its model or its country read on the item
                 if c.value not in best or score > best[c.value].extra.get("_score", 0):
                     c.extra["_score"] = score
                     best[c.value] = c
@@ -1490,6 +1500,23 @@ class _Parser:
                 rec["other_markings"].append(_field(c, lines, sha))
         return rec
 
+    def _corroborated_makers(self) -> dict[str, int]:
+        """For each maker read, how many other readings of the item back it (0 to 2).
+
+        One of its models (a one- or two-token window of any line), and its country read as a country name.
+        Decides between makers that share a mark (``SIG SAUER``: the German and the U.S. company; a P365 is
+        the U.S. one).
+        """
+        windows = {compact(st.tokens[s:s + n]) for st in self.states for n in (1, 2)
+                   for s in range(len(st.tokens) - n + 1)}
+        countries = {c.value for c in self.countries if c.method in ("country_name", "country_name_confusable")}
+        out: dict[str, int] = {}
+        for maker_id in {c.value for c in self.makers}:
+            entry = self.reg.maker(maker_id)
+            models = self.reg.models_of(maker_id)
+            out[maker_id] = int(any(w in models for w in windows)) + int(entry.country in countries)
+        return out
+
     def _imports_from_makers(self, chosen: str) -> None:
         """Makers read on import marks name the importer of their line.
 
@@ -1497,10 +1524,13 @@ class _Parser:
         being read, one is also the manufacturer).
         """
         with_importer = {c.line for imp in self.imports if (c := imp.get("importer")) is not None}
+        chosen_spans = {(c.line, c.extra.get("span")) for c in self.makers if c.value == chosen}
         for c in sorted(self.makers, key=lambda x: -x.conf):
             ctx = c.extra.get("import_ctx")
             if not ctx or (c.value == chosen and ctx != "import_prefix") or c.line in with_importer:
                 continue
+            if c.value != chosen and (c.line, c.extra.get("span")) in chosen_spans:
+                continue  # the same mark read as the chosen maker (a mark two makers share): not an importer
             st = self.states[c.line]
             start, n = c.extra["span"]
             with_importer.add(c.line)

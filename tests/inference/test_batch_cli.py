@@ -348,10 +348,10 @@ def test_a_bad_model_file_is_refused_before_anything_is_written(tmp_path, worker
     result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--detector", str(bad), "--workers", workers])
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
-    assert "cannot load the models" in text and "detector.onnx" in text
+    assert "cannot start the reader" in text and "detector.onnx" in text
     assert not out.exists()  # no error line per item, so a corrected rerun reads them all
     result = runner.invoke(app, ["read", str(root / "a.png"), "--detector", str(bad)])
-    assert result.exit_code == 2 and "cannot load the models" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "cannot start the reader" in " ".join(result.output.split())
 
 
 def test_an_out_path_that_is_not_a_batch_jsonl_is_left_as_it_is(tmp_path, batch_module):
@@ -437,3 +437,28 @@ def test_a_linked_single_photo_keeps_its_name_in_a_batch(tmp_path, batch_module)
     (row,) = _rows(out).values()
     assert row["item"] == "rifle-serial.png" and row["files"] == ["rifle-serial.png"]
     assert row["sha256"] == {"rifle-serial.png": hashlib.sha256(photo).hexdigest()}
+
+
+def test_a_labs_registry_file_is_read_and_a_bad_one_refused_at_start(tmp_path):
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("makers:\n  - {id: lab-maker, name: Lab Maker, kind: manufacturer, country: NL, "
+                   "marks: [LABMAKER ARMS], models: [LM-1]}\n", encoding="utf-8")
+    root = tmp_path / "photos"
+    root.mkdir()
+    plate = np.full((120, 520), 150, np.uint8)
+    cv2.putText(plate, "LABMAKER ARMS", (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 40, 4)
+    cv2.imwrite(str(root / "a.png"), plate)
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--registry", str(lab), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    row = _rows(out)["a.png"]
+    assert row["status"] == "ok"
+    assert [line["text"] for line in row["lines"]] == ["LABMAKER ARMS"]
+    assert (row["record"].get("manufacturer") or {}).get("value") == "Lab Maker"  # known only from the lab's file
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("makers:\n  - {id: bad2, name: Bad, kind: manufacturer, country: XX, marks: [BAD ARMS]}\n")
+    out2 = tmp_path / "out2.jsonl"
+    result = runner.invoke(app, ["batch", str(root), "--out", str(out2), "--registry", str(bad), "--workers", "1"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "cannot start the reader" in text and "bad.yaml" in text
+    assert not out2.exists()

@@ -404,6 +404,18 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("IZHMASH | I987", {"year": 1987, "serial": None}),
     ("198O", {"year": 1980, "serial": None}),
     ("A987", {"serial": "A987", "year": None}),
+    # a mark two makers share is decided by a model or a country read on the item
+    ("SIG SAUER | P365 | 12345", {"maker": "SIG Sauer Inc.", "country": "US", "model": "P365"}),
+    ("SIG SAUER | MADE IN GERMANY | P226 | U123456", {"maker": "SIG Sauer", "country": "DE"}),
+    ("SIG SAUER EXETER NH | N024532", {"maker": "SIG Sauer Inc.", "country": "US", "importer": None}),
+    # a cartridge named after a maker is a calibre; a U.S. town before its State is not a misread maker
+    ("CZ 550 | CAL .375 H&H MAGNUM | MADE IN CZECH REPUBLIC",
+     {"maker": "Ceska zbrojovka", "calibre": ".375 H&H Magnum", "country": "CZ"}),
+    ("BFR | .500 S&W MAG", {"maker": None, "calibre": ".500 S&W Magnum"}),
+    ("CAL .300 WEATHERBY MAG", {"maker": None, "calibre": ".300 Weatherby Magnum"}),
+    ("NEWINGTON NH | 38JV9819", {"maker": None, "serial": "38JV9819"}),
+    # the Federal Republic of Yugoslavia was Serbia and Montenegro only
+    ("MADE IN SRJ", {"country": "RS", "country_alt": "ME"}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
