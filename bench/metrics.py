@@ -249,7 +249,7 @@ def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:
 
     The rendered texts are read by the record parser itself (text, not pixels), so the truth is the
     registry's canonical name for what was marked; a maker the registry lacks has no truth (None). The
-    manufacturer comes from the maker and country lines only (an import mark names the importer); the
+    manufacturer comes from the maker, country and model lines only (an import mark names the importer); the
     country, when no country line was marked, also from the import mark, whose country is the country
     of manufacture.
     """
@@ -261,7 +261,8 @@ def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:
         lines = [Line(text=t, confidence=1.0, box=[(0, 0), (1, 0), (1, 1), (0, 1)], file="truth") for t in texts]
         return parse_lines(lines, load_registry())
 
-    texts = [t for t in (extra.get("maker"), extra.get("country")) if t]
+    # the model line too: it decides between makers that share a mark (SIG SAUER with a P365 is SIG Sauer Inc.)
+    texts = [t for t in (extra.get("maker"), extra.get("country"), extra.get("model")) if t]
     parsed = parse(texts)
     maker = parsed.get("manufacturer")
     country = parsed.get("country_of_manufacture")

@@ -441,7 +441,7 @@ def load_items(folder: Path, set_name: str) -> list[BenchItem]:
             raise ValueError(f"{root / MANIFEST}:{no}: image(s) missing: {missing or item_id}")
         by_role = {ln.role: ln.text for ln in reversed(entry.lines)}
         extra: dict[str, Any] = {"maker": by_role.get("maker"), "country": by_role.get("country"),
-                                 "import": by_role.get("import")}
+                                 "import": by_role.get("import"), "model": by_role.get("model")}
         per_line = meta.get("overstamped_chars")
         if isinstance(per_line, list) and len(per_line) == len(entry.lines):
             serial_index = next(i for i, ln in enumerate(entry.lines) if ln.role == "serial")
