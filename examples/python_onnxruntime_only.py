@@ -236,6 +236,9 @@ def read_photo(path: Path, models: Path, variant: str = "int8") -> dict[str, Any
         confidence = round(conf * min(1.0, detections[i]["score"] / 0.8), 4)
         lines.append({"text": text, "confidence": confidence, "box": box})
     lines.sort(key=lambda ln: (round(min(p[1] for p in ln["box"]) / 20), min(p[0] for p in ln["box"])))
+    h, w = gray.shape
+    for line in lines:  # boxes grown past the photo's edge are clipped to it (after the reading order is set)
+        line["box"] = [[min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))] for x, y in line["box"]]
     return {"file": str(path), "lines": lines}
 
 

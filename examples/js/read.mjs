@@ -446,6 +446,8 @@ export async function readPhoto(file, modelsDir, variant = "int8") {
   }
   const key = (l) => [pyRound(Math.min(...l.box.map((p) => p[1])) / 20), Math.min(...l.box.map((p) => p[0]))];
   lines.sort((a, b) => key(a)[0] - key(b)[0] || key(a)[1] - key(b)[1]);
+  // boxes grown past the photo's edge are clipped to it (after the reading order is set)
+  for (const l of lines) l.box = l.box.map(([x, y]) => [Math.min(Math.max(x, 0), img.width), Math.min(Math.max(y, 0), img.height)]);
   return { file, lines };
 }
 
