@@ -248,11 +248,19 @@ def _as_read(text: str, line_text: str) -> str:
 
     The parser's own form when the line does not hold it letter for letter (accents dropped, spacing changed).
     """
-    per_char = [normalize_text(ch) for ch in line_text]  # upper case, accents dropped: Česká -> CESKA
-    if not text or any(len(ch) != 1 for ch in per_char):
-        return text
-    at = "".join(per_char).find(text)
+    folded = _folded(line_text)
+    at = folded.find(text) if text and folded is not None else -1
     return line_text[at:at + len(text)] if at >= 0 else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(line_text: str) -> str | None:
+    """``line_text`` upper-cased with accents dropped, character for character (Česká -> CESKA).
+
+    None when some character does not fold to exactly one.
+    """
+    per_char = [normalize_text(ch) for ch in line_text]
+    return None if any(len(ch) != 1 for ch in per_char) else "".join(per_char)
 
 
 def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> RecordField:
