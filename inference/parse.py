@@ -1348,6 +1348,11 @@ class _Parser:
             c.conf *= 0.9
             c.value = new
             c.flags = [*c.flags, *flags]
+        if len(value) >= 3 and value[0] in CONFUSABLE_DIGIT_TO_LETTER and value[1].isalpha():
+            # a leading digit before letters may be a misread letter of a letter prefix ('8HZ123' for 'BHZ123')
+            lettered = CONFUSABLE_DIGIT_TO_LETTER[value[0]] + value[1:]
+            if lettered != c.value and all(a.value != lettered for a in c.alternatives):
+                c.alternatives.append(Alternative(value=lettered, confidence=round(c.conf * 0.4, 4)))
         return c
 
     # -------------------------------------------------------------- assemble

@@ -416,6 +416,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("NEWINGTON NH | 38JV9819", {"maker": None, "serial": "38JV9819"}),
     # the Federal Republic of Yugoslavia was Serbia and Montenegro only
     ("MADE IN SRJ", {"country": "RS", "country_alt": "ME"}),
+    # a leading digit before letters may be a misread letter of the prefix: offered as an alternative
+    ("GLOCK | 8HZ123", {"serial_alt": "BHZ123"}),
+    ("GLOCK | 5SA456", {"serial_alt": "SSA456"}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
