@@ -42,7 +42,7 @@ def normalize_prediction(prediction: str, truth: str) -> str:
     """
     t = normalize_serial(truth)
     plain = normalize_serial(prediction)
-    if len(normalize_serial(truth)) == len(re.sub(r"\s+", "", truth)):
+    if len(t) == len(re.sub(r"\s+", "", truth)):  # no label on the truth
         return plain
     loose = re.sub(r"\s+", "", _LOOSE_LABEL.sub("", prediction))
     return min((plain, loose), key=lambda p: levenshtein(p, t))

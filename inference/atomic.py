@@ -1,37 +1,63 @@
-"""Crash-safe file writes: a file is either absent, its old content, or its whole new content."""
+"""Crash-safe file writes: a file is either absent, its old content, or its whole new content.
+
+A temporary file in the same folder is written, flushed to disk and put in place with ``os.replace``; the
+folder entry is synced after. Used by the reader (saved views and their trails) and by training run folders.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder.
+def _temp_path(path: Path) -> Path:
+    """A fresh, hidden temporary name beside ``path`` (same folder, so ``os.replace`` is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
-    The temporary file is flushed to disk before it replaces ``path`` and the folder entry is synced after,
-    so a power loss never leaves a half-written or empty file under the final name, and two processes
-    writing the same path never rename each other's partial file into place.
 
-    Raises:
-        OSError: the file could not be written (the temporary file is removed; ``path`` is unchanged).
-    """
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):  # not every file system lets a folder be opened and synced
-        folder = os.open(path.parent, os.O_RDONLY)
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk where the platform allows it."""
+    with suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(folder)
+            os.fsync(fd)
         finally:
-            os.close(folder)
+            os.close(fd)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """A binary handle whose content replaces ``path`` atomically when the block ends without an error.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, then ``os.replace`` puts it
+    in place: readers (and a crash at any moment) see either the old file or the complete new one. On an
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = _temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    atomic_write_bytes(path, text.encode(encoding))

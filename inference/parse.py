@@ -982,7 +982,8 @@ class _Parser:
                 code, historic = hit
                 if code != "US" and st.state_at is not None and s + n == st.state_at:
                     continue  # '<place> <U.S. State>': a U.S. town (GEORGIA VT), not a country
-                if _us_state_named(toks, s, n, code, self._made_in(st, s)[0] > 0):
+                ctx, ctx_flag = self._made_in(st, s)
+                if _us_state_named(toks, s, n, code, ctx > 0):
                     st.used[s:s + n] = ["us_state"] * n
                     s += n
                     matched = True
@@ -991,7 +992,6 @@ class _Parser:
                     s += n
                     matched = True
                     break
-                ctx, ctx_flag = self._made_in(st, s)
                 if ctx_flag:
                     flags.append(ctx_flag)
                 made_in = ctx > 0 or any(key.startswith(p) for p in _MADE_IN_PHRASES)

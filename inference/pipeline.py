@@ -23,7 +23,7 @@ from marktrace.inference.assemble import (
     reads_agree,
     serial_consensus,
 )
-from marktrace.inference.atomic import write_atomically
+from marktrace.inference.atomic import atomic_write_bytes
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
@@ -527,7 +527,7 @@ class MarkingReader:
             lines=[clip_line_box(line, shown) for line in best.lines],
             views=views,
             images={
-                img.path: ImageInfo(width=size_shown(img)[0], height=size_shown(img)[1],
+                img.path: ImageInfo(width=shown[img.path][0], height=shown[img.path][1],
                                     stored_width=img.original_size[0], stored_height=img.original_size[1],
                                     exif_transposed=img.exif_transposed, decoded_gray=img.decoded_gray)
                 for img in images
@@ -858,9 +858,9 @@ class MarkingReader:
         pixels = f"-{view.trail.sha256[:12]}" if view.trail is not None else ""
         stem = view.name.replace(":", "_").replace("/", "_") + pixels
         image_path = target / f"{stem}.png"
-        write_atomically(image_path, png)
+        atomic_write_bytes(image_path, png)
         view = view.model_copy(update={"file": str(image_path)})
-        write_atomically(target / f"{stem}.trail.json", view.model_dump_json(indent=2).encode("utf-8"))
+        atomic_write_bytes(target / f"{stem}.trail.json", view.model_dump_json(indent=2).encode("utf-8"))
         return view
 
     def read_with_views(

@@ -740,10 +740,7 @@ def least_squares_normals(images: np.ndarray | Sequence[np.ndarray], lights: np.
     n, h, w = stack.shape
     L = _unit_lights(lights, n)
     pinv = np.linalg.pinv(L).astype(np.float32)  # (3, N)
-    g = np.zeros((h, w, 3), np.float32)
-    for i in range(n):
-        for k in range(3):
-            g[..., k] += pinv[k, i] * stack[i]
+    g = _sum_over_photos(pinv, stack.reshape(n, -1)).T.reshape(h, w, 3)
     return _normals_and_albedo(g)
 
 
