@@ -207,6 +207,14 @@ class MarktraceNoRecutEngine(MarktraceEngine):
     overrides = {"serial_crop_pads": ()}
 
 
+class MarktraceNoExtendEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) reading a photo's serial line from its detected box only (no ``serial_extensions``:
+    no box grown along the line where the detector ended it inside the marking)."""
+
+    name = "marktrace-noextend"
+    overrides = {"serial_extensions": ()}
+
+
 class MarktraceNoConsensusEngine(MarktraceEngine):
     """marktrace (``auto`` variant) choosing a multi-light item's serial by its most confident read, not a vote."""
 
@@ -334,6 +342,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-nozoom": MarktraceNoZoomEngine,
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "marktrace-norecut": MarktraceNoRecutEngine,
+    "marktrace-noextend": MarktraceNoExtendEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

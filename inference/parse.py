@@ -273,6 +273,10 @@ def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> Record
 _FUZZY_STOP = frozenset({"MADE", "IN", "CAL", "CALIBRE", "CALIBER", "MODEL", "MOD", "SN", "S/N", "NO", "SER",
                          "SERIAL", "PAT", "PATENT", "PATENTED", "PROOF", "PROOFED", "TYPE", "BY"})
 
+_NUMBERED_MARK = re.compile(r"^([A-Z]{2,5})(\d{1,4})$")
+"""A proof mark glued to its number (``PTB312``); taken only for marks the registry lists as ``numbered``."""
+_APPROVAL_NUMBER = re.compile(r"^\d{1,4}$")
+"""The number after a numbered proof mark (``PTB 312``)."""
 FUZZY_RATIO = 0.25
 """Approximate matches of marks and country names: glyph-weighted edits per character of the reference
 (:func:`marktrace.inference.registry.allowed_edits`: none up to three characters, one for four)."""
@@ -1180,8 +1184,20 @@ class _Parser:
                 st.used[k] = "year"
                 continue
             proof = self.reg.proof_mark(compact([tok]))
+            glued = _NUMBERED_MARK.match(tok) if proof is None else None
+            if glued is not None:  # 'PTB312': a numbered mark read without its space
+                proof = self.reg.proof_mark(glued.group(1))
+                if proof is None or not proof.numbered:
+                    proof = None
             if proof is not None:
-                self.proofs.append(_Cand(proof.mark, st.conf * 0.7, i, tok, "proof_mark_text",
+                marked, value = tok, proof.mark
+                if glued is not None:
+                    value = f"{proof.mark} {glued.group(2)}"
+                elif proof.numbered and k + 1 < len(toks) and not st.used[k + 1] and _APPROVAL_NUMBER.match(toks[k + 1]):
+                    # 'PTB 312': the approval number belongs to the mark (not a serial, not a year)
+                    marked = value = f"{tok} {toks[k + 1]}"
+                    st.used[k + 1] = "proof"
+                self.proofs.append(_Cand(value, st.conf * 0.7, i, marked, "proof_mark_text",
                                          extra={"meaning": proof.meaning, "country": proof.country}))
                 st.used[k] = "proof"
                 continue

@@ -32,12 +32,20 @@ from marktrace.inference.items import Item
 from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
 from marktrace.inference.reader import LightDirections
-from marktrace.inference.recognize import batch_line_crops
+from marktrace.inference.recognize import WIDTH_MULTIPLE, batch_line_crops
 from marktrace.inference.schema import Alternative, CharAlternatives, ImageInfo, ItemResult, Line, TrailStep, View
 
 CROP_PAD_X = 0.2
 CROP_PAD_Y = 0.1
 """Margins (in line heights) added around a detected line before it is cut for the recognizer."""
+EXTENSION_MIN_CHAR = 0.8
+"""The least confidence of each character a grown serial box adds (:attr:`ReaderSettings.serial_extensions`)."""
+EXTENSION_MAX_DROP = 0.01
+"""How far a grown serial box's line confidence may fall below the first read's and the read still be kept."""
+EXTENSION_STRIP_OVERLAP = 1.0
+"""How far (line heights) the screening strip at an end of the serial line reaches back into its box."""
+EXTENSION_EDGE_MARGIN = 0.1
+"""How far (line heights) beyond the box's edge a screening strip's character must lie to count as new."""
 
 MAX_BATCH = 16
 MAX_WIDTH_RATIO = 1.35
@@ -120,6 +128,13 @@ class ReaderSettings:
     ``cut_disagreement`` with every cut's read and serial when they differ): the recognizer reads some lines
     differently from crops a few pixels apart, and such reads are far less often right. Costs one recognizer batch
     of the serial line; ``()`` turns both off (see README, "Reading photos")."""
+    serial_extensions: tuple[float, ...] = (0.75, 1.5)
+    """A single photo's serial line is also read from its box grown along the line by these many line heights, at
+    its start and at its end separately (smallest first): the detector sometimes ends a box inside the marking
+    (``KE18608`` for ``6KE18608``). A grown read is kept when it reads the same characters plus new ones at that end,
+    each at least :data:`EXTENSION_MIN_CHAR`, at a line confidence no more than :data:`EXTENSION_MAX_DROP` below the
+    first read's, and the serial it gives contains the first one (flag ``read_extended``; the box grows with it).
+    Costs at most one recognizer call per grown box; ``()`` turns it off (see README, "Reading photos")."""
     max_photometric_views: int = 5
     max_stack_direct_reads: int = 12
     """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
@@ -451,6 +466,12 @@ class MarkingReader:
 
         cut_reads: dict[_CutKey, list[_CutRead]] = {}  # a serial line's reads with every margin, by (file, box)
         cuts_on = len(images) < 3 and bool(self.settings.serial_crop_pads)
+        if cuts_on and self.settings.serial_extensions:
+            t_extend = time.perf_counter()
+            position, (reference, direct) = max(enumerate(zip(images, attempts, strict=False)),
+                                                key=lambda p: _serial_confidence(p[1][1]))
+            attempts[position] = self._extended_attempt(reference, direct)
+            timings["extend_ms"] = _ms(t_extend)
         if cuts_on:
             t_recut = time.perf_counter()
             reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
@@ -550,17 +571,94 @@ class MarkingReader:
         The cuts come from the region they cover, made gray once there (not the whole of a large photo).
         """
         quads = [pad_quad(np.asarray(box, np.float32), px, py) for px, py in margins]
+        reads, crops = self._read_quads(image, quads)
+        if not reads:
+            return []
+        return [_CutRead(margin, text, crop) for margin, text, crop in zip(margins, reads, crops, strict=True)]
+
+    def _read_quads(
+        self, image: LoadedImage, quads: Sequence[np.ndarray]
+    ) -> tuple[list[DecodedText], list[np.ndarray]]:
+        """Read the regions ``quads`` (cut corners, reading order, the photo's pixels) of ``image`` in one batch.
+
+        The cuts come from the region they cover, made gray once there (not the whole of a large photo); nothing
+        is read (two empty lists) when that region is degenerate.
+        """
         corners = np.concatenate(quads)
         h, w = image.image.shape[:2]
         x0, y0 = (max(0, int(np.floor(v)) - 2) for v in corners.min(axis=0))
         x1, y1 = (min(lim, int(np.ceil(v)) + 3) for v, lim in zip(corners.max(axis=0), (w, h), strict=True))
         if x1 - x0 < 2 or y1 - y0 < 2:
-            return []
+            return [], []
         region = to_gray(image.image[y0:y1, x0:x1])
         origin = np.array([x0, y0], np.float32)
         crops = [rectify_line(region, q - origin, self.height, self.settings.max_line_width) for q in quads]
-        reads = self.recognize(crops)
-        return [_CutRead(margin, text, crop) for margin, text, crop in zip(margins, reads, crops, strict=True)]
+        return self.recognize(crops), crops
+
+    def _extended_attempt(self, image: LoadedImage, direct: _Attempt) -> _Attempt:
+        """``direct`` with its serial line read from a box grown along the line, where that reads more of it.
+
+        See :attr:`ReaderSettings.serial_extensions`. A cheap screen first: a short strip at each end (grown by the
+        largest amount, reaching :data:`EXTENSION_STRIP_OVERLAP` line heights back into the box) is read, and only an
+        end where that strip shows a confident character beyond the box's edge (:func:`characters_beyond`) has its
+        whole grown line read, at every amount. Returns ``direct`` itself when the serial's line is not one of its
+        lines on ``image``, no grown read passes, or the serial parsed from the grown read does not contain the first.
+        """
+        index = self._serial_line(direct, [image.path])
+        serial = direct.record.get("serial_number")
+        if direct.view != "original" or index is None or len(direct.decoded) != len(direct.lines) or not isinstance(
+                serial, dict):
+            return direct
+        line, first = direct.lines[index], direct.decoded[index]
+        box = np.asarray(line.box, np.float32)
+        amounts = sorted(self.settings.serial_extensions)
+        strips = [end_strip(box, end, amounts[-1], EXTENSION_STRIP_OVERLAP) for end in ("start", "end")]
+        reads, crops = self._read_quads(image, [pad_quad(q, CROP_PAD_X, CROP_PAD_Y) for q in strips])
+        ends = [end for (end, strip), read, cut in zip(zip(("start", "end"), strips, strict=True), reads, crops,
+                                                        strict=False)
+                if characters_beyond(read, cut.shape[1], end, box, strip, amounts[-1])]
+        if not ends:
+            return direct
+        # the grown lines of those ends, in one recognizer batch; the largest that passes at each end wins
+        tries = [(end, amount) for end in ends for amount in amounts]
+        reads, crops = self._read_quads(image, [pad_quad(grow_along(box, end, amount), CROP_PAD_X, CROP_PAD_Y)
+                                                for end, amount in tries])
+        best: dict[str, tuple[float, DecodedText, np.ndarray]] = {}
+        for (end, amount), read, cut in zip(tries, reads, crops, strict=False):
+            if extension_accepted(best[end][1] if end in best else first, read, end):
+                best[end] = (amount, read, cut)
+        if not best:
+            return direct
+        grown = {end: best[end][0] if end in best else 0.0 for end in ("start", "end")}
+        end = max(best, key=lambda e: best[e][1].confidence)
+        _, text, crop = best[end]
+        if len(best) == 2:  # both ends grew: read the box grown at both, kept when it extends the start's read
+            both = grow_along(grow_along(box, "start", grown["start"]), "end", grown["end"])
+            reads, crops = self._read_quads(image, [pad_quad(both, CROP_PAD_X, CROP_PAD_Y)])
+            if reads and extension_accepted(best["start"][1], reads[0], "end"):
+                text, crop = reads[0], crops[0]
+            else:  # only the more confident end's growth is kept
+                grown["end" if end == "start" else "start"] = 0.0
+        box = grow_along(grow_along(box, "start", grown["start"]), "end", grown["end"])
+        detector_factor = min(1.0, line.confidence / first.confidence) if first.confidence > 0 else 1.0
+        fresh = _to_line(text, box, line.file, line.view, line.model or self.model_label, 0.8 * detector_factor)
+        if self.settings.flag_alterations and crop is not None:
+            fresh.alterations = _alterations(crop, text, self._flag_warning)
+        lines = [*direct.lines[:index], fresh, *direct.lines[index + 1 :]]
+        decoded = [*direct.decoded[:index], text, *direct.decoded[index + 1 :]]
+        record = build_record(lines, {image.path: image.sha256}, self.registry, method=direct.method, view=direct.view)
+        grown_serial = record.get("serial_number")
+        first_value = str(serial.get("value") or "")
+        if not isinstance(grown_serial, dict) or not first_value or first_value not in str(grown_serial.get("value")):
+            return direct
+        flag = {"kind": "read_extended", "start_line_heights": grown["start"], "end_line_heights": grown["end"],
+                "first_read": first.text, "first_box": [list(p) for p in line.box],
+                "note": "the detected box ended inside the marking: the line was read again from the box grown along "
+                        "it by these line heights, which read the same characters and more; the box is the grown one"}
+        for value in record.values():
+            if isinstance(value, dict) and (value.get("evidence") or {}).get("line_text") == fresh.text:
+                value["flags"] = [*(value.get("flags") or []), dict(flag)]
+        return _Attempt(lines=lines, record=record, method=direct.method, view=direct.view, decoded=decoded)
 
     def _recut_attempt(
         self, image: LoadedImage, direct: _Attempt, cut_reads: dict[_CutKey, list[_CutRead]]
@@ -1069,6 +1167,101 @@ def orientation_flips(gains: Sequence[float], direction_confidences: Sequence[fl
         vote = (total - gain) / (len(gains) - 1) if len(gains) > 1 else 0.0
         flips.append(gain + vote > FLIP_MARGIN * confidence)
     return flips
+
+
+def grow_along(quad: np.ndarray, end: str, line_heights: float) -> np.ndarray:
+    """``quad`` (four corners in reading order) grown along its line by ``line_heights`` at its ``start`` or ``end``."""
+    grown = np.asarray(quad, np.float32).copy()
+    along = grown[1] - grown[0]
+    length = float(np.linalg.norm(along))
+    if line_heights <= 0 or length == 0:
+        return grown
+    step = along / length * float(np.linalg.norm(grown[3] - grown[0])) * line_heights
+    if end == "start":
+        grown[[0, 3]] -= step
+    else:
+        grown[[1, 2]] += step
+    return grown
+
+
+def end_strip(quad: np.ndarray, end: str, line_heights: float, overlap: float) -> np.ndarray:
+    """A short strip at one end of ``quad`` (reading order), to screen that end for characters the box left out.
+
+    It is grown by ``line_heights`` beyond the edge and reaches ``overlap`` line heights back inside (at most the
+    whole box).
+    """
+    q = np.asarray(quad, np.float32)
+    along = q[1] - q[0]
+    length = float(np.linalg.norm(along))
+    height = float(np.linalg.norm(q[3] - q[0]))
+    if length == 0:
+        return grow_along(q, end, line_heights)
+    inside = along / length * min(overlap * height, length)
+    grown = grow_along(q, end, line_heights)
+    if end == "start":
+        grown[1], grown[2] = q[0] + inside, q[3] + inside
+    else:
+        grown[0], grown[3] = q[1] - inside, q[2] - inside
+    return grown
+
+
+def characters_beyond(read: DecodedText, crop_width: int, end: str, box: np.ndarray, strip: np.ndarray,
+                      line_heights: float) -> bool:
+    """Whether the read of an :func:`end_strip` shows a confident character beyond ``box``'s edge.
+
+    That is a letter or digit of at least :data:`EXTENSION_MIN_CHAR` whose place lies beyond the edge by
+    :data:`EXTENSION_EDGE_MARGIN` line heights (the strip cut with :data:`CROP_PAD_X`, :data:`CROP_PAD_Y`).
+    A character's place is the centre of its time step: the recognizer's steps split the right-padded batch width
+    (``crop_width`` rounded up to :data:`~marktrace.inference.recognize.WIDTH_MULTIPLE`) evenly, one step fewer
+    than the width holds, as the CRNN's pooling leaves it.
+    """
+    if read.probs is None or not read.text:
+        return False
+    batch_width = int(np.ceil(crop_width / WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+    step_width = batch_width / (read.probs.shape[0] + 1)
+    strip_length = float(np.linalg.norm(strip[1] - strip[0]))
+    if strip_length == 0:
+        return False
+    height = float(np.linalg.norm(np.asarray(box, np.float32)[3] - np.asarray(box, np.float32)[0]))
+    # the strip's crop spans the strip and CROP_PAD_X line heights either side; pixels per line height along it
+    per_height = crop_width / (strip_length / max(height, 1e-6) + 2 * CROP_PAD_X)
+    if end == "start":
+        edge = (CROP_PAD_X + line_heights - EXTENSION_EDGE_MARGIN) * per_height
+    else:
+        edge = (strip_length / max(height, 1e-6) - line_heights + CROP_PAD_X + EXTENSION_EDGE_MARGIN) * per_height
+    for ch, confidence, step in zip(read.text, read.char_confidences, read.char_steps, strict=False):
+        if not ch.isalnum() or confidence < EXTENSION_MIN_CHAR:
+            continue
+        centre = (step + 1) * step_width
+        if (end == "start" and centre < edge) or (end == "end" and centre > edge):
+            return True
+    return False
+
+
+def extension_accepted(first: DecodedText, grown: DecodedText, end: str) -> bool:
+    """Whether the read of a grown box (:func:`grow_along` at ``end``) extends ``first``.
+
+    It must read the same characters (spaces aside) and new ones at that end only, letters, digits or inner hyphens,
+    each at least :data:`EXTENSION_MIN_CHAR`, at a line confidence at most :data:`EXTENSION_MAX_DROP` below
+    ``first``'s.
+    """
+    old = "".join(first.text.split())
+    chars = [(ch, c) for ch, c in zip(grown.text, grown.char_confidences, strict=False) if not ch.isspace()]
+    new = "".join(ch for ch, _ in chars)
+    added = len(new) - len(old)
+    if added <= 0 or not old or grown.confidence < first.confidence - EXTENSION_MAX_DROP:
+        return False
+    if end == "start":
+        if not new.endswith(old):
+            return False
+        extra = chars[:added]
+        outer = extra[0][0]
+    else:
+        if not new.startswith(old):
+            return False
+        extra = chars[-added:]
+        outer = extra[-1][0]
+    return outer.isalnum() and all((ch.isalnum() or ch == "-") and c >= EXTENSION_MIN_CHAR for ch, c in extra)
 
 
 def _score(text: DecodedText) -> float:

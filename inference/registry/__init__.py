@@ -345,6 +345,9 @@ class ProofMark(_Entry):
     mark: str
     meaning: str
     country: str | None = None
+    numbered: bool = False
+    """Whether the mark is followed by a number that belongs to it (``PTB 312``: an approval number), so that
+    number is part of the proof mark and not a serial or a year."""
 
 
 class MakerMatch(BaseModel):

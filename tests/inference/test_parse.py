@@ -307,6 +307,22 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("DE HK 05 11 12345 09", {"country": "DE", "maker": "Heckler & Koch", "year": 2005, "serial": "12345"}),
     ("MADE IN ITALY  CAL. 9x19  CN", {"country": "IT", "calibre": "9x19mm", "year": 2015}),
     ("P. BERETTA GARDONE V.T. | PSF BM", {"maker": "Beretta", "year": 1999, "proof": "PSF"}),
+    # a numbered proof mark keeps its number (a German PTB approval), spaced or glued; no serial, no year from it
+    ("Sig Sauer EXETER NH | V8309F | PTB 312", {"serial": "V8309F", "proof": "PTB 312"}),
+    ("7425KW | PTB312", {"serial": "7425KW", "proof": "PTB 312"}),
+    ("PTB 555 | AB5678", {"serial": "AB5678", "proof": "PTB 555"}),
+    ("CZ 58 3093 | PTB 1997", {"year": None, "proof": "PTB 1997"}),
+    # model names of the registry are not serials, with or without the maker's line
+    (".22 LR | 7425KW | VIS 100 | IMP IMPORTED BY CZ-USA KS 1997", {"serial": "7425KW"}),
+    ("FB RADOM | 7425KW | VIS 100", {"serial": "7425KW", "maker": "Fabryka Broni Łucznik-Radom", "model": "VIS 100"}),
+    ("PIETRO BERETTA | 7425KW | AL391", {"serial": "7425KW", "model": "AL391"}),
+    ("ROSSI | 7425KW | R461", {"serial": "7425KW", "model": "R461"}),
+    ("SIG ARMS AG | 7425KW | SG 543", {"serial": "7425KW", "model": "SG 543", "country": "CH"}),
+    # SIG Arms AG is the Swiss company (Neuhausen; Swiss Arms AG from 2000); SIGARMS Inc. was its U.S. arm
+    ("SIG ARMS AG | NEUHAUSEN SWITZERLAND | 12345", {"maker": "SIG (Schweizerische Industrie-Gesellschaft) / Swiss Arms",
+                                                    "country": "CH"}),
+    ("SIG ARMS AG | SG 550 | 12345", {"maker": "SIG (Schweizerische Industrie-Gesellschaft) / Swiss Arms"}),
+    ("SIGARMS INC | P229 | 12345", {"maker": "SIG Sauer Inc.", "country": "US"}),
     ("FABARM BRESCIA | XXIV", {"maker": "Fabarm", "year": 1968}),
     ("CN", {"country": None, "year": None}),
     ("GLOCK | CN", {"year": None}),

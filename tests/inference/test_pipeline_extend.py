@@ -1,0 +1,252 @@
+"""Reading a single photo's serial line again from its box grown along the line
+(``ReaderSettings.serial_extensions``): the detector sometimes ends a box inside the marking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
+
+
+def _decoded(text: str, confidence: float, chars: list[float] | None = None, steps: list[int] | None = None,
+             crop_width: int | None = None) -> Any:
+    """A decoding; with ``crop_width``, per-step probabilities of the length the recognizer gives such a crop."""
+    from marktrace.inference.ctc import DecodedText
+
+    per_char = chars if chars is not None else [confidence] * len(text)
+    probs = None if crop_width is None else np.zeros((int(np.ceil(crop_width / 8) * 8) // 4 - 1, 97), np.float32)
+    return DecodedText(
+        text=text,
+        confidence=confidence,
+        char_confidences=tuple(per_char),
+        char_alternatives=tuple(((ch, c),) for ch, c in zip(text, per_char, strict=True)),
+        char_steps=tuple(steps if steps is not None else range(len(text))),
+        probs=probs,
+    )
+
+
+def _direct(reader: Any, image: Any) -> Any:
+    attempt = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
+    assert isinstance(attempt.record.get("serial_number"), dict), "the fixture photo must give a serial"
+    return attempt
+
+
+def _serial_index(attempt: Any) -> int:
+    line_text = attempt.record["serial_number"]["evidence"]["line_text"]
+    return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
+
+
+def test_grow_along_moves_only_the_chosen_end_by_line_heights() -> None:
+    from marktrace.inference.pipeline import grow_along
+
+    quad = np.array([[10, 20], [110, 20], [110, 40], [10, 40]], np.float32)  # 100 long, 20 high
+    start = grow_along(quad, "start", 1.5)
+    assert np.allclose(start, [[-20, 20], [110, 20], [110, 40], [-20, 40]])
+    end = grow_along(quad, "end", 0.75)
+    assert np.allclose(end, [[10, 20], [125, 20], [125, 40], [10, 40]])
+    turned = np.array([[0, 0], [0, 100], [-20, 100], [-20, 0]], np.float32)  # reading downward
+    assert np.allclose(grow_along(turned, "end", 1.0)[[1, 2]], [[0, 120], [-20, 120]])
+    assert np.array_equal(grow_along(quad, "end", 0.0), quad)
+
+
+@pytest.mark.parametrize(
+    ("first", "grown", "end", "accepted"),
+    [
+        (("KE18608", 0.996), ("6KE18608", 0.997), "start", True),
+        (("SERIAL N6300", 1.0), ("SERIAL N63004", 0.994), "end", True),  # within the allowed drop
+        (("58 3093", 0.904), ("CZ 58 3093", 0.995), "start", True),  # a spaced letter block
+        (("ZFB-6241", 0.942), ("RZFB-6241", 0.906), "start", False),  # confidence fell
+        (("268563", 0.988), ("-268563", 0.99), "start", False),  # a hyphen at the outer end
+        (("268563", 0.95), ("268563.", 0.99), "end", False),  # punctuation is no character of a serial
+        (("KE18608", 0.9), ("6KE18608", 0.95), "end", False),  # new characters at the other end
+        (("KE18608", 0.9), ("6KE18600", 0.95), "start", False),  # the first read's characters changed
+        (("KE18608", 0.9), ("KE18608", 0.99), "start", False),  # nothing new
+    ],
+)
+def test_extension_accepted_wants_the_same_characters_and_confident_new_ones_at_that_end(
+    first: tuple[str, float], grown: tuple[str, float], end: str, accepted: bool
+) -> None:
+    from marktrace.inference.pipeline import extension_accepted
+
+    assert extension_accepted(_decoded(*first), _decoded(*grown), end) is accepted
+
+
+def test_a_new_character_below_the_bar_is_not_taken() -> None:
+    from marktrace.inference.pipeline import EXTENSION_MIN_CHAR, extension_accepted
+
+    first = _decoded("KE18608", 0.9)
+    weak = _decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR - 0.01] + [0.99] * 7)
+    sure = _decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR] + [0.99] * 7)
+    assert not extension_accepted(first, weak, "start")
+    assert extension_accepted(first, sure, "start")
+
+
+def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_and_says_so(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_extensions=(0.75, 1.5)))
+    image = as_loaded(photo)
+    direct = _direct(reader, image)
+    index = _serial_index(direct)
+    first = direct.decoded[index]
+    value = direct.record["serial_number"]["value"]
+    batches: list[list[np.ndarray]] = []
+
+    def recognize(crops: list[np.ndarray]) -> list[Any]:
+        batches.append(crops)
+        if len(batches) == 1:
+            # the screening strips, start then end: a sure character at the strip's first step lies beyond the start
+            # (1.5 line heights out), and none at its first step lies beyond the end (inside the box)
+            return [_decoded("7A", 0.99, steps=[0, 8], crop_width=c.shape[1]) for c in crops]
+        # the start's grown lines, +0.75 and +1.5: only +0.75 reads one more character
+        return [_decoded("7" + first.text, min(1.0, first.confidence + 0.001)), _decoded("#" + first.text, 0.2)]
+
+    monkeypatch.setattr(reader, "recognize", recognize)
+    grown = reader._extended_attempt(image, direct)
+    assert [len(b) for b in batches] == [2, 2]  # the strips, then the start's grown lines
+    strip_widths = [c.shape[1] for c in batches[0]]
+    assert max(strip_widths) < 0.8 * min(c.shape[1] for c in batches[1])  # strips are short
+    widths = [c.shape[1] for c in batches[1]]
+    assert widths[0] < widths[1]  # 1.5 line heights is wider than 0.75
+    serial = grown.record["serial_number"]
+    assert value in serial["value"] and serial["value"] != value
+    assert grown.lines[index].text == "7" + first.text and grown.decoded[index].text == "7" + first.text
+    flag = next(f for f in serial["flags"] if f["kind"] == "read_extended")
+    assert (flag["start_line_heights"], flag["end_line_heights"]) == (0.75, 0.0)
+    assert flag["first_read"] == first.text
+    old, new = np.asarray(direct.lines[index].box), np.asarray(grown.lines[index].box)
+    assert np.allclose(new[[1, 2]], old[[1, 2]], atol=0.1)  # the end stays
+    height = float(np.linalg.norm(old[3] - old[0]))
+    assert float(np.linalg.norm(new[0] - old[0])) == pytest.approx(0.75 * height, rel=0.02)
+    assert [ln.text for i, ln in enumerate(grown.lines) if i != index] == [
+        ln.text for i, ln in enumerate(direct.lines) if i != index]
+
+
+def test_no_grown_read_that_passes_leaves_the_attempt_as_it_was(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    image = as_loaded(photo)
+    direct = _direct(reader, image)
+    first = direct.decoded[_serial_index(direct)]
+    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded("Q" + first.text, 0.1) for _ in crops])
+    assert reader._extended_attempt(image, direct) is direct
+
+
+def test_an_end_whose_strip_shows_nothing_beyond_the_box_is_not_read_again(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    from marktrace.inference.pipeline import EXTENSION_MIN_CHAR, MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    image = as_loaded(photo)
+    direct = _direct(reader, image)
+    batches: list[int] = []
+
+    def recognize(crops: list[np.ndarray]) -> list[Any]:
+        batches.append(len(crops))
+        # characters only inside the box, or beyond it but unsure
+        return [_decoded("7A", 0.99, chars=[EXTENSION_MIN_CHAR - 0.05, 0.99], steps=[0, 24],
+                         crop_width=crops[0].shape[1]),
+                _decoded("A7", 0.99, chars=[0.99, 0.99], steps=[0, 1], crop_width=crops[1].shape[1])]
+
+    monkeypatch.setattr(reader, "recognize", recognize)
+    assert reader._extended_attempt(image, direct) is direct
+    assert batches == [2]  # the strips only
+
+
+def test_a_grown_read_whose_serial_does_not_contain_the_first_is_refused(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    """The grown read passes the character check, but the record parsed from it has another serial: not kept."""
+    import marktrace.inference.pipeline as pipeline
+
+    reader = pipeline.MarkingReader.from_settings(pipeline.ReaderSettings(threads=1))
+    image = as_loaded(photo)
+    direct = _direct(reader, image)
+    first = direct.decoded[_serial_index(direct)]
+    grown_text = "7" + first.text
+
+    def recognize(crops: list[np.ndarray]) -> list[Any]:
+        if all(c.shape[1] < 0.8 * reader.height * 6 for c in crops) and len(crops) == 2 and crops[0].shape[1] == crops[
+                1].shape[1]:
+            return [_decoded("7", 1.0, steps=[0], crop_width=c.shape[1]) for c in crops]  # strips: the start shows one
+        return [_decoded(grown_text, 1.0) for _ in crops]
+
+    monkeypatch.setattr(reader, "recognize", recognize)
+    kept = reader._extended_attempt(image, direct)
+    assert kept is not direct and kept.record["serial_number"]["value"] != direct.record["serial_number"]["value"]
+
+    build_record = pipeline.build_record
+
+    def other_serial(lines: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        record = build_record(lines, *args, **kwargs)
+        if any(line.text == grown_text for line in lines):
+            record["serial_number"] = {**record["serial_number"], "value": "ZZ0000"}
+        return record
+
+    monkeypatch.setattr(pipeline, "build_record", other_serial)
+    assert reader._extended_attempt(image, direct) is direct
+
+
+def test_turned_off_reads_no_grown_box(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+                                       as_loaded: Callable[..., Any]) -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_extensions=()))
+    called: list[Any] = []
+
+    def extended(image: Any, direct: Any) -> Any:
+        called.append(image)
+        return direct
+
+    monkeypatch.setattr(reader, "_extended_attempt", extended)
+    result = reader.read_loaded("p", [as_loaded(photo)], None)
+    assert result.status == "ok" and called == [] and "extend_ms" not in result.timings_ms
+    on = MarkingReader.from_settings(ReaderSettings(threads=1))
+    monkeypatch.setattr(on, "_extended_attempt", extended)
+    assert "extend_ms" in on.read_loaded("p", [as_loaded(photo)], None).timings_ms and len(called) == 1
+
+
+def test_end_strip_spans_the_growth_and_the_overlap() -> None:
+    from marktrace.inference.pipeline import end_strip
+
+    quad = np.array([[10, 20], [110, 20], [110, 40], [10, 40]], np.float32)  # 100 long, 20 high
+    assert np.allclose(end_strip(quad, "start", 1.5, 1.0), [[-20, 20], [30, 20], [30, 40], [-20, 40]])
+    assert np.allclose(end_strip(quad, "end", 0.75, 1.0), [[90, 20], [125, 20], [125, 40], [90, 40]])
+    short = np.array([[0, 0], [10, 0], [10, 20], [0, 20]], np.float32)  # shorter than the overlap: the whole box
+    assert np.allclose(end_strip(short, "end", 1.0, 1.0), [[0, 0], [30, 0], [30, 20], [0, 20]])
+
+
+@pytest.mark.parametrize(("end", "step", "confidence", "beyond"), [
+    ("start", 0, 0.99, True),  # at the strip's outer start: beyond the box
+    ("start", 30, 0.99, False),  # in the overlap, inside the box
+    ("start", 0, 0.5, False),  # beyond, but unsure
+    ("end", 36, 0.99, True),
+    ("end", 5, 0.99, False),
+])
+def test_characters_beyond_places_each_character_by_its_time_step(
+    end: str, step: int, confidence: float, beyond: bool
+) -> None:
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, characters_beyond, end_strip
+
+    box = np.array([[0, 0], [200, 0], [200, 40], [0, 40]], np.float32)  # 40 px a line height
+    strip = end_strip(box, end, 1.5, 1.0)  # 2.5 line heights long
+    per_height = 64 / (1 + 2 * CROP_PAD_Y)  # the crop's height is the padded line's
+    width = round(per_height * (2.5 + 2 * CROP_PAD_X))
+    read = _decoded("7", 0.99, chars=[confidence], steps=[step], crop_width=width)
+    assert read.probs.shape[0] == int(np.ceil(width / 8) * 8) // 4 - 1
+    assert characters_beyond(read, width, end, box, strip, 1.5) is beyond
