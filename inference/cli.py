@@ -86,7 +86,8 @@ def field_how(field: dict[str, Any]) -> str:
     The reading method when not the photo itself (a chain or view), the parser's method, the text as
     read when the value was matched to a registry mark from it (a lexicon match), for a multi-light
     item's serial how many of its reads gave the value (its ``consensus`` flag), and for a photo's serial
-    whether another cut of its line gave it (``recut``) and how many cuts agreed when not all did.
+    whether another cut of its line gave it (``recut``), whether its box was grown along the line (``box grown``,
+    the first read's text) and how many cuts agreed when not all did.
     """
     evidence = field.get("evidence") or {}
     parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
@@ -99,6 +100,8 @@ def field_how(field: dict[str, Any]) -> str:
         parts.append(f"vote {vote.get('reads')} of {vote.get('of')} reads")
     if "read_recut" in flags:  # read from another cut of its line than the first
         parts.append("recut")
+    if (grown := flags.get("read_extended")) is not None:  # the detected box ended inside the marking
+        parts.append(f"box grown (first read {grown.get('first_read')!r})")
     if (cuts := flags.get("cut_disagreement")) is not None:  # cuts gave other serials: confidence scaled down
         parts.append(f"{cuts.get('agree')} of {cuts.get('of')} cuts agree")
     return " / ".join(parts)

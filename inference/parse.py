@@ -273,6 +273,8 @@ def _field(c: _Cand, lines: Sequence[Line], sha256: Mapping[str, str]) -> Record
 _FUZZY_STOP = frozenset({"MADE", "IN", "CAL", "CALIBRE", "CALIBER", "MODEL", "MOD", "SN", "S/N", "NO", "SER",
                          "SERIAL", "PAT", "PATENT", "PATENTED", "PROOF", "PROOFED", "TYPE", "BY"})
 
+LONGER_MARK_RATIO = 0.15
+"""Largest normalised distance at which a window holding a long exact mark and more tokens is read as a longer mark."""
 _NUMBERED_MARK = re.compile(r"^([A-Z]{2,5})(\d{1,4})$")
 """A proof mark glued to its number (``PTB312``); taken only for marks the registry lists as ``numbered``."""
 _APPROVAL_NUMBER = re.compile(r"^\d{1,4}$")
@@ -431,10 +433,12 @@ def _prep(text: str) -> str:
 
 @functools.cache
 def _is_trade_word(token: str) -> bool:
-    """A trade word, or one read with a glyph off (``ARNS``, ``INDUSTRIFS``)."""
+    """A trade word, or one read with a glyph off (``ARNS``, ``INDUSTRIFS``; ``AC`` for ``AG``: a confusable one)."""
     if token in _TRADE_WORDS:
         return True
     key = skeleton(token)
+    if len(token) in (2, 3):  # a short company form only with one confusable glyph (C/G), never any other edit
+        return any(len(w) == len(token) and glyph_distance(key, skeleton(w)) <= 0.5 for w in _TRADE_WORDS)
     return len(token) >= 4 and any(abs(len(w) - len(token)) <= 1 and glyph_distance(key, skeleton(w)) <= 1
                                    for w in _TRADE_WORDS if len(w) >= 4)
 
@@ -869,7 +873,7 @@ class _Parser:
                                          flags=flags, extra={"match": h, "ntokens": n, "span": (start, n),
                                                              "import_ctx": reason}))
 
-    def _fuzzy_makers(self) -> None:
+    def _fuzzy_makers(self, supersede_only: bool = False) -> None:
         """Approximate matches of marks on tokens no other field claimed (when no long mark matched exactly).
 
         Windows of one to four tokens are compared with the registry's marks by glyph-weighted edit distance
@@ -877,7 +881,9 @@ class _Parser:
         windows that do not overlap are kept. Confidence falls with the distance; two makers about as near
         make it ambiguous (lower confidence, the other listed as alternative). A window may cover a short
         exact match (``SIG`` in ``SIG SAVER``): the longer mark then supersedes it. Lines after an import
-        prefix name importers and are skipped.
+        prefix name importers and are skipped. With ``supersede_only`` (a long mark was read exactly) only windows
+        that hold a long exact mark and more tokens are tried, and only a mark longer than it, within
+        :data:`LONGER_MARK_RATIO`, is taken (``SIG ARMS AC``: ``SIG ARMS AG``, not ``SIGARMS``).
         """
         for i, st in enumerate(self.states):
             toks = st.tokens
@@ -885,10 +891,17 @@ class _Parser:
             for n in (4, 3, 2, 1):
                 for s in range(st.imp_prefix, len(toks) - n + 1):
                     used = st.used[s:s + n]
-                    short_spans = [c for c in self.makers if c.line == i and "span" in c.extra
-                                   and s <= c.extra["span"][0] < s + n and len(compact(c.text.split())) <= 4]
+                    covered = [c for c in self.makers if c.line == i and "span" in c.extra
+                               and s <= c.extra["span"][0] < s + n]
+                    short_spans = [c for c in covered if len(compact(c.text.split())) <= 4]
+                    # a longer exact mark may be superseded too, by a window that adds free tokens to it and is
+                    # near a longer mark (SIG ARMS AC: SIGARMS exact, SIG ARMS AG one glyph away)
+                    long_spans = [c for c in covered if c not in short_spans
+                                  and c.extra["span"][0] + c.extra["span"][1] <= s + n and c.extra["span"][1] < n]
+                    if supersede_only and not long_spans:
+                        continue
                     if any(u is not None and u not in ("maker", "country") for u in used) or (
-                            "maker" in used and not short_spans) or (
+                            "maker" in used and not short_spans and not long_spans) or (
                             "country" in used and not self._plain_countries_within(i, s, s + n)):
                         continue
                     if all(u in ("maker", "country") for u in used):
@@ -902,6 +915,10 @@ class _Parser:
                     if key in self.reg.model_keys:
                         continue  # an exact model name, not a misread maker
                     for hit in self._search_makers(key):
+                        if long_spans and not short_spans and (
+                                hit.normalized > LONGER_MARK_RATIO
+                                or len(hit.key) <= max(len(compact(c.text.split())) for c in long_spans)):
+                            continue  # only a near, longer mark supersedes a long exact one
                         makers = [h for h in hit.payloads if h.maker.kind == "manufacturer"
                                   and not _partial_mark(key, h.mark) and _own_words_match(window, h.mark)]
                         if makers:
@@ -1193,7 +1210,8 @@ class _Parser:
                 marked, value = tok, proof.mark
                 if glued is not None:
                     value = f"{proof.mark} {glued.group(2)}"
-                elif proof.numbered and k + 1 < len(toks) and not st.used[k + 1] and _APPROVAL_NUMBER.match(toks[k + 1]):
+                elif (proof.numbered and k + 1 < len(toks) and not st.used[k + 1]
+                      and _APPROVAL_NUMBER.match(toks[k + 1])):
                     # 'PTB 312': the approval number belongs to the mark (not a serial, not a year)
                     marked = value = f"{tok} {toks[k + 1]}"
                     st.used[k + 1] = "proof"
@@ -1378,9 +1396,10 @@ class _Parser:
         rec["proof_marks"] = []
         rec["other_markings"] = []
         lines, sha = self.lines, self.sha
-        if not any(c.method != "isacs_template" and len(compact(c.text.split())) >= 5 and not c.extra.get("import_ctx")
-                   for c in self.makers):
-            self._fuzzy_makers()
+        # with a long exact mark read, only a window that extends it to a near, longer mark is looked for
+        self._fuzzy_makers(supersede_only=any(
+            c.method != "isacs_template" and len(compact(c.text.split())) >= 5 and not c.extra.get("import_ctx")
+            for c in self.makers))
         self._fuzzy_countries()
         # manufacturer
         maker: MakerEntry | None = None

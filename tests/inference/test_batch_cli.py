@@ -194,6 +194,9 @@ def test_read_table_says_how_each_field_was_read():
     recut = {"value": "N541042", "evidence": {"method": "serial"},
              "flags": [{"kind": "read_recut"}, {"kind": "cut_disagreement", "agree": 2, "of": 3}]}
     assert field_how(recut) == "serial / recut / 2 of 3 cuts agree"
+    grown = {"value": "6KE18608", "evidence": {"method": "serial_role_score"},
+             "flags": [{"kind": "read_extended", "first_read": "KE18608"}]}
+    assert field_how(grown) == "serial_role_score / box grown (first read 'KE18608')"
     voted = {"value": "AS3167", "method": "direct", "flags": [{"kind": "consensus", "reads": 5, "of": 8}]}
     assert field_how(voted) == "vote 5 of 8 reads"
     voted_view = {**voted, "method": "photometric:relit_ratio"}

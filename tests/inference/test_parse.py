@@ -25,6 +25,8 @@ def _lines(spec: str, conf: float = 0.92) -> list[Line]:
 
 # (lines, expected): serial, maker (canonical name), country (alpha-2), country_method, model, calibre,
 # year, type, importer, import_country, import_year, city, proof
+SIG_SWISS = "SIG (Schweizerische Industrie-Gesellschaft) / Swiss Arms"
+
 CASES: list[tuple[str, dict[str, Any]]] = [
     # ------------------------------------------------------------------ serials
     ("S/N: AB12345", {"serial": "AB12345"}),
@@ -319,10 +321,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("ROSSI | 7425KW | R461", {"serial": "7425KW", "model": "R461"}),
     ("SIG ARMS AG | 7425KW | SG 543", {"serial": "7425KW", "model": "SG 543", "country": "CH"}),
     # SIG Arms AG is the Swiss company (Neuhausen; Swiss Arms AG from 2000); SIGARMS Inc. was its U.S. arm
-    ("SIG ARMS AG | NEUHAUSEN SWITZERLAND | 12345", {"maker": "SIG (Schweizerische Industrie-Gesellschaft) / Swiss Arms",
-                                                    "country": "CH"}),
-    ("SIG ARMS AG | SG 550 | 12345", {"maker": "SIG (Schweizerische Industrie-Gesellschaft) / Swiss Arms"}),
+    ("SIG ARMS AG | NEUHAUSEN SWITZERLAND | 12345", {"maker": SIG_SWISS, "country": "CH"}),
+    ("SIG ARMS AG | SG 550 | 12345", {"maker": SIG_SWISS}),
     ("SIGARMS INC | P229 | 12345", {"maker": "SIG Sauer Inc.", "country": "US"}),
+    # a window holding a long exact mark and one more token is read as a near, longer mark (C read for G)
+    ("SIG ARMS AC | MADE IN SWITZERLAND | VK03413", {"maker": SIG_SWISS, "country": "CH", "maker_flag": "fuzzy"}),
+    ("SIGARMS INC EXETER NH | 12345", {"maker": "SIG Sauer Inc."}),
     ("FABARM BRESCIA | XXIV", {"maker": "Fabarm", "year": 1968}),
     ("CN", {"country": None, "year": None}),
     ("GLOCK | CN", {"year": None}),
