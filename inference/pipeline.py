@@ -640,6 +640,26 @@ class MarkingReader:
             else:  # only the more confident end's growth is kept
                 grown["end" if end == "start" else "start"] = 0.0
         box = grow_along(grow_along(box, "start", grown["start"]), "end", grown["end"])
+        flag = {"kind": "read_extended", "start_line_heights": grown["start"], "end_line_heights": grown["end"],
+                "first_read": first.text, "first_box": [list(p) for p in line.box],
+                "note": "the detected box ended inside the marking: the line was read again from the box grown along "
+                        "it by these line heights, which read the same characters and more; the box is the grown one"}
+        grown_attempt = self._with_line_read_again(image, direct, index, text, box, crop, flag)
+        grown_serial = grown_attempt.record.get("serial_number")
+        first_value = str(serial.get("value") or "")
+        if not isinstance(grown_serial, dict) or not first_value or first_value not in str(grown_serial.get("value")):
+            return direct
+        return grown_attempt
+
+    def _with_line_read_again(self, image: LoadedImage, direct: _Attempt, index: int, text: DecodedText,
+                              box: np.ndarray, crop: np.ndarray | None, flag: dict[str, Any]) -> _Attempt:
+        """``direct`` with line ``index`` read again as ``text`` in ``box``; its record rebuilt, ``flag`` on its fields.
+
+        ``flag`` goes on each field the line carries. The line keeps its detector score's share of the confidence
+        (:func:`_to_line`'s factor ``min(1, score / 0.8)``); its over-stamp flags are made again from ``crop`` when
+        those are on.
+        """
+        line, first = direct.lines[index], direct.decoded[index]
         detector_factor = min(1.0, line.confidence / first.confidence) if first.confidence > 0 else 1.0
         fresh = _to_line(text, box, line.file, line.view, line.model or self.model_label, 0.8 * detector_factor)
         if self.settings.flag_alterations and crop is not None:
@@ -647,14 +667,6 @@ class MarkingReader:
         lines = [*direct.lines[:index], fresh, *direct.lines[index + 1 :]]
         decoded = [*direct.decoded[:index], text, *direct.decoded[index + 1 :]]
         record = build_record(lines, {image.path: image.sha256}, self.registry, method=direct.method, view=direct.view)
-        grown_serial = record.get("serial_number")
-        first_value = str(serial.get("value") or "")
-        if not isinstance(grown_serial, dict) or not first_value or first_value not in str(grown_serial.get("value")):
-            return direct
-        flag = {"kind": "read_extended", "start_line_heights": grown["start"], "end_line_heights": grown["end"],
-                "first_read": first.text, "first_box": [list(p) for p in line.box],
-                "note": "the detected box ended inside the marking: the line was read again from the box grown along "
-                        "it by these line heights, which read the same characters and more; the box is the grown one"}
         for value in record.values():
             if isinstance(value, dict) and (value.get("evidence") or {}).get("line_text") == fresh.text:
                 value["flags"] = [*(value.get("flags") or []), dict(flag)]
@@ -683,24 +695,13 @@ class MarkingReader:
         text = pick.text
         if _score(text) <= _score(first) or text.text == first.text or not text.text.strip():
             return None
-        # the line keeps its detector score's share of the confidence (_to_line's factor min(1, score / 0.8))
-        detector_factor = min(1.0, line.confidence / first.confidence) if first.confidence > 0 else 1.0
-        model = line.model or self.model_label
-        fresh = _to_line(text, np.asarray(line.box, np.float32), line.file, line.view, model, 0.8 * detector_factor)
-        if self.settings.flag_alterations and pick.crop is not None:
-            fresh.alterations = _alterations(pick.crop, text, self._flag_warning)
-        lines = [*direct.lines[:index], fresh, *direct.lines[index + 1 :]]
-        decoded = [*direct.decoded[:index], text, *direct.decoded[index + 1 :]]
-        record = build_record(lines, {image.path: image.sha256}, self.registry, method=direct.method, view=direct.view)
         px, py = pick.margin
         recut = {"kind": "read_recut", "pad_along": px, "pad_across": py, "first_read": first.text,
                  "first_score": round(_score(first), 4), "score": round(_score(text), 4),
                  "note": "the line was read again from a crop with these margins (line heights) around its detected "
                          "box, and read more confidently; the box is the detected one"}
-        for value in record.values():
-            if isinstance(value, dict) and (value.get("evidence") or {}).get("line_text") == fresh.text:
-                value["flags"] = [*(value.get("flags") or []), dict(recut)]
-        return _Attempt(lines=lines, record=record, method=direct.method, view=direct.view, decoded=decoded)
+        return self._with_line_read_again(image, direct, index, text, np.asarray(line.box, np.float32), pick.crop,
+                                          recut)
 
     def _cut_agreement(
         self,

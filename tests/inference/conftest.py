@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,3 +43,48 @@ def locked_folders(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.fixture(scope="session")
+def serial_photo() -> np.ndarray:
+    """A rendered clean marking (held-out fonts, upright) whose direct read gives a serial."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
+
+
+def _decoded(text: str, confidence: float, chars: list[float] | None = None, steps: list[int] | None = None,
+             crop_width: int | None = None) -> Any:
+    """A decoding of ``text``; with ``crop_width``, per-step probabilities of the length the recognizer gives such
+    a crop (a quarter of its width rounded up to 8, less one)."""
+    from marktrace.inference.ctc import DecodedText
+
+    per_char = chars if chars is not None else [confidence] * len(text)
+    probs = None if crop_width is None else np.zeros((int(np.ceil(crop_width / 8) * 8) // 4 - 1, 97), np.float32)
+    return DecodedText(
+        text=text,
+        confidence=confidence,
+        char_confidences=tuple(per_char),
+        char_alternatives=tuple(((ch, c),) for ch, c in zip(text, per_char, strict=True)),
+        char_steps=tuple(steps if steps is not None else range(len(text))),
+        probs=probs,
+    )
+
+
+def _direct(reader: Any, image: LoadedImage) -> Any:
+    attempt = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
+    assert isinstance(attempt.record.get("serial_number"), dict), "the fixture photo must give a serial"
+    return attempt
+
+
+def _serial_index(attempt: Any) -> int:
+    line_text = attempt.record["serial_number"]["evidence"]["line_text"]
+    return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
+
+
+@pytest.fixture(scope="session")
+def serial_reads() -> SimpleNamespace:
+    """Helpers for tests of the serial line's re-reads: ``decoded(text, confidence, ...)`` a decoding,
+    ``direct(reader, image)`` the photo's direct attempt (which must give a serial), ``index(attempt)`` the position
+    of the serial's line in it."""
+    return SimpleNamespace(decoded=_decoded, direct=_direct, index=_serial_index)

@@ -11,38 +11,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def photo() -> np.ndarray:
-    from marktrace.datasets.synth import SynthConfig, render_marking
-
-    return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
-
-
-def _decoded(text: str, confidence: float, chars: list[float] | None = None, steps: list[int] | None = None,
-             crop_width: int | None = None) -> Any:
-    """A decoding; with ``crop_width``, per-step probabilities of the length the recognizer gives such a crop."""
-    from marktrace.inference.ctc import DecodedText
-
-    per_char = chars if chars is not None else [confidence] * len(text)
-    probs = None if crop_width is None else np.zeros((int(np.ceil(crop_width / 8) * 8) // 4 - 1, 97), np.float32)
-    return DecodedText(
-        text=text,
-        confidence=confidence,
-        char_confidences=tuple(per_char),
-        char_alternatives=tuple(((ch, c),) for ch, c in zip(text, per_char, strict=True)),
-        char_steps=tuple(steps if steps is not None else range(len(text))),
-        probs=probs,
-    )
-
-
-def _direct(reader: Any, image: Any) -> Any:
-    attempt = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
-    assert isinstance(attempt.record.get("serial_number"), dict), "the fixture photo must give a serial"
-    return attempt
-
-
-def _serial_index(attempt: Any) -> int:
-    line_text = attempt.record["serial_number"]["evidence"]["line_text"]
-    return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
+def photo(serial_photo: np.ndarray) -> np.ndarray:
+    return serial_photo
 
 
 def test_grow_along_moves_only_the_chosen_end_by_line_heights() -> None:
@@ -73,32 +43,32 @@ def test_grow_along_moves_only_the_chosen_end_by_line_heights() -> None:
     ],
 )
 def test_extension_accepted_wants_the_same_characters_and_confident_new_ones_at_that_end(
-    first: tuple[str, float], grown: tuple[str, float], end: str, accepted: bool
+    serial_reads: Any, first: tuple[str, float], grown: tuple[str, float], end: str, accepted: bool
 ) -> None:
     from marktrace.inference.pipeline import extension_accepted
 
-    assert extension_accepted(_decoded(*first), _decoded(*grown), end) is accepted
+    assert extension_accepted(serial_reads.decoded(*first), serial_reads.decoded(*grown), end) is accepted
 
 
-def test_a_new_character_below_the_bar_is_not_taken() -> None:
+def test_a_new_character_below_the_bar_is_not_taken(serial_reads: Any, ) -> None:
     from marktrace.inference.pipeline import EXTENSION_MIN_CHAR, extension_accepted
 
-    first = _decoded("KE18608", 0.9)
-    weak = _decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR - 0.01] + [0.99] * 7)
-    sure = _decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR] + [0.99] * 7)
+    first = serial_reads.decoded("KE18608", 0.9)
+    weak = serial_reads.decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR - 0.01] + [0.99] * 7)
+    sure = serial_reads.decoded("6KE18608", 0.95, [EXTENSION_MIN_CHAR] + [0.99] * 7)
     assert not extension_accepted(first, weak, "start")
     assert extension_accepted(first, sure, "start")
 
 
 def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_and_says_so(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_extensions=(0.75, 1.5)))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    index = _serial_index(direct)
+    direct = serial_reads.direct(reader, image)
+    index = serial_reads.index(direct)
     first = direct.decoded[index]
     value = direct.record["serial_number"]["value"]
     batches: list[list[np.ndarray]] = []
@@ -108,9 +78,10 @@ def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_an
         if len(batches) == 1:
             # the screening strips, start then end: a sure character at the strip's first step lies beyond the start
             # (1.5 line heights out), and none at its first step lies beyond the end (inside the box)
-            return [_decoded("7A", 0.99, steps=[0, 8], crop_width=c.shape[1]) for c in crops]
+            return [serial_reads.decoded("7A", 0.99, steps=[0, 8], crop_width=c.shape[1]) for c in crops]
         # the start's grown lines, +0.75 and +1.5: only +0.75 reads one more character
-        return [_decoded("7" + first.text, min(1.0, first.confidence + 0.001)), _decoded("#" + first.text, 0.2)]
+        decoded = serial_reads.decoded
+        return [decoded("7" + first.text, min(1.0, first.confidence + 0.001)), decoded("#" + first.text, 0.2)]
 
     monkeypatch.setattr(reader, "recognize", recognize)
     grown = reader._extended_attempt(image, direct)
@@ -134,34 +105,34 @@ def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_an
 
 
 def test_no_grown_read_that_passes_leaves_the_attempt_as_it_was(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    first = direct.decoded[_serial_index(direct)]
-    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded("Q" + first.text, 0.1) for _ in crops])
+    direct = serial_reads.direct(reader, image)
+    first = direct.decoded[serial_reads.index(direct)]
+    monkeypatch.setattr(reader, "recognize", lambda crops: [serial_reads.decoded("Q" + first.text, 0.1) for _ in crops])
     assert reader._extended_attempt(image, direct) is direct
 
 
 def test_an_end_whose_strip_shows_nothing_beyond_the_box_is_not_read_again(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import EXTENSION_MIN_CHAR, MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
+    direct = serial_reads.direct(reader, image)
     batches: list[int] = []
 
     def recognize(crops: list[np.ndarray]) -> list[Any]:
         batches.append(len(crops))
         # characters only inside the box, or beyond it but unsure
-        return [_decoded("7A", 0.99, chars=[EXTENSION_MIN_CHAR - 0.05, 0.99], steps=[0, 24],
+        return [serial_reads.decoded("7A", 0.99, chars=[EXTENSION_MIN_CHAR - 0.05, 0.99], steps=[0, 24],
                          crop_width=crops[0].shape[1]),
-                _decoded("A7", 0.99, chars=[0.99, 0.99], steps=[0, 1], crop_width=crops[1].shape[1])]
+                serial_reads.decoded("A7", 0.99, chars=[0.99, 0.99], steps=[0, 1], crop_width=crops[1].shape[1])]
 
     monkeypatch.setattr(reader, "recognize", recognize)
     assert reader._extended_attempt(image, direct) is direct
@@ -169,22 +140,23 @@ def test_an_end_whose_strip_shows_nothing_beyond_the_box_is_not_read_again(
 
 
 def test_a_grown_read_whose_serial_does_not_contain_the_first_is_refused(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     """The grown read passes the character check, but the record parsed from it has another serial: not kept."""
     import marktrace.inference.pipeline as pipeline
 
     reader = pipeline.MarkingReader.from_settings(pipeline.ReaderSettings(threads=1))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    first = direct.decoded[_serial_index(direct)]
+    direct = serial_reads.direct(reader, image)
+    first = direct.decoded[serial_reads.index(direct)]
     grown_text = "7" + first.text
 
     def recognize(crops: list[np.ndarray]) -> list[Any]:
         if all(c.shape[1] < 0.8 * reader.height * 6 for c in crops) and len(crops) == 2 and crops[0].shape[1] == crops[
                 1].shape[1]:
-            return [_decoded("7", 1.0, steps=[0], crop_width=c.shape[1]) for c in crops]  # strips: the start shows one
-        return [_decoded(grown_text, 1.0) for _ in crops]
+            # the strips: the start's shows one character beyond the box
+            return [serial_reads.decoded("7", 1.0, steps=[0], crop_width=c.shape[1]) for c in crops]
+        return [serial_reads.decoded(grown_text, 1.0) for _ in crops]
 
     monkeypatch.setattr(reader, "recognize", recognize)
     kept = reader._extended_attempt(image, direct)
@@ -239,7 +211,7 @@ def test_end_strip_spans_the_growth_and_the_overlap() -> None:
     ("end", 5, 0.99, False),
 ])
 def test_characters_beyond_places_each_character_by_its_time_step(
-    end: str, step: int, confidence: float, beyond: bool
+    serial_reads: Any, end: str, step: int, confidence: float, beyond: bool
 ) -> None:
     from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, characters_beyond, end_strip
 
@@ -247,6 +219,6 @@ def test_characters_beyond_places_each_character_by_its_time_step(
     strip = end_strip(box, end, 1.5, 1.0)  # 2.5 line heights long
     per_height = 64 / (1 + 2 * CROP_PAD_Y)  # the crop's height is the padded line's
     width = round(per_height * (2.5 + 2 * CROP_PAD_X))
-    read = _decoded("7", 0.99, chars=[confidence], steps=[step], crop_width=width)
+    read = serial_reads.decoded("7", 0.99, chars=[confidence], steps=[step], crop_width=width)
     assert read.probs.shape[0] == int(np.ceil(width / 8) * 8) // 4 - 1
     assert characters_beyond(read, width, end, box, strip, 1.5) is beyond

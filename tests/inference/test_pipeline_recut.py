@@ -13,12 +13,8 @@ from marktrace.inference.records import load_schema
 
 
 @pytest.fixture(scope="module")
-def photo() -> np.ndarray:
-    from marktrace.datasets.synth import SynthConfig, render_marking
-
-    return render_marking(1_250_000_322, SynthConfig(fonts="heldout", wear=(0.0, 0.1), rotation="upright")).image
-
-
+def photo(serial_photo: np.ndarray) -> np.ndarray:
+    return serial_photo
 
 
 @pytest.fixture(scope="module")
@@ -32,44 +28,21 @@ def plain(photo: np.ndarray, as_loaded: Callable[..., Any]) -> dict[str, Any]:
     return serial
 
 
-def _decoded(text: str, confidence: float) -> Any:
-    from marktrace.inference.ctc import DecodedText
-
-    return DecodedText(
-        text=text,
-        confidence=confidence,
-        char_confidences=tuple(confidence for _ in text),
-        char_alternatives=tuple(((ch, confidence),) for ch in text),
-        char_steps=tuple(range(len(text))),
-    )
-
-
-def _direct(reader: Any, image: Any) -> Any:
-    attempt = reader._attempt(image.image, image.path, image.sha256, "direct", "original")
-    assert isinstance(attempt.record.get("serial_number"), dict), "the fixture photo must give a serial"
-    return attempt
-
-
-def _serial_index(attempt: Any) -> int:
-    line_text = attempt.record["serial_number"]["evidence"]["line_text"]
-    return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
-
-
 def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    index = _serial_index(direct)
+    direct = serial_reads.direct(reader, image)
+    index = serial_reads.index(direct)
     cuts: list[np.ndarray] = []
 
     def recognize(crops: list[np.ndarray]) -> list[Any]:
         cuts.extend(crops)
-        return [_decoded("XK204466", 0.5), _decoded("XK204468", 0.999)]
+        return [serial_reads.decoded("XK204466", 0.5), serial_reads.decoded("XK204468", 0.999)]
 
     monkeypatch.setattr(reader, "recognize", recognize)
     recut = reader._recut_attempt(image, direct, {})
@@ -89,24 +62,24 @@ def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
 
 
 def test_a_recut_read_no_more_confident_is_not_taken(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings, _score
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    first = direct.decoded[_serial_index(direct)]
+    direct = serial_reads.direct(reader, image)
+    first = direct.decoded[serial_reads.index(direct)]
     weaker = max(0.0, first.confidence - 0.05)
-    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded("ZZ999999", weaker) for _ in crops])
-    assert _score(_decoded("ZZ999999", weaker)) <= _score(first)
+    monkeypatch.setattr(reader, "recognize", lambda crops: [serial_reads.decoded("ZZ999999", weaker) for _ in crops])
+    assert _score(serial_reads.decoded("ZZ999999", weaker)) <= _score(first)
     assert reader._recut_attempt(image, direct, {}) is None
-    monkeypatch.setattr(reader, "recognize", lambda crops: [_decoded(first.text, 1.0) for _ in crops])
+    monkeypatch.setattr(reader, "recognize", lambda crops: [serial_reads.decoded(first.text, 1.0) for _ in crops])
     assert reader._recut_attempt(image, direct, {}) is None  # the same text, however sure, adds nothing
 
 
 def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
-    photo: np.ndarray, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, as_loaded: Callable[..., Any]
 ) -> None:
     """Cutting from the lines' region (gray only there) gives the pixels a cut from the whole photo gives."""
     from marktrace.inference.geometry import pad_quad, rectify_line, to_gray
@@ -114,8 +87,8 @@ def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=((CROP_PAD_X, CROP_PAD_Y),)))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
-    index = _serial_index(direct)
+    direct = serial_reads.direct(reader, image)
+    index = serial_reads.index(direct)
     seen: list[np.ndarray] = []
     recognize = reader.recognize
 
@@ -132,22 +105,23 @@ def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
 
 
 def test_a_chosen_recut_makes_the_record_and_keeps_the_first_read_as_an_alternative(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2), (0.3, 0.1), (0.4, 0.15))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
     image = as_loaded(photo)
-    direct = _direct(reader, image)
+    direct = serial_reads.direct(reader, image)
     assert len(direct.lines) != len(pads)  # so the recut's batch is the one of len(pads) crops
     first = direct.record["serial_number"]["value"]
     recognize = reader.recognize
 
     def fake_recut(crops: list[np.ndarray]) -> Any:
         if len(crops) == len(pads):
-            return [_decoded("XK204466", 0.3), _decoded("XK204468", 0.999), _decoded("XK204460", 0.2),
-                    _decoded("XK204461", 0.1)]
+            decoded = serial_reads.decoded
+            return [decoded("XK204466", 0.3), decoded("XK204468", 0.999), decoded("XK204460", 0.2),
+                    decoded("XK204461", 0.1)]
         return recognize(crops)
 
     monkeypatch.setattr(reader, "recognize", fake_recut)
@@ -171,32 +145,35 @@ def test_recuts_are_off_with_no_margins(
     assert not any(f.get("kind") == "read_recut" for f in result.record["serial_number"].get("flags") or [])
 
 
-def _fake_cuts(texts: list[tuple[str, float]]) -> Any:
+def _fake_cuts(serial_reads: Any, texts: list[tuple[str, float]]) -> Any:
     from marktrace.inference.pipeline import _CutRead
 
     def cut_reads(image: Any, box: Any, margins: Any) -> list[Any]:
         assert len(margins) == len(texts)
-        return [_CutRead(m, _decoded(t, c), None) for m, (t, c) in zip(margins, texts, strict=True)]
+        return [_CutRead(m, serial_reads.decoded(t, c), None) for m, (t, c) in zip(margins, texts, strict=True)]
 
     return cut_reads
 
 
 def test_cuts_that_agree_leave_the_serial_confidence_as_read(
-    photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    as_loaded: Callable[..., Any],
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     line_text = plain["evidence"]["line_text"]
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     # spaces aside, and a trailing full stop the serial parser drops: the same serial
-    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text.replace(" ", ""), 0.01), (line_text + ".", 0.01)]))
+    cuts = _fake_cuts(serial_reads, [(line_text.replace(" ", ""), 0.01), (line_text + ".", 0.01)])
+    monkeypatch.setattr(reader, "_cut_reads", cuts)
     serial = reader.read_loaded("p", [as_loaded(photo)], None).record["serial_number"]
     assert serial["value"] == plain["value"] and serial["confidence"] == plain["confidence"]
     assert not any(f["kind"] in ("cut_disagreement", "read_recut") for f in serial.get("flags") or [])
 
 
 def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
-    photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, plain: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    as_loaded: Callable[..., Any],
 ) -> None:
     from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
 
@@ -204,7 +181,7 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
     pads = ((0.1, 0.1), (0.2, 0.2))
     reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
     # one cut agrees, one reads other text less confidently: the first read stays, 2 of 3 agree
-    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([(line_text, 0.01), ("QQ1234", 0.01)]))
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts(serial_reads, [(line_text, 0.01), ("QQ1234", 0.01)]))
     serial = reader.read_loaded("p", [as_loaded(photo)], None).record["serial_number"]
     assert serial["value"] == plain["value"]
     assert serial["confidence"] == pytest.approx(plain["confidence"] * (2 / 3) ** 2, abs=2e-4)
@@ -222,16 +199,16 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
 
 
 def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     image = as_loaded(photo)
-    direct = _direct(reader, image)  # not in the cut cache: as if read at another detector size
+    direct = serial_reads.direct(reader, image)  # not in the cut cache: as if read at another detector size
     line_text = direct.record["serial_number"]["evidence"]["line_text"]
     before = float(direct.record["serial_number"]["confidence"])
-    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts([("AB1", 0.9), (line_text, 0.9), ("AB2", 0.9)]))
+    monkeypatch.setattr(reader, "_cut_reads", _fake_cuts(serial_reads, [("AB1", 0.9), (line_text, 0.9), ("AB2", 0.9)]))
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in direct.record.items()}
     reader._cut_agreement(record, direct, [image], {})
     flag = next(f for f in record["serial_number"]["flags"] if f["kind"] == "cut_disagreement")
@@ -242,7 +219,7 @@ def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts
 
 
 def test_a_serial_from_an_enhancement_view_is_not_checked(
-    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
 ) -> None:
     import dataclasses
 
@@ -250,7 +227,8 @@ def test_a_serial_from_an_enhancement_view_is_not_checked(
 
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     image = as_loaded(photo)
-    view = dataclasses.replace(_direct(reader, image), view="chain:flatten_clahe", method="chain:flatten_clahe")
+    direct = serial_reads.direct(reader, image)
+    view = dataclasses.replace(direct, view="chain:flatten_clahe", method="chain:flatten_clahe")
     monkeypatch.setattr(reader, "_cut_reads", lambda *a: pytest.fail("a view's line cut from the photo"))
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in view.record.items()}
     reader._cut_agreement(record, view, [image], {})
