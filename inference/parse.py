@@ -896,12 +896,12 @@ class _Parser:
                     short_spans = [c for c in covered if len(compact(c.text.split())) <= 4]
                     # a longer exact mark may be superseded too, by a window that adds free tokens to it and is
                     # near a longer mark (SIG ARMS AC: SIGARMS exact, SIG ARMS AG one glyph away)
-                    long_spans = [c for c in covered if c not in short_spans
+                    long_marks = [len(compact(c.text.split())) for c in covered if len(compact(c.text.split())) > 4
                                   and c.extra["span"][0] + c.extra["span"][1] <= s + n and c.extra["span"][1] < n]
-                    if supersede_only and not long_spans:
+                    if supersede_only and not long_marks:
                         continue
                     if any(u is not None and u not in ("maker", "country") for u in used) or (
-                            "maker" in used and not short_spans and not long_spans) or (
+                            "maker" in used and not short_spans and not long_marks) or (
                             "country" in used and not self._plain_countries_within(i, s, s + n)):
                         continue
                     if all(u in ("maker", "country") for u in used):
@@ -915,9 +915,8 @@ class _Parser:
                     if key in self.reg.model_keys:
                         continue  # an exact model name, not a misread maker
                     for hit in self._search_makers(key):
-                        if long_spans and not short_spans and (
-                                hit.normalized > LONGER_MARK_RATIO
-                                or len(hit.key) <= max(len(compact(c.text.split())) for c in long_spans)):
+                        if long_marks and not short_spans and (
+                                hit.normalized > LONGER_MARK_RATIO or len(hit.key) <= max(long_marks)):
                             continue  # only a near, longer mark supersedes a long exact one
                         makers = [h for h in hit.payloads if h.maker.kind == "manufacturer"
                                   and not _partial_mark(key, h.mark) and _own_words_match(window, h.mark)]

@@ -134,7 +134,8 @@ class ReaderSettings:
     (``KE18608`` for ``6KE18608``). A grown read is kept when it reads the same characters plus new ones at that end,
     each at least :data:`EXTENSION_MIN_CHAR`, at a line confidence no more than :data:`EXTENSION_MAX_DROP` below the
     first read's, and the serial it gives contains the first one (flag ``read_extended``; the box grows with it).
-    Costs at most one recognizer call per grown box; ``()`` turns it off (see README, "Reading photos")."""
+    Costs one recognizer batch of two short strips (the screen), and one more for an end that passes it; ``()``
+    turns it off (see README, "Reading photos")."""
     max_photometric_views: int = 5
     max_stack_direct_reads: int = 12
     """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
@@ -614,9 +615,8 @@ class MarkingReader:
         amounts = sorted(self.settings.serial_extensions)
         strips = [end_strip(box, end, amounts[-1], EXTENSION_STRIP_OVERLAP) for end in ("start", "end")]
         reads, crops = self._read_quads(image, [pad_quad(q, CROP_PAD_X, CROP_PAD_Y) for q in strips])
-        ends = [end for (end, strip), read, cut in zip(zip(("start", "end"), strips, strict=True), reads, crops,
-                                                        strict=False)
-                if characters_beyond(read, cut.shape[1], end, box, strip, amounts[-1])]
+        ends = [end for end, strip, read, cut in zip(("start", "end"), strips, reads, crops, strict=False)
+                if characters_beyond(read, cut.shape[1], end, strip, amounts[-1])]
         if not ends:
             return direct
         # the grown lines of those ends, in one recognizer batch; the largest that passes at each end wins
@@ -1206,9 +1206,8 @@ def end_strip(quad: np.ndarray, end: str, line_heights: float, overlap: float) -
     return grown
 
 
-def characters_beyond(read: DecodedText, crop_width: int, end: str, box: np.ndarray, strip: np.ndarray,
-                      line_heights: float) -> bool:
-    """Whether the read of an :func:`end_strip` shows a confident character beyond ``box``'s edge.
+def characters_beyond(read: DecodedText, crop_width: int, end: str, strip: np.ndarray, line_heights: float) -> bool:
+    """Whether the read of an :func:`end_strip` (grown ``line_heights`` past the box) shows a character beyond the box.
 
     That is a letter or digit of at least :data:`EXTENSION_MIN_CHAR` whose place lies beyond the edge by
     :data:`EXTENSION_EDGE_MARGIN` line heights (the strip cut with :data:`CROP_PAD_X`, :data:`CROP_PAD_Y`).
@@ -1221,15 +1220,14 @@ def characters_beyond(read: DecodedText, crop_width: int, end: str, box: np.ndar
     batch_width = int(np.ceil(crop_width / WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
     step_width = batch_width / (read.probs.shape[0] + 1)
     strip_length = float(np.linalg.norm(strip[1] - strip[0]))
-    if strip_length == 0:
+    height = float(np.linalg.norm(strip[3] - strip[0]))  # the box's: the strip shares its edges across the line
+    if strip_length == 0 or height == 0:
         return False
-    height = float(np.linalg.norm(np.asarray(box, np.float32)[3] - np.asarray(box, np.float32)[0]))
     # the strip's crop spans the strip and CROP_PAD_X line heights either side; pixels per line height along it
-    per_height = crop_width / (strip_length / max(height, 1e-6) + 2 * CROP_PAD_X)
-    if end == "start":
-        edge = (CROP_PAD_X + line_heights - EXTENSION_EDGE_MARGIN) * per_height
-    else:
-        edge = (strip_length / max(height, 1e-6) - line_heights + CROP_PAD_X + EXTENSION_EDGE_MARGIN) * per_height
+    per_height = crop_width / (strip_length / height + 2 * CROP_PAD_X)
+    # the box's edge lies line_heights in from the strip's outer end; a new character lies beyond it
+    outer = (CROP_PAD_X + line_heights - EXTENSION_EDGE_MARGIN) * per_height
+    edge = outer if end == "start" else crop_width - outer
     for ch, confidence, step in zip(read.text, read.char_confidences, read.char_steps, strict=False):
         if not ch.isalnum() or confidence < EXTENSION_MIN_CHAR:
             continue

@@ -221,4 +221,4 @@ def test_characters_beyond_places_each_character_by_its_time_step(
     width = round(per_height * (2.5 + 2 * CROP_PAD_X))
     read = serial_reads.decoded("7", 0.99, chars=[confidence], steps=[step], crop_width=width)
     assert read.probs.shape[0] == int(np.ceil(width / 8) * 8) // 4 - 1
-    assert characters_beyond(read, width, end, box, strip, 1.5) is beyond
+    assert characters_beyond(read, width, end, strip, 1.5) is beyond
