@@ -55,6 +55,8 @@ from marktrace.service.limits import (
     InferenceTimeout,
     PoolFull,
     UploadError,
+    UploadGate,
+    UploadsFull,
     parse_lights,
     parse_upload,
     sniff_image_type,
@@ -303,6 +305,7 @@ class ServiceState:
         self.reader: Reader | None = None
         self.reader_error: str | None = None
         self.pool = InferencePool(settings.workers, settings.queue_size)
+        self.uploads = UploadGate(settings.resolved_max_uploads)
         self.metrics = metrics
         self.draining = False
         self.ready_event = threading.Event()
@@ -576,6 +579,7 @@ def create_app(
             400: {"model": ProblemBody, "description": "malformed body"},
             403: {"model": ProblemBody, "description": "viewer key"},
             413: {"model": ProblemBody, "description": "file, request or image too large"},
+            408: {"model": ProblemBody, "description": "the body did not arrive within the upload timeout"},
             415: {"model": ProblemBody, "description": "not an image"},
             503: {"model": ProblemBody, "description": "busy or not ready; retry after Retry-After seconds"},
         },
@@ -600,13 +604,11 @@ def create_app(
             state.metrics.rejected.labels("not_ready").inc()
             detail = "the service is shutting down" if state.draining else "the models are still loading"
             raise Problem(503, "Service Unavailable", detail, headers=retry)
-        try:
-            slot = state.pool.acquire()
-        except PoolFull:
+        if state.pool.full:  # no place now: refuse before the client sends its photos
             state.metrics.rejected.labels("queue_full").inc()
-            raise Problem(503, "Service Unavailable", "the inference queue is full", headers=retry) from None
-        state.metrics.queue_depth.set(state.pool.depth)
+            raise Problem(503, "Service Unavailable", "the inference queue is full", headers=retry)
         upload = None
+        slot = None
 
         async def reject(status: int, title: str, detail: str, extra: dict[str, Any]) -> Problem:
             await run_in_threadpool(
@@ -619,15 +621,25 @@ def create_app(
 
         try:
             try:
-                upload = await parse_upload(
-                    request.headers.get("content-type", ""),
-                    request.stream(),
-                    state.evidence,
-                    max_file_bytes=settings.max_file_bytes,
-                    max_request_bytes=settings.max_request_bytes,
-                    max_files=settings.max_files,
-                )
+                # the body arrives holding an upload place, not an inference place
+                with state.uploads.enter():
+                    upload = await parse_upload(
+                        request.headers.get("content-type", ""),
+                        request.stream(),
+                        state.evidence,
+                        max_file_bytes=settings.max_file_bytes,
+                        max_request_bytes=settings.max_request_bytes,
+                        max_files=settings.max_files,
+                        timeout_s=settings.upload_timeout_s,
+                    )
+            except UploadsFull:
+                state.metrics.rejected.labels("uploads_full").inc()
+                raise Problem(
+                    503, "Service Unavailable", "too many uploads are arriving at once", headers=retry
+                ) from None
             except UploadError as exc:
+                if exc.status == 408:
+                    state.metrics.rejected.labels("upload_timeout").inc()
                 raise await reject(exc.status, exc.title, exc.detail, {"reason": exc.detail}) from None
             for _, temp in upload.files:
                 await run_in_threadpool(temp.finish)
@@ -651,6 +663,14 @@ def create_app(
                 raise await reject(exc.status, exc.title, exc.detail, {"files": dict(hashes)}) from None
             reader = state.reader
             item = names[0] if len(names) == 1 else (upload.fields.get("case_ref") or "upload")
+            try:
+                slot = state.pool.acquire()
+            except PoolFull:
+                state.metrics.rejected.labels("queue_full").inc()
+                raise Problem(
+                    503, "Service Unavailable", "the inference queue is full", headers=retry
+                ) from None
+            state.metrics.queue_depth.set(state.pool.depth)
             try:
                 result, derived = await slot.run(
                     lambda: _read_item(reader, item, files_bytes, lights), settings.request_timeout_s
@@ -687,8 +707,9 @@ def create_app(
         finally:
             if upload is not None:
                 upload.discard()
-            slot.close()
-            state.metrics.queue_depth.set(state.pool.depth)
+            if slot is not None:
+                slot.close()
+                state.metrics.queue_depth.set(state.pool.depth)
         body = _out(row).model_dump(mode="json")
         return JSONResponse(body, status_code=201, headers={"Location": f"/v1/identifications/{row['id']}"})
 

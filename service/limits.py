@@ -1,16 +1,20 @@
 """Request limits: streaming multipart parsing with size caps, content sniffing, the bounded inference pool.
 
 Uploads are hashed and written to the evidence temp folder while they stream in; a part or request
-over its cap stops the stream with 413 before the rest is read. The inference pool admits at most
-``workers + queue_size`` requests; beyond that the API answers 503 with ``Retry-After``.
+over its cap stops the stream with 413 before the rest is read, and a body that does not arrive within
+its time stops with 408. Admission has two stages, so a slow upload never holds an inference place: the
+:class:`UploadGate` bounds the requests whose body is still arriving, and only a fully received upload
+asks the :class:`InferencePool` for a place (at most ``workers + queue_size`` running or waiting).
+Either full, the API answers 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,11 +88,15 @@ async def parse_upload(
     max_file_bytes: int,
     max_request_bytes: int,
     max_files: int,
+    timeout_s: float | None = None,
 ) -> ParsedUpload:
     """Stream a multipart/form-data body into temp files, enforcing caps as bytes arrive.
 
+    ``timeout_s`` bounds the whole body's arrival (None: no bound). Whatever the way out other than a
+    complete body (error, timeout, a cancelled request), the temp files written so far are deleted.
+
     Raises:
-        UploadError: 400 malformed, 413 too large, 415 not multipart.
+        UploadError: 400 malformed, 408 not received within ``timeout_s``, 413 too large, 415 not multipart.
     """
     ctype, params = parse_options_header(content_type)
     if ctype != b"multipart/form-data":
@@ -175,22 +183,31 @@ async def parse_upload(
     )
     total = 0
     try:
-        async for chunk in stream:
-            total += len(chunk)
-            if total > max_request_bytes:
-                raise UploadError(
-                    413,
-                    "Payload Too Large",
-                    f"request body is larger than the limit of {max_request_bytes:,} bytes",
-                )
-            parser.write(chunk)
+        async with asyncio.timeout(timeout_s):
+            async for chunk in stream:
+                total += len(chunk)
+                if total > max_request_bytes:
+                    raise UploadError(
+                        413,
+                        "Payload Too Large",
+                        f"request body is larger than the limit of {max_request_bytes:,} bytes",
+                    )
+                parser.write(chunk)
         parser.finalize()
     except (UploadError, HTTPException):  # HTTPException: the body cap of the request middleware (413)
         result.discard()
         raise
+    except TimeoutError:
+        result.discard()
+        raise UploadError(
+            408, "Request Timeout", f"the upload did not arrive within {timeout_s:g} s ({total:,} bytes received)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several types on malformed bodies
         result.discard()
         raise UploadError(400, "Bad Request", f"malformed multipart body ({exc})") from None
+    except BaseException:  # the request was cancelled (client gone, server stopping): leave nothing behind
+        result.discard()
+        raise
     return result
 
 
@@ -244,6 +261,40 @@ class PoolFull(Exception):
     """No room in the inference queue."""
 
 
+class UploadsFull(Exception):
+    """Too many uploads arriving at once."""
+
+
+class UploadGate:
+    """Bounds the requests whose body is still arriving (each holds temp files, none holds an inference place).
+
+    Use as ``with gate.enter(): ...``; :class:`UploadsFull` at once when ``limit`` requests are inside.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._inside = 0
+
+    @property
+    def inside(self) -> int:
+        """Uploads arriving now."""
+        return self._inside
+
+    @contextlib.contextmanager
+    def enter(self) -> Iterator[None]:
+        """Hold a place while the body arrives; raise :class:`UploadsFull` if there is none."""
+        with self._lock:
+            if self._inside >= self.limit:
+                raise UploadsFull()
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+
 class InferenceTimeout(Exception):
     """Inference took longer than the per-request timeout."""
 
@@ -262,6 +313,11 @@ class InferencePool:
     def depth(self) -> int:
         """Requests admitted and not yet finished (running or waiting)."""
         return self._outstanding
+
+    @property
+    def full(self) -> bool:
+        """Whether :meth:`acquire` would raise now (a request that sees it full need not send its body)."""
+        return self._outstanding >= self.capacity
 
     def acquire(self) -> Slot:
         """Reserve a place or raise :class:`PoolFull` at once."""

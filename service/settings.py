@@ -53,6 +53,13 @@ class ServiceSettings(BaseSettings):
     queue_size: int = Field(default_factory=lambda: 4 * _cores(), ge=0)
     """Requests allowed to wait for a worker beyond those running (default: 4 per core, so a lab's usual
     handful of concurrent uploads waits instead of bouncing); more get 503 + Retry-After."""
+    max_uploads: int | None = Field(default=None, gt=0)
+    """Uploads allowed to arrive at once (default: ``workers + queue_size``); more get 503 + Retry-After. An
+    arriving upload holds no inference place: it asks for one only once its body is in, so slow links do not
+    starve the workers. Temp files on disk stay under ``(max_uploads + workers + queue_size) x
+    max_request_bytes``."""
+    upload_timeout_s: float = Field(default=600.0, gt=0)
+    """Most seconds a request body may take to arrive (408 after it; 120 MB at 200 KB/s fits)."""
     request_timeout_s: float = Field(default=60.0, gt=0)
     """Per-request inference timeout (503 after it)."""
     retry_after_s: int = Field(default=2, ge=1)
@@ -82,6 +89,11 @@ class ServiceSettings(BaseSettings):
         if ":" not in self.reader:
             raise ValueError(f"MARKTRACE_READER must be 'module:attribute', got {self.reader!r}")
         return self
+
+    @property
+    def resolved_max_uploads(self) -> int:
+        """Uploads allowed to arrive at once: ``max_uploads``, or ``workers + queue_size``."""
+        return self.max_uploads or self.workers + self.queue_size
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -315,6 +316,59 @@ def test_queue_full_answers_503(client: TestClient, keys) -> None:
         for s in slots:
             s.close()
     assert post(client, keys.a, [("p.png", make_image(seed=11))]).status_code == 201
+
+
+def _multipart(name: str, photo: bytes) -> tuple[bytes, str]:
+    boundary = "marktraceboundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_an_arriving_upload_holds_no_inference_place(client: TestClient, keys) -> None:
+    state = client.app.state.service
+    body, ctype = _multipart("p.png", make_image(seed=12))
+    seen: list[tuple[int, int]] = []
+
+    def arriving():  # runs while the service reads the body
+        seen.append((state.uploads.inside, state.pool.depth))
+        yield body
+
+    r = client.post("/v1/identifications", content=arriving(), headers={**auth(keys.a), "Content-Type": ctype})
+    assert r.status_code == 201, r.text
+    assert seen == [(1, 0)]  # an upload place, no worker: a slow link does not starve the pool
+    assert (state.uploads.inside, state.pool.depth) == (0, 0)
+
+
+def test_a_full_queue_refuses_before_the_body_is_read(client: TestClient, keys) -> None:
+    pool = client.app.state.service.pool
+    body, ctype = _multipart("p.png", make_image(seed=13))
+    read: list[bool] = []
+
+    def arriving():
+        read.append(True)
+        yield body
+
+    slots = [pool.acquire() for _ in range(pool.capacity)]
+    try:
+        r = client.post("/v1/identifications", content=arriving(), headers={**auth(keys.a), "Content-Type": ctype})
+    finally:
+        for s in slots:
+            s.close()
+    assert r.status_code == 503 and r.json()["detail"] == "the inference queue is full"
+    assert read == []
+
+
+def test_too_many_arriving_uploads_answer_503(client: TestClient, keys) -> None:
+    state = client.app.state.service
+    with contextlib.ExitStack() as held:
+        for _ in range(state.uploads.limit):
+            held.enter_context(state.uploads.enter())
+        r = post(client, keys.a, [("p.png", make_image(seed=14))])
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["detail"] == "too many uploads are arriving at once"
+    assert 'marktrace_rejected_total{reason="uploads_full"} 1.0' in client.get("/metrics").text
+    assert post(client, keys.a, [("p.png", make_image(seed=14))]).status_code == 201
 
 
 def test_heic_upload_is_read(client: TestClient, keys) -> None:
