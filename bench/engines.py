@@ -215,6 +215,14 @@ class MarktraceNoExtendEngine(MarktraceEngine):
     overrides = {"serial_extensions": ()}
 
 
+class MarktraceNoRowsEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) reading each detector component as one line (no ``split_stacked_rows``: stacked
+    lines the detector's map joined are not cut apart)."""
+
+    name = "marktrace-norows"
+    overrides = {"split_stacked_rows": False}
+
+
 class MarktraceNoConsensusEngine(MarktraceEngine):
     """marktrace (``auto`` variant) choosing a multi-light item's serial by its most confident read, not a vote."""
 
@@ -343,6 +351,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "marktrace-norecut": MarktraceNoRecutEngine,
     "marktrace-noextend": MarktraceNoExtendEngine,
+    "marktrace-norows": MarktraceNoRowsEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,
     "tesseract": TesseractEngine,

@@ -166,6 +166,86 @@ def measure_core(points: np.ndarray) -> CoreShape:
     return CoreShape(axis=axis, normal=normal, centre=centre, thickness=thickness, length=length)
 
 
+ROW_ANGLE_RANGE_DEG = 20
+"""Stacked rows: axes tried, in whole degrees either side of the rectangle's (section 4 of CONTRACT.md)."""
+ROW_VALLEY = 0.4
+"""... a cut where the across profile falls to this share of the lower of the peaks on either side,"""
+ROW_MIN_SHARE = 0.15
+"""... leaving at least this share of the cells on each side,"""
+ROW_OVERLAP = 0.3
+"""... between rows that overlap along the axis by this share of the shorter one (else: words of one line),"""
+ROW_MIN_CELLS = 12
+"""... in components of at least this many cells,"""
+ROW_MAX_DEPTH = 3
+"""... and cuts nest at most this many plus one deep (16 rows at most)."""
+
+
+def _profile(points: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    across = points @ normal
+    return across, np.bincount(np.floor(across - across.min()).astype(np.int64)).astype(np.float64)
+
+
+def row_axis(points: np.ndarray) -> np.ndarray:
+    """The axis along which the cells' across profile is sharpest: the direction of stacked rows of text.
+
+    Tried from the rectangle's axis (:func:`measure_core`) in one-degree steps up to
+    :data:`ROW_ANGLE_RANGE_DEG` either side; the first with the largest sum of squared counts of the
+    one-cell bins of ``points · n`` wins. Two lines that the map joins lie parallel; the rectangle around
+    both is tilted when they differ in length, which smears their profiles together.
+    """
+    base = measure_core(points.astype(np.float32)).axis
+    thetas = float(np.arctan2(base[1], base[0])) + np.deg2rad(np.arange(-ROW_ANGLE_RANGE_DEG, ROW_ANGLE_RANGE_DEG + 1))
+    across = points @ np.stack([-np.sin(thetas), np.cos(thetas)])  # (cells, angles): w for every angle at once
+    bins = np.floor(across - across.min(axis=0)).astype(np.int64)
+    width = int(bins.max()) + 1
+    counts = np.bincount((bins + width * np.arange(len(thetas))).ravel(), minlength=width * len(thetas))
+    concentration = (counts.reshape(len(thetas), width).astype(np.float64) ** 2).sum(axis=1)
+    theta = thetas[int(np.argmax(concentration))]  # the first of the largest
+    return np.array([np.cos(theta), np.sin(theta)])
+
+
+def split_rows(points: np.ndarray, depth: int = 0) -> list[np.ndarray]:
+    """Index arrays of the rows of one core component: one per line where the map joined stacked lines.
+
+    A detector map can bridge two lines set close together (a maker line over an import line), or join
+    the first letters of lines set flush left into an ``E``-shaped component; read as one, such a box
+    gives nonsense for both lines. Along :func:`row_axis`, the across profile (cells per one-cell bin,
+    smoothed with ``[0.25, 0.5, 0.25]``) of stacked lines has a deep valley between them: the deepest bin
+    at most :data:`ROW_VALLEY` of the lower peak on either side, with :data:`ROW_MIN_SHARE` of the cells on
+    each side, is cut, provided the two sides overlap along the axis (:data:`ROW_OVERLAP`); each side is
+    examined again. A single line's profile has one peak and stays whole. ``models/CONTRACT.md`` §4.
+    """
+    index = np.arange(len(points))
+    if depth > ROW_MAX_DEPTH or len(points) < ROW_MIN_CELLS:
+        return [index]
+    axis = row_axis(points)
+    across, hist = _profile(points, np.array([-axis[1], axis[0]]))
+    if len(hist) < 4:
+        return [index]
+    smooth = np.convolve(hist, [0.25, 0.5, 0.25], mode="same")
+    total = hist.sum()
+    cut: tuple[int, float] | None = None
+    for v in range(1, len(smooth) - 1):
+        lower_peak = min(smooth[:v].max(), smooth[v + 1 :].max())
+        if smooth[v] > ROW_VALLEY * lower_peak:
+            continue
+        left, right = hist[:v].sum() + hist[v] / 2, hist[v + 1 :].sum() + hist[v] / 2
+        if min(left, right) < ROW_MIN_SHARE * total:
+            continue
+        ratio = float(smooth[v] / lower_peak)
+        if cut is None or ratio < cut[1]:
+            cut = (v, ratio)
+    if cut is None:
+        return [index]
+    below = across < across.min() + cut[0] + 0.5
+    sides = (index[below], index[~below])
+    along = points @ axis
+    (a0, a1), (b0, b1) = ((float(along[s].min()), float(along[s].max())) for s in sides)
+    if min(a1, b1) - max(a0, b0) < ROW_OVERLAP * min(a1 - a0, b1 - b0):
+        return [index]  # side by side, not stacked: words of one line on a slant
+    return [side[rows] for side in sides for rows in split_rows(points[side], depth + 1)]
+
+
 def postprocess_maps(
     maps: np.ndarray,
     stride: int,
@@ -174,22 +254,30 @@ def postprocess_maps(
     min_score: float = 0.75,
     min_area: int = 4,
     geometry: LineGeometry | None = None,
+    split_stacked: bool = True,
 ) -> list[DetectedLine]:
     """Turn the detector's (3, h, w) output into line quads in original pixels.
 
-    Each connected component of the thresholded core map is measured column by column
-    (:func:`measure_core`), grown to its line by ``geometry`` (default: the inverse of the training
-    shrink) and its corners are ordered by the mean reading direction predicted over the component.
+    Each connected component of the thresholded core map is cut into its rows where the map joined
+    stacked lines (:func:`split_rows`; not with ``split_stacked=False``); each row is measured column by
+    column (:func:`measure_core`), grown to its line by ``geometry`` (default: the inverse of the
+    training shrink) and its corners are ordered by the mean reading direction predicted over the row.
     """
     geometry = geometry or LineGeometry()
     prob = maps[0]
     binary = (prob > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     lines: list[DetectedLine] = []
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
     for label in range(1, count):
         if stats[label, cv2.CC_STAT_AREA] < min_area:
             continue
         ys, xs = np.nonzero(labels == label)
+        cells = np.stack([xs, ys], axis=1).astype(np.float64) + 0.5
+        rows += [(ys[row], xs[row]) for row in (split_rows(cells) if split_stacked else [np.arange(len(ys))])]
+    for ys, xs in rows:
+        if len(ys) < min_area:
+            continue
         score = float(prob[ys, xs].mean())
         if score < min_score:
             continue

@@ -136,6 +136,10 @@ class ReaderSettings:
     first read's, and the serial it gives contains the first one (flag ``read_extended``; the box grows with it).
     Costs one recognizer batch of two short strips (the screen), and one more for an end that passes it; ``()``
     turns it off (see README, "Reading photos")."""
+    split_stacked_rows: bool = True
+    """Cut a detector component that holds stacked lines into its rows (a maker line the map bridged to the import
+    line under it, flush-left lines joined into an ``E``; ``inference/detect.py::split_rows``, CONTRACT.md §4 step
+    3). ``False`` reads each component as one line, as readers before 0.4.0 did."""
     max_photometric_views: int = 5
     max_stack_direct_reads: int = 12
     """A multi-light item's photos read directly (each on its own), spread evenly over the stack in file order;
@@ -320,7 +324,8 @@ class MarkingReader:
         maps = self.detector.session.run(None, {self.detector.input_name: prepared.tensor})[0][0]
         meta = self.detector.meta
         return postprocess_maps(
-            maps, meta.stride, prepared.scale, meta.threshold, meta.min_score, geometry=meta.line_geometry
+            maps, meta.stride, prepared.scale, meta.threshold, meta.min_score, geometry=meta.line_geometry,
+            split_stacked=self.settings.split_stacked_rows,
         )
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[DecodedText]:

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from marktrace.inference.detect import CORE_SHRINK, LineGeometry, measure_core, postprocess_maps, prepare_detector_input
+from marktrace.inference.detect import (
+    CORE_SHRINK,
+    LineGeometry,
+    measure_core,
+    postprocess_maps,
+    prepare_detector_input,
+    split_rows,
+)
 from marktrace.inference.geometry import quad_size
 
 
@@ -78,3 +85,56 @@ def test_a_gray_photo_gives_the_tensor_of_its_bgr_copy(long_side: int) -> None:
     from_bgr = prepare_detector_input(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), long_side)
     assert from_gray.tensor.shape == from_bgr.tensor.shape and from_gray.tensor.shape[-1] == 3
     assert np.array_equal(from_gray.tensor, from_bgr.tensor) and from_gray.scale == from_bgr.scale
+
+
+def _band(maps: np.ndarray, x0: int, x1: int, y0: int, y1: int, p: float = 0.95) -> None:
+    maps[0, y0:y1, x0:x1] = p
+    maps[1, y0:y1, x0:x1] = 1.0
+
+
+def test_two_stacked_lines_the_map_bridged_become_two_lines() -> None:
+    maps = np.zeros((3, 40, 100), np.float32)
+    _band(maps, 10, 90, 10, 14)  # a maker line
+    _band(maps, 10, 70, 17, 21)  # an import line under it, shorter
+    _band(maps, 40, 42, 14, 17, p=0.8)  # the bridge that joins their cores
+    lines = sorted(postprocess_maps(maps, stride=4, scale=1.0), key=lambda d: float(d.quad[0][1]))
+    assert len(lines) == 2
+    heights = [quad_size(d.quad)[1] for d in lines]
+    assert heights == pytest.approx([8 * 4, 8 * 4])  # each as tall as one line, not two
+    assert [quad_size(d.quad)[0] for d in lines] == pytest.approx([84 * 4, 64 * 4])
+
+
+def test_lines_joined_flush_left_like_an_e_are_cut_into_their_rows() -> None:
+    maps = np.zeros((3, 50, 100), np.float32)
+    for y0 in (8, 20, 32):
+        _band(maps, 10, 80, y0, y0 + 4)
+    _band(maps, 10, 12, 8, 36)  # first letters aligned: a vertical stroke through all three cores
+    lines = postprocess_maps(maps, stride=4, scale=1.0)
+    assert len(lines) == 3
+    assert sorted(round(float(np.mean(d.quad[:, 1])) / 4) for d in lines) == [10, 22, 34]
+
+
+def test_one_line_with_word_gaps_and_a_slant_stays_one_line() -> None:
+    maps = np.zeros((3, 60, 120), np.float32)
+    ys, xs = np.mgrid[0:60, 0:120]
+    band = np.abs(ys - (20 + 0.25 * xs)) < 2.5  # a line at 14 degrees
+    band &= (xs >= 5) & (xs < 110) & ~((xs >= 40) & (xs < 43)) & ~((xs >= 75) & (xs < 78))  # three words
+    maps[0][band] = 0.95
+    maps[1][band] = 1.0
+    assert len(postprocess_maps(maps, stride=4, scale=1.0)) == 3  # each word its own component, none cut
+
+
+def test_words_side_by_side_at_different_heights_are_not_taken_for_stacked_lines() -> None:
+    points = np.concatenate([_core_points(10, 40, 20, 24), _core_points(40, 70, 25, 29)]).astype(np.float64)
+    assert len(split_rows(points)) == 1  # a step in the baseline, not two rows: they do not overlap along it
+    stacked = np.concatenate([_core_points(10, 60, 20, 24), _core_points(10, 60, 27, 31),
+                              _core_points(30, 32, 24, 27)]).astype(np.float64)
+    rows = split_rows(stacked)
+    upper, lower = sorted(rows, key=lambda r: float(stacked[r, 1].mean()))
+    assert set(range(200)) <= set(upper.tolist()) and set(range(200, 400)) <= set(lower.tolist())
+    assert sorted(np.concatenate(rows).tolist()) == list(range(len(stacked)))  # the bridge shared out, none lost
+
+
+def test_a_single_thick_line_is_never_cut() -> None:
+    points = _core_points(10, 80, 20, 32).astype(np.float64)  # one big line: a flat profile, no valley
+    assert len(split_rows(points)) == 1
