@@ -99,6 +99,7 @@ def test_two_stacked_lines_the_map_bridged_become_two_lines() -> None:
     _band(maps, 40, 42, 14, 17, p=0.8)  # the bridge that joins their cores
     lines = sorted(postprocess_maps(maps, stride=4, scale=1.0), key=lambda d: float(d.quad[0][1]))
     assert len(lines) == 2
+    assert len(postprocess_maps(maps, stride=4, scale=1.0, split_stacked=False)) == 1  # readers before 0.4.0
     heights = [quad_size(d.quad)[1] for d in lines]
     assert heights == pytest.approx([8 * 4, 8 * 4])  # each as tall as one line, not two
     assert [quad_size(d.quad)[0] for d in lines] == pytest.approx([84 * 4, 64 * 4])
