@@ -180,11 +180,6 @@ ROW_MAX_DEPTH = 3
 """... and cuts nest at most this many plus one deep (16 rows at most)."""
 
 
-def _profile(points: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    across = points @ normal
-    return across, np.bincount(np.floor(across - across.min()).astype(np.int64)).astype(np.float64)
-
-
 def row_axis(points: np.ndarray) -> np.ndarray:
     """The axis along which the cells' across profile is sharpest: the direction of stacked rows of text.
 
@@ -219,7 +214,8 @@ def split_rows(points: np.ndarray, depth: int = 0) -> list[np.ndarray]:
     if depth > ROW_MAX_DEPTH or len(points) < ROW_MIN_CELLS:
         return [index]
     axis = row_axis(points)
-    across, hist = _profile(points, np.array([-axis[1], axis[0]]))
+    across = points @ np.array([-axis[1], axis[0]])
+    hist = np.bincount(np.floor(across - across.min()).astype(np.int64)).astype(np.float64)
     if len(hist) < 4:
         return [index]
     smooth = np.convolve(hist, [0.25, 0.5, 0.25], mode="same")
@@ -273,8 +269,11 @@ def postprocess_maps(
         if stats[label, cv2.CC_STAT_AREA] < min_area:
             continue
         ys, xs = np.nonzero(labels == label)
+        if not split_stacked:
+            rows.append((ys, xs))
+            continue
         cells = np.stack([xs, ys], axis=1).astype(np.float64) + 0.5
-        rows += [(ys[row], xs[row]) for row in (split_rows(cells) if split_stacked else [np.arange(len(ys))])]
+        rows += [(ys[row], xs[row]) for row in split_rows(cells)]
     for ys, xs in rows:
         if len(ys) < min_area:
             continue

@@ -578,8 +578,8 @@ def create_app(
             **_ERRORS,
             400: {"model": ProblemBody, "description": "malformed body"},
             403: {"model": ProblemBody, "description": "viewer key"},
-            413: {"model": ProblemBody, "description": "file, request or image too large"},
             408: {"model": ProblemBody, "description": "the body did not arrive within the upload timeout"},
+            413: {"model": ProblemBody, "description": "file, request or image too large"},
             415: {"model": ProblemBody, "description": "not an image"},
             503: {"model": ProblemBody, "description": "busy or not ready; retry after Retry-After seconds"},
         },
@@ -604,9 +604,12 @@ def create_app(
             state.metrics.rejected.labels("not_ready").inc()
             detail = "the service is shutting down" if state.draining else "the models are still loading"
             raise Problem(503, "Service Unavailable", detail, headers=retry)
-        if state.pool.full:  # no place now: refuse before the client sends its photos
+        def queue_full() -> Problem:
             state.metrics.rejected.labels("queue_full").inc()
-            raise Problem(503, "Service Unavailable", "the inference queue is full", headers=retry)
+            return Problem(503, "Service Unavailable", "the inference queue is full", headers=retry)
+
+        if state.pool.full:  # no place now: refuse before the client sends its photos
+            raise queue_full()
         upload = None
         slot = None
 
@@ -666,10 +669,7 @@ def create_app(
             try:
                 slot = state.pool.acquire()
             except PoolFull:
-                state.metrics.rejected.labels("queue_full").inc()
-                raise Problem(
-                    503, "Service Unavailable", "the inference queue is full", headers=retry
-                ) from None
+                raise queue_full() from None
             state.metrics.queue_depth.set(state.pool.depth)
             try:
                 result, derived = await slot.run(

@@ -77,6 +77,15 @@ def _direct(reader: Any, image: LoadedImage) -> Any:
     return attempt
 
 
+def _start(photo: np.ndarray, **settings: Any) -> tuple[Any, LoadedImage, Any]:
+    """A one-thread reader with ``settings``, ``photo`` as loaded, and its direct attempt (which must give a serial)."""
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, **settings))
+    image = _as_loaded(photo)
+    return reader, image, _direct(reader, image)
+
+
 def _serial_index(attempt: Any) -> int:
     line_text = attempt.record["serial_number"]["evidence"]["line_text"]
     return next(i for i, line in enumerate(attempt.lines) if line.text == line_text)
@@ -85,6 +94,6 @@ def _serial_index(attempt: Any) -> int:
 @pytest.fixture(scope="session")
 def serial_reads() -> SimpleNamespace:
     """Helpers for tests of the serial line's re-reads: ``decoded(text, confidence, ...)`` a decoding,
-    ``direct(reader, image)`` the photo's direct attempt (which must give a serial), ``index(attempt)`` the position
-    of the serial's line in it."""
-    return SimpleNamespace(decoded=_decoded, direct=_direct, index=_serial_index)
+    ``start(photo, **settings)`` a one-thread reader, the photo as loaded and its direct attempt (which must give a
+    serial), ``index(attempt)`` the position of the serial's line in it."""
+    return SimpleNamespace(decoded=_decoded, start=_start, index=_serial_index)

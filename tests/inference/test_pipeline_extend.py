@@ -61,13 +61,9 @@ def test_a_new_character_below_the_bar_is_not_taken(serial_reads: Any, ) -> None
 
 
 def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_and_says_so(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
-
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_extensions=(0.75, 1.5)))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo, serial_extensions=(0.75, 1.5))
     index = serial_reads.index(direct)
     first = direct.decoded[index]
     value = direct.record["serial_number"]["value"]
@@ -105,26 +101,20 @@ def test_a_grown_read_that_extends_the_serial_replaces_the_line_grows_its_box_an
 
 
 def test_no_grown_read_that_passes_leaves_the_attempt_as_it_was(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
-
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo)
     first = direct.decoded[serial_reads.index(direct)]
     monkeypatch.setattr(reader, "recognize", lambda crops: [serial_reads.decoded("Q" + first.text, 0.1) for _ in crops])
     assert reader._extended_attempt(image, direct) is direct
 
 
 def test_an_end_whose_strip_shows_nothing_beyond_the_box_is_not_read_again(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import EXTENSION_MIN_CHAR, MarkingReader, ReaderSettings
+    from marktrace.inference.pipeline import EXTENSION_MIN_CHAR
 
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo)
     batches: list[int] = []
 
     def recognize(crops: list[np.ndarray]) -> list[Any]:
@@ -140,14 +130,12 @@ def test_an_end_whose_strip_shows_nothing_beyond_the_box_is_not_read_again(
 
 
 def test_a_grown_read_whose_serial_does_not_contain_the_first_is_refused(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The grown read passes the character check, but the record parsed from it has another serial: not kept."""
     import marktrace.inference.pipeline as pipeline
 
-    reader = pipeline.MarkingReader.from_settings(pipeline.ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo)
     first = direct.decoded[serial_reads.index(direct)]
     grown_text = "7" + first.text
 

@@ -29,14 +29,11 @@ def plain(photo: np.ndarray, as_loaded: Callable[..., Any]) -> dict[str, Any]:
 
 
 def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2))
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo, serial_crop_pads=pads)
     index = serial_reads.index(direct)
     cuts: list[np.ndarray] = []
 
@@ -62,13 +59,11 @@ def test_a_more_confident_recut_replaces_the_serial_line_and_says_so(
 
 
 def test_a_recut_read_no_more_confident_is_not_taken(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings, _score
+    from marktrace.inference.pipeline import _score
 
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo)
     first = direct.decoded[serial_reads.index(direct)]
     weaker = max(0.0, first.confidence - 0.05)
     monkeypatch.setattr(reader, "recognize", lambda crops: [serial_reads.decoded("ZZ999999", weaker) for _ in crops])
@@ -79,15 +74,13 @@ def test_a_recut_read_no_more_confident_is_not_taken(
 
 
 def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
-    serial_reads: Any, photo: np.ndarray, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray
 ) -> None:
     """Cutting from the lines' region (gray only there) gives the pixels a cut from the whole photo gives."""
     from marktrace.inference.geometry import pad_quad, rectify_line, to_gray
-    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y, MarkingReader, ReaderSettings
+    from marktrace.inference.pipeline import CROP_PAD_X, CROP_PAD_Y
 
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=((CROP_PAD_X, CROP_PAD_Y),)))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo, serial_crop_pads=((CROP_PAD_X, CROP_PAD_Y),))
     index = serial_reads.index(direct)
     seen: list[np.ndarray] = []
     recognize = reader.recognize
@@ -105,14 +98,11 @@ def test_the_recut_crop_at_the_first_margins_is_the_first_crop(
 
 
 def test_a_chosen_recut_makes_the_record_and_keeps_the_first_read_as_an_alternative(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     pads = ((0.1, 0.1), (0.2, 0.2), (0.3, 0.1), (0.4, 0.15))
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1, serial_crop_pads=pads))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo, serial_crop_pads=pads)
     assert len(direct.lines) != len(pads)  # so the recut's batch is the one of len(pads) crops
     first = direct.record["serial_number"]["value"]
     recognize = reader.recognize
@@ -199,13 +189,9 @@ def test_cuts_that_disagree_scale_the_confidence_and_list_every_read(
 
 
 def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
-
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)  # not in the cut cache: as if read at another detector size
+    reader, image, direct = serial_reads.start(photo)  # not in the cut cache: as if read at another detector size
     line_text = direct.record["serial_number"]["evidence"]["line_text"]
     before = float(direct.record["serial_number"]["confidence"])
     monkeypatch.setattr(reader, "_cut_reads", _fake_cuts(serial_reads, [("AB1", 0.9), (line_text, 0.9), ("AB2", 0.9)]))
@@ -219,15 +205,11 @@ def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts
 
 
 def test_a_serial_from_an_enhancement_view_is_not_checked(
-    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dataclasses
 
-    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
-
-    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
-    image = as_loaded(photo)
-    direct = serial_reads.direct(reader, image)
+    reader, image, direct = serial_reads.start(photo)
     view = dataclasses.replace(direct, view="chain:flatten_clahe", method="chain:flatten_clahe")
     monkeypatch.setattr(reader, "_cut_reads", lambda *a: pytest.fail("a view's line cut from the photo"))
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in view.record.items()}
