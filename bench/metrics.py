@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.sets import normalize_serial
+from marktrace.datasets.synth import FLAT_BELOW
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -196,10 +197,32 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     makers = maker_scores(rows)
     if makers is not None:
         out["makers"] = makers
+    relief = relief_scores(rows)
+    if relief is not None:
+        out["relief"] = relief
     confidence = confidence_scores(rows)
     if confidence is not None:
         out["confidence"] = confidence
     return out
+
+
+def relief_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Serial exact match over the markings whose every serial character keeps some relief.
+
+    A rendered marking's truth carries ``truth_extra["serial_relief_min"]``: the smallest share of a serial
+    character's stroke that grinding left any depth in. Below :data:`FLAT_BELOW` a character is gone from
+    the metal, and no photo, light or method can read the serial: ``flat`` counts those markings, ``exact``
+    is the share of the others read exactly. None when no row carries the truth (real photos, older sets).
+    """
+    known = [r for r in rows if (r.get("truth_extra") or {}).get("serial_relief_min") is not None]
+    if not known:
+        return None
+    kept = [r for r in known if float(r["truth_extra"]["serial_relief_min"]) >= FLAT_BELOW]
+    return {
+        "n": len(known),
+        "flat": len(known) - len(kept),
+        "exact": round(sum(bool(r.get("exact")) for r in kept) / len(kept), 4) if kept else None,
+    }
 
 
 CONFIDENT_AT = 0.9

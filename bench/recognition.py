@@ -36,6 +36,7 @@ from bench.report import (
     markdown,
     method_summary,
     ratios,
+    relief_summary,
     rich_table,
     write_json,
 )
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         console.print(rich_table(result))
         for line in (method_summary(result), alteration_summary(result), maker_summary(result),
-                     confidence_summary(result)):
+                     relief_summary(result), confidence_summary(result)):
             if line:
                 console.print(line)
         path = write_json(args.results / f"{today}-{result['set']}.json", result)

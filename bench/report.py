@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.table import Table
 
+from marktrace.datasets.synth import FLAT_BELOW, RELIEF_DEPTH
+
 SPEED_TARGETS = {"rapidocr": 4.0, "easyocr": 8.0}
 """Issue 2: marktrace at least this many times faster (CPU time per image) than each peer."""
 RSS_TARGET_MB = 500.0
@@ -137,6 +139,23 @@ def maker_summary(result: dict[str, Any], engine: str = "marktrace") -> str:
     )
 
 
+def relief_summary(result: dict[str, Any]) -> str:
+    """One line: how many markings have a serial character ground flat, and each engine's exact match on the rest."""
+    engines = {name: s["relief"] for name, s in result.get("engines", {}).items() if s.get("relief")}
+    if not engines:
+        return ""
+    first = next(iter(engines.values()))
+    if not first["flat"]:
+        return ""
+    reads = ", ".join(f"{name} {_fmt(r['exact'], pct=True)}" for name, r in engines.items())
+    return (
+        f"Ground flat — {first['flat']} of {first['n']} markings have a serial character with no relief left "
+        f"(under {100 * FLAT_BELOW:.0f}% of its stroke keeps {100 * RELIEF_DEPTH:.0f}% of the mark's depth; no method "
+        f"can read them); "
+        f"serial exact on the other {first['n'] - first['flat']}: {reads}"
+    )
+
+
 def confidence_summary(result: dict[str, Any]) -> str:
     """A line per engine that reports serial confidences: how many reads were confident or unsure, how many right."""
     lines = []
@@ -192,7 +211,7 @@ def markdown(results: Sequence[dict[str, Any]], command: str, machine: dict[str,
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         out.append("")
         for text in (method_summary(result), alteration_summary(result), maker_summary(result),
-                     confidence_summary(result)):
+                     relief_summary(result), confidence_summary(result)):
             for line in filter(None, text.split("\n")):
                 out += [line, ""]
     out += [

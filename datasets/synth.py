@@ -119,6 +119,13 @@ class LineTruth(BaseModel):
     polygon: list[Point]
     char_boxes: list[list[Point]] = []
     overstamped: list[int] = []
+    relief: list[float] = []
+    """Per character (as ``char_boxes``): the share of its stroke that keeps relief once ground
+    (:func:`character_relief`); a character under :data:`FLAT_BELOW` is gone from the metal."""
+
+    def ground_flat(self) -> bool:
+        """Whether a character of this line is ground flat: its text is kept, but no image can show it."""
+        return any(share < FLAT_BELOW for share in self.relief)
 
 
 @dataclass
@@ -602,10 +609,11 @@ def _apply_wear(
     cap: float,
     rng: np.random.Generator,
     shape: tuple[int, int],
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
     """Grind the surface: removes ``wear`` of the mark depth (more in patches) and adds surface damage.
 
-    The height is pointwise non-increasing in depth removed, so more wear never deepens a mark.
+    The height is pointwise non-increasing in depth removed, so more wear never deepens a mark. Also returns
+    the depth removed at each pixel (before scratches, pits and tool marks), for :func:`character_relief`.
     """
     patches = _fbm(shape, float(rng.uniform(2.0, 6.0)), rng, 2) * 2.0 - 1.0
     patch_amp = float(rng.uniform(0.0, 0.35))
@@ -645,7 +653,37 @@ def _apply_wear(
     grind_amp = float(rng.uniform(0.0, 0.06)) * depth_ref
     h = h - scr - pits + grind_amp * streak * (0.3 + wear)
     info = {"patch_amp": patch_amp, "scratches": n_scr, "pits": n_pits, "grind_amp": grind_amp}
-    return h.astype(np.float32), info
+    return h.astype(np.float32), info, removal.astype(np.float32)
+
+
+RELIEF_DEPTH = 0.05
+"""A character's stroke keeps relief where at least this fraction of the mark's depth is left after grinding."""
+FLAT_BELOW = 0.02
+"""A character is ground flat when less than this share of its stroke keeps relief (:func:`character_relief`)."""
+
+
+def character_relief(
+    h_marks: np.ndarray, removal: np.ndarray, depth_ref: float, line: _PlacedLine
+) -> list[float]:
+    """Per character of ``line`` (its non-space characters, in order): the share of its stroke that keeps relief.
+
+    The stroke is where the mark was struck at least 30% of ``depth_ref`` deep; it keeps relief where at least
+    :data:`RELIEF_DEPTH` of ``depth_ref`` is left once ``removal`` is ground off (scratches and pits aside).
+    0 means the character is ground flat: no photo and no light can show it, only its truth remembers it.
+    A character with no stroke in the picture (cut off at the plate's edge) gets 1.0: it was not ground away.
+    """
+    struck = -np.minimum(h_marks, 0.0)
+    left = -np.minimum(h_marks + removal, 0.0)
+    H, W = struck.shape
+    shares: list[float] = []
+    for bx0, by0, bx1, by1 in line.raster.char_boxes:
+        y0, y1 = max(0, int(line.y + by0)), min(H, int(math.ceil(line.y + by1)))
+        x0, x1 = max(0, int(line.x + bx0)), min(W, int(math.ceil(line.x + bx1)))
+        stroke = struck[y0:y1, x0:x1] >= 0.3 * depth_ref
+        n = int(stroke.sum())
+        kept = int((left[y0:y1, x0:x1][stroke] >= RELIEF_DEPTH * depth_ref).sum()) if n else 0
+        shares.append(round(kept / n, 3) if n else 1.0)
+    return shares
 
 
 _STEEL = (175, 178, 182)
@@ -869,7 +907,9 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
     glyph_foot = footprint * (cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0.3)
     glyph = (glyph_foot > 0.5).astype(np.uint8) * 255
     wear = float(r_wear.uniform(config.wear[0], config.wear[1]))
-    height, winfo = _apply_wear(h_marks, burr, depth_ref, wear, cap, r_wear, shape)
+    height, winfo, removal = _apply_wear(h_marks, burr, depth_ref, wear, cap, r_wear, shape)
+    relief = {li: character_relief(h_marks, removal, depth_ref, p) for li, p in enumerate(placed)}
+    serial_relief = next((relief[li] for li, p in enumerate(placed) if p.role == "serial"), None)
     height = height + extra
     # the depth of the mark relative to the surface, for finish effects (fill, bright cuts)
     glyph_depth = np.clip(-np.minimum(h_marks + wear * depth_ref, 0.0) / max(1e-6, depth_ref), 0.0, 1.0)
@@ -890,7 +930,7 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
     if geom.cyl_r > 0:
         yy = np.arange(ph, dtype=np.float32)[:, None]
         height = height + (geom.cyl_r * np.cos((yy - geom.cyl_vc) / geom.cyl_r) - geom.cyl_r).astype(np.float32)
-    lines = _line_truths(placed, geom, overstamp, cap)
+    lines = _line_truths(placed, geom, overstamp, cap, relief)
     serial = strip_serial_prefix(next((ln.text for ln in lines if ln.role == "serial"), ""))
     ambient = (float(r_cam.uniform(0.04, 0.2)) * (0.8 + 0.4 * _noise(shape, 1.5, r_cam))).astype(np.float32)
     env_grad = (
@@ -919,6 +959,7 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
         "etch_reveal": etch,
         "relief": rinfo,
         "wear_detail": winfo,
+        "serial_relief": serial_relief,
         "finish_detail": finfo,
         "camera": cam,
         "config": config.model_dump(mode="json"),
@@ -1019,7 +1060,11 @@ def _camera_geometry(
 
 
 def _line_truths(
-    placed: list[_PlacedLine], geom: _Geometry, overstamp: dict[int, list[int]], cap: float
+    placed: list[_PlacedLine],
+    geom: _Geometry,
+    overstamp: dict[int, list[int]],
+    cap: float,
+    relief: dict[int, list[float]],
 ) -> list[LineTruth]:
     out: list[LineTruth] = []
     w, h = geom.out_size
@@ -1044,6 +1089,7 @@ def _line_truths(
                 polygon=[(float(x), float(y)) for x, y in poly],
                 char_boxes=boxes,
                 overstamped=overstamp.get(li, []),
+                relief=relief.get(li, []),
             )
         )
     return out

@@ -114,6 +114,13 @@ class TrainConfig(_Frozen):
     reads unsure photos through these chains (``inference/enhance/chains.yaml``), so both networks should
     know how a chain's output looks."""
     enhance_chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
+    untaught_when_ground_flat: tuple[Role, ...] = ("serial",)
+    """Roles whose rendered lines the recognizer is not taught when a character of the line is ground flat
+    (``LineTruth.ground_flat``: grinding deeper in patches can take a character's whole depth, so the text is
+    kept but no image shows it). A serial is arbitrary: such a line would teach the recognizer to write
+    characters it cannot see, and to be sure of them. Maker, country and calibre lines come from short lists,
+    where guessing a lost letter from the rest is the right lesson, so they stay. The detector still learns
+    every line's box."""
 
     @field_validator("synth")
     @classmethod

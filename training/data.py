@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from marktrace.datasets.manifest import MANIFEST, read_manifest
-from marktrace.datasets.synth import SynthConfig, render_marking, render_stack
+from marktrace.datasets.synth import LineTruth, SynthConfig, render_marking, render_stack
 from marktrace.inference.detect import CORE_SHRINK
 from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
 from marktrace.inference.recognize import batch_line_crops
@@ -164,9 +164,18 @@ def enhanced_copy(image_bgr: np.ndarray, chain: str) -> np.ndarray:
     return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR) if out.ndim == 2 else out
 
 
+def rendered_truths(lines: Sequence[LineTruth], untaught_roles: Sequence[str]) -> list[TruthLine]:
+    """The truth lines of a rendered marking for training.
+
+    A line of one of ``untaught_roles`` with a character ground flat gets no text: the detector still learns its
+    box, the recognizer is not taught it (``TrainConfig.untaught_when_ground_flat``).
+    """
+    return [(ln.polygon, "" if ln.role in untaught_roles and ln.ground_flat() else ln.text, ln.role) for ln in lines]
+
+
 def relief_view_copies(
     seed: int, config: SynthConfig, n_lights: int, known_directions: bool, n_views: int
-) -> tuple[list[np.ndarray], list[TruthLine]]:
+) -> tuple[list[np.ndarray], list[LineTruth]]:
     """The first ``n_views`` relief views the reader computes for a rendered multi-light stack.
 
     The marking of ``render_marking(seed, config)`` is photographed under ``n_lights`` lights
@@ -189,7 +198,7 @@ def relief_view_copies(
         views.append(cv2.cvtColor(view, cv2.COLOR_GRAY2BGR) if view.ndim == 2 else view)
         if len(views) >= n_views:
             break
-    return views, [(ln.polygon, ln.text, ln.role) for ln in stack.lines]
+    return views, list(stack.lines)
 
 
 def _entry_line_numbers(manifest: Path) -> list[int]:
@@ -300,10 +309,11 @@ class PhotoStream(IterableDataset[PhotoSample]):
             elif self.cfg.relief_fraction > 0 and rng.random() < self.cfg.relief_fraction:
                 low, high = self.cfg.relief_lights
                 config = self.synth_config(rng).model_copy(update={"wear": self.cfg.relief_wear})
-                views, lines = relief_view_copies(
+                views, truths = relief_view_copies(
                     training_render_seed(seed), config, int(rng.integers(low, high + 1)),
                     bool(rng.random() < self.cfg.relief_known_directions), self.cfg.relief_views,
                 )
+                lines = rendered_truths(truths, self.cfg.untaught_when_ground_flat)
                 for view in views:
                     for _ in range(self.cfg.samples_per_photo):
                         yield make_photo_sample(view, lines, self.cfg, rng, self.charset)
@@ -311,7 +321,7 @@ class PhotoStream(IterableDataset[PhotoSample]):
             else:
                 marking = render_marking(training_render_seed(seed), self.synth_config(rng))
                 image = marking.image
-                lines = [(ln.polygon, ln.text, ln.role) for ln in marking.lines]
+                lines = rendered_truths(marking.lines, self.cfg.untaught_when_ground_flat)
             if self.cfg.enhanced_fraction > 0 and rng.random() < self.cfg.enhanced_fraction:
                 image = enhanced_copy(image, self.cfg.enhance_chains[int(rng.integers(len(self.cfg.enhance_chains)))])
             for _ in range(self.cfg.samples_per_photo):

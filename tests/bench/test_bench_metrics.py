@@ -312,3 +312,51 @@ def test_an_item_without_a_serial_is_a_wrong_read_at_confidence_zero() -> None:
     assert scores is not None and scores["n"] == 3
     assert scores["unsure"] == {"below": 0.6, "n": 2, "right": 0.0} and scores["auroc"] == 1.0
     assert confidence_scores([{"exact": True, "fields": {}}]) is None  # an engine without confidences
+
+
+def test_relief_scores_leave_out_markings_with_a_serial_character_ground_flat() -> None:
+    from bench.metrics import FLAT_BELOW, relief_scores
+    from bench.report import relief_summary
+
+    def row(ok: bool, relief: float | None) -> dict[str, Any]:
+        extra = {} if relief is None else {"serial_relief_min": relief}
+        return {"exact": ok, "error": None, "cer": 0.0, "cpu_ms": 1.0, "wall_ms": 1.0, "n_images": 1,
+                "truth_extra": extra}
+
+    rows = [row(True, 0.6), row(False, 0.3), row(False, 0.0), row(False, FLAT_BELOW / 2), row(True, FLAT_BELOW)]
+    assert relief_scores(rows) == {"n": 5, "flat": 2, "exact": round(2 / 3, 4)}
+    assert relief_scores([row(True, None)]) is None  # real photos carry no relief truth
+    engines = {"marktrace": summarize(rows), "rapidocr": summarize([{**r, "exact": False} for r in rows])}
+    line = relief_summary({"engines": engines})
+    assert line.startswith("Ground flat — 2 of 5 markings") and "on the other 3: marktrace 66.7%, rapidocr 0.0%" in line
+    unground = [row(True, 0.9), row(False, 0.5)]
+    assert relief_summary({"engines": {"marktrace": summarize(unground)}}) == ""  # nothing ground flat: no line
+
+
+def test_a_rendered_sets_relief_truth_covers_the_serial_not_its_label(tmp_path: Path) -> None:
+    small = BenchSet("tinyground", "test", "3", MIN_SEED + 998_000_000,
+                     (SetPart("p", SETS["ground"].parts[0].config.model_copy(update={"image_size": (128, 200)})),))
+    folder = materialize(small, 6, tmp_path)
+    from marktrace.datasets.manifest import read_manifest
+
+    entries = [e for e in read_manifest(folder / "manifest.jsonl")
+               if any(ln.role == "serial" and normalize_serial(ln.text) for ln in e.lines)]
+    items = load_items(folder, "tinyground")
+    assert len(items) == len(entries) > 0
+    for entry, item in zip(entries, items, strict=True):
+        relief = (entry.meta or {})["serial_relief"]
+        serial = normalize_serial(item.truth)
+        assert len(relief) == len(item.truth.replace(" ", ""))  # one share per marked character, label included
+        assert item.extra["serial_relief_min"] == min(relief[-len(serial):])
+
+
+def test_a_ground_flat_label_does_not_count_against_the_serial(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 80, 3), 90, np.uint8))
+    entry = {"image": "a.png", "source": "synthetic", "lines": [{"text": "SN 1234", "role": "serial"}],
+             "meta": {"serial_relief": [0.0, 0.01, 0.5, 0.6, 0.7, 0.8]}}  # S and N ground flat, the digits not
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+    (item,) = load_items(tmp_path, "x")
+    assert item.extra["serial_relief_min"] == 0.5

@@ -297,3 +297,29 @@ def test_render_line_slant_and_weight() -> None:
         for x0, y0, x1, y1 in raster.char_boxes:
             inside |= (xs >= x0 - 1) & (xs <= x1 + 1) & (ys >= y0 - 1) & (ys <= y1 + 1)
         assert inside.all()
+
+
+def test_character_relief_finds_the_characters_ground_flat() -> None:
+    from marktrace.datasets.fontlib import LineRaster
+    from marktrace.datasets.synth import _PlacedLine, character_relief
+
+    h = np.zeros((40, 60), np.float32)
+    h[10:30, 5:15] = -1.0  # first character struck to the full depth
+    h[10:30, 25:35] = -1.0  # second one too
+    h[10:30, 45:55] = -0.2  # third: only a 20%-deep scuff, no stroke of its own
+    removal = np.zeros_like(h)
+    removal[:, 20:40] = 0.99  # the second character ground almost to its floor (1% of the depth left)
+    removal[10:20, 5:15] = 1.0  # the first one's upper half ground flat
+    raster = LineRaster(mask=np.zeros((1, 1), np.float32), weight=np.zeros((1, 1), np.float32),
+                        char_boxes=[(5, 10, 15, 30), (25, 10, 35, 30), (45, 10, 55, 30)], cap=20.0, stroke=2.0)
+    font = all_fonts()[0]
+    line = _PlacedLine(text="AB C", role="serial", raster=raster, x=0, y=0, font=font)
+    assert character_relief(h, removal, 1.0, line) == [0.5, 0.0, 1.0]
+
+
+def test_more_wear_never_leaves_a_serial_character_more_relief() -> None:
+    shares = [render_marking(5, cfg(wear=(w, w))).meta["serial_relief"] for w in (0.0, 0.5, 0.9)]
+    assert all(len(s) == len(shares[0]) > 0 for s in shares)
+    assert min(shares[0]) > 0.9  # new: every character keeps its stroke
+    assert all(a >= b for x, y in zip(shares, shares[1:], strict=False) for a, b in zip(x, y, strict=True))
+    assert sum(shares[2]) < sum(shares[1])

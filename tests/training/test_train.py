@@ -174,7 +174,7 @@ def test_relief_fraction_trains_on_the_readers_photometric_views() -> None:
     config = SynthConfig(fonts="train", wear=(0.7, 0.8), image_size=(160, 320))
     views, lines = relief_view_copies(11, config, 5, True, 2)
     stack = render_stack(11, config, 5, known_directions=True)
-    assert len(views) == 2 and [(ln.polygon, ln.text, ln.role) for ln in stack.lines] == lines
+    assert len(views) == 2 and stack.lines == lines
     names = [f"shot_{i:02d}.png" for i in range(5)]
     first_view = next(iter(iter_relief_views(stack_from_arrays(
         list(stack.images), names, ["0" * 64] * 5, dict(zip(names, stack.lights, strict=True))))))[0]
@@ -388,3 +388,22 @@ def test_an_unreadable_real_photo_stops_the_stream_with_its_name(tmp_path: Path)
         next(iter(stream))
     with pytest.raises(ValueError, match="real_fraction"):
         load_config("tiny", {"real_fraction": 1.5})
+
+
+def test_a_serial_ground_flat_is_not_taught_to_the_recognizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its box still goes to the detector; a maker line ground as flat is still taught (by default)."""
+    import marktrace.training.data as data
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    marking = render_marking(11, SynthConfig(fonts="train", wear=(0.9, 0.9), image_size=(160, 320)))
+    flat = {ln.text for ln in marking.lines if ln.ground_flat()}
+    serial = next(ln for ln in marking.lines if ln.role == "serial")
+    assert serial.ground_flat() and "SAMCO GLOBAL MIAMI FL" in flat  # the rendering this test is about
+    assert [t[1] for t in data.rendered_truths(marking.lines, ("serial",))] == [
+        "" if ln is serial else ln.text for ln in marking.lines]
+    monkeypatch.setattr(data, "render_marking", lambda seed, config: marking)
+    cfg = load_config("tiny").model_copy(update={"samples_per_photo": 1, "clean_fraction": 0.0})
+    taught = {text for _, text in next(iter(data.PhotoStream(cfg, CHARSET))).crops}
+    assert serial.text not in taught and "SAMCO GLOBAL MIAMI FL" in taught
+    everything = cfg.model_copy(update={"untaught_when_ground_flat": ()})
+    assert serial.text in {text for _, text in next(iter(data.PhotoStream(everything, CHARSET))).crops}
