@@ -70,6 +70,30 @@ def test_photometric_stereo_with_noise_and_robust_shadow_handling() -> None:
     assert err[rim].mean() < _angles(plain, normals)[rim].mean()
 
 
+def test_the_robust_fit_drops_a_highlight_but_keeps_the_plain_fit_where_samples_agree() -> None:
+    """Faint relief, textured dark metal, ambient light and one specular highlight: the robust fit drops the
+    highlight and is as quiet as the plain fit elsewhere; trimming every pixel's extremes (the fit before 0.5.0,
+    ``outlier_sigma=0``) picks lights by noise and makes the flat plate's normals noisier."""
+    height, groove = groove_surface(depth=0.6)
+    normals = normals_from_height(height)
+    rng = np.random.default_rng(2)
+    albedo = 0.3 * (1 + 0.2 * cv2.GaussianBlur(rng.normal(0, 1, height.shape), (0, 0), 1.0))
+    linear = render(normals, EIGHT_LIGHTS, albedo=albedo, noise=0.005, seed=7) + 0.2 * albedo[None]
+    linear[2, 30:50, 70:90] += 0.6  # a highlight in one photo
+    imgs = to_u8(linear)
+    spot = np.zeros_like(groove)
+    spot[30:50, 70:90] = True
+    plate = ~groove & ~spot
+    errors = {}
+    for name, kwargs in {"plain": {"robust": False}, "robust": {}, "trim_all": {"outlier_sigma": 0.0}}.items():
+        est, _ = photometric_stereo(imgs, _L(EIGHT_LIGHTS), **kwargs)
+        err = _angles(est, normals)
+        errors[name] = (float(err[plate].mean()), float(err[spot].mean()))
+    assert errors["plain"][1] > 15 and errors["robust"][1] < 2  # the highlight is dropped
+    assert errors["robust"][0] < 1.05 * errors["plain"][0]  # and nothing else is
+    assert errors["trim_all"][0] > 1.5 * errors["plain"][0]
+
+
 def test_photometric_stereo_rejects_coplanar_lights() -> None:
     with pytest.raises(ValueError, match="coplanar"):
         photometric_stereo(np.zeros((3, 4, 4), np.float32), np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0.0]]))
