@@ -342,7 +342,9 @@ def _import_flag(reason: str) -> dict[str, Any]:
     note = ("named after an import prefix: the importer, used as manufacturer only when no other maker is read"
             if reason == "import_prefix" else
             "followed by a U.S. address: an importer's (or the maker's own seat); used as manufacturer only when "
-            "no other maker is read")
+            "no other maker is read" if reason == "us_address" else
+            "followed by a city the registry lists for it (an importer's address, its State misread or missing); "
+            "used as manufacturer only when no other maker is read")
     return {"kind": "import_context", "reason": reason, "note": note}
 
 
@@ -679,7 +681,30 @@ class _Parser:
             if maker.country == "US":
                 return US_ADDRESS_US_MAKER_FACTOR, "us_address"
             return US_ADDRESS_FACTOR, "us_address"
+        if self._registry_city_follows(st, end, maker):
+            return (US_ADDRESS_US_MAKER_FACTOR if maker.country == "US" else US_ADDRESS_FACTOR), "registry_city"
         return 1.0, None
+
+    def _registry_city_follows(self, st: _LineState, end: int, maker: MakerEntry) -> bool:
+        """Whether one of the registry's import cities of ``maker`` follows its mark (one or two tokens on).
+
+        An import mark is the importer's name, city and State; the State is two letters and often misread
+        (``EXETER MH``), so a city the registry lists for that name, read exactly or within one edit for a
+        name of six letters or more, is the address without it. A manufacturer's own seat (``MOSSBERG NORTH
+        HAVEN``) is where it made the weapon, not an import address, so it does not count.
+        """
+        seat = compact(maker.city.split()) if maker.city and maker.kind == "manufacturer" else None
+        cities = {key: name for key, name in self.reg.cities_of(maker.id).items() if key != seat}
+        if not cities:
+            return False
+        for m in (1, 2):
+            if end + m > len(st.tokens) or any(st.used[end:end + m]):
+                break
+            key = compact(st.tokens[end:end + m])
+            if key in cities or (len(key) >= 6 and any(
+                    len(city) >= 6 and glyph_distance(key, city, band=2) <= 1.0 for city in cities)):
+                return True
+        return False
 
     def _two_digit_year(self, yy: str) -> tuple[int, list[Alternative]]:
         if len(yy) == 4:

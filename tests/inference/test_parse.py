@@ -183,6 +183,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("MATA SABILCXDO V CIA | MPORTED BY SIG ARMS INC EXETER NH", {"maker": "Llama (Gabilondo y Cía.)"}),
     ("IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "SIG Sauer Inc.", "maker_flag": "import_context",
                                             "importer": "SIG Sauer Inc."}),
+    # the importer's State misread or run into the next word: the registry's city for that importer is the address
+    ("ROSSI | MADE IN RUSSIA | SIG ARMS INC EXETER NHERUSSIA A", {"maker": "Amadeo Rossi", "country": "RU"}),
+    ("DUSHMASTER | SIG ARMS INC EXETER MH", {"maker": "Bushmaster Firearms", "country": "US"}),
+    ("SIG ARMS INC EXETER MH | 12345", {"maker": "SIG Sauer Inc.", "maker_flag": "import_context"}),
     ("IZHMASH | IMTERORBHANCE MOHROE NC", {"maker": "Kalashnikov Concern (Izhmash)",
                                            "importer": "InterOrdnance (I.O. Inc.)"}),
     ("SAKO LTD | CAI ST ALB VT FINLAND", {"maker": "Sako", "country": "FI", "importer": "Century International Arms"}),
@@ -615,6 +619,16 @@ def test_ambiguous_approximate_maker_lists_the_other(registry: Registry) -> None
     assert "Dansk Industri Syndikat (Madsen)" in [a.value for a in m.alternatives]
     exact = parse_lines(_lines("MAUSER"), registry)["manufacturer"]
     assert m.confidence < exact.confidence
+
+
+def test_an_import_city_without_its_state_still_makes_an_import_mark_but_a_makers_seat_does_not(
+        registry: Registry) -> None:
+    misread = parse_lines(_lines("SIG ARMS INC EXETER MH"), registry)["manufacturer"]  # NH read MH
+    assert any(fl["kind"] == "import_context" and fl["reason"] == "registry_city" for fl in misread.flags)
+    seat = parse_lines(_lines("O.F. MOSSBERG & SONS NORTH HAVEN"), registry)["manufacturer"]
+    assert seat.value == "O.F. Mossberg & Sons" and not any(fl["kind"] == "import_context" for fl in seat.flags)
+    exact = parse_lines(_lines("SIG ARMS INC"), registry)["manufacturer"]
+    assert misread.confidence < 0.5 * exact.confidence
 
 
 def test_maker_on_an_import_mark_is_much_weaker_than_the_maker(registry: Registry) -> None:
