@@ -8,10 +8,10 @@ OUT    ?= out
 .PHONY: run test setup setup-dev lint typecheck pytest bench train-gpu train-cpu clean
 
 # Serving install (numpy + opencv + onnxruntime, no torch), then read the sample photos.
-$(BIN)/marktrace: pyproject.toml
+$(BIN)/marktrace: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
 	touch $@
 
 setup: $(BIN)/marktrace
@@ -22,10 +22,10 @@ run: setup
 	@echo "records written to $(OUT)/records.jsonl"
 
 # Development install: training (torch 2.14.1 from the local wheel cache), service, test and lint tools.
-$(VENV)/.dev-installed: pyproject.toml
+$(VENV)/.dev-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,service,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,service,dev]'
 	touch $@
 
 setup-dev: $(VENV)/.dev-installed
@@ -42,7 +42,7 @@ pytest: setup-dev
 test: lint typecheck pytest
 
 bench: setup-dev
-	$(BIN)/python -m pip install -q -e '.[peers]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[peers]'
 	$(BIN)/python -m bench.recognition --sets clean,worn --engines marktrace,rapidocr,easyocr,tesseract --n 50
 
 train-cpu: setup-dev
