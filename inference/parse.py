@@ -749,7 +749,7 @@ class _Parser:
                 if any(st.used[i:i + n]):
                     continue
                 key = compact(toks[i:i + n])
-                if not key:
+                if not key or (n == 1 and self._in_of_made_in(toks, i)):
                     continue
                 method = "registry_exact"
                 hits = [h for h in self.reg.lookup_mark(key) if (h.maker.kind == "importer") == importer]
@@ -767,6 +767,23 @@ class _Parser:
             if not found:
                 i += 1
         return out
+
+    def _in_of_made_in(self, toks: Sequence[str], i: int) -> bool:
+        """Whether token ``i`` is the ``IN`` of ``MADE IN <country>`` read wrong (``MADE FN BRAZIL``).
+
+        Two characters right after ``MADE`` and before a country name (exact, or within the edits ``MADE IN``
+        allows) are that word, never a maker's code: ``FN`` there is not FN Herstal.
+        """
+        if not (0 < i < len(toks) - 1 and len(toks[i]) == 2 and toks[i - 1] == "MADE"):
+            return False
+        if glyph_distance(toks[i], "IN") > 1.0:
+            return False
+        for m in (2, 1):
+            key = compact(toks[i + 1:i + 1 + m])
+            if i + 1 + m <= len(toks) and (self.reg.country_by_name(key) is not None or (
+                    len(key) >= 4 and self.reg.country_fuzzy.search(key, FUZZY_RATIO_MADE_IN, 1))):
+                return True
+        return False
 
     def _confusable_flags(self, marked: str, mark: str) -> list[dict[str, Any]]:
         a, b = compact(tokenize(marked)), compact(tokenize(mark))

@@ -170,6 +170,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("POFMADE IN PAKISIAN", {"maker": "Pakistan Ordnance Factories", "country": "PK"}),
     ("FEGMADEIN HUNGARY", {"maker": "FÉG (Fegyver- és Gépgyár)", "country": "HU"}),
     ("HOMEMADE", {"maker": None, "country": None}),
+    # MADE IN read MADE FN: the two letters before a country are IN, not FN Herstal's code
+    ("KRISS USA | MADE FN BAAZIL", {"maker": None, "country": "BR"}),
+    ("MADE FN HERSTAL", {"maker": "FN Herstal", "country": "BE"}),
     # ------------------------------------------------------------------ makers on import marks name the importer
     ("Imbel | IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "IMBEL", "country": "BR", "importer": "SIG Sauer Inc.",
                                                     "city": "EXETER"}),
