@@ -105,6 +105,11 @@ def align_positions(prediction: str, truth: str) -> dict[int, int]:
     return align_characters(re.sub(r"\s+", "", prediction), normalize_serial(truth))
 
 
+VISIBLE_AT = 0.1
+"""An over-stamp is visible when at least this share of its older strike's stroke shows outside the new marks
+with relief left (the generator's ``overstamp_visible``); below it only the new character is there to see."""
+
+
 def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Over-stamp flag recall and false-flag rate over rows whose truth marks over-stamped characters.
 
@@ -112,13 +117,15 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     engine's ``fields["serial_flags"]``, mapped onto the truth by :func:`align_positions` (a flag on a
     character the truth does not have is a false flag). Recall: over-stamped characters flagged /
     over-stamped characters; false-flag rate: flags on other characters / clean characters of the
-    truth. Returns None when no row carries truth positions, or no row of the engine carries flags at
-    all (the engine does not flag alterations).
+    truth. ``visible_flag_recall``: the recall over the over-stamps whose older strike shows (at least
+    :data:`VISIBLE_AT` of its stroke; rows without that truth count as visible). Returns None when no row carries
+    truth positions, or no row of the engine carries flags at all (the engine does not flag alterations).
     """
     truthful = [r for r in rows if (r.get("truth_extra") or {}).get("serial_overstamped") is not None]
     if not truthful or not any("serial_flags" in (r.get("fields") or {}) for r in rows):
         return None
     hits = positives = false_flags = clean = 0
+    visible_hits = visible_positives = 0
     for r in truthful:
         truth_pos = set(r["truth_extra"]["serial_overstamped"])
         n_chars = len(normalize_serial(r["truth"]))
@@ -130,10 +137,15 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         hits += len(truth_pos & on_truth)
         clean += n_chars - len(truth_pos)
         false_flags += len(on_truth - truth_pos) + sum(1 for p in flagged if p not in to_truth)
+        if float(r["truth_extra"].get("overstamp_visible", 1.0)) >= VISIBLE_AT:
+            visible_positives += len(truth_pos)
+            visible_hits += len(truth_pos & on_truth)
     return {
         "overstamped_chars": positives,
         "flag_recall": round(hits / positives, 4) if positives else None,
         "false_flag_rate": round(false_flags / clean, 4) if clean else None,
+        "visible_overstamped_chars": visible_positives,
+        "visible_flag_recall": round(visible_hits / visible_positives, 4) if visible_positives else None,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.metrics import VISIBLE_AT
 from marktrace.datasets.synth import FLAT_BELOW, RELIEF_DEPTH
 
 SPEED_TARGETS = {"rapidocr": 4.0, "easyocr": 8.0}
@@ -119,6 +120,10 @@ def alteration_summary(result: dict[str, Any], engine: str | None = None) -> str
                 f"{name} over-stamp flags — recall {_fmt(alt['flag_recall'], pct=True)} (target ≥ 80%), "
                 f"false flags {_fmt(alt['false_flag_rate'], pct=True)} of clean characters (target < 5%), "
                 f"{alt['overstamped_chars']} over-stamped characters"
+                + (f"; recall {_fmt(alt['visible_flag_recall'], pct=True)} over the "
+                   f"{alt['visible_overstamped_chars']} whose older strike shows (at least "
+                   f"{100 * VISIBLE_AT:.0f}% of its stroke outside the new marks)"
+                   if alt.get("visible_overstamped_chars") not in (None, alt["overstamped_chars"]) else "")
             )
     return "\n".join(lines)
 

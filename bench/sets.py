@@ -301,7 +301,8 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-_META_KEYS = ("method", "finish", "wear", "fonts", "overstamped", "etch_reveal", "rotation_deg", "serial_relief")
+_META_KEYS = ("method", "finish", "wear", "fonts", "overstamped", "etch_reveal", "rotation_deg", "serial_relief",
+              "overstamp_visible")
 
 
 def _render_item(bench_set: BenchSet, index: int, seed: int, folder: Path) -> Entry | None:
@@ -446,6 +447,8 @@ def load_items(folder: Path, set_name: str) -> list[BenchItem]:
         if isinstance(per_line, list) and len(per_line) == len(entry.lines):
             serial_index = next(i for i, ln in enumerate(entry.lines) if ln.role == "serial")
             extra["serial_overstamped"] = serial_positions(serial, [int(c) for c in per_line[serial_index]])
+        if meta.get("overstamp_visible") is not None:
+            extra["overstamp_visible"] = float(meta["overstamp_visible"])
         relief = meta.get("serial_relief")
         if isinstance(relief, list) and relief:
             # the serial proper is the line's last characters (a leading label such as `SN` is not scored)

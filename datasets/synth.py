@@ -901,6 +901,10 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
         old_depth = float(r_rel.uniform(0.4, 0.9)) * float(rinfo["depth"])
         k_old = old_depth / max(1e-6, -float(h_old.min()))
         h_old, burr_old = h_old * k_old, burr_old * k_old
+        # where the older strike could still show: its stroke outside the new marks' footprint
+        old_shows = (h_old <= 0.3 * float(h_old.min())) & ~(
+            cv2.dilate((h_marks <= 0.05 * float(h_marks.min())).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        old_stroke_px = int((h_old <= 0.3 * float(h_old.min())).sum())
         h_marks = np.minimum(h_marks, h_old)
         burr = np.maximum(burr, burr_old)
     depth_ref = float(rinfo["depth"])
@@ -909,6 +913,10 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
     wear = float(r_wear.uniform(config.wear[0], config.wear[1]))
     height, winfo, removal = _apply_wear(h_marks, burr, depth_ref, wear, cap, r_wear, shape)
     relief = {li: character_relief(h_marks, removal, depth_ref, p) for li, p in enumerate(placed)}
+    overstamp_visible = None
+    if overstamp:
+        kept = -np.minimum(h_marks + removal, 0.0) >= RELIEF_DEPTH * depth_ref
+        overstamp_visible = round(int((old_shows & kept).sum()) / max(1, old_stroke_px), 3)
     serial_relief = next((relief[li] for li, p in enumerate(placed) if p.role == "serial"), None)
     height = height + extra
     # the depth of the mark relative to the surface, for finish effects (fill, bright cuts)
@@ -960,6 +968,8 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
         "relief": rinfo,
         "wear_detail": winfo,
         "serial_relief": serial_relief,
+        # share of an over-stamp's older strike (its stroke) outside the new marks that keeps relief; None without
+        "overstamp_visible": overstamp_visible,
         "finish_detail": finfo,
         "camera": cam,
         "config": config.model_dump(mode="json"),

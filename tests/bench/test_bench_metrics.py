@@ -196,6 +196,8 @@ def test_alteration_scores_recall_and_false_flags() -> None:
         "overstamped_chars": 3,
         "flag_recall": pytest.approx(1 / 3, abs=1e-4),
         "false_flag_rate": pytest.approx(1 / (5 + 5 + 4), abs=1e-4),
+        "visible_overstamped_chars": 3,  # no visibility truth: all count as visible
+        "visible_flag_recall": pytest.approx(1 / 3, abs=1e-4),
     }
     assert alteration_scores([{**rows[0], "fields": {}}]) is None  # engine does not flag at all
     assert alteration_positions([{"kind": "alteration", "position": 2}], "A B C") == {1}
@@ -215,7 +217,37 @@ def test_alteration_scores_align_a_prediction_that_dropped_or_added_a_character(
                                      {"kind": "overstamp_suspected", "position": 0}]}},
     ]
     assert alteration_scores(rows) == {"overstamped_chars": 2, "flag_recall": 1.0,
-                                       "false_flag_rate": pytest.approx(1 / 8, abs=1e-4)}
+                                       "false_flag_rate": pytest.approx(1 / 8, abs=1e-4),
+                                       "visible_overstamped_chars": 2, "visible_flag_recall": 1.0}
+
+
+def test_flag_recall_over_the_overstamps_whose_older_strike_shows() -> None:
+    from bench.report import alteration_summary
+
+    def row(visible: float, flagged: bool) -> dict[str, Any]:
+        return {"truth": "123456", "prediction": "123456", "exact": True, "error": None, "cer": 0.0, "cpu_ms": 1.0,
+                "wall_ms": 1.0, "n_images": 1,
+                "truth_extra": {"serial_overstamped": [2], "overstamp_visible": visible},
+                "fields": {"serial_flags": [{"kind": "overstamp_suspected", "position": 2}] if flagged else []}}
+
+    rows = [row(0.5, True), row(0.3, False), row(0.02, False), row(0.09, False)]  # the last two hardly show
+    alt = alteration_scores(rows)
+    assert alt is not None and alt["flag_recall"] == 0.25
+    assert alt["visible_overstamped_chars"] == 2 and alt["visible_flag_recall"] == 0.5
+    line = alteration_summary({"engines": {"marktrace-flags": summarize(rows)}})
+    assert "recall 25.0% (target ≥ 80%)" in line and "recall 50.0% over the 2 whose older strike shows" in line
+
+
+def test_a_rendered_overstamp_says_how_much_of_the_older_strike_shows() -> None:
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    config = SynthConfig(fonts="train", wear=(0.0, 0.0), overstamp_prob=1.0, image_size=(160, 320))
+    shown = [render_marking(seed, config).meta["overstamp_visible"] for seed in range(6)]
+    assert all(v is not None and 0.0 <= v <= 1.0 for v in shown) and max(shown) > 0.1
+    worn = [render_marking(seed, config.model_copy(update={"wear": (0.9, 0.9)})).meta["overstamp_visible"]
+            for seed in range(6)]
+    assert all(w <= v for v, w in zip(shown, worn, strict=True)) and sum(worn) < sum(shown)  # grinding hides it
+    assert render_marking(0, config.model_copy(update={"overstamp_prob": 0.0})).meta["overstamp_visible"] is None
 
 
 def test_maker_scores_use_the_registry_names_of_the_rendered_lines():
