@@ -254,10 +254,10 @@ class MarkingReader:
         self.charset = recognizer.meta.charset
         self.height = recognizer.meta.input_height
         self.long_side = settings.long_side or detector.meta.long_side
-        variant = dict(recognizer.meta.extra).get("variant", "fp32")
-        suffix = "" if variant == "fp32" else f"-{variant}"
-        self.model_label = f"{recognizer.meta.name}@{recognizer.meta.version}{suffix}"
+        self.model_label = model_file_label(recognizer)
         """Which recognizer file read a line (``name@version``, ``-int8`` for the quantized variant)."""
+        self.software = reading_software(detector, recognizer)
+        """What every answer of this reader was made with (``ItemResult.software``)."""
         from marktrace.inference.registry import load_registry
 
         self.registry = load_registry(settings.registry_files)
@@ -560,6 +560,7 @@ class MarkingReader:
                 for img in images
             },
             timings_ms=timings,
+            software=dict(self.software),
         )
 
     def _serial_line(self, attempt: _Attempt, files: Sequence[str]) -> int | None:
@@ -1116,6 +1117,31 @@ class MarkingReader:
         result.timings_ms = {"load_ms": load_ms, **result.timings_ms}
         result.files = names
         return result
+
+
+def model_file_label(model: LoadedModel) -> str:
+    """``name@version`` of a loaded model, ``-int8`` (or another variant) appended when it is not FP32."""
+    variant = dict(model.meta.extra).get("variant", "fp32")
+    return f"{model.meta.name}@{model.meta.version}" + ("" if variant == "fp32" else f"-{variant}")
+
+
+def reading_software(detector: LoadedModel, recognizer: LoadedModel) -> dict[str, str]:
+    """The versions and model files a reader's answers depend on (the same photo can read otherwise under others).
+
+    Model files are named ``name@version[-variant]`` with the SHA-256 of the file they were loaded from (none for a
+    session built in memory).
+    """
+    import onnxruntime as ort
+
+    import marktrace
+
+    software = {"marktrace": marktrace.__version__, "onnxruntime": ort.__version__, "opencv": cv2.__version__,
+                "numpy": np.__version__}
+    for role, model in (("detector", detector), ("recognizer", recognizer)):
+        software[role] = model_file_label(model)
+        if model.path is not None:
+            software[f"{role}_sha256"] = sha256_file(model.path)
+    return software
 
 
 def flagger_mismatch(training: dict[str, Any], model_label: str, recognizer: LoadedModel) -> str | None:

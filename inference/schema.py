@@ -155,6 +155,9 @@ class ItemResult(_Model):
     images: dict[str, ImageInfo] = Field(default_factory=dict)
     """File -> how it was decoded (the frame of every box)."""
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    software: dict[str, str] = Field(default_factory=dict)
+    """What made this answer: marktrace, onnxruntime, OpenCV and numpy versions, and the detector and
+    recognizer files (``name@version``, variant, SHA-256). Reads depend on all of them; empty on an error line."""
 
     def to_json_dict(self) -> dict[str, Any]:
         """Render as the JSON object of the batch output contract."""

@@ -83,6 +83,16 @@ def test_batch_contract_and_bad_input(photo_tree, tmp_path):
     assert plate["sha256"]["plate.png"] == hashlib.sha256((photo_tree / "plate.png").read_bytes()).hexdigest()
     assert plate["lines"] and {"text", "confidence", "box", "file"} <= set(plate["lines"][0])
     assert "total_ms" in plate["timings_ms"]
+    import cv2
+    import onnxruntime as ort
+
+    import marktrace
+
+    software = plate["software"]  # what the read depends on, for an examiner who needs it repeated
+    assert software["marktrace"] == marktrace.__version__ and software["onnxruntime"] == ort.__version__
+    assert software["opencv"] == cv2.__version__ and "@" in software["detector"] and "@" in software["recognizer"]
+    assert all(len(software[f"{role}_sha256"]) == 64 for role in ("detector", "recognizer"))
+    assert rows["stack"]["software"] == software and rows["case-7/corrupt.png"]["software"] == {}
     expected_errors = {
         "case-7/corrupt.png": "corrupt or truncated",
         "case-7/zero.jpg": "empty file",

@@ -45,6 +45,11 @@ def test_variant_setting_picks_the_registered_int8_files() -> None:
     assert Path(int8.recognizer.meta.path).name.endswith("-int8.onnx")
     extra = dict(int8.recognizer.meta.extra)
     assert extra["variant"] == "int8" and extra["parent_sha256"] == default_model("line_recognition").sha256
+    # every answer names the files that read it: the registry's SHA-256 of the variant loaded
+    assert int8.software["recognizer"].endswith("-int8") and not fp32.software["recognizer"].endswith("-int8")
+    for reader, variant in ((fp32, "fp32"), (int8, "int8")):
+        for role, task in (("detector", "line_detection"), ("recognizer", "line_recognition")):
+            assert reader.software[f"{role}_sha256"] == default_model(task, variant=variant).sha256
     with pytest.raises(LookupError, match="fp16"):
         MarkingReader.from_settings(ReaderSettings(threads=1, variant="fp16"))
 
