@@ -133,6 +133,8 @@ class BenchSet:
             "parts": [{"label": p.label, "config": p.config.model_dump(mode="json")} for p in self.parts],
             "generator": GENERATOR_VERSION,
             "generator_source": generator_fingerprint(),
+            # the renderer's resampling and filters are OpenCV's: another version renders other pixels
+            "opencv": cv2.__version__,
             "sets_version": SETS_VERSION,
         }
         if self.framing is not None:  # only then: the other sets keep their cache keys
