@@ -471,6 +471,12 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
     models = sorted({ln.model for ln in item.lines if ln.model})
     if models:
         story.append(Paragraph(f"recognition models: {esc(', '.join(models))}", body))
+    if item.software:  # the install the reads depend on (ItemResult.software)
+        versions = ", ".join(f"{k} {v}" for k, v in item.software.items() if not k.endswith("_sha256"))
+        story.append(Paragraph(f"read with: {esc(versions)}", body))
+        for key, digest in item.software.items():
+            if key.endswith("_sha256"):
+                story.append(Paragraph(f"{esc(key.removesuffix('_sha256'))} file {esc(digest)}", mono))
     if item.timings_ms:
         story.append(Paragraph("timings (ms): " + esc(", ".join(f"{k} {v:.0f}" for k, v in item.timings_ms.items())),
                                body))

@@ -81,7 +81,9 @@ def _write_batch(tmp_path: Path, texts: list[str]) -> Path:
                                   trail=Trail(source_sha256=[sha],
                                               steps=[TrailStep(name="clahe", params={"clip": 2.0})],
                                               software="marktrace 0.1.0", sha256=_pixel_sha(view)))],
-                      timings_ms={"parse": 0.4})
+                      timings_ms={"parse": 0.4},
+                      software={"marktrace": "0.5.0", "onnxruntime": "1.32.0", "opencv": "5.0.0", "numpy": "2.4.6",
+                                "recognizer": "marktrace-line-recognizer@1.1.0-int8", "recognizer_sha256": "ab" * 32})
     failed = ItemResult(item="photos/broken.jpg", files=["photos/broken.jpg"], sha256={}, status="error",
                         error="photos/broken.jpg: not an image (truncated JPEG)")
     out = tmp_path / "batch.jsonl"
@@ -131,6 +133,9 @@ def test_pdf_shows_photo_fields_and_trail(batch: Path, tmp_path: Path) -> None:
     assert "ABC123" in text and "Glock" in text and "suggested" in text
     assert item.sha256["photos/pistol.png"] in text.replace("\n", "")
     assert "Processing trail" in text and "clahe" in text and "verified" in text
+    flat = text.replace("\n", " ")
+    assert "read with: marktrace 0.5.0, onnxruntime 1.32.0, opencv 5.0.0" in flat  # the install behind the reads
+    assert "ab" * 32 in text.replace("\n", "")
     pdf = pypdfium2.PdfDocument(str(out))
     page = np.asarray(pdf[0].render(scale=1.0).to_pil().convert("RGB")).astype(int)
     r, g, b = page[..., 0], page[..., 1], page[..., 2]
