@@ -11,6 +11,7 @@ signature (dtypes, and every dimension that is a static integer) must agree with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -327,6 +328,8 @@ class LoadedModel:
     input_name: str
     path: Path | None = None
     """The file it was loaded from (None for a session built in memory)."""
+    sha256: str | None = None
+    """SHA-256 of the bytes the session was built from (hashed once, at load; None when not known)."""
 
 
 def load_model(
@@ -346,12 +349,14 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
+    data = path.read_bytes()  # read once: the session and the file's SHA-256 come from the same bytes
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=resolve_providers(providers)
+            data, sess_options=session_options(threads), providers=resolve_providers(providers)
         )
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelMetadataError(f"{path}: onnxruntime cannot load this file ({exc})") from None
     meta = parse_metadata(str(path), dict(session.get_modelmeta().custom_metadata_map), expected_task)
     check_session(str(path), session, meta)
-    return LoadedModel(session=session, meta=meta, input_name=session.get_inputs()[0].name, path=path)
+    return LoadedModel(session=session, meta=meta, input_name=session.get_inputs()[0].name, path=path,
+                       sha256=hashlib.sha256(data).hexdigest())

@@ -1128,8 +1128,8 @@ def model_file_label(model: LoadedModel) -> str:
 def reading_software(detector: LoadedModel, recognizer: LoadedModel) -> dict[str, str]:
     """The versions and model files a reader's answers depend on (the same photo can read otherwise under others).
 
-    Model files are named ``name@version[-variant]`` with the SHA-256 of the file they were loaded from (none for a
-    session built in memory).
+    Model files are named ``name@version[-variant]`` with the SHA-256 of the bytes they were loaded from
+    (:attr:`LoadedModel.sha256`; none when not known).
     """
     import onnxruntime as ort
 
@@ -1139,8 +1139,8 @@ def reading_software(detector: LoadedModel, recognizer: LoadedModel) -> dict[str
                 "numpy": np.__version__}
     for role, model in (("detector", detector), ("recognizer", recognizer)):
         software[role] = model_file_label(model)
-        if model.path is not None:
-            software[f"{role}_sha256"] = sha256_file(model.path)
+        if model.sha256 is not None:
+            software[f"{role}_sha256"] = model.sha256
     return software
 
 
@@ -1151,10 +1151,8 @@ def flagger_mismatch(training: dict[str, Any], model_label: str, recognizer: Loa
     in its ``training["recognizer"]`` as ``name@version[-variant] (first 16 hex of its SHA-256)``. Reading with
     another file (``--variant fp32``, a GPU provider, ``--recognizer``) still flags, with this warning.
     """
-    from marktrace.inference.images import sha256_file
-
     trained_on = str(training.get("recognizer") or "")
-    digest = sha256_file(recognizer.path)[:16] if recognizer.path is not None else "unknown file"
+    digest = recognizer.sha256[:16] if recognizer.sha256 is not None else "unknown file"
     reading_with = f"{model_label} ({digest})"
     if trained_on == reading_with:
         return None
