@@ -662,18 +662,15 @@ FLAT_BELOW = 0.02
 """A character is ground flat when less than this share of its stroke keeps relief (:func:`character_relief`)."""
 
 
-def character_relief(
-    h_marks: np.ndarray, removal: np.ndarray, depth_ref: float, line: _PlacedLine
-) -> list[float]:
+def character_relief(struck: np.ndarray, left: np.ndarray, depth_ref: float, line: _PlacedLine) -> list[float]:
     """Per character of ``line`` (its non-space characters, in order): the share of its stroke that keeps relief.
 
-    The stroke is where the mark was struck at least 30% of ``depth_ref`` deep; it keeps relief where at least
-    :data:`RELIEF_DEPTH` of ``depth_ref`` is left once ``removal`` is ground off (scratches and pits aside).
-    0 means the character is ground flat: no photo and no light can show it, only its truth remembers it.
-    A character with no stroke in the picture (cut off at the plate's edge) gets 1.0: it was not ground away.
+    ``struck`` is the depth of the marks as struck, ``left`` what grinding left of it (both >= 0, plate pixels;
+    scratches and pits aside). The stroke is where a mark was struck at least 30% of ``depth_ref`` deep; it keeps
+    relief where at least :data:`RELIEF_DEPTH` of ``depth_ref`` is left. 0 means the character is ground flat: no
+    photo and no light can show it, only its truth remembers it. A character with no stroke in the picture (cut
+    off at the plate's edge) gets 1.0: it was not ground away.
     """
-    struck = -np.minimum(h_marks, 0.0)
-    left = -np.minimum(h_marks + removal, 0.0)
     H, W = struck.shape
     shares: list[float] = []
     for bx0, by0, bx1, by1 in line.raster.char_boxes:
@@ -902,9 +899,10 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
         k_old = old_depth / max(1e-6, -float(h_old.min()))
         h_old, burr_old = h_old * k_old, burr_old * k_old
         # where the older strike could still show: its stroke outside the new marks' footprint
-        old_shows = (h_old <= 0.3 * float(h_old.min())) & ~(
-            cv2.dilate((h_marks <= 0.05 * float(h_marks.min())).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-        old_stroke_px = int((h_old <= 0.3 * float(h_old.min())).sum())
+        old_stroke = h_old <= 0.3 * float(h_old.min())
+        new_foot = cv2.dilate((h_marks <= 0.05 * float(h_marks.min())).astype(np.uint8), np.ones((3, 3), np.uint8))
+        old_shows = old_stroke & (new_foot == 0)
+        old_stroke_px = int(old_stroke.sum())
         h_marks = np.minimum(h_marks, h_old)
         burr = np.maximum(burr, burr_old)
     depth_ref = float(rinfo["depth"])
@@ -912,10 +910,11 @@ def _build_scene(seed: int, config: SynthConfig) -> _Scene:
     glyph = (glyph_foot > 0.5).astype(np.uint8) * 255
     wear = float(r_wear.uniform(config.wear[0], config.wear[1]))
     height, winfo, removal = _apply_wear(h_marks, burr, depth_ref, wear, cap, r_wear, shape)
-    relief = {li: character_relief(h_marks, removal, depth_ref, p) for li, p in enumerate(placed)}
+    struck, left = -np.minimum(h_marks, 0.0), -np.minimum(h_marks + removal, 0.0)
+    relief = {li: character_relief(struck, left, depth_ref, p) for li, p in enumerate(placed)}
     overstamp_visible = None
     if overstamp:
-        kept = -np.minimum(h_marks + removal, 0.0) >= RELIEF_DEPTH * depth_ref
+        kept = left >= RELIEF_DEPTH * depth_ref
         overstamp_visible = round(int((old_shows & kept).sum()) / max(1, old_stroke_px), 3)
     serial_relief = next((relief[li] for li, p in enumerate(placed) if p.role == "serial"), None)
     height = height + extra

@@ -314,7 +314,7 @@ def test_character_relief_finds_the_characters_ground_flat() -> None:
                         char_boxes=[(5, 10, 15, 30), (25, 10, 35, 30), (45, 10, 55, 30)], cap=20.0, stroke=2.0)
     font = all_fonts()[0]
     line = _PlacedLine(text="AB C", role="serial", raster=raster, x=0, y=0, font=font)
-    assert character_relief(h, removal, 1.0, line) == [0.5, 0.0, 1.0]
+    assert character_relief(-np.minimum(h, 0.0), -np.minimum(h + removal, 0.0), 1.0, line) == [0.5, 0.0, 1.0]
 
 
 def test_more_wear_never_leaves_a_serial_character_more_relief() -> None:
