@@ -338,13 +338,18 @@ def _explained(hit: FuzzyHit[Any]) -> float:
     return (len(hit.key) - hit.distance) * (1 - hit.normalized)
 
 
+_ONLY_WHEN = "used as manufacturer only when no other maker is read"
+_IMPORT_NOTES = {
+    "import_prefix": f"named after an import prefix: the importer, {_ONLY_WHEN}",
+    "us_address": f"followed by a U.S. address: an importer's (or the maker's own seat); {_ONLY_WHEN}",
+    "registry_city": "followed by a city the registry lists for it (an importer's address, its State misread or "
+                     f"missing); {_ONLY_WHEN}",
+}
+"""Why a maker's mark reads as an importer's, by :meth:`_Parser._import_factor`'s reason."""
+
+
 def _import_flag(reason: str) -> dict[str, Any]:
-    note = ("named after an import prefix: the importer, used as manufacturer only when no other maker is read"
-            if reason == "import_prefix" else
-            "followed by a U.S. address: an importer's (or the maker's own seat); used as manufacturer only when "
-            "no other maker is read" if reason == "us_address" else
-            "followed by a city the registry lists for it (an importer's address, its State misread or missing); "
-            "used as manufacturer only when no other maker is read")
+    note = _IMPORT_NOTES[reason]
     return {"kind": "import_context", "reason": reason, "note": note}
 
 
