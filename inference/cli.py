@@ -212,6 +212,8 @@ def read(
             Console().print(table)
             if result.record.get("serial_number") is None:
                 console.print("[yellow]no serial number found[/yellow]")
+            if result.error:  # read, with something the examiner should know (a multi-page TIFF, no light file)
+                console.print(f"[yellow]note[/yellow] {escape(result.error)}")
     if failed:
         raise typer.Exit(1)
 

@@ -43,6 +43,10 @@ RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf"
 """Camera raw files: found by a batch and refused with a clear error. Some hold a small JPEG preview that a
 decoder would read without a word; the examiner exports the photo from the raw converter instead."""
 
+HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+"""Pillow modes of gray images deeper than 8 bits (16-bit PNG and TIFF, 32-bit integer and float TIFF): decoded
+through :func:`scale_to_8bit` (``convert("RGB")`` clips them at 255, which turns a 16-bit photo white)."""
+
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 """ISO-BMFF brands of HEIC/HEIF photos (AVIF's ``avif`` brand is not among them)."""
 
@@ -69,6 +73,10 @@ class LoadedImage:
     exif_transposed: bool
     decoded_gray: bool = False
     """Decoded straight to gray to bound memory (a photo over :data:`GRAY_ABOVE_PIXELS`)."""
+    scaled_to_8bit: str | None = None
+    """How samples deeper than 8 bits became the 8-bit working copy (:func:`scale_to_8bit`); None for 8-bit photos."""
+    notes: tuple[str, ...] = ()
+    """What the examiner should know about the decoding (only the first page of a multi-page TIFF is read)."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -165,7 +173,13 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         orientation = _header_orientation(img, data)
         array = None
         gray = width * height > GRAY_ABOVE_PIXELS
-        if fmt in OPENCV_FORMATS and orientation is not None:
+        high_depth = img.mode in HIGH_DEPTH_MODES
+        scaling: str | None = None
+        notes: tuple[str, ...] = ()
+        pages = int(getattr(img, "n_frames", 1) or 1)
+        if fmt == "TIFF" and pages > 1:
+            notes = (f"{name}: multi-page TIFF; only its first page of {pages} was read",)
+        if fmt in OPENCV_FORMATS and orientation is not None and not high_depth:
             # OpenCV decodes straight into the BGR working copy, with no Pillow buffer beside it (a 45 MP PNG
             # peaked at 650 MB through Pillow); the stored orientation is then applied here
             array = _decode_with_opencv(data, width, height, gray)
@@ -173,18 +187,21 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             transposed = orientation in range(2, 9)
             if transposed:
                 array = apply_orientation(array, orientation)
-        else:  # OpenCV refused it (truncated, corrupt, unusual): Pillow decodes it or names the problem
-            array, transposed = _decode_with_pillow(img, name, fmt)
+        else:  # not OpenCV's here, or refused (truncated, corrupt, unusual): Pillow decodes it or names the problem
+            if high_depth:
+                array, transposed, scaling = _decode_high_depth(img, name, fmt, gray)
+            else:
+                array, transposed = _decode_with_pillow(img, name, fmt)
+                gray = False
             # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag); so does
             # libheif for a HEIF photo, whose header then gives the turned size
             stored = int(img.info.get("original_orientation") or 1) if fmt == "HEIF" else 1
             transposed = transposed or orientation in range(2, 9) or stored in range(2, 9)
             if stored in range(5, 9):
                 width, height = height, width
-            gray = False
     return LoadedImage(
         path=name, sha256=digest, image=array, original_size=(width, height), exif_transposed=transposed,
-        decoded_gray=gray,
+        decoded_gray=gray, scaled_to_8bit=scaling, notes=notes,
     )
 
 
@@ -307,6 +324,45 @@ def _decode_with_pillow(img: Image.Image, name: str, fmt: str | None) -> tuple[n
     except Exception as exc:  # noqa: BLE001
         raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
     return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), transposed
+
+
+def scale_to_8bit(samples: np.ndarray) -> tuple[np.ndarray, str]:
+    """Gray samples deeper than 8 bits as uint8, and how they were scaled (recorded with the photo).
+
+    Integer samples are shifted right by their significant bits beyond 8, found from the largest value: a
+    full-range 16-bit image keeps its high byte (``v >> 8``, as OpenCV decodes it), and a 12-bit camera's
+    samples stored in 16 bits (largest value at most 4095) keep their top 8 bits (``v >> 4``) instead of
+    turning almost black. Negative values become 0. Float samples map ``0..1`` to ``0..255`` (wider ranges:
+    their minimum below 0 and maximum above 1 bound the scale); NaN and infinities become 0.
+    """
+    kind = samples.dtype.name
+    if samples.dtype.kind == "f":
+        finite = np.isfinite(samples)
+        values = samples[finite]
+        low = min(0.0, float(values.min())) if values.size else 0.0
+        high = max(1.0, float(values.max())) if values.size else 1.0
+        scaled = (np.where(finite, samples, low).astype(np.float64) - low) * (255.0 / (high - low))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), f"{kind} samples {low:g}..{high:g} to 0..255"
+    largest = max(int(samples.max()), 0) if samples.size else 0
+    bits = max(8, largest.bit_length())
+    shift = bits - 8
+    out = np.right_shift(np.clip(samples, 0, None).astype(np.int64), shift).astype(np.uint8)
+    return out, f"{kind} samples >> {shift} (largest value {largest}: {bits} significant bits)"
+
+
+def _decode_high_depth(img: Image.Image, name: str, fmt: str | None, gray: bool) -> tuple[np.ndarray, bool, str]:
+    """A gray image deeper than 8 bits as the working copy (BGR, or gray when ``gray``), EXIF orientation applied."""
+    try:
+        img.load()
+        transposed = _has_orientation(img)
+        oriented = ImageOps.exif_transpose(img) if transposed else img
+        samples = np.asarray(oriented)
+    except Exception as exc:  # noqa: BLE001
+        raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
+    if samples.ndim != 2:
+        raise ImageLoadError(f"{name}: unsupported {img.mode} image layout {samples.shape}")
+    pixels, scaling = scale_to_8bit(samples)
+    return (pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)), transposed, scaling
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

@@ -464,7 +464,7 @@ class MarkingReader:
         from marktrace.inference.enhance.photometric import LightFileError
 
         timings: dict[str, float] = {"direct_ms": _ms(t0)}
-        problems: list[str] = []
+        problems: list[str] = [note for img in images for note in img.notes]
         views: list[View] = []
 
         def size_shown(img: LoadedImage) -> tuple[int, int]:
@@ -556,7 +556,8 @@ class MarkingReader:
             images={
                 img.path: ImageInfo(width=shown[img.path][0], height=shown[img.path][1],
                                     stored_width=img.original_size[0], stored_height=img.original_size[1],
-                                    exif_transposed=img.exif_transposed, decoded_gray=img.decoded_gray)
+                                    exif_transposed=img.exif_transposed, decoded_gray=img.decoded_gray,
+                                    scaled_to_8bit=img.scaled_to_8bit)
                 for img in images
             },
             timings_ms=timings,

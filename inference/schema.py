@@ -139,6 +139,9 @@ class ImageInfo(_Model):
     """Whether an EXIF orientation tag turned or mirrored the stored pixels."""
     decoded_gray: bool = False
     """Whether the photo was decoded straight to gray to bound memory (over 24 MP; reading needs no colour)."""
+    scaled_to_8bit: str | None = None
+    """How a gray photo deeper than 8 bits (16-bit PNG or TIFF, 32-bit integer or float TIFF) became the 8-bit working
+    copy, e.g. ``uint16 samples >> 4 (largest value 4095: 12 significant bits)``; None for an 8-bit photo."""
 
 
 class ItemResult(_Model):

@@ -191,6 +191,20 @@ def test_read_takes_relative_paths(photo_tree, monkeypatch):
     assert row["files"] == [photo.name] and row["status"] == "ok"
 
 
+def test_read_prints_a_note_under_the_table_of_a_photo_read_with_one(photo_tree, tmp_path):
+    """A multi-page TIFF is read from its first page; the table view says so (the JSON has it in ``error``)."""
+    from PIL import Image
+
+    page = Image.open(photo_tree / "case-7" / "rifle.jpg").convert("RGB")
+    page.save(tmp_path / "scan.tif", save_all=True, append_images=[page.rotate(90)])
+    result = runner.invoke(app, ["read", str(tmp_path / "scan.tif")])
+    assert result.exit_code == 0, result.output
+    assert "serial_number" in result.output
+    assert "note scan.tif: multi-page TIFF; only its first page of 2 was read" in " ".join(result.output.split())
+    plain = runner.invoke(app, ["read", str(photo_tree / "case-7" / "rifle.jpg")])
+    assert plain.exit_code == 0 and "note " not in plain.output
+
+
 def test_read_table_says_how_each_field_was_read():
     from marktrace.inference.cli import field_how
 

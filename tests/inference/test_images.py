@@ -169,6 +169,89 @@ def test_sixteen_bit_gray_png_keeps_its_tones() -> None:
     assert loaded.image[0, :, 0].tolist() == [0, 100, 200, 255]
 
 
+def _tiff(samples: np.ndarray, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(samples).save(buffer, format="TIFF", **params)
+    return buffer.getvalue()
+
+
+_GREYS = np.array([[0, 100, 200, 255]] * 3)
+
+
+@pytest.mark.parametrize(
+    ("samples", "dtype_name", "shift", "bits"),
+    [
+        (_GREYS * 257, "uint16", 8, 16),  # full range: the high byte, as OpenCV decodes 16-bit PNG
+        (_GREYS * 16 + 15, "uint16", 4, 12),  # a 12-bit camera's samples stored in 16 bits
+        (_GREYS, "int32", 0, 8),  # 32-bit integer samples within 8 bits stay as they are
+    ],
+    ids=["16-bit", "12-bit-in-16", "int32"],
+)
+def test_deep_gray_tiff_keeps_its_tones_and_records_the_scaling(
+    samples: np.ndarray, dtype_name: str, shift: int, bits: int
+) -> None:
+    loaded = decode_image(_tiff(samples.astype(dtype_name)), "deep.tif")
+    assert loaded.image.shape == (3, 4, 3) and loaded.image.dtype == np.uint8
+    assert loaded.image[0, :, 0].tolist() == [0, 100, 200, 255]
+    assert loaded.scaled_to_8bit == (
+        f"{dtype_name} samples >> {shift} (largest value {int(samples.max())}: {bits} significant bits)"
+    )
+
+
+def test_float_tiff_maps_zero_to_one_onto_the_8_bit_range() -> None:
+    samples = np.array([[0.0, 0.5, 1.0, np.nan]] * 2, np.float32)
+    loaded = decode_image(_tiff(samples), "scan.tif")
+    assert loaded.image[0, :, 0].tolist() == [0, 128, 255, 0]
+    assert loaded.scaled_to_8bit == "float32 samples 0..1 to 0..255"
+    wide = decode_image(_tiff(np.array([[-1.0, 0.0, 3.0]], np.float32)), "wide.tif")
+    assert wide.image[0, :, 0].tolist() == [0, 64, 255] and wide.scaled_to_8bit == "float32 samples -1..3 to 0..255"
+
+
+def test_eight_bit_photos_record_no_scaling_and_deep_ones_decode_to_gray_over_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marktrace.inference import images
+
+    assert decode_image(_tiff(_GREYS.astype(np.uint8)), "plain.tif").scaled_to_8bit is None
+    assert decode_image(_png(8, 6), "plain.png").scaled_to_8bit is None
+    monkeypatch.setattr(images, "GRAY_ABOVE_PIXELS", 5)
+    large = decode_image(_tiff((_GREYS * 257).astype(np.uint16)), "large.tif")
+    assert large.decoded_gray and large.image.shape == (3, 4) and large.image[0].tolist() == [0, 100, 200, 255]
+
+
+def test_a_multi_page_tiff_is_read_from_its_first_page_with_a_note() -> None:
+    pages = [Image.fromarray(np.full((6, 8), level, np.uint8)) for level in (40, 200)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    loaded = decode_image(buffer.getvalue(), "stack.tif")
+    assert int(loaded.image.max()) == 40
+    assert loaded.notes == ("stack.tif: multi-page TIFF; only its first page of 2 was read",)
+    assert decode_image(_tiff(_GREYS.astype(np.uint8)), "one.tif").notes == ()
+
+
+def test_a_sixteen_bit_gray_tiff_reads_like_the_8_bit_photo(serial_photo: np.ndarray, tmp_path: Path) -> None:
+    """Pillow's ``convert("RGB")`` clipped such a photo to white: no line, no serial, no word of why."""
+    from marktrace.inference.items import discover_items
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    gray = cv2.cvtColor(serial_photo, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "photo.png"), gray)
+    Image.fromarray(gray.astype(np.uint16) * 16).save(tmp_path / "camera.tif")  # 12 significant bits
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    results = {}
+    for name in ("photo.png", "camera.tif"):
+        (item,) = discover_items(tmp_path / name)
+        results[name] = reader.read_item(item, tmp_path)
+    plain, deep = results["photo.png"], results["camera.tif"]
+    assert plain.record.get("serial_number") is not None
+    assert deep.record["serial_number"]["value"] == plain.record["serial_number"]["value"]
+    assert [line.text for line in deep.lines] == [line.text for line in plain.lines]
+    assert deep.images["camera.tif"].scaled_to_8bit == (
+        f"uint16 samples >> 4 (largest value {int(gray.max()) * 16}: 12 significant bits)"
+    )
+    assert plain.images["photo.png"].scaled_to_8bit is None
+
+
 def _heic(image: Image.Image, orientation: int = 1) -> bytes:
     pillow_heif = pytest.importorskip("pillow_heif")
     exif = Image.Exif()
