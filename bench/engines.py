@@ -185,6 +185,14 @@ class MarktraceOneScaleEngine(MarktraceEngine):
     overrides = {"detector_sides": ()}
 
 
+class MarktraceNoWideEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) without the wide detector pass (``detector_sides`` 448 only, no 1280) on unsure
+    large photos."""
+
+    name = "marktrace-nowide"
+    overrides = {"detector_sides": (448,)}
+
+
 class MarktraceNoZoomEngine(MarktraceEngine):
     """marktrace (``auto`` variant) without detecting again on the text region of a large photo (``zoom_to_text``)."""
 
@@ -348,6 +356,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-nolexicon": MarktraceNoLexiconEngine,
     "marktrace-onescale": MarktraceOneScaleEngine,
     "marktrace-nozoom": MarktraceNoZoomEngine,
+    "marktrace-nowide": MarktraceNoWideEngine,
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "marktrace-norecut": MarktraceNoRecutEngine,
     "marktrace-noextend": MarktraceNoExtendEngine,

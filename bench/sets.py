@@ -78,6 +78,68 @@ class Framing:
     """How much of the photo's width the marking's photo spans (uniform in this range)."""
     enlarge: tuple[float, float] = (1.5, 3.0)
     """The rendered photo's enlargement (uniform in this range)."""
+    clutter: bool = False
+    """Surround the marking with the rest of a weapon's surface instead of plain metal (:func:`clutter_surface`)."""
+    max_width: int | None = None
+    """Largest framed photo width (pixels): the enlargement is lowered to keep under it."""
+
+
+CLUTTER_WIDTH = 1500
+"""Width at which :func:`clutter_surface` draws (then enlarged to the photo, like a camera's soft detail)."""
+
+
+def clutter_surface(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw what surrounds a marking on a weapon onto ``canvas`` (float32, H x W x 3): no text, but edges.
+
+    Grain at several scales, brushing or machining streaks along a random direction, two to four part
+    edges (a step in brightness with a highlight along it), screw heads and pin holes, and scratches.
+    Everything a text detector might mistake for a line, drawn from ``rng`` only, at most
+    :data:`CLUTTER_WIDTH` pixels wide and enlarged to the canvas.
+    """
+    full_height, full_width = canvas.shape[:2]
+    scale = min(1.0, CLUTTER_WIDTH / full_width)
+    width, height = max(2, round(full_width * scale)), max(2, round(full_height * scale))
+    out = np.zeros((height, width), np.float32)
+    for cells, amplitude in ((8, 14.0), (32, 9.0), (128, 5.0)):  # grain, coarse to fine
+        noise = rng.normal(0, amplitude, (max(2, height * cells // width), cells)).astype(np.float32)
+        out += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    streaks = rng.normal(0, 5.0, (max(2, height // 3), 6)).astype(np.float32)  # brushed along the photo's width
+    streaks = cv2.resize(streaks, (width, height), interpolation=cv2.INTER_LINEAR)
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-30, 30)), 1.0)
+    out += cv2.warpAffine(streaks, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for _ in range(int(rng.integers(2, 5))):  # part edges: one side darker, a highlight along the edge
+        angle = float(rng.uniform(0, np.pi))
+        nx, ny = np.cos(angle), np.sin(angle)
+        offset = float(rng.uniform(0.1, 0.9)) * (abs(nx) * width + abs(ny) * height)
+        dist = xx * nx + yy * ny - offset + min(0.0, nx * width) + min(0.0, ny * height)
+        step = float(rng.uniform(-45, 45))
+        soft = max(0.5, float(rng.uniform(1.0, 4.0)) * width / 2000)
+        out += step * 0.5 * (1 + np.tanh(dist / (2 * soft)))
+        out += float(rng.uniform(10, 50)) * np.exp(-(((dist - 3 * soft) / max(2 * soft, 1.0)) ** 2))
+    for _ in range(int(rng.integers(1, 5))):  # screw heads and pin holes
+        cx, cy = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        radius = float(rng.uniform(0.01, 0.035)) * width
+        r = np.hypot(xx - cx, yy - cy)
+        disk = np.clip(radius - r, 0, 1)
+        ring = np.exp(-((r - radius) / (0.08 * radius)) ** 2)
+        out += -35 * disk + 40 * ring
+        if rng.random() < 0.6:  # a screwdriver slot
+            slot = np.zeros((height, width), np.float32)
+            a = float(rng.uniform(0, np.pi))
+            p0 = (int(cx - 0.8 * radius * np.cos(a)), int(cy - 0.8 * radius * np.sin(a)))
+            p1 = (int(cx + 0.8 * radius * np.cos(a)), int(cy + 0.8 * radius * np.sin(a)))
+            cv2.line(slot, p0, p1, 1.0, max(2, int(0.15 * radius)))
+            out -= 50 * slot
+    scratches = np.zeros((height, width), np.float32)
+    for _ in range(int(rng.integers(10, 40))):
+        x0, y0 = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        a, length = float(rng.uniform(0, np.pi)), float(rng.uniform(0.02, 0.3)) * width
+        p1 = (int(x0 + length * np.cos(a)), int(y0 + length * np.sin(a)))
+        cv2.line(scratches, (int(x0), int(y0)), p1, float(rng.choice([-1.0, 1.0]) * rng.uniform(10, 35)),
+                 max(1, int(width / 2000)))
+    out += cv2.GaussianBlur(scratches, (0, 0), 0.8)
+    return canvas + cv2.resize(out, (full_width, full_height), interpolation=cv2.INTER_LINEAR)[:, :, None]
 
 
 def frame_photo(image: np.ndarray, framing: Framing, seed: int) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -88,6 +150,8 @@ def frame_photo(image: np.ndarray, framing: Framing, seed: int) -> tuple[np.ndar
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x6672616D])
     enlarge = float(rng.uniform(*framing.enlarge))
     share = float(rng.uniform(*framing.share))
+    if framing.max_width is not None:
+        enlarge = min(enlarge, framing.max_width * share / image.shape[1])
     big = cv2.resize(image, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_CUBIC)
     h, w = big.shape[:2]
     ramp = max(4, min(h, w) // 8)
@@ -95,6 +159,8 @@ def frame_photo(image: np.ndarray, framing: Framing, seed: int) -> tuple[np.ndar
     height = max(int(round(width * 0.75)), h + 2 * ramp)
     light = cv2.resize(cv2.resize(image, (4, 3), interpolation=cv2.INTER_AREA), (width, height),
                        interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    if framing.clutter:
+        light = clutter_surface(light, np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x636C7574]))
     canvas = (light + rng.normal(0, 3, light.shape)).clip(0, 255)
     x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
     mask = np.zeros((h, w), np.float32)
@@ -138,7 +204,10 @@ class BenchSet:
             "sets_version": SETS_VERSION,
         }
         if self.framing is not None:  # only then: the other sets keep their cache keys
-            settings["framing"] = asdict(self.framing)
+            framing = asdict(self.framing)
+            if not self.framing.clutter and self.framing.max_width is None:  # the framed set keeps its key
+                del framing["clutter"], framing["max_width"]
+            settings["framing"] = framing
         return settings
 
     def key(self) -> str:
@@ -225,6 +294,15 @@ SETS: dict[str, BenchSet] = {
             1_780_000_000,
             (SetPart("framed", _cfg(wear=(0.0, 0.4), camera=0.5)),),
             framing=Framing(),
+        ),
+        BenchSet(
+            "cluttered",
+            "the marking's photo spanning 12-40% of a larger photo's width (at most 4032 px, a 12 MP phone photo) "
+            "whose surroundings hold part edges, screw heads, scratches and grain (wear 0-0.4)",
+            "2",
+            1_790_000_000,
+            (SetPart("cluttered", _cfg(wear=(0.0, 0.4), camera=0.5)),),
+            framing=Framing(share=(0.12, 0.4), clutter=True, max_width=4032),
         ),
         BenchSet(
             "makers",

@@ -109,11 +109,14 @@ class ReaderSettings:
     :data:`OBLIQUE_DEG` off the horizontal, read the photo again turned so that line is level (the
     detector reads level lines best). Boxes are mapped back to the original pixels; the turned working
     copy is never written. Measured on the held-out ``rotated`` set (see README)."""
-    detector_sides: tuple[int, ...] = (448,)
+    detector_sides: tuple[int, ...] = (448, 1280)
     """When the direct read of a single photo is unsure, detect its lines again at these detector input
     sizes (longer side, pixels), in order, until a serial is read confidently. Close-ups whose characters
-    are large for the detector's default size are found and cut better at a smaller size; the read stays
-    ``direct`` on the original photo (only the detector's working copy is resized)."""
+    are large for the detector's default size are found and cut better at a smaller size; a marking that is a
+    small part of a large photo, among edges and scratches the detector also takes for lines (so that
+    ``zoom_to_text`` finds no one region to zoom into), is found at a larger one. A size above the model's
+    default is used only on photos larger than it (never to enlarge one). The read stays ``direct`` on the
+    original photo (only the detector's working copy is resized)."""
     zoom_to_text: bool = True
     """When the lines found in a photo larger than the detector's input span at most
     :data:`~marktrace.inference.detect.ZOOM_MAX_SHARE` of its longer side (a marking photographed as a small
@@ -507,7 +510,10 @@ class MarkingReader:
                     timings["turn_ms"] = _ms(t1)
                 if self.settings.detector_sides and max(map(_serial_confidence, attempts)) < self.settings.confident:
                     t_side = time.perf_counter()
+                    photo_side = max(reference.image.shape[:2])
                     for side in self.settings.detector_sides:
+                        if side > self.long_side and side >= photo_side:
+                            continue  # would only enlarge the photo for the detector
                         attempts.append(self._attempt(reference.image, reference.path, reference.sha256, "direct",
                                                       "original", long_side=side))
                         if _serial_confidence(attempts[-1]) >= self.settings.confident:

@@ -73,3 +73,24 @@ def test_lines_found_at_another_side_land_where_the_default_finds_them(photo: np
         distance = np.linalg.norm(centres - line.quad.mean(axis=0), axis=1)
         nearest = int(distance.argmin())
         assert distance[nearest] < heights[nearest]
+
+
+def test_a_side_above_the_default_is_tried_only_on_photos_larger_than_it(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    """The wide pass finds a marking that is a small part of a large photo; it never enlarges a small one."""
+    import cv2
+
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(
+        ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 1280), chains=(), turn_oblique=False)
+    )
+    sides = _spy(reader, monkeypatch)
+    assert max(photo.shape[:2]) < 1280
+    reader.read_loaded("small", [as_loaded(photo)], None)
+    assert sides == [None, 448]
+    sides.clear()
+    large = cv2.resize(photo, None, fx=1400 / max(photo.shape[:2]), fy=1400 / max(photo.shape[:2]))
+    reader.read_loaded("large", [as_loaded(large)], None)
+    assert sides == [None, 448, 1280]
