@@ -336,18 +336,30 @@ def scale_to_8bit(samples: np.ndarray) -> tuple[np.ndarray, str]:
     their minimum below 0 and maximum above 1 bound the scale); NaN and infinities become 0.
     """
     kind = samples.dtype.name
+    out = np.empty(samples.shape, np.uint8)
+    rows = range(0, samples.shape[0], SCALE_BAND_ROWS)  # in bands: no full-size temporaries beside the output
     if samples.dtype.kind == "f":
-        finite = np.isfinite(samples)
-        values = samples[finite]
-        low = min(0.0, float(values.min())) if values.size else 0.0
-        high = max(1.0, float(values.max())) if values.size else 1.0
-        scaled = (np.where(finite, samples, low).astype(np.float64) - low) * (255.0 / (high - low))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), f"{kind} samples {low:g}..{high:g} to 0..255"
+        low, high = 0.0, 1.0
+        for y in rows:
+            values = samples[y : y + SCALE_BAND_ROWS]
+            values = values[np.isfinite(values)]
+            if values.size:
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+        for y in rows:
+            band = samples[y : y + SCALE_BAND_ROWS]
+            scaled = (np.where(np.isfinite(band), band, low) - low) * (255.0 / (high - low))
+            out[y : y + SCALE_BAND_ROWS] = np.clip(np.rint(scaled), 0, 255)
+        return out, f"{kind} samples {low:g}..{high:g} to 0..255"
     largest = max(int(samples.max()), 0) if samples.size else 0
     bits = max(8, largest.bit_length())
     shift = bits - 8
-    out = np.right_shift(np.clip(samples, 0, None).astype(np.int64), shift).astype(np.uint8)
+    for y in rows:
+        out[y : y + SCALE_BAND_ROWS] = np.maximum(samples[y : y + SCALE_BAND_ROWS], 0) >> shift
     return out, f"{kind} samples >> {shift} (largest value {largest}: {bits} significant bits)"
+
+
+SCALE_BAND_ROWS = 512
+"""Rows :func:`scale_to_8bit` converts at a time."""
 
 
 def _decode_high_depth(img: Image.Image, name: str, fmt: str | None, gray: bool) -> tuple[np.ndarray, bool, str]:

@@ -207,6 +207,24 @@ def test_float_tiff_maps_zero_to_one_onto_the_8_bit_range() -> None:
     assert wide.image[0, :, 0].tolist() == [0, 64, 255] and wide.scaled_to_8bit == "float32 samples -1..3 to 0..255"
 
 
+def test_scaling_in_row_bands_gives_the_whole_image_scaling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference import images
+
+    rng = np.random.default_rng(4)
+    deep = rng.integers(0, 1000, (7, 5)).astype(np.uint16)
+    deep[6, 4] = 1023  # the largest value, in the last band: 10 significant bits
+    floats = rng.uniform(0, 1, (7, 5)).astype(np.float32)
+    floats[0, 0], floats[6, 0] = -0.5, 2.0  # the range's ends in different bands
+    whole = [images.scale_to_8bit(a) for a in (deep, floats)]
+    monkeypatch.setattr(images, "SCALE_BAND_ROWS", 2)
+    for samples, (pixels, how) in zip((deep, floats), whole, strict=True):
+        banded, banded_how = images.scale_to_8bit(samples)
+        assert np.array_equal(banded, pixels) and banded_how == how
+    assert whole[0][1].endswith("(largest value 1023: 10 significant bits)")
+    assert np.array_equal(whole[0][0], (deep >> 2).astype(np.uint8))
+    assert whole[1][1] == "float32 samples -0.5..2 to 0..255"
+
+
 def test_eight_bit_photos_record_no_scaling_and_deep_ones_decode_to_gray_over_the_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
