@@ -278,6 +278,10 @@ MIN_MARGIN_SHORT = 0.5
 fits several five- or six-letter marks about equally well; a short mark is taken only when it clearly wins),"""
 MIN_COVER = 0.5
 """... and accounts for at least this share of the line's decoded letters and digits."""
+OPENING_MIN_ALNUM = 7
+"""A phrase that opens the line (see :meth:`MakerLexicon.best`) needs at least this many letters and digits,"""
+OPENING_MIN_SCORE = -0.35
+"""... and at least this score (``exp`` = 0.70), to be taken without covering half the line's letters."""
 CONFIDENCE_WEIGHT = 0.6
 """A lexicon match's confidence is ``exp(score) * CONFIDENCE_WEIGHT``: never as sure as a plain reading."""
 _IMPORT_LINE = re.compile(r"\bIMP", re.IGNORECASE)
@@ -308,7 +312,21 @@ class MakerLexicon:
         low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * max(letters - other_letters, 0)))
         # Rivals are needed down to the widest margin below the best acceptable score.
         spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN_SHORT)
-        if not spots or spots[0].score < MIN_SCORE:
+        found = self._clear_winner(spots, MIN_SCORE)
+        if found is not None or low <= OPENING_MIN_ALNUM:
+            return found
+        # A long maker name that opens the line, read almost as decoded, followed by what wear garbled (its
+        # town: ZASTAVA in XASTAVAARIGULA 1C): taken without covering half the line, against every rival.
+        spots = self.spotter.spot(text.probs, MIN_PHRASE_ALNUM, 2 * letters + 4, floor=OPENING_MIN_SCORE - MIN_MARGIN)
+        opening = next((s for s in spots if s.alnum >= OPENING_MIN_ALNUM and s.score >= OPENING_MIN_SCORE
+                        and _opens(text, s)), None)
+        if opening is None:
+            return None
+        return self._clear_winner([opening, *(s for s in spots if s is not opening)], OPENING_MIN_SCORE)
+
+    def _clear_winner(self, spots: Sequence[Spot], min_score: float) -> Spot | None:
+        """``spots[0]`` if it scores ``min_score`` and beats every other maker's phrase in ``spots`` by the margin."""
+        if not spots or spots[0].score < min_score:
             return None
         top = spots[0]
         margin = MIN_MARGIN_SHORT if top.alnum <= SHORT_PHRASE_ALNUM else MIN_MARGIN
@@ -317,6 +335,11 @@ class MakerLexicon:
         if rival is not None and top.score - rival.score < margin:
             return None
         return top
+
+
+def _opens(text: DecodedText, spot: Spot) -> bool:
+    """Whether ``spot``'s span starts the line: no letter or digit was decoded before it."""
+    return not any(ch.isalnum() and step < spot.start for ch, step in zip(text.text, text.char_steps, strict=False))
 
 
 @dataclass(frozen=True)

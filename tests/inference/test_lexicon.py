@@ -10,6 +10,7 @@ from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.lexicon import (
     CONFIDENCE_WEIGHT,
     MIN_SCORE,
+    OPENING_MIN_SCORE,
     LexiconSpotter,
     MakerLexicon,
     Reading,
@@ -224,6 +225,19 @@ def test_a_short_mark_must_clearly_beat_other_makers(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(lexicon_module, "MIN_MARGIN_SHORT", lexicon_module.MIN_MARGIN)
     spot = lexicon.best(close)
     assert spot is not None and spot.phrase == "MAUSER"
+
+
+def test_a_long_maker_name_opening_a_garbled_line_is_taken_without_covering_half_of_it() -> None:
+    """``XASTAVA`` + a worn town: ZASTAVA (7 of 16 letters) is too short for the cover rule but opens the line."""
+    lexicon = MakerLexicon(load_registry(), CHARSET)
+    opening = decoded("XASTAVAARIGULA1C", runner_up="ZASTAVAARIGULA1C", second=0.45)
+    spot = lexicon.best(opening)
+    assert spot is not None and spot.phrase == "ZASTAVA" and spot.score >= OPENING_MIN_SCORE
+    # the same name after other letters does not open the line: the cover rule stands
+    assert lexicon.best(decoded("QQQQXASTAVAWWWWWWW", runner_up="QQQQZASTAVAWWWWWWW", second=0.45)) is None
+    # nor does a weaker read of it (X far ahead of Z): under the opening bar
+    weak = decoded("XASTAVAARIGULA1C", runner_up="ZASTAVAARIGULA1C", second=0.05)
+    assert lexicon.best(weak) is None
 
 
 def test_the_reader_spots_makers_only_when_asked_and_none_was_read() -> None:
