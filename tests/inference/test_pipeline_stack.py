@@ -192,3 +192,37 @@ def test_a_stack_whose_photos_disagree_reads_every_relief_view(tmp_path: Path, m
     # a confident first read used to end the search; now the views are all read since no value has a majority
     assert len(views_read) == 3 and len(result.views) == 3
     assert result.record["serial_number"]["value"] == "AB12345"
+
+
+def test_a_stack_of_12_bit_gray_tiffs_reads_as_the_same_stack_in_8_bit_gray_png(
+    reader: MarkingReader, tmp_path: Path
+) -> None:
+    """A scientific camera's RTI stack (12-bit samples in 16-bit TIFFs) is scaled, not clipped to white."""
+    import numpy as np
+    from PIL import Image
+
+    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=4)
+    results = {}
+    for kind in ("png", "tif"):
+        folder = tmp_path / kind / "rti"
+        folder.mkdir(parents=True)
+        lights: dict[str, dict[str, float]] = {}
+        for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            name = f"shot_{k}.{kind}"
+            if kind == "png":
+                cv2.imwrite(str(folder / name), gray)
+            else:
+                Image.fromarray(gray.astype(np.uint16) * 16 + 15).save(folder / name)  # 12 significant bits
+            lights[name] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
+        (folder / "lights.json").write_text(json.dumps(lights))
+        results[kind] = reader.read_item(_item(tmp_path / kind), tmp_path / kind)
+    png, tif = results["png"], results["tif"]
+    assert tif.status == "ok" and [v.name for v in tif.views] == [v.name for v in png.views]
+    assert [v.name for v in tif.views][:1] == ["photometric:relit_ratio"]  # the stack was used
+    assert [line.text for line in tif.lines] == [line.text for line in png.lines]
+    assert (tif.record.get("serial_number") or {}).get("value") == (png.record.get("serial_number") or {}).get("value")
+    for info in tif.images.values():
+        assert info.scaled_to_8bit is not None and info.scaled_to_8bit.startswith("uint16 samples >> 4 (largest value ")
+        assert info.scaled_to_8bit.endswith(": 12 significant bits)")
+    assert all(info.scaled_to_8bit is None for info in png.images.values())
