@@ -188,11 +188,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             if transposed:
                 array = apply_orientation(array, orientation)
         else:  # not OpenCV's here, or refused (truncated, corrupt, unusual): Pillow decodes it or names the problem
-            if high_depth:
-                array, transposed, scaling = _decode_high_depth(img, name, fmt, gray)
-            else:
-                array, transposed = _decode_with_pillow(img, name, fmt)
-                gray = False
+            gray = gray and high_depth  # other images Pillow decodes stay in colour
+            array, transposed, scaling = _decode_with_pillow(img, name, fmt, gray)
             # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag); so does
             # libheif for a HEIF photo, whose header then gives the turned size
             stored = int(img.info.get("original_orientation") or 1) if fmt == "HEIF" else 1
@@ -308,22 +305,35 @@ def _decode_with_opencv(data: bytes, width: int, height: int, gray: bool = False
     return decoded
 
 
-def _decode_with_pillow(img: Image.Image, name: str, fmt: str | None) -> tuple[np.ndarray, bool]:
-    """Pillow's decoding of an opened image to a BGR working copy, EXIF orientation applied."""
+def _decode_with_pillow(
+    img: Image.Image, name: str, fmt: str | None, gray: bool = False
+) -> tuple[np.ndarray, bool, str | None]:
+    """Pillow's decoding of an opened image to a BGR working copy, EXIF orientation applied.
+
+    A gray image deeper than 8 bits (:data:`HIGH_DEPTH_MODES`) goes through :func:`scale_to_8bit` (and stays
+    gray when ``gray``); the third value says how it was scaled (None for other images).
+    """
     try:
         img.load()
         transposed = _has_orientation(img)
         # exif_transpose copies the whole photo even when there is nothing to turn: only call it when
         # the tag asks for a turn (a 12 MP photo is 36 MB per copy)
         oriented = ImageOps.exif_transpose(img) if transposed else img
-        rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
-        pixels = np.asarray(rgb, dtype=np.uint8)
-        # free Pillow's copies before the BGR one is made (peak memory on large photos)
-        rgb.close()
+        if oriented.mode in HIGH_DEPTH_MODES:
+            samples = np.asarray(oriented)
+        else:
+            rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
+            samples = np.asarray(rgb, dtype=np.uint8)
+            rgb.close()  # free Pillow's copies before the BGR one is made (peak memory on large photos)
         oriented.close()
     except Exception as exc:  # noqa: BLE001
         raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
-    return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), transposed
+    if samples.ndim == 3:
+        return cv2.cvtColor(samples, cv2.COLOR_RGB2BGR), transposed, None
+    if samples.ndim != 2:
+        raise ImageLoadError(f"{name}: unsupported {img.mode} image layout {samples.shape}")
+    pixels, scaling = scale_to_8bit(samples)
+    return (pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)), transposed, scaling
 
 
 def scale_to_8bit(samples: np.ndarray) -> tuple[np.ndarray, str]:
@@ -360,21 +370,6 @@ def scale_to_8bit(samples: np.ndarray) -> tuple[np.ndarray, str]:
 
 SCALE_BAND_ROWS = 512
 """Rows :func:`scale_to_8bit` converts at a time."""
-
-
-def _decode_high_depth(img: Image.Image, name: str, fmt: str | None, gray: bool) -> tuple[np.ndarray, bool, str]:
-    """A gray image deeper than 8 bits as the working copy (BGR, or gray when ``gray``), EXIF orientation applied."""
-    try:
-        img.load()
-        transposed = _has_orientation(img)
-        oriented = ImageOps.exif_transpose(img) if transposed else img
-        samples = np.asarray(oriented)
-    except Exception as exc:  # noqa: BLE001
-        raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
-    if samples.ndim != 2:
-        raise ImageLoadError(f"{name}: unsupported {img.mode} image layout {samples.shape}")
-    pixels, scaling = scale_to_8bit(samples)
-    return (pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)), transposed, scaling
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
