@@ -372,8 +372,14 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     if not ok:
         raise RuntimeError(f"{path}: could not encode PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
+    _replace_atomically(path, buf.tobytes())
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file of this process's own: two benchmarks rendering the same set at
+    once (each renders the same bytes) neither collide nor leave a half-written file for the other to read."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -411,7 +417,7 @@ def _render_item(bench_set: BenchSet, index: int, seed: int, folder: Path) -> En
             name = f"shot_{shot:02d}.png"
             _write_png(folder / rel_dir / name, image)
             lights[name] = {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3)}
-        (folder / rel_dir / LIGHTS_FILE).write_text(json.dumps(lights, indent=1), encoding="utf-8")
+        _replace_atomically(folder / rel_dir / LIGHTS_FILE, json.dumps(lights, indent=1).encode("utf-8"))
         image_rel = f"{rel_dir}/shot_00.png"
         info.update(item_dir=rel_dir, lights_file=LIGHTS_FILE)
     else:
@@ -450,7 +456,7 @@ def materialize(
             on_item(n)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench_set.json").write_text(json.dumps(bench_set.settings(), indent=1), encoding="utf-8")
+    _replace_atomically(folder / "bench_set.json", json.dumps(bench_set.settings(), indent=1).encode("utf-8"))
     sidecars = folder / "entries"
     sidecars.mkdir(exist_ok=True)
     entries: list[str] = []
@@ -466,13 +472,11 @@ def materialize(
                 entry = _render_item(bench_set, index, seed, folder)
                 seed += 1
             line = entry.model_dump_json(exclude_none=True)
-            side.write_text(line, encoding="utf-8")
+            _replace_atomically(side, line.encode("utf-8"))
         entries.append(line)
         if on_item:
             on_item(index + 1)
-    tmp = manifest.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(e + "\n" for e in entries), encoding="utf-8")
-    os.replace(tmp, manifest)
+    _replace_atomically(manifest, "".join(e + "\n" for e in entries).encode("utf-8"))
     return folder
 
 

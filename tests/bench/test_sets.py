@@ -77,3 +77,29 @@ def test_max_width_lowers_the_enlargement_and_the_framed_set_keeps_its_cache_key
     assert "clutter" not in SETS["framed"].settings()["framing"]
     assert SETS["cluttered"].settings()["framing"]["clutter"] is True
     assert SETS["cluttered"].key() != SETS["framed"].key()
+
+
+def _materialize_clean_slowly(cache: str) -> str:
+    """One benchmark process rendering the clean set, each file's final rename held back 30 ms (a busy disk)."""
+    import os
+    import time
+
+    replace = os.replace
+
+    def slow_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        time.sleep(0.03)
+        replace(src, dst)
+
+    os.replace = slow_replace  # this worker process only
+    return (materialize(SETS["clean"], 3, cache=Path(cache)) / "manifest.jsonl").read_text(encoding="utf-8")
+
+
+def test_benchmarks_rendering_the_same_set_at_once_all_finish_with_the_same_manifest(tmp_path: Path) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        manifests = pool.map(_materialize_clean_slowly, [str(tmp_path)] * 3)
+    assert len(set(manifests)) == 1 and manifests[0].count("\n") == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+    folder = materialize(SETS["clean"], 3, cache=tmp_path)
+    assert len(load_items(folder, "clean")) == 3

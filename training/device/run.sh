@@ -7,8 +7,9 @@ set -uo pipefail
 preset=${1:-gpu-continue}; shift || true
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-# the copy may lack .git: name the commit it was made from (written by prepare.sh)
-if [ -z "${MARKTRACE_TRAINING_COMMIT:-}" ] && [ -f .whl/TRAINING_COMMIT ] && ! git rev-parse HEAD >/dev/null 2>&1; then
+# name the commit the copy was made from as prepare.sh wrote it: the copy may lack .git, or hold a stale one (on
+# 2026-11-28 the device's .git was the session's starting commit, and the run was recorded as that one, -dirty)
+if [ -z "${MARKTRACE_TRAINING_COMMIT:-}" ] && [ -f .whl/TRAINING_COMMIT ]; then
   export MARKTRACE_TRAINING_COMMIT=$(cat .whl/TRAINING_COMMIT)
 fi
 echo "training commit: ${MARKTRACE_TRAINING_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
