@@ -42,6 +42,12 @@ class DetectorTrainConfig(_Frozen):
     crop: int = Field(default=512, ge=32)
     """Training crops are crop x crop pixels cut from photos resized to a random long side."""
     long_side: tuple[int, int] = (400, 900)
+    scene_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of the detector's crops in which the whole marking is set, smaller, into the photo of a bare part
+    (``datasets/scenes.py``: machined steps, holes, pins, checkering, scratches) instead of filling the crop
+    over a flat colour: on large photos of a part the detector otherwise boxes its edges as lines."""
+    scene_share: tuple[float, float] = (0.2, 0.75)
+    """The marking's longer side, as a share of the crop's side, in those scene crops."""
 
 
 class RecognizerTrainConfig(_Frozen):

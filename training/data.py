@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from marktrace.datasets.manifest import MANIFEST, read_manifest
+from marktrace.datasets.scenes import set_into_scene
 from marktrace.datasets.synth import LineTruth, SynthConfig, render_marking, render_stack
 from marktrace.inference.detect import CORE_SHRINK
 from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
@@ -98,6 +99,8 @@ def _crop_for_detector(
     image: np.ndarray, quads: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     dc = cfg.detector
+    if dc.scene_fraction > 0 and rng.random() < dc.scene_fraction:
+        return set_into_scene(image, quads, dc.crop, dc.scene_share, rng)
     h, w = image.shape[:2]
     scale = rng.uniform(*dc.long_side) / max(h, w)
     resized = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)

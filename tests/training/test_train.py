@@ -407,3 +407,25 @@ def test_a_serial_ground_flat_is_not_taught_to_the_recognizer(monkeypatch: pytes
     assert serial.text not in taught and "SAMCO GLOBAL MIAMI FL" in taught
     everything = cfg.model_copy(update={"untaught_when_ground_flat": ()})
     assert serial.text in {text for _, text in next(iter(data.PhotoStream(everything, CHARSET))).crops}
+
+
+def test_scene_crops_show_the_whole_marking_smaller_with_its_boxes_inside() -> None:
+    from marktrace.datasets.synth import render_marking
+    from marktrace.training.data import _crop_for_detector
+
+    marking = render_marking(44, load_config("tiny").synth)
+    quads = [np.asarray(ln.polygon, np.float32).reshape(4, 2) for ln in marking.lines]
+    cfg = load_config("tiny", {"detector.scene_fraction": 1.0, "detector.scene_share": (0.3, 0.5)})
+    for seed in range(4):
+        canvas, moved = _crop_for_detector(marking.image, quads, cfg, np.random.default_rng(seed))
+        assert canvas.shape == (cfg.detector.crop, cfg.detector.crop, 3)
+        assert len(moved) == len(quads)
+        assert all(q.min() >= -0.5 and q.max() <= cfg.detector.crop + 0.5 for q in moved)  # every line wholly in view
+        spread = np.vstack(moved)
+        # all lines together span at most the marking's share of the crop
+        assert (spread.max(axis=0) - spread.min(axis=0)).max() <= 0.5 * cfg.detector.crop + 1
+    plain = load_config("tiny")
+    _, unmoved = _crop_for_detector(marking.image, quads, plain, np.random.default_rng(0))
+    assert len(unmoved) == len(quads)
+    with pytest.raises(ValueError):
+        load_config("tiny", {"detector.scene_fraction": 1.5})
