@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare, on the development machine, what a GPU device machine lacks for training (run once per checkout):
+# Prepare, on the development machine, what a GPU device machine lacks for training (run once per checkout,
+# and again after every commit: it names the commit the run records):
 #   .whl/         Python 3.12 wheels of the packages its image does not have (pydantic and its needs)
 #   .gpu/weights  nothing is needed from here when training continues from the shipped ONNX files; the
 #                 english_g2 weights are copied too (md5 checked at load) for recipes that start from them.
