@@ -82,7 +82,7 @@ def _lay_and_scratches(height: np.ndarray, rng: np.random.Generator) -> None:
     kernel = np.zeros((31, 31), np.float32)
     kernel[15, :] = 1.0 / 31
     turned = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((15, 15), angle, 1.0), (31, 31))
-    lay = cv2.filter2D(noise, -1, turned / max(float(turned.sum()), 1e-6))
+    lay = cv2.filter2D(noise, -1, (turned / max(float(turned.sum()), 1e-6)).astype(np.float32))
     height += lay * rng.uniform(0.3, 2.0)
     scratches = np.zeros((h, w), np.float32)
     for _ in range(int(rng.poisson(4.0))):
