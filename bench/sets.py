@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 
 from marktrace.datasets.manifest import MANIFEST, Entry, LineLabel, read_manifest
 from marktrace.datasets.synth import GENERATOR_VERSION, SynthConfig, render_marking, render_stack
+from marktrace.inference.atomic import atomic_write_bytes, atomic_write_text
 
 MIN_SEED = 1_700_000_000
 """Benchmark seeds start here; training never uses seeds at or above 1_300_000_000."""
@@ -372,15 +372,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     if not ok:
         raise RuntimeError(f"{path}: could not encode PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(path, buf.tobytes())
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file of this process's own: two benchmarks rendering the same set at
-    once (each renders the same bytes) neither collide nor leave a half-written file for the other to read."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _jsonable(value: Any) -> Any:
@@ -417,7 +409,7 @@ def _render_item(bench_set: BenchSet, index: int, seed: int, folder: Path) -> En
             name = f"shot_{shot:02d}.png"
             _write_png(folder / rel_dir / name, image)
             lights[name] = {"azimuth_deg": round(az, 3), "elevation_deg": round(el, 3)}
-        _replace_atomically(folder / rel_dir / LIGHTS_FILE, json.dumps(lights, indent=1).encode("utf-8"))
+        atomic_write_text(folder / rel_dir / LIGHTS_FILE, json.dumps(lights, indent=1))
         image_rel = f"{rel_dir}/shot_00.png"
         info.update(item_dir=rel_dir, lights_file=LIGHTS_FILE)
     else:
@@ -456,7 +448,7 @@ def materialize(
             on_item(n)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(folder / "bench_set.json", json.dumps(bench_set.settings(), indent=1).encode("utf-8"))
+    atomic_write_text(folder / "bench_set.json", json.dumps(bench_set.settings(), indent=1))
     sidecars = folder / "entries"
     sidecars.mkdir(exist_ok=True)
     entries: list[str] = []
@@ -472,11 +464,11 @@ def materialize(
                 entry = _render_item(bench_set, index, seed, folder)
                 seed += 1
             line = entry.model_dump_json(exclude_none=True)
-            _replace_atomically(side, line.encode("utf-8"))
+            atomic_write_text(side, line)
         entries.append(line)
         if on_item:
             on_item(index + 1)
-    _replace_atomically(manifest, "".join(e + "\n" for e in entries).encode("utf-8"))
+    atomic_write_text(manifest, "".join(e + "\n" for e in entries))
     return folder
 
 

@@ -113,8 +113,9 @@ def part_surface(shape: tuple[int, int], base_bgr: np.ndarray, rng: np.random.Ge
     smooth = cv2.GaussianBlur(height, (0, 0), rng.uniform(0.6, 1.8))
     gy, gx = np.gradient(smooth)
     if rng.random() < 0.5:  # a barrel or a round receiver: the normal turns across the part
-        across = np.linspace(-1, 1, h if rng.random() < 0.5 else w, dtype=np.float32) * rng.uniform(0.3, 1.2)
-        if across.size == h:
+        along_rows = rng.random() < 0.5  # the part's axis runs along the photo's rows, else its columns
+        across = np.linspace(-1, 1, h if along_rows else w, dtype=np.float32) * rng.uniform(0.3, 1.2)
+        if along_rows:
             gy = gy + np.tan(across)[:, None]
         else:
             gx = gx + np.tan(across)[None, :]
