@@ -132,7 +132,8 @@ class ReaderSettings:
     differently from crops a few pixels apart, and such reads are far less often right. Costs one recognizer batch
     of the serial line; ``()`` turns both off (see README, "Reading photos")."""
     serial_extensions: tuple[float, ...] = (0.75, 1.5)
-    """A single photo's serial line is also read from its box grown along the line by these many line heights, at
+    """The serial line of a single photo, and of each photo and relief view a multi-light stack reads before its vote,
+    is also read from its box grown along the line by these many line heights, at
     its start and at its end separately (smallest first): the detector sometimes ends a box inside the marking
     (``KE18608`` for ``6KE18608``). A grown read is kept when it reads the same characters plus new ones at that end,
     each at least :data:`EXTENSION_MIN_CHAR`, at a line confidence no more than :data:`EXTENSION_MAX_DROP` below the
@@ -609,8 +610,12 @@ class MarkingReader:
         crops = [rectify_line(region, q - origin, self.height, self.settings.max_line_width) for q in quads]
         return self.recognize(crops), crops
 
-    def _extended_attempt(self, image: LoadedImage, direct: _Attempt) -> _Attempt:
+    def _extended_attempt(self, image: LoadedImage, direct: _Attempt, view: str = "original",
+                          scale: float = 1.0) -> _Attempt:
         """``direct`` with its serial line read from a box grown along the line, where that reads more of it.
+
+        ``direct`` was read from ``image`` as ``view`` (a photo, or a relief view of a multi-light stack); boxes are in
+        the photo's pixels, ``scale`` times ``image``'s (a stack's working size).
 
         See :attr:`ReaderSettings.serial_extensions`. A cheap screen first: a short strip at each end (grown by the
         largest amount, reaching :data:`EXTENSION_STRIP_OVERLAP` line heights back into the box) is read, and only an
@@ -620,21 +625,25 @@ class MarkingReader:
         """
         index = self._serial_line(direct, [image.path])
         serial = direct.record.get("serial_number")
-        if direct.view != "original" or index is None or len(direct.decoded) != len(direct.lines) or not isinstance(
+        if direct.view != view or index is None or len(direct.decoded) != len(direct.lines) or not isinstance(
                 serial, dict):
             return direct
         line, first = direct.lines[index], direct.decoded[index]
         box = np.asarray(line.box, np.float32)
+
+        def read_quads(quads: Sequence[np.ndarray]) -> tuple[list[DecodedText], list[np.ndarray]]:
+            return self._read_quads(image, [q * np.float32(scale) for q in quads])
+
         amounts = sorted(self.settings.serial_extensions)
         strips = [end_strip(box, end, amounts[-1], EXTENSION_STRIP_OVERLAP) for end in ("start", "end")]
-        reads, crops = self._read_quads(image, [pad_quad(q, CROP_PAD_X, CROP_PAD_Y) for q in strips])
+        reads, crops = read_quads([pad_quad(q, CROP_PAD_X, CROP_PAD_Y) for q in strips])
         ends = [end for end, strip, read, cut in zip(("start", "end"), strips, reads, crops, strict=False)
                 if characters_beyond(read, cut.shape[1], end, strip, amounts[-1])]
         if not ends:
             return direct
         # the grown lines of those ends, in one recognizer batch; the largest that passes at each end wins
         tries = [(end, amount) for end in ends for amount in amounts]
-        reads, crops = self._read_quads(image, [pad_quad(grow_along(box, end, amount), CROP_PAD_X, CROP_PAD_Y)
+        reads, crops = read_quads([pad_quad(grow_along(box, end, amount), CROP_PAD_X, CROP_PAD_Y)
                                                 for end, amount in tries])
         best: dict[str, tuple[float, DecodedText, np.ndarray]] = {}
         for (end, amount), read, cut in zip(tries, reads, crops, strict=False):
@@ -647,7 +656,7 @@ class MarkingReader:
         _, text, crop = best[end]
         if len(best) == 2:  # both ends grew: read the box grown at both, kept when it extends the start's read
             both = grow_along(grow_along(box, "start", grown["start"]), "end", grown["end"])
-            reads, crops = self._read_quads(image, [pad_quad(both, CROP_PAD_X, CROP_PAD_Y)])
+            reads, crops = read_quads([pad_quad(both, CROP_PAD_X, CROP_PAD_Y)])
             if reads and extension_accepted(best["start"][1], reads[0], "end"):
                 text, crop = reads[0], crops[0]
             else:  # only the more confident end's growth is kept
@@ -932,6 +941,9 @@ class MarkingReader:
                 break
             views.append(self._keep_view(reference.path, relief, view))
             attempt = self._attempt(relief, reference.path, reference.sha256, view.name, view.name, stack.scale)
+            if self.settings.serial_extensions:
+                attempt = self._extended_attempt(dataclasses.replace(reference, image=relief), attempt, view.name,
+                                                 stack.scale)
             attempts.append(attempt)
             if not self.settings.stack_consensus and _serial_confidence(attempt) >= self.settings.confident_stack:
                 break
@@ -1026,7 +1038,10 @@ class MarkingReader:
 
         t_read = time.perf_counter()
         if position in build.chosen:
-            build.direct.append(self._attempt(image.image, image.path, image.sha256, "direct", "original"))
+            direct = self._attempt(image.image, image.path, image.sha256, "direct", "original")
+            if self.settings.serial_extensions:
+                direct = self._extended_attempt(image, direct)
+            build.direct.append(direct)
         height, width = image.image.shape[:2]
         build.shown[image.path] = (width, height)
         if build.photo_size is None:

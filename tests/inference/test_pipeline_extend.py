@@ -210,3 +210,82 @@ def test_characters_beyond_places_each_character_by_its_time_step(
     read = serial_reads.decoded("7", 0.99, chars=[confidence], steps=[step], crop_width=width)
     assert read.probs.shape[0] == int(np.ceil(width / 8) * 8) // 4 - 1
     assert characters_beyond(read, width, end, strip, 1.5) is beyond
+
+
+def test_a_view_at_another_scale_is_cut_where_the_photo_would_be(
+    serial_reads: Any, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    """A relief view of a stack is read at the stack's working size: the grown boxes (photo pixels) are cut from it
+    at ``scale``, and an attempt read as another view than the one named is left alone."""
+    import dataclasses
+
+    import cv2
+
+    reader, image, direct = serial_reads.start(photo)
+    cut: dict[float, list[np.ndarray]] = {}
+
+    def read_quads(scale: float) -> Callable[..., Any]:
+        def read(img: Any, quads: list[np.ndarray]) -> tuple[list[Any], list[np.ndarray]]:
+            cut.setdefault(scale, []).extend(np.asarray(q) for q in quads)
+            assert img.image.shape[0] == round(photo.shape[0] * scale)
+            return [], []  # nothing read: the attempt stays as it was
+        return read
+
+    for scale in (1.0, 0.5):
+        monkeypatch.setattr(reader, "_read_quads", read_quads(scale))
+        small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        view = dataclasses.replace(direct, view="photometric:relit_ratio")
+        assert reader._extended_attempt(as_loaded(small), view, "photometric:relit_ratio", scale) is view
+    assert len(cut[1.0]) == len(cut[0.5]) == 2  # the two screening strips
+    for full, half in zip(cut[1.0], cut[0.5], strict=True):
+        assert np.allclose(half, full * 0.5, atol=1e-3)
+    monkeypatch.setattr(reader, "_read_quads", read_quads(1.0))
+    cut.clear()
+    # read as a relief view but named as the photo (or the other way round): not this method's to grow
+    as_view = dataclasses.replace(direct, view="photometric:relit_ratio")
+    assert reader._extended_attempt(image, as_view) is as_view and cut == {}
+    assert reader._extended_attempt(image, direct, "photometric:relit_ratio") is direct and cut == {}
+
+
+def test_a_stack_grows_the_serial_line_of_each_photo_read_and_each_relief_view(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import cv2
+
+    from marktrace.datasets.synth import SynthConfig, render_stack
+    from marktrace.inference.items import discover_items
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=4)
+    folder = tmp_path / "rti"
+    folder.mkdir()
+    lights = {}
+    for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
+        cv2.imwrite(str(folder / f"shot_{k}.png"), image)
+        lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
+    (folder / "lights.json").write_text(json.dumps(lights))
+    (item,) = discover_items(tmp_path)
+    calls: list[tuple[str, str, float, tuple[int, ...]]] = []
+
+    def extended(image: Any, direct: Any, view: str = "original", scale: float = 1.0) -> Any:
+        calls.append((direct.view, view, scale, image.image.shape[:2]))
+        return direct
+
+    for extensions in ((), (0.75, 1.5)):
+        reader = MarkingReader.from_settings(ReaderSettings(threads=1, stack_agreement=1.01, max_photometric_views=2,
+                                                            serial_extensions=extensions))
+        monkeypatch.setattr(reader, "_extended_attempt", extended)
+        calls.clear()
+        result = reader.read_item(item, tmp_path)
+        assert result.status == "ok"
+        if not extensions:
+            assert calls == []
+            continue
+        photos = [c for c in calls if c[0] == "original"]
+        views = [c for c in calls if c[0] != "original"]
+        assert len(photos) == 4 and all(c[1:3] == ("original", 1.0) for c in photos)
+        assert all(c[3] == stack.images[0].shape[:2] for c in photos)  # the photo as decoded, full size
+        assert [c[0] for c in views] == [v.name for v in result.views] and all(c[0] == c[1] for c in views)
+        assert len(views) == 2 and all(0 < c[2] <= 1.0 for c in views)
