@@ -268,3 +268,24 @@ def test_a_floor_only_leaves_out_phrases_under_it_and_changes_no_alignment() -> 
     assert floored and len(floored) < len(everything)
     assert floored == [s for s in everything if s.score >= -1.0]  # same phrases, scores and spans
     assert floored[0].phrase.startswith("SAV") and floored[0].start > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_without_spans_equal_the_tracked_alignment_for_every_phrase(seed: int) -> None:
+    """The untracked pass (the bound's survivors are scored by it) gives exactly the tracked pass's best scores,
+    phrases with skippable spaces and punctuation (more than three predecessors) included."""
+    group = MakerLexicon(load_registry(), CHARSET).spotter._group
+    assert group is not None and group.preds.shape[0] > 3  # some phrase has skippable characters
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(len(CHARSET) + 1, 0.3), size=40)
+    probs[:, 0] += rng.random(40)  # blanks, as a CTC line has
+    probs /= probs.sum(axis=1, keepdims=True)
+    ratios = np.minimum(np.log(probs[:, group.pair_a] + np.where(group.pair_b != group.pair_a,
+                                                                 probs[:, group.pair_b], 0.0))
+                        - np.log(probs.max(axis=1))[:, None], 0.0)
+    keep = np.arange(len(group.phrases))
+    untracked, _, _ = group._viterbi(ratios, keep, track=False)
+    tracked, starts, ends = group._viterbi(ratios, keep, track=True)
+    assert np.isfinite(untracked).sum() > 0.9 * keep.size  # phrases longer than the line stay -inf
+    assert np.array_equal(untracked, tracked)
+    assert np.all(starts <= ends)
