@@ -434,9 +434,18 @@ class MarkingReader:
         """
         t0 = time.perf_counter()
         chosen = self.direct_read_indices(len(images))
-        attempts = [self._attempt(img.image, img.path, img.sha256, "direct", "original")
-                    for i, img in enumerate(images) if i in chosen]
+        attempts = [self._direct_attempt(img, in_stack=len(images) >= 3) for i, img in enumerate(images) if i in chosen]
         return self._read_decoded(item_name, images, lights, attempts, t0)
+
+    def _direct_attempt(self, image: LoadedImage, in_stack: bool) -> _Attempt:
+        """A photo read directly; a multi-light stack's photo with its serial box grown too (``serial_extensions``).
+
+        A single photo's serial box is grown later, on its most confident read only (:meth:`_read_decoded`).
+        """
+        attempt = self._attempt(image.image, image.path, image.sha256, "direct", "original")
+        if in_stack and self.settings.serial_extensions:
+            attempt = self._extended_attempt(image, attempt)
+        return attempt
 
     def direct_read_indices(self, n: int) -> frozenset[int]:
         """Positions of an item's ``n`` photos that are read directly.
@@ -1038,10 +1047,7 @@ class MarkingReader:
 
         t_read = time.perf_counter()
         if position in build.chosen:
-            direct = self._attempt(image.image, image.path, image.sha256, "direct", "original")
-            if self.settings.serial_extensions:
-                direct = self._extended_attempt(image, direct)
-            build.direct.append(direct)
+            build.direct.append(self._direct_attempt(image, in_stack=True))
         height, width = image.image.shape[:2]
         build.shown[image.path] = (width, height)
         if build.photo_size is None:

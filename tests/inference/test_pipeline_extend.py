@@ -250,18 +250,20 @@ def test_a_view_at_another_scale_is_cut_where_the_photo_would_be(
 def test_a_stack_grows_the_serial_line_of_each_photo_read_and_each_relief_view(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import itertools
     import json
 
     import cv2
 
     from marktrace.datasets.synth import SynthConfig, render_stack
+    from marktrace.inference.images import load_image
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=4)
     folder = tmp_path / "rti"
     folder.mkdir()
-    lights = {}
+    lights: dict[str, dict[str, float]] = {}
     for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
         cv2.imwrite(str(folder / f"shot_{k}.png"), image)
         lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
@@ -273,12 +275,15 @@ def test_a_stack_grows_the_serial_line_of_each_photo_read_and_each_relief_view(
         calls.append((direct.view, view, scale, image.image.shape[:2]))
         return direct
 
-    for extensions in ((), (0.75, 1.5)):
+    decoded = [load_image(f, name=f"rti/{f.name}") for f in item.files]
+    directions = {name: (v["azimuth_deg"], v["elevation_deg"]) for name, v in lights.items()}
+    for extensions, streamed in itertools.product(((), (0.75, 1.5)), (True, False)):
         reader = MarkingReader.from_settings(ReaderSettings(threads=1, stack_agreement=1.01, max_photometric_views=2,
                                                             serial_extensions=extensions))
         monkeypatch.setattr(reader, "_extended_attempt", extended)
         calls.clear()
-        result = reader.read_item(item, tmp_path)
+        # a folder read one photo at a time, and the same photos handed over decoded
+        result = reader.read_item(item, tmp_path) if streamed else reader.read_loaded(item.name, decoded, directions)
         assert result.status == "ok"
         if not extensions:
             assert calls == []
