@@ -653,7 +653,7 @@ class MarkingReader:
         # the grown lines of those ends, in one recognizer batch; the largest that passes at each end wins
         tries = [(end, amount) for end in ends for amount in amounts]
         reads, crops = read_quads([pad_quad(grow_along(box, end, amount), CROP_PAD_X, CROP_PAD_Y)
-                                                for end, amount in tries])
+                                   for end, amount in tries])
         best: dict[str, tuple[float, DecodedText, np.ndarray]] = {}
         for (end, amount), read, cut in zip(tries, reads, crops, strict=False):
             if extension_accepted(best[end][1] if end in best else first, read, end):
