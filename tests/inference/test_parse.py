@@ -171,8 +171,16 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("FEGMADEIN HUNGARY", {"maker": "FÉG (Fegyver- és Gépgyár)", "country": "HU"}),
     ("HOMEMADE", {"maker": None, "country": None}),
     # MADE IN read MADE FN: the two letters before a country are IN, not FN Herstal's code
-    ("KRISS USA | MADE FN BAAZIL", {"maker": None, "country": "BR"}),
+    ("KRISS USA | MADE FN BAAZIL", {"maker": "KRISS USA", "country": "BR"}),
     ("MADE FN HERSTAL", {"maker": "FN Herstal", "country": "BE"}),
+    # makers added 2026-11-28: Browning marks its seat, the country of manufacture is marked apart
+    ("BROWNING ARMS CO. MORGAN UTAH | MADE IN BELGIUM | HI-POWER", {"maker": "Browning Arms Company", "country": "BE",
+                                                                    "model": "HI-POWER"}),
+    ("LMT | MILAN IL USA | MARS-L", {"maker": "Lewis Machine & Tool Company (LMT)", "country": "US", "model": "MARS-L"}),
+    # VECTOR is KRISS's model, not a misread of Denel's VEKTOR mark, once the maker line names KRISS
+    ("KRISS USA VIRGINIA BEACH VA | VECTOR SDP | SN 96943271", {"maker": "KRISS USA", "country": "US",
+                                                               "model": "VECTOR SDP", "serial": "96943271"}),
+    ("TULA ARMS PLANT | KS-23", {"maker": "Tula Arms Plant (TOZ)", "country": "RU", "model": "KS-23"}),
     # ------------------------------------------------------------------ makers on import marks name the importer
     ("Imbel | IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "IMBEL", "country": "BR", "importer": "SIG Sauer Inc.",
                                                     "city": "EXETER"}),
