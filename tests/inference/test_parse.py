@@ -181,6 +181,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("KRISS USA VIRGINIA BEACH VA | VECTOR SDP | SN 96943271", {"maker": "KRISS USA", "country": "US",
                                                                "model": "VECTOR SDP", "serial": "96943271"}),
     ("TULA ARMS PLANT | KS-23", {"maker": "Tula Arms Plant (TOZ)", "country": "RU", "model": "KS-23"}),
+    ("BERETTA | IMP BY CDNN ABILENE TX", {"maker": "Beretta", "country": "IT", "importer": "CDNN Sports",
+                                          "city": "ABILENE"}),
+    ("CUGIR | RILEY DEFENSE BOONE NC", {"maker": "Uzina Mecanica Cugir", "importer": "Riley Defense", "city": "BOONE"}),
+    ("IMPORTED BY SAMCO GLOBAL MIAMI FL", {"importer": "Samco Global Arms", "city": "MIAMI"}),
     # ------------------------------------------------------------------ makers on import marks name the importer
     ("Imbel | IMPORTED BY SIG ARMS INC EXETER NH", {"maker": "IMBEL", "country": "BR", "importer": "SIG Sauer Inc.",
                                                     "city": "EXETER"}),
