@@ -176,7 +176,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # makers added 2026-11-28: Browning marks its seat, the country of manufacture is marked apart
     ("BROWNING ARMS CO. MORGAN UTAH | MADE IN BELGIUM | HI-POWER", {"maker": "Browning Arms Company", "country": "BE",
                                                                     "model": "HI-POWER"}),
-    ("LMT | MILAN IL USA | MARS-L", {"maker": "Lewis Machine & Tool Company (LMT)", "country": "US", "model": "MARS-L"}),
+    ("LMT | MILAN IL USA | MARS-L", {"maker": "Lewis Machine & Tool Company (LMT)", "country": "US",
+                                     "model": "MARS-L"}),
     # VECTOR is KRISS's model, not a misread of Denel's VEKTOR mark, once the maker line names KRISS
     ("KRISS USA VIRGINIA BEACH VA | VECTOR SDP | SN 96943271", {"maker": "KRISS USA", "country": "US",
                                                                "model": "VECTOR SDP", "serial": "96943271"}),
