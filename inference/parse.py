@@ -188,6 +188,9 @@ _CALIBRES: list[tuple[re.Pattern[str], str, float]] = [
     _cal(_N + r"\.?17\s*HMR\b", ".17 HMR"),
     _cal(_N + r"\.410\b(?:\s*(?:GA|GAUGE|BORE))?|\b410\s*(?:GA|GAUGE|BORE|G)\b", ".410 bore"),
     _cal(r"\b(10|12|16|20|24|28|32|36)\s*(?:GA\b\.?|GAUGE\b|G\.A\.|BORE\b)", "{0} gauge"),
+    # European shotguns mark gauge / chamber length in mm (12/70, 12/76, 20/76, 16/65): the chamber stays in
+    # text_as_marked; a month/year date reads the same, hence the lower confidence
+    _cal(r"(?<![\d/.])(10|12|16|20|24|28|32|36)\s*/\s*(?:65|67|67\.5|70|73|76|89)(?![\d/.])", "{0} gauge", 0.8),
     # "CAL. 12" on a shotgun; 32 and 36 after CAL are the .32 and .36 bores of handguns, not gauges
     _cal(r"\b(?:CAL(?:IBRE|IBER|IBRO)?|KAL(?:IBER)?)\.?\s*(10|12|16|20|24|28)\b(?!\.\d)", "{0} gauge", 0.85),
     _cal(r"\b8\s*MM\b", "8mm", 0.6),

@@ -182,6 +182,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("KRISS USA VIRGINIA BEACH VA | VECTOR SDP | SN 96943271", {"maker": "KRISS USA", "country": "US",
                                                                "model": "VECTOR SDP", "serial": "96943271"}),
     ("TULA ARMS PLANT | KS-23", {"maker": "Tula Arms Plant (TOZ)", "country": "RU", "model": "KS-23"}),
+    # European shotguns: gauge / chamber length in mm
+    ("BENELLI ARMI | 12/76 | SN 4411234", {"maker": "Benelli Armi", "calibre": "12 gauge", "serial": "4411234"}),
+    ("CAL. 16/70", {"calibre": "16 gauge"}),
+    ("112/76", {"calibre": None}),
     ("BERETTA | IMP BY CDNN ABILENE TX", {"maker": "Beretta", "country": "IT", "importer": "CDNN Sports",
                                           "city": "ABILENE"}),
     ("CUGIR | RILEY DEFENSE BOONE NC", {"maker": "Uzina Mecanica Cugir", "importer": "Riley Defense", "city": "BOONE"}),
