@@ -182,6 +182,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("KRISS USA VIRGINIA BEACH VA | VECTOR SDP | SN 96943271", {"maker": "KRISS USA", "country": "US",
                                                                "model": "VECTOR SDP", "serial": "96943271"}),
     ("TULA ARMS PLANT | KS-23", {"maker": "Tula Arms Plant (TOZ)", "country": "RU", "model": "KS-23"}),
+    ("FN HERSTAL | ELG | PV", {"maker": "FN Herstal", "proof": "PV"}),
+    ("BSA | NITRO | NP", {"proof": "NITRO"}),
     # European shotguns: gauge / chamber length in mm
     ("BENELLI ARMI | 12/76 | SN 4411234", {"maker": "Benelli Armi", "calibre": "12 gauge", "serial": "4411234"}),
     ("CAL. 16/70", {"calibre": "16 gauge"}),
