@@ -102,6 +102,10 @@ _LETTER = re.compile(r"[^\W\d_]")
 _N = r"(?<![\d.])"  # no digit or dot before
 
 
+_MODEL_MAY_HOLD = frozenset({"maker", "year"})
+"""Uses of a token a registry model name of several words may still take (:meth:`_Parser._find_models`)."""
+
+
 def _cal(pattern: str, value: str, conf: float = 0.95) -> tuple[re.Pattern[str], str, float]:
     return re.compile(pattern), value, conf
 
@@ -1356,7 +1360,9 @@ class _Parser:
             toks = st.tokens
             for n in (4, 3, 2, 1):
                 for s in range(0, len(toks) - n + 1):
-                    if any(u is not None for u in st.used[s:s + n]):
+                    # a listed model of several words may hold the maker's own mark or a year-like number
+                    # (MAS 1950): those tokens were taken first, the model still names them
+                    if any(u is not None and (n == 1 or u not in _MODEL_MAY_HOLD) for u in st.used[s:s + n]):
                         continue
                     key = compact(toks[s:s + n])
                     name = index.get(key)
@@ -1530,7 +1536,10 @@ class _Parser:
                 st = self.states[top.line]
                 for k in range(span[0], span[0] + span[1]):
                     model_spans.add((top.line, k))
-                    if st.used[k] is None:
+                    if st.used[k] == "year":  # MAS 1950 is the model's name, not the year it was made
+                        self.years = [y for y in self.years if not (y.line == top.line and y.text == st.tokens[k])]
+                        st.used[k] = "model"
+                    elif st.used[k] is None:
                         st.used[k] = "model"
                 if span[0] > 0 and st.tokens[span[0] - 1] in _MODEL_WORDS and st.used[span[0] - 1] is None:
                     st.used[span[0] - 1] = "model"

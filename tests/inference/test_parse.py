@@ -184,6 +184,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("TULA ARMS PLANT | KS-23", {"maker": "Tula Arms Plant (TOZ)", "country": "RU", "model": "KS-23"}),
     ("FN HERSTAL | ELG | PV", {"maker": "FN Herstal", "proof": "PV"}),
     ("BSA | NITRO | NP", {"proof": "NITRO"}),
+    # a listed model that holds the maker's mark and a year-like number names the model, not the year made
+    ("MAS | MAS 1950 | SN 12345", {"maker": "Manufacture d'armes de Saint-Étienne (MAS)", "model": "MAS 1950",
+                                   "year": None, "serial": "12345"}),
+    ("MAS 1950 | MADE IN FRANCE | 1952", {"model": "MAS 1950", "year": 1952}),
     # European shotguns: gauge / chamber length in mm
     ("BENELLI ARMI | 12/76 | SN 4411234", {"maker": "Benelli Armi", "calibre": "12 gauge", "serial": "4411234"}),
     ("CAL. 16/70", {"calibre": "16 gauge"}),
@@ -363,7 +367,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("BNP", {"proof": "BNP"}),
     # ------------------------------------------------------------------ models and types
     ("BERETTA 92FS", {"maker": "Beretta", "model": "92FS"}),
-    ("CZ 75 B", {"maker": "Ceska zbrojovka", "model": "75B"}),
+    ("CZ 75 B", {"maker": "Ceska zbrojovka", "model": "CZ 75B"}),  # the listed name, maker mark included
     ("SMITH & WESSON | MOD 686", {"model": "686"}),
     ("RUGER 10/22", {"model": "10/22"}),
     ("HK USP", {"model": "USP"}),
@@ -393,7 +397,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
      {"maker": "Taurus (Forjas Taurus)", "country": "BR", "model": "G2C", "serial": "TLP12345",
       "importer": "Taurus International Manufacturing"}),
     ("CESKA ZBROJOVKA | CZ 75 B | CAL. 9 LUGER | MADE IN CZECH REPUBLIC | CZ-USA KANSAS CITY KS | A123456",
-     {"maker": "Ceska zbrojovka", "country": "CZ", "model": "75B", "serial": "A123456", "importer": "CZ-USA"}),
+     {"maker": "Ceska zbrojovka", "country": "CZ", "model": "CZ 75B", "serial": "A123456", "importer": "CZ-USA"}),
     ("IZHMASH | SAIGA-12 | 12 GA | MADE IN RUSSIA | 11223344",
      {"maker": "Kalashnikov Concern (Izhmash)", "country": "RU", "calibre": "12 gauge", "type": "shotgun",
       "serial": "11223344"}),
