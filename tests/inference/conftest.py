@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,29 @@ def _as_loaded(image: np.ndarray, name: str = "photo.png") -> LoadedImage:
     ok, buf = cv2.imencode(".png", image)
     assert ok
     return decode_image(bytes(buf), name)
+
+
+def _stack_folder(root: Path, n: int = 4, enlarge: float = 1.0) -> Path:
+    from marktrace.datasets.synth import SynthConfig, render_stack
+
+    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=n)
+    folder = root / "rti"
+    folder.mkdir()
+    lights: dict[str, dict[str, float]] = {}
+    for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
+        if enlarge != 1.0:
+            image = cv2.resize(image, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(folder / f"shot_{k}.png"), image)
+        lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
+    (folder / "lights.json").write_text(json.dumps(lights))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stack_folder() -> Callable[..., Path]:
+    """``stack_folder(root, n=4, enlarge=1.0)``: write ``root/rti``, a rendered ground marking photographed under ``n``
+    lights (held-out fonts, PNG shots ``shot_<k>.png`` scaled by ``enlarge``, with ``lights.json``); returns it."""
+    return _stack_folder
 
 
 @pytest.fixture(scope="session")

@@ -248,26 +248,16 @@ def test_a_view_at_another_scale_is_cut_where_the_photo_would_be(
 
 
 def test_a_stack_grows_the_serial_line_of_each_photo_read_and_each_relief_view(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, stack_folder: Callable[..., Any]
 ) -> None:
     import itertools
     import json
 
-    import cv2
-
-    from marktrace.datasets.synth import SynthConfig, render_stack
     from marktrace.inference.images import load_image
     from marktrace.inference.items import discover_items
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
-    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=4)
-    folder = tmp_path / "rti"
-    folder.mkdir()
-    lights: dict[str, dict[str, float]] = {}
-    for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
-        cv2.imwrite(str(folder / f"shot_{k}.png"), image)
-        lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
-    (folder / "lights.json").write_text(json.dumps(lights))
+    lights = json.loads((stack_folder(tmp_path, n=4) / "lights.json").read_text())
     (item,) = discover_items(tmp_path)
     calls: list[tuple[str, str, float, tuple[int, ...]]] = []
 
@@ -291,6 +281,6 @@ def test_a_stack_grows_the_serial_line_of_each_photo_read_and_each_relief_view(
         photos = [c for c in calls if c[0] == "original"]
         views = [c for c in calls if c[0] != "original"]
         assert len(photos) == 4 and all(c[1:3] == ("original", 1.0) for c in photos)
-        assert all(c[3] == stack.images[0].shape[:2] for c in photos)  # the photo as decoded, full size
+        assert all(c[3] == decoded[0].image.shape[:2] for c in photos)  # the photo as decoded, full size
         assert [c[0] for c in views] == [v.name for v in result.views] and all(c[0] == c[1] for c in views)
         assert len(views) == 2 and all(0 < c[2] <= 1.0 for c in views)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,6 @@ def reader() -> MarkingReader:
     return MarkingReader.from_settings(ReaderSettings(stack_agreement=1.01, max_photometric_views=2))
 
 
-def _stack_folder(root: Path, n: int = 4, enlarge: float = 1.0) -> Path:
-    stack = render_stack(1_960_000_123, SynthConfig(fonts="heldout", wear=(0.7, 0.8)), n_lights=n)
-    folder = root / "rti"
-    folder.mkdir()
-    lights: dict[str, dict[str, float]] = {}
-    for k, (image, (azimuth, elevation)) in enumerate(zip(stack.images, stack.lights, strict=True)):
-        if enlarge != 1.0:
-            image = cv2.resize(image, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_LINEAR)
-        cv2.imwrite(str(folder / f"shot_{k}.png"), image)
-        lights[f"shot_{k}.png"] = {"azimuth_deg": azimuth, "elevation_deg": elevation}
-    (folder / "lights.json").write_text(json.dumps(lights))
-    return folder
-
-
 def _comparable(result: ItemResult) -> dict[str, Any]:
     dumped = result.model_dump(mode="json")
     dumped.pop("timings_ms")
@@ -49,9 +36,9 @@ def _item(root: Path) -> Item:
 
 @pytest.mark.parametrize("enlarge", [1.0, 4.0])  # 4x: photos over the stack's 2 MP cap, kept reduced
 def test_a_stack_folder_reads_as_its_decoded_photos_would(
-    reader: MarkingReader, tmp_path: Path, enlarge: float
+    reader: MarkingReader, tmp_path: Path, enlarge: float, stack_folder: Callable[..., Path]
 ) -> None:
-    folder = _stack_folder(tmp_path, enlarge=enlarge)
+    folder = stack_folder(tmp_path, enlarge=enlarge)
     item = _item(tmp_path)
     assert item.kind == "multi_light" and len(item.files) == 4
     streamed = reader.read_item(item, tmp_path)
@@ -65,9 +52,9 @@ def test_a_stack_folder_reads_as_its_decoded_photos_would(
 
 
 def test_a_stack_with_too_few_readable_photos_is_read_from_them_in_colour(
-    reader: MarkingReader, tmp_path: Path
+    reader: MarkingReader, tmp_path: Path, stack_folder: Callable[..., Path]
 ) -> None:
-    folder = _stack_folder(tmp_path, n=3)
+    folder = stack_folder(tmp_path, n=3)
     for name in ("shot_1.png", "shot_2.png"):
         data = (folder / name).read_bytes()
         (folder / name).write_bytes(data[: len(data) // 3])  # truncated
@@ -80,8 +67,10 @@ def test_a_stack_with_too_few_readable_photos_is_read_from_them_in_colour(
     assert result.images["rti/shot_0.png"].width == single.images["rti/shot_0.png"].width
 
 
-def test_an_uploaded_stack_reads_as_its_decoded_photos_would(reader: MarkingReader, tmp_path: Path) -> None:
-    folder = _stack_folder(tmp_path)
+def test_an_uploaded_stack_reads_as_its_decoded_photos_would(
+    reader: MarkingReader, tmp_path: Path, stack_folder: Callable[..., Path]
+) -> None:
+    folder = stack_folder(tmp_path)
     files = [(f"rti/{p.name}", p.read_bytes()) for p in sorted(folder.glob("*.png"))]
     lights = {name: (v["azimuth_deg"], v["elevation_deg"])
               for name, v in json.loads((folder / "lights.json").read_text()).items()}
@@ -94,8 +83,10 @@ def test_an_uploaded_stack_reads_as_its_decoded_photos_would(reader: MarkingRead
     assert bad.status == "error" and "rti/broken.png" in (bad.error or "")
 
 
-def test_a_stack_photo_of_another_size_is_refused_by_name_as_before(reader: MarkingReader, tmp_path: Path) -> None:
-    folder = _stack_folder(tmp_path)
+def test_a_stack_photo_of_another_size_is_refused_by_name_as_before(
+    reader: MarkingReader, tmp_path: Path, stack_folder: Callable[..., Path]
+) -> None:
+    folder = stack_folder(tmp_path)
     odd = cv2.imread(str(folder / "shot_2.png"))
     cv2.imwrite(str(folder / "shot_2.png"), cv2.resize(odd, None, fx=0.5, fy=0.5))
     item = _item(tmp_path)
@@ -109,14 +100,14 @@ def test_a_stack_photo_of_another_size_is_refused_by_name_as_before(reader: Mark
 
 
 def test_a_large_stack_is_read_directly_from_an_even_spread_of_its_photos(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack_folder: Callable[..., Path]
 ) -> None:
     reader = MarkingReader.from_settings(
         ReaderSettings(stack_agreement=1.01, max_photometric_views=1, max_stack_direct_reads=3)
     )
     assert sorted(reader.direct_read_indices(7)) == [0, 3, 6]
     assert sorted(reader.direct_read_indices(3)) == [0, 1, 2] and sorted(reader.direct_read_indices(2)) == [0, 1]
-    folder = _stack_folder(tmp_path, n=7)
+    folder = stack_folder(tmp_path, n=7)
     item = _item(tmp_path)
     read_directly: list[str] = []
     original = MarkingReader._attempt
@@ -162,9 +153,9 @@ def _scripted_reads(monkeypatch: pytest.MonkeyPatch, direct: list[tuple[str, flo
 
 
 def test_a_stack_serial_is_the_value_its_photos_agree_on_not_its_most_confident_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack_folder: Callable[..., Path]
 ) -> None:
-    _stack_folder(tmp_path, n=4)
+    stack_folder(tmp_path, n=4)
     item = _item(tmp_path)
     direct = [("SN AB12345", 0.95), ("SN XY98765", 0.8), ("SN XY98765", 0.8), ("SN XY98765", 0.78)]
     views_read = _scripted_reads(monkeypatch, direct)
@@ -183,8 +174,10 @@ def test_a_stack_serial_is_the_value_its_photos_agree_on_not_its_most_confident_
     assert not any(f["kind"] == "consensus" for f in alone.record["serial_number"].get("flags", []))
 
 
-def test_a_stack_whose_photos_disagree_reads_every_relief_view(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _stack_folder(tmp_path, n=4)
+def test_a_stack_whose_photos_disagree_reads_every_relief_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack_folder: Callable[..., Path]
+) -> None:
+    stack_folder(tmp_path, n=4)
     item = _item(tmp_path)
     direct = [("SN AB12345", 0.95), ("SN XY98765", 0.7), ("SN CD55555", 0.7), ("SN EF77777", 0.7)]
     views_read = _scripted_reads(monkeypatch, direct)
