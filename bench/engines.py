@@ -223,6 +223,27 @@ class MarktraceNoExtendEngine(MarktraceEngine):
     overrides = {"serial_extensions": ()}
 
 
+class MarktraceOneChainEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) trying only the first enhancement chain (``blackhat_clahe``) on unsure photos."""
+
+    name = "marktrace-onechain"
+    overrides = {"chains": ("blackhat_clahe",)}
+
+
+class MarktraceDefaultHeapEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) leaving the C heap's mmap threshold to glibc (``heap_mmap_bytes`` 0)."""
+
+    name = "marktrace-defaultheap"
+    overrides = {"heap_mmap_bytes": 0}
+
+
+class MarktraceNoChainsEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) trying no enhancement chain on unsure photos (to measure what the chains add)."""
+
+    name = "marktrace-nochains"
+    overrides = {"chains": ()}
+
+
 class MarktraceNoRowsEngine(MarktraceEngine):
     """marktrace (``auto`` variant) reading each detector component as one line (no ``split_stacked_rows``: stacked
     lines the detector's map joined are not cut apart)."""
@@ -360,6 +381,9 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "marktrace-norecut": MarktraceNoRecutEngine,
     "marktrace-noextend": MarktraceNoExtendEngine,
+    "marktrace-onechain": MarktraceOneChainEngine,
+    "marktrace-defaultheap": MarktraceDefaultHeapEngine,
+    "marktrace-nochains": MarktraceNoChainsEngine,
     "marktrace-norows": MarktraceNoRowsEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,

@@ -172,6 +172,7 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             raise ImageTooLargeError(_too_large(name, max_pixels, (width, height)))
         orientation = _header_orientation(img, data)
         array = None
+        _apply_heap_plan(width * height)
         gray = width * height > GRAY_ABOVE_PIXELS
         high_depth = img.mode in HIGH_DEPTH_MODES
         scaling: str | None = None
@@ -287,6 +288,52 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+HEAP_MMAP_BYTES = 16 * 1024 * 1024
+"""The reader's default for :func:`map_large_allocations` (``ReaderSettings.heap_mmap_bytes``)."""
+
+HEAP_MAP_ABOVE_PIXELS = 8_000_000
+"""A photo of more pixels than this, decoded after :func:`map_large_allocations_from_large_photos`, applies
+:func:`map_large_allocations` first (once per process)."""
+
+_heap_plan: dict[str, int] = {"bytes": 0, "applied": 0}
+
+_M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter number for the mmap threshold (``malloc.h``)."""
+
+
+def map_large_allocations(threshold_bytes: int = HEAP_MMAP_BYTES) -> bool:
+    """Have the C heap give every block of ``threshold_bytes`` or more its own mapping (glibc's ``mallopt``).
+
+    Such a block goes back to the system when it is freed. glibc's default raises this threshold to the size of
+    the largest block freed so far (up to 32 MB), after which a photo's working copies come from the heap and
+    stay with the process between photos: a batch of large photos then peaks far above what one photo needs
+    (see README, "Benchmark"). Process-wide and for blocks allocated from now on; False where the C library has
+    no ``mallopt`` (macOS, Windows) or refuses the value.
+    """
+    try:  # the symbols already loaded into the process (no library search: find_library forks ldconfig)
+        mallopt: Callable[[int, int], int] = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes)))
+
+
+def map_large_allocations_from_large_photos(threshold_bytes: int) -> None:
+    """Plan :func:`map_large_allocations` (``threshold_bytes``) for the first photo that is large; 0 cancels.
+
+    It is applied before the first photo over :data:`HEAP_MAP_ABOVE_PIXELS` is decoded, not now. Mapped blocks
+    cost page faults each time they are made: on photos of about a megapixel, whose largest blocks are the
+    detector's working tensors, 5-10% more CPU time for no lower peak, so a process that never reads a large
+    photo keeps glibc's default.
+    """
+    _heap_plan["bytes"] = int(threshold_bytes)
+
+
+def _apply_heap_plan(pixels: int) -> None:
+    if pixels > HEAP_MAP_ABOVE_PIXELS and _heap_plan["bytes"] > 0 and not _heap_plan["applied"]:
+        _heap_plan["applied"] = 1
+        map_large_allocations(_heap_plan["bytes"])
 
 
 def _decode_with_opencv(data: bytes, width: int, height: int, gray: bool = False) -> np.ndarray | None:

@@ -27,7 +27,15 @@ from marktrace.inference.atomic import atomic_write_bytes
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
 from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
-from marktrace.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, sha256_file
+from marktrace.inference.images import (
+    DEFAULT_MAX_PIXELS,
+    HEAP_MMAP_BYTES,
+    ImageLoadError,
+    LoadedImage,
+    decode_image,
+    map_large_allocations_from_large_photos,
+    sha256_file,
+)
 from marktrace.inference.items import Item
 from marktrace.inference.lexicon import MakerLexicon, Reading, fill_manufacturer
 from marktrace.inference.onnx_models import LoadedModel, load_model
@@ -98,12 +106,23 @@ class ReaderSettings:
     """The direct reads of a stack agree when one value, read by at least three of them, holds this share of
     their summed serial confidence; the relief views are then not made."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
-    chain_max_pixels: int = 12_000_000
+    chain_max_pixels: int = 12 * 1024 * 1024
     """A chain's working copy (the photo, or its text region) of more pixels than this is shrunk to it first (a
-    recorded ``resize`` step, pixel averaging), so the chains' filters work on a bounded image: a 70-megapixel
-    photo then costs about the memory of a 12-megapixel one, and its lines keep far more pixels than the
-    recognizer's input height. 12 MP kept the held-out ``framed`` set's reads (n=200: 68.0%, as 16 MP) at a
-    peak of 474 MB (16 MP: 514 MB). 0 turns it off."""
+    recorded ``resize`` step, pixel averaging, after the chain's ``gray`` step when it starts with one), so the
+    chains' filters work on a bounded image: a 70-megapixel photo then costs about the memory of a 12-megapixel
+    one, and its lines keep far more pixels than the recognizer's input height. 12 MP kept the held-out
+    ``framed`` set's reads (n=200: 68.0%, as 16 MP) at a peak of 474 MB (16 MP: 514 MB). 12 Mi (12,582,912)
+    rather than 12,000,000 so that a 12 MP phone photo (4032 x 3024: 12,192,768 pixels) is not shrunk by 1.6%, a
+    full-size colour copy and an area resampling per chain for nothing. 0 turns it off."""
+    heap_mmap_bytes: int = HEAP_MMAP_BYTES
+    """From the first photo of more than :data:`~marktrace.inference.images.HEAP_MAP_ABOVE_PIXELS` (8 MP) a reader
+    of these settings decodes, blocks of this many bytes or more (a large photo's working copies) get their own
+    mapping from the C heap, process-wide (glibc ``mallopt``,
+    :func:`~marktrace.inference.images.map_large_allocations`), so they go back to the system when freed instead of
+    staying with the process between photos. Held-out ``cluttered`` and ``framed`` photos (12 MP phone photos and
+    1.4-70 MP ones) read in one process: peaks of 522-632 MB with glibc's default, 434-465 MB with 16 MB, for 5-9%
+    more CPU time (README, "Benchmark"). A process that reads only smaller photos keeps glibc's default (there the
+    mapped blocks cost 5-10% more CPU time and lower no peak). 0 leaves the C heap as it is."""
     turn_oblique: bool = True
     """When the direct read of a single photo is unsure and its longest line runs more than
     :data:`OBLIQUE_DEG` off the horizontal, read the photo again turned so that line is level (the
@@ -282,6 +301,8 @@ class MarkingReader:
         """Load the models named by ``settings`` (default: the shipped ones, checksums verified)."""
         settings = settings or ReaderSettings()
         from marktrace.models.registry import default_model, verify_file
+
+        map_large_allocations_from_large_photos(settings.heap_mmap_bytes)
 
         variant = settings.resolved_variant()
         det_path = settings.detector or verify_file(default_model("line_detection", variant=variant))
@@ -848,9 +869,13 @@ class MarkingReader:
                 "from_width": width, "from_height": height, "interpolation": "area",
                 "width": max(1, round(width * shrink)), "height": max(1, round(height * shrink))}))
         to_original = view_to_source(framing).astype(np.float32) if framing else None
+        crop, resize = framing[:1] if region is not None else [], framing[1:] if region is not None else framing
         views = []
         for chain in self.settings.chains:
-            enhanced, view = make_view(image.sha256, image.image, chain, [*framing, *get_chain(chain)])
+            steps = get_chain(chain)
+            # a chain that starts in gray is shrunk after that step: a third of the pixels to resample, same geometry
+            lead = steps[:1] if steps and steps[0].name == "gray" else []
+            enhanced, view = make_view(image.sha256, image.image, chain, [*crop, *lead, *resize, *steps[len(lead):]])
             views.append(self._keep_view(image.path, enhanced, view))
             attempt = self._attempt(enhanced, image.path, image.sha256, view.name, view.name, to_original=to_original)
             attempts.append(attempt)

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import platform
 import re
 import struct
 import warnings
@@ -435,3 +436,76 @@ def test_every_box_of_a_read_lies_inside_the_photo_as_shown(tmp_path):
     assert all(inside(line.box) for line in result.lines)
     boxes = [f["evidence"]["box"] for f in result.record.values() if isinstance(f, dict) and f.get("evidence")]
     assert boxes and all(inside(box) for box in boxes)
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+import numpy as np
+from marktrace.inference.images import map_large_allocations
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+# glibc's default: a freed 8 MB block raises the mmap threshold, and the next one comes from the heap
+block = np.ones(8 << 20, np.uint8); del block
+if sys.argv[1] == "map":
+    assert map_large_allocations(2 << 20)
+before = libc.mallinfo2().hblkhd
+block = np.ones(8 << 20, np.uint8)
+print(libc.mallinfo2().hblkhd - before >= 8 << 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and mallinfo2 are glibc's")
+def test_large_blocks_get_their_own_mapping_once_asked() -> None:
+    """In a fresh process: after one large block was freed, the next comes from the heap unless mapped blocks were
+    asked for (it would then stay with the process once freed)."""
+    import subprocess
+    import sys
+
+    def mapped(mode: str) -> str:
+        done = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    assert mapped("default") == "False"
+    assert mapped("map") == "True"
+
+
+def test_large_blocks_are_mapped_from_the_first_large_photo_on_once_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marktrace.inference import images
+
+    calls: list[int] = []
+    monkeypatch.setattr(images, "map_large_allocations", lambda size: calls.append(size) or True)
+    monkeypatch.setattr(images, "_heap_plan", {"bytes": 0, "applied": 0})
+    buffer = io.BytesIO()
+    _smooth().save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    monkeypatch.setattr(images, "HEAP_MAP_ABOVE_PIXELS", 100)
+    decode_image(photo, "large.png")
+    assert calls == []  # nothing planned
+    images.map_large_allocations_from_large_photos(1 << 24)
+    assert calls == []  # planned, not applied
+    monkeypatch.setattr(images, "HEAP_MAP_ABOVE_PIXELS", 10**9)
+    decode_image(photo, "small.png")
+    assert calls == []
+    monkeypatch.setattr(images, "HEAP_MAP_ABOVE_PIXELS", 100)
+    decode_image(photo, "large.png")
+    decode_image(photo, "large-again.png")
+    assert calls == [1 << 24]  # once per process
+
+
+def test_the_reader_plans_mapped_blocks_when_it_loads_its_models_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path]
+) -> None:
+    from marktrace.inference import pipeline
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    plans: list[int] = []
+    monkeypatch.setattr(pipeline, "map_large_allocations_from_large_photos", plans.append)
+    models = {"detector": tiny_models["line_detection"], "recognizer": tiny_models["line_recognition"]}
+    MarkingReader.from_settings(ReaderSettings(**models))
+    MarkingReader.from_settings(ReaderSettings(**models, heap_mmap_bytes=0))
+    assert plans == [pipeline.HEAP_MMAP_BYTES, 0]

@@ -137,6 +137,8 @@ def test_chains_on_a_large_photo_are_cut_to_the_text_region_shrunk_to_a_bound_an
         resized = [step for step in view.trail.steps if step.name == "resize"]
         assert len(resized) == (1 if max_pixels else 0)  # the region is larger than 40,000 pixels
         if resized:
+            names = [step.name for step in view.trail.steps]
+            assert names[:3] == ["crop", "gray", "resize"]  # the chain's gray step first: one channel to resample
             size = resized[0].params
             assert (size["from_width"], size["from_height"]) == (p["x1"] - x0, p["y1"] - y0)
             assert max_pixels * 0.97 <= size["width"] * size["height"] <= max_pixels * 1.03

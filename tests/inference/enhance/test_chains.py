@@ -77,7 +77,7 @@ def test_make_view_trail_and_bit_identical_replay() -> None:
     assert trail.sha256 == image_sha256(out)
     assert trail.software == software_version() and "opencv" in trail.software
     # every parameter, defaults included, is recorded
-    assert trail.steps[1].params == {"background": "gaussian", "sigma": 25.0, "mode": "divide"}
+    assert trail.steps[1].params == {"background": "gaussian", "sigma": 25.0, "mode": "divide", "downsample": 4}
     # the trail survives a JSON round trip and replays to the same bytes
     restored = Trail.model_validate_json(trail.model_dump_json())
     again = replay(restored, img.copy())

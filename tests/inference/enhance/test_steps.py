@@ -29,6 +29,7 @@ STEP_CASES = [
     TrailStep(name="flatten_background", params={"sigma": 10}),
     TrailStep(name="flatten_background",
               params={"background": "morph_close", "sigma": 6, "mode": "subtract"}),
+    TrailStep(name="flatten_background", params={"sigma": 10, "downsample": 4}),
     TrailStep(name="clahe", params={"clip_limit": 3.0, "tile": 4}),
     TrailStep(name="tophat", params={"ksize": 9}),
     TrailStep(name="blackhat", params={"ksize": 9, "gain": 2.0}),
@@ -176,3 +177,30 @@ def test_float_steps_equal_their_written_formulas() -> None:
     for (name, params), want in expected.items():
         got = apply_step(gray, validate_step(TrailStep(name=name, params=dict(params))))
         assert np.array_equal(got, want), name
+
+
+def test_flatten_on_a_shrunk_copy_stays_within_a_grey_level_of_full_resolution() -> None:
+    """``downsample`` estimates the (smooth) background on a smaller copy: the output moves by at most one level."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:240, 0:320]
+    lit = 60 + 120 * np.exp(-((xx - 200) ** 2 + (yy - 90) ** 2) / 2.0e4)  # a broad highlight
+    gray = np.clip(lit + rng.normal(0, 4, lit.shape), 0, 255).astype(np.uint8)
+    gray[100:140, 60:66] = 30  # a dark stroke
+    params = {"background": "gaussian", "sigma": 24.0}
+    full = apply_step(gray, validate_step(TrailStep(name="flatten_background", params=params)))
+    shrunk = apply_step(gray, validate_step(TrailStep(name="flatten_background", params={**params, "downsample": 4})))
+    difference = np.abs(full.astype(int) - shrunk.astype(int))
+    assert difference.max() <= 1
+    assert difference.any()  # it is another computation, not the full-resolution one
+    tiny = apply_step(gray[:3, :2], validate_step(TrailStep(name="flatten_background", params={"downsample": 16})))
+    assert tiny.shape == (3, 2)
+
+
+def test_a_trail_without_downsample_replays_the_full_resolution_background() -> None:
+    """Trails recorded before ``downsample`` existed name no such parameter: they get 1, the old computation."""
+    step = validate_step(TrailStep(name="flatten_background", params={"sigma": 9.0}))
+    assert step.params["downsample"] == 1
+    with pytest.raises(StepError):
+        validate_step(TrailStep(name="flatten_background", params={"downsample": 0}))
+    with pytest.raises(StepError, match="gaussian background only"):  # a closing follows the strokes' shapes
+        validate_step(TrailStep(name="flatten_background", params={"background": "morph_close", "downsample": 2}))
