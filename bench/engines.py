@@ -237,6 +237,13 @@ class MarktraceDefaultHeapEngine(MarktraceEngine):
     overrides = {"heap_mmap_bytes": 0}
 
 
+class MarktraceNoAnchorEngine(MarktraceEngine):
+    """marktrace (``auto`` variant) without reading the regions around an unsure large photo's best lines."""
+
+    name = "marktrace-noanchor"
+    overrides = {"anchor_regions": 0}
+
+
 class MarktraceNoChainsEngine(MarktraceEngine):
     """marktrace (``auto`` variant) trying no enhancement chain on unsure photos (to measure what the chains add)."""
 
@@ -384,6 +391,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-onechain": MarktraceOneChainEngine,
     "marktrace-defaultheap": MarktraceDefaultHeapEngine,
     "marktrace-nochains": MarktraceNoChainsEngine,
+    "marktrace-noanchor": MarktraceNoAnchorEngine,
     "marktrace-norows": MarktraceNoRowsEngine,
     "easyocr": EasyOCREngine,
     "rapidocr": RapidOCREngine,

@@ -26,7 +26,7 @@ from marktrace.inference.assemble import (
 from marktrace.inference.atomic import atomic_write_bytes
 from marktrace.inference.ctc import DecodedText, greedy_decode
 from marktrace.inference.detect import DetectedLine, postprocess_maps, prepare_detector_input, text_region
-from marktrace.inference.geometry import pad_quad, quad_to_list, rectify_line, rotate_quad, to_gray
+from marktrace.inference.geometry import pad_quad, quad_size, quad_to_list, rectify_line, rotate_quad, to_gray
 from marktrace.inference.images import (
     DEFAULT_MAX_PIXELS,
     HEAP_MMAP_BYTES,
@@ -136,6 +136,15 @@ class ReaderSettings:
     ``zoom_to_text`` finds no one region to zoom into), is found at a larger one. A size above the model's
     default is used only on photos larger than it (never to enlarge one). The read stays ``direct`` on the
     original photo (only the detector's working copy is resized)."""
+    anchor_regions: int = 2
+    """When a single photo at least twice the detector's input size is still unsure after ``detector_sides``, read
+    again the region around each of its most promising lines (the highest line confidence times
+    ``min(1, characters / 3)``; a line inside a region already read is skipped), this many at most, until a serial
+    is read confidently: 3 line widths by 8 line heights (at least 24 line heights wide), detected and read as a
+    working copy cut from the photo (flag ``read_in_region``; boxes in the photo's pixels). A marking among edges,
+    screw heads and scratches that the detector also takes for short lines spans a small part of the photo, but those
+    lines spread over all of it, so ``zoom_to_text`` finds no one region to zoom into (see README, "Reading photos").
+    0 turns it off."""
     zoom_to_text: bool = True
     """When the lines found in a photo larger than the detector's input span at most
     :data:`~marktrace.inference.detect.ZOOM_MAX_SHARE` of its longer side (a marking photographed as a small
@@ -550,6 +559,11 @@ class MarkingReader:
                         if _serial_confidence(attempts[-1]) >= self.settings.confident:
                             break
                     timings["detector_sides_ms"] = _ms(t_side)
+                if (self.settings.anchor_regions and max(map(_serial_confidence, attempts)) < self.settings.confident
+                        and max(reference.image.shape[:2]) >= 2 * self.long_side):
+                    t_anchor = time.perf_counter()
+                    self._anchor_attempts(reference, attempts)
+                    timings["anchor_ms"] = _ms(t_anchor)
                 if max(map(_serial_confidence, attempts)) < self.settings.confident:
                     t_chain = time.perf_counter()
                     views += self._chain_attempts(reference, attempts)
@@ -843,6 +857,47 @@ class MarkingReader:
                 value["flags"] = [*(value.get("flags") or []), dict(turn)]
         attempts.append(attempt)
         return angle
+
+    def _anchor_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> None:
+        """Read the regions around the most promising lines found on ``image`` (:attr:`ReaderSettings.anchor_regions`).
+
+        Each region is a working copy cut from the photo and read like the photo (detected at the model's size, then
+        read); its attempt, with boxes in the photo's pixels and a ``read_in_region`` flag on each field, joins
+        ``attempts``. Stops at the first confident serial.
+        """
+        height, width = image.image.shape[:2]
+        lines = [line for a in attempts if a.view == "original" for line in a.lines if line.file == image.path]
+        ranked = sorted(lines, key=lambda ln: -ln.confidence * min(1.0, len(ln.text.replace(" ", "")) / 3))
+        regions: list[tuple[int, int, int, int]] = []
+        for line in ranked:
+            if len(regions) >= self.settings.anchor_regions:
+                break
+            box = np.asarray(line.box, np.float32)
+            cx, cy = (float(v) for v in box.mean(axis=0))
+            if any(x0 <= cx < x1 and y0 <= cy < y1 for x0, y0, x1, y1 in regions):
+                continue  # a line of a region already read
+            line_width, line_height = quad_size(box)
+            line_height = max(line_height, 8.0)
+            half_w = max(1.5 * line_width, 12.0 * line_height)
+            half_h = 4.0 * line_height
+            region = (max(0, int(cx - half_w)), max(0, int(cy - half_h)),
+                      min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h))))
+            if region[2] - region[0] < 16 or region[3] - region[1] < 16:
+                continue
+            regions.append(region)
+            x0, y0, x1, y1 = region
+            crop = np.ascontiguousarray(image.image[y0:y1, x0:x1])
+            to_original = np.array([[1, 0, x0], [0, 1, y0]], np.float32)
+            attempt = self._attempt(crop, image.path, image.sha256, "direct", "original", to_original=to_original)
+            flag = {"kind": "read_in_region", "region": [x0, y0, x1, y1], "anchor_line": line.text,
+                    "note": "read from a working copy cut from the photo around one of its most promising lines "
+                            "(the photo's other lines spread over all of it); boxes are in the photo's pixels"}
+            for value in attempt.record.values():
+                if isinstance(value, dict) and "evidence" in value:
+                    value["flags"] = [*(value.get("flags") or []), dict(flag)]
+            attempts.append(attempt)
+            if _serial_confidence(attempt) >= self.settings.confident:
+                break
 
     def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:
         """Read the photo through each enhancement chain in turn until a serial is read confidently.

@@ -84,7 +84,8 @@ def test_a_side_above_the_default_is_tried_only_on_photos_larger_than_it(
     from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
     reader = MarkingReader.from_settings(
-        ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 1280), chains=(), turn_oblique=False)
+        ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 1280), chains=(), turn_oblique=False,
+                       anchor_regions=0)
     )
     sides = _spy(reader, monkeypatch)
     assert max(photo.shape[:2]) < 1280
