@@ -852,9 +852,7 @@ class MarkingReader:
         turn = {"kind": "read_turned", "angle_deg": round(float(angle), 3),
                 "note": "read from a working copy turned about the photo's centre (bilinear, replicated borders); "
                         "boxes are in the original photo's pixels"}
-        for value in attempt.record.values():
-            if isinstance(value, dict) and "evidence" in value:
-                value["flags"] = [*(value.get("flags") or []), dict(turn)]
+        _flag_fields(attempt.record, turn)
         attempts.append(attempt)
         return angle
 
@@ -892,9 +890,7 @@ class MarkingReader:
             flag = {"kind": "read_in_region", "region": [x0, y0, x1, y1], "anchor_line": line.text,
                     "note": "read from a working copy cut from the photo around one of its most promising lines "
                             "(the photo's other lines spread over all of it); boxes are in the photo's pixels"}
-            for value in attempt.record.values():
-                if isinstance(value, dict) and "evidence" in value:
-                    value["flags"] = [*(value.get("flags") or []), dict(flag)]
+            _flag_fields(attempt.record, flag)
             attempts.append(attempt)
             if _serial_confidence(attempt) >= self.settings.confident:
                 break
@@ -1398,6 +1394,13 @@ def extension_accepted(first: DecodedText, grown: DecodedText, end: str) -> bool
         extra = chars[-added:]
         outer = extra[-1][0]
     return outer.isalnum() and all((ch.isalnum() or ch == "-") and c >= EXTENSION_MIN_CHAR for ch, c in extra)
+
+
+def _flag_fields(record: dict[str, Any], flag: dict[str, Any]) -> None:
+    """Add a copy of ``flag`` to every field of ``record`` that has evidence (in place)."""
+    for value in record.values():
+        if isinstance(value, dict) and "evidence" in value:
+            value["flags"] = [*(value.get("flags") or []), dict(flag)]
 
 
 def _score(text: DecodedText) -> float:
