@@ -865,7 +865,7 @@ class MarkingReader:
         """
         height, width = image.image.shape[:2]
         lines = [line for a in attempts if a.view == "original" for line in a.lines if line.file == image.path]
-        ranked = sorted(lines, key=lambda ln: -ln.confidence * min(1.0, len(ln.text.replace(" ", "")) / 3))
+        ranked = sorted(lines, key=lambda ln: -_length_weighted(ln.confidence, ln.text.replace(" ", "")))
         regions: list[tuple[int, int, int, int]] = []
         for line in ranked:
             if len(regions) >= self.settings.anchor_regions:
@@ -907,20 +907,21 @@ class MarkingReader:
 
         found = [np.asarray(line.box, np.float32) for a in attempts for line in a.lines if line.file == image.path]
         region = text_region(found, image.image.shape, self.long_side, pad_lines=CHAIN_REGION_PAD_LINES)
-        framing: list[TrailStep] = []
+        crop: list[TrailStep] = []
+        resize: list[TrailStep] = []
         height, width = image.image.shape[:2]
         if region is not None:
             x0, y0, x1, y1 = region
-            framing.append(TrailStep(name="crop", params={"x0": x0, "y0": y0, "x1": x1, "y1": y1}))
+            crop.append(TrailStep(name="crop", params={"x0": x0, "y0": y0, "x1": x1, "y1": y1}))
             width, height = x1 - x0, y1 - y0
         cap = self.settings.chain_max_pixels
         if cap and width * height > cap:
             shrink = (cap / (width * height)) ** 0.5
-            framing.append(TrailStep(name="resize", params={
+            resize.append(TrailStep(name="resize", params={
                 "from_width": width, "from_height": height, "interpolation": "area",
                 "width": max(1, round(width * shrink)), "height": max(1, round(height * shrink))}))
+        framing = [*crop, *resize]
         to_original = view_to_source(framing).astype(np.float32) if framing else None
-        crop, resize = framing[:1] if region is not None else [], framing[1:] if region is not None else framing
         views = []
         for chain in self.settings.chains:
             steps = get_chain(chain)
@@ -1403,8 +1404,13 @@ def _flag_fields(record: dict[str, Any], flag: dict[str, Any]) -> None:
             value["flags"] = [*(value.get("flags") or []), dict(flag)]
 
 
+def _length_weighted(confidence: float, text: str) -> float:
+    """A read's confidence, scaled down for fewer than three characters (one or two read from noise score high)."""
+    return confidence * min(1.0, len(text) / 3)
+
+
 def _score(text: DecodedText) -> float:
-    return text.confidence * min(1.0, len(text.text) / 3)
+    return _length_weighted(text.confidence, text.text)
 
 
 def _to_line(text: DecodedText, quad: np.ndarray, file: str, view: str, model: str, det_score: float) -> Line:
