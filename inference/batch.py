@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marktrace.inference.atomic import atomic_write_bytes
 from marktrace.inference.items import Item, discover_items
 from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 from marktrace.inference.schema import ItemResult
@@ -75,8 +76,12 @@ def check_output(out: Path) -> None:
                               "answer); it was left as it is: give another --out")
 
 
-def finished_items(out: Path) -> set[str]:
+def finished_items(out: Path, retry_errors: bool = False) -> set[str]:
     """Items already answered in an existing output file; a torn last line (crash) is cut off.
+
+    With ``retry_errors`` an item whose answer is an error line is not finished: the file is rewritten
+    without its error lines (atomically: a complete copy replaces it, so a crash leaves the old file or the
+    new one), and the batch reads those items again.
 
     Raises:
         OutputFileError: see :func:`check_output` (the file is then left exactly as it is).
@@ -91,11 +96,20 @@ def finished_items(out: Path) -> set[str]:
             handle.truncate(cut)
         data = data[:cut]
     done: set[str] = set()
-    for raw in data.splitlines():
+    kept: list[bytes] = []
+    for raw in data.splitlines(keepends=True):
         try:
-            done.add(json.loads(raw)["item"])
+            row = json.loads(raw)
+            item = row["item"]
         except (ValueError, KeyError, TypeError):
+            kept.append(raw)
             continue
+        if retry_errors and row.get("status") == "error":
+            continue
+        done.add(item)
+        kept.append(raw)
+    if len(kept) != len(data.splitlines()):
+        atomic_write_bytes(out, b"".join(kept))
     return done
 
 
@@ -186,11 +200,13 @@ def run_batch(
     workers: int = 0,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[dict[str, object]], None] | None = None,
+    retry_errors: bool = False,
 ) -> BatchSummary:
     """Read every item under ``root`` not yet in ``out`` and append one JSON line per item.
 
     Args:
         workers: processes; 0 picks the number of cores (each runs its models on one thread).
+        retry_errors: read again the items whose answer in ``out`` is an error (:func:`finished_items`).
         on_start: called with (items to do, items skipped) once discovery is done.
         on_result: called with each result as it is written.
 
@@ -206,7 +222,7 @@ def run_batch(
     others: dict[str, int] = {}
     items = discover_items(root, others)
     base = root if root.is_dir() else root.parent
-    done = finished_items(out)
+    done = finished_items(out, retry_errors)
     todo = [item for item in items if item.name not in done]
     summary = BatchSummary(total=len(items), skipped=len(items) - len(todo), other_files=others)
     if on_start:
@@ -218,6 +234,9 @@ def run_batch(
     reader = load_reader(settings) if todo else None
     if workers > 1:
         reader = None  # each worker loads its own; none is carried into the fork
+    if not todo:
+        summary.seconds = time.perf_counter() - started
+        return summary  # nothing to write: no empty output file either
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as handle:
         for result in _results(todo, base, settings, workers, reader):

@@ -154,7 +154,8 @@ def _settings(
 
 
 def read(
-    files: Annotated[list[Path], typer.Argument(help="Photos (or multi-light folders) to read")],
+    # readable=False: an unreadable file is that item's error line, not a usage error that stops the others
+    files: Annotated[list[Path], typer.Argument(help="Photos (or multi-light folders) to read", readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per item")] = False,
     detector: DetectorOpt = None,
     recognizer: RecognizerOpt = None,
@@ -173,7 +174,7 @@ def read(
     and the problem; one bad file never stops the others. The exit code is 1 when any file failed.
     """
     from marktrace.inference.batch import ModelLoadError, json_line, load_reader, read_item_safely
-    from marktrace.inference.items import discover_items
+    from marktrace.inference.items import describe_other_files, discover_items
 
     settings = _settings(
         detector, recognizer, max_pixels, None, save_enhanced, enhance, variant, restoration, overstamp_flags, lexicon,
@@ -185,10 +186,17 @@ def read(
         _fail(str(exc))
     failed = False
     for path in files:
+        others: dict[str, int] = {}
         try:
-            items = discover_items(path)
+            items = discover_items(path, others)
         except FileNotFoundError as exc:
             console.print(f"[red]error[/red] {escape(str(exc))}")
+            failed = True
+            continue
+        if not items:
+            passed_over = describe_other_files(others)
+            console.print(f"[red]error[/red] {escape(str(path))}: no images found"
+                          + (f" ({escape(passed_over)})" if passed_over else ""))
             failed = True
             continue
         base = path if path.is_dir() else path.parent
@@ -224,7 +232,9 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _run_batch_with_progress(folder: Path, out: Path, settings: ReaderSettings, workers: int) -> BatchSummary:
+def _run_batch_with_progress(
+    folder: Path, out: Path, settings: ReaderSettings, workers: int, retry_errors: bool = False
+) -> BatchSummary:
     """:func:`run_batch` under a progress bar that names the last item and prints each error as it comes."""
     from marktrace.inference.batch import run_batch
 
@@ -251,14 +261,16 @@ def _run_batch_with_progress(folder: Path, out: Path, settings: ReaderSettings, 
                 progress.console.print(f"[red]error[/red] {escape(str(result['error']))}")
             progress.update(task, advance=1, last=label[-40:])
 
-        return run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result)
+        return run_batch(folder, out, settings, workers=workers, on_start=on_start, on_result=on_result,
+                         retry_errors=retry_errors)
 
 
 def batch(
     folder: Annotated[
         Path,
         typer.Argument(
-            help="Folder tree of photos (sub-folders with lights.json or .lp are multi-light items)"
+            help="Folder tree of photos (sub-folders with lights.json or .lp are multi-light items)",
+            readable=False,  # a folder that cannot be listed becomes an error line naming it
         ),
     ],
     out: Annotated[
@@ -275,8 +287,15 @@ def batch(
     overstamp_flags: OverstampOpt = False,
     lexicon: LexiconOpt = True,
     registry: RegistryOpt = None,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Read again the items whose answer in OUT is an error line")
+    ] = False,
 ) -> None:
-    """Read every photo under FOLDER into OUT.jsonl, one JSON object per item."""
+    """Read every photo under FOLDER into OUT.jsonl, one JSON object per item.
+
+    Exit code 0 when every item read in this run was read, 1 when some became error lines (all the others are
+    written), 2 when nothing could start (a bad output file, model or registry).
+    """
     from marktrace.inference.batch import ModelLoadError, OutputFileError, check_output
 
     if not folder.exists():
@@ -293,7 +312,7 @@ def batch(
         registry,
     )
     try:
-        summary = _run_batch_with_progress(folder, out, settings, workers)
+        summary = _run_batch_with_progress(folder, out, settings, workers, retry_errors)
     except (OutputFileError, ModelLoadError) as exc:
         _fail(str(exc))
     from marktrace.inference.items import describe_other_files
@@ -312,6 +331,8 @@ def batch(
     )
     if others:
         console.print(f"[yellow]{others}[/yellow]")
+    if summary.errors:
+        raise typer.Exit(1)
 
 
 def verify_view(

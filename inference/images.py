@@ -15,6 +15,7 @@ import ctypes
 import functools
 import hashlib
 import io
+import re
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -122,14 +123,22 @@ def _open_within_limit(data: bytes, max_pixels: int, formats: Sequence[str] | No
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _too_large(name: str, max_pixels: int, size: tuple[int, int] | None = None, hint: bool = True) -> str:
+_BOMB_PIXELS = re.compile(r"Image size \((\d+) pixels\)")
+"""Pillow's :class:`~PIL.Image.DecompressionBombError` message names the declared pixel count (not the sides)."""
+
+
+def _too_large(
+    name: str, max_pixels: int, size: tuple[int, int] | None = None, hint: bool = True, bomb: Exception | None = None
+) -> str:
     """The "over the limit" message for an image whose header declares more than ``max_pixels``.
 
     ``size`` is the declared (width, height) where known; without it (Pillow refused the header
-    outright as a possible decompression bomb) the message says so.
+    outright as a possible decompression bomb, ``bomb``) the message gives the pixel count Pillow names.
     """
+    found = _BOMB_PIXELS.search(str(bomb)) if bomb is not None else None
+    declared = f" {int(found.group(1)):,}" if found else " far too many"
     what = (f"image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size is not None
-            else "image header declares far too many pixels (refused as a possible decompression bomb)")
+            else f"image header declares{declared} pixels (refused as a possible decompression bomb)")
     return (f"{name}: {what}, over the limit of {max_pixels:,}"
             + (" (a decompression-bomb guard; raise --max-pixels if this photo is genuine)" if hint else ""))
 
@@ -156,11 +165,11 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     if is_heif(data):
         enable_heif(name)
     try:
-        img = _open_within_limit(data, max_pixels)
-    except Image.DecompressionBombError:
-        raise ImageTooLargeError(_too_large(name, max_pixels)) from None
+        img = _open_within_limit(data, max_pixels, _accepted_formats())
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_too_large(name, max_pixels, bomb=exc)) from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not a recognised image format") from None
+        raise ImageLoadError(f"{name}: {_unaccepted_format(data)}") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
         raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
     with img:
@@ -180,7 +189,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         pages = int(getattr(img, "n_frames", 1) or 1)
         if fmt == "TIFF" and pages > 1:
             notes = (f"{name}: multi-page TIFF; only its first page of {pages} was read",)
-        if fmt in OPENCV_FORMATS and orientation is not None and not high_depth:
+        transparent = _may_be_transparent(img)
+        if fmt in OPENCV_FORMATS and orientation is not None and not high_depth and not transparent:
             # OpenCV decodes straight into the BGR working copy, with no Pillow buffer beside it (a 45 MP PNG
             # peaked at 650 MB through Pillow); the stored orientation is then applied here
             array = _decode_with_opencv(data, width, height, gray)
@@ -190,7 +200,9 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
                 array = apply_orientation(array, orientation)
         else:  # not OpenCV's here, or refused (truncated, corrupt, unusual): Pillow decodes it or names the problem
             gray = gray and high_depth  # other images Pillow decodes stay in colour
-            array, transposed, scaling = _decode_with_pillow(img, name, fmt, gray)
+            array, transposed, scaling, flattened = _decode_with_pillow(img, name, fmt, gray)
+            if flattened:
+                notes = (*notes, f"{name}: has transparent pixels; they were read as white (alpha flattened)")
             # Pillow's TIFF reader turns the pixels itself as it decodes them (and drops the tag); so does
             # libheif for a HEIF photo, whose header then gives the turned size
             stored = int(img.info.get("original_orientation") or 1) if fmt == "HEIF" else 1
@@ -352,14 +364,40 @@ def _decode_with_opencv(data: bytes, width: int, height: int, gray: bool = False
     return decoded
 
 
+def _may_be_transparent(img: Image.Image) -> bool:
+    """Whether an opened image has an alpha channel or a transparent colour (its pixels then decide)."""
+    return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
+
+
+def _flatten_alpha(img: Image.Image) -> tuple[Image.Image, bool]:
+    """``img`` as RGB with transparent pixels composited on white, and whether any pixel was transparent.
+
+    Decoders that drop alpha keep whatever colour lies under a transparent pixel (often black, under black
+    text); a viewer shows the background instead. An image whose pixels are all opaque is only converted.
+    """
+    rgba = img.convert("RGBA")
+    low, _ = rgba.getchannel("A").getextrema()
+    if int(low) >= 255:  # type: ignore[arg-type]
+        rgb = rgba.convert("RGB")
+        rgba.close()
+        return rgb, False
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, rgba).convert("RGB")
+    rgba.close()
+    white.close()
+    return flat, True
+
+
 def _decode_with_pillow(
     img: Image.Image, name: str, fmt: str | None, gray: bool = False
-) -> tuple[np.ndarray, bool, str | None]:
+) -> tuple[np.ndarray, bool, str | None, bool]:
     """Pillow's decoding of an opened image to a BGR working copy, EXIF orientation applied.
 
     A gray image deeper than 8 bits (:data:`HIGH_DEPTH_MODES`) goes through :func:`scale_to_8bit` (and stays
-    gray when ``gray``); the third value says how it was scaled (None for other images).
+    gray when ``gray``); the third value says how it was scaled (None for other images). Transparent pixels
+    are composited on white (:func:`_flatten_alpha`); the fourth value says whether there were any.
     """
+    flattened = False
     try:
         img.load()
         transposed = _has_orientation(img)
@@ -369,18 +407,21 @@ def _decode_with_pillow(
         if oriented.mode in HIGH_DEPTH_MODES:
             samples = np.asarray(oriented)
         else:
-            rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
+            if _may_be_transparent(oriented):
+                rgb, flattened = _flatten_alpha(oriented)
+            else:
+                rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
             samples = np.asarray(rgb, dtype=np.uint8)
             rgb.close()  # free Pillow's copies before the BGR one is made (peak memory on large photos)
         oriented.close()
     except Exception as exc:  # noqa: BLE001
         raise ImageLoadError(f"{name}: corrupt or truncated {fmt or 'image'} data ({exc})") from None
     if samples.ndim == 3:
-        return cv2.cvtColor(samples, cv2.COLOR_RGB2BGR), transposed, None
+        return cv2.cvtColor(samples, cv2.COLOR_RGB2BGR), transposed, None, flattened
     if samples.ndim != 2:
         raise ImageLoadError(f"{name}: unsupported {img.mode} image layout {samples.shape}")
     pixels, scaling = scale_to_8bit(samples)
-    return (pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)), transposed, scaling
+    return (pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)), transposed, scaling, flattened
 
 
 def scale_to_8bit(samples: np.ndarray) -> tuple[np.ndarray, str]:
@@ -460,8 +501,32 @@ def load_image(
 
 
 PROBE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "HEIF")
-"""Formats :func:`probe_image` accepts (an allow-list: no exotic decoders on untrusted input; HEIF only once
-:func:`enable_heif` has registered its opener)."""
+"""Formats :func:`decode_image` and :func:`probe_image` accept (an allow-list: no exotic decoders on untrusted
+input, and no GIF, PDF or icon read as a photo whatever its name; HEIF only once :func:`enable_heif` has
+registered its opener)."""
+
+
+def _accepted_formats() -> tuple[str, ...]:
+    """:data:`PROBE_FORMATS` as Pillow can open them now (HEIF once its opener is registered)."""
+    return PROBE_FORMATS if _heif_enabled else tuple(f for f in PROBE_FORMATS if f != "HEIF")
+
+
+def _unaccepted_format(data: bytes) -> str:
+    """Why Pillow opened none of the accepted formats: another image format it knows by name, or none."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(_OTHER_FORMATS)) as other:
+            known = other.format
+    except Exception:  # noqa: BLE001 - not an image at all, or a corrupt one
+        known = None
+    if known:
+        return (f"{known} image, not a photo format marktrace reads "
+                f"(JPEG, PNG, TIFF, BMP, WebP or HEIC); convert it to PNG first")
+    return "not a recognised image format"
+
+
+_OTHER_FORMATS = ("GIF", "ICO", "PPM", "JPEG2000", "PSD")
+"""Formats with a distinct signature that Pillow names (header only, never decoded), so that the error says what
+a refused file is."""
 
 
 def _container_format(img: Image.Image) -> str | None:
@@ -485,15 +550,14 @@ def probe_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
     if is_heif(data):
         enable_heif(name)
-    formats = PROBE_FORMATS if _heif_enabled else tuple(f for f in PROBE_FORMATS if f != "HEIF")
     try:
-        with _open_within_limit(data, max_pixels, formats) as probe:
+        with _open_within_limit(data, max_pixels, _accepted_formats()) as probe:
             width, height = probe.size
             fmt = _container_format(probe) or "unknown"
-    except Image.DecompressionBombError:
-        raise ImageTooLargeError(_too_large(name, max_pixels, hint=False)) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_too_large(name, max_pixels, hint=False, bomb=exc)) from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not a recognised image format") from None
+        raise ImageLoadError(f"{name}: {_unaccepted_format(data)}") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt headers
         raise ImageLoadError(f"{name}: unreadable image header ({exc})") from None
     if width <= 0 or height <= 0:

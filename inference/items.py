@@ -90,8 +90,12 @@ def discover_items(root: Path, others: dict[str, int] | None = None) -> list[Ite
         FileNotFoundError: if ``root`` does not exist.
     """
     root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such file or folder")
+    try:
+        root.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{root}: no such file or folder") from None
+    except OSError as exc:  # a link loop, a path through a file, ...: the system's own words
+        raise FileNotFoundError(f"{root}: cannot be reached ({exc.strerror or exc})") from None
     if root.is_file():
         return [Item(name=root.name, files=(root.absolute(),), kind="photo")]  # a link keeps its own name
     items: list[Item] = []

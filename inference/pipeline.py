@@ -1206,11 +1206,15 @@ class MarkingReader:
                 load_light_file,
             )
 
+            light_label = None
+            if item.light_file is not None:
+                light_label = item.file_label(item.light_file, root) if root.is_dir() else item.light_file.name
             try:  # the light file the item was discovered with
-                lights = (load_light_file(item.light_file) if item.light_file is not None
+                lights = (load_light_file(item.light_file, label=light_label) if item.light_file is not None
                           else load_light_directions(item.files[0].parent))
             except LightFileError as exc:
                 errors.append(str(exc))
+            errors.extend(stack_problems(item.name, light_label, lights, [f.name for f in item.files], len(loaded)))
         if build is not None:
             path_of = dict(zip(names, item.files, strict=True))
             result = self._read_stack(item.name, loaded, lights, build,
@@ -1222,6 +1226,27 @@ class MarkingReader:
         result.timings_ms = {"load_ms": load_ms, **result.timings_ms}
         result.files = names
         return result
+
+
+def stack_problems(
+    item_name: str, light_label: str | None, lights: LightDirections | None, file_names: Sequence[str], n_read: int
+) -> list[str]:
+    """What a multi-light item's examiner should know beyond each photo's own error.
+
+    Photos its light file names that the folder lacks, and too few readable photos for relief views
+    (photometric stereo needs three): the item is then read from its single photos.
+    """
+    problems: list[str] = []
+    if lights:
+        present = set(file_names)
+        missing = sorted(name for name in lights if name not in present)
+        if missing:
+            named = light_label or item_name
+            problems.append(f"{named}: names photo(s) the folder does not hold: {', '.join(missing)}")
+    if n_read < 3:
+        problems.append(f"{item_name}: {n_read} photo(s) read; relief views need at least 3, "
+                        "so it was read from its single photos")
+    return problems
 
 
 def model_file_label(model: LoadedModel) -> str:

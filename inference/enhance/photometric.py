@@ -99,15 +99,17 @@ def checked_direction(azimuth_deg: object, elevation_deg: object) -> tuple[float
     return az % 360.0, el
 
 
-def parse_lights_json(path: str | Path) -> dict[str, tuple[float, float]] | None:
+def parse_lights_json(path: str | Path, label: str | None = None) -> dict[str, tuple[float, float]] | None:
     """Read ``lights.json``; None when it declares no directions (empty or all entries null).
+
+    Errors name the file as ``label`` when given (a batch's path relative to its folder), else by its path.
 
     Raises:
         LightFileError: unreadable file, bad JSON, or an entry without numeric azimuth/elevation.
     """
-    p = Path(path)
+    p = label or Path(path)
     try:
-        data = json.loads(p.read_bytes())  # UTF-8 (with or without a BOM), UTF-16 or UTF-32
+        data = json.loads(Path(path).read_bytes())  # UTF-8 (with or without a BOM), UTF-16 or UTF-32
     except OSError as exc:
         raise LightFileError(f"{p}: cannot read light file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
@@ -134,15 +136,17 @@ def parse_lights_json(path: str | Path) -> dict[str, tuple[float, float]] | None
     return out or None
 
 
-def parse_lp(path: str | Path, y_up: bool = True) -> dict[str, tuple[float, float]]:
+def parse_lp(path: str | Path, y_up: bool = True, label: str | None = None) -> dict[str, tuple[float, float]]:
     """Read an RTI ``.lp`` file into file base name -> (azimuth_deg, elevation_deg).
+
+    Errors name the file as ``label`` when given, else by its path.
 
     Raises:
         LightFileError: naming the file and line for any malformed content.
     """
-    p = Path(path)
+    p = label or Path(path)
     try:
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="strict").splitlines()]
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8", errors="strict").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
         raise LightFileError(f"{p}: cannot read light file ({exc})") from None
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -179,16 +183,18 @@ def find_light_file(folder: str | Path) -> Path | None:
     return light_file_in(f, [q.name for q in f.iterdir() if q.is_file()])
 
 
-def load_light_file(path: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:
+def load_light_file(
+    path: str | Path, lp_y_up: bool = True, label: str | None = None
+) -> dict[str, tuple[float, float]] | None:
     """Light directions from a ``.lp`` file or a ``lights.json``; None when it declares none.
 
     Raises:
-        LightFileError: the file cannot be read or is malformed (the message names it).
+        LightFileError: the file cannot be read or is malformed (the message names it, as ``label`` if given).
     """
     light = Path(path)
     if light.suffix.lower() == ".lp":
-        return parse_lp(light, y_up=lp_y_up)
-    return parse_lights_json(light)
+        return parse_lp(light, y_up=lp_y_up, label=label)
+    return parse_lights_json(light, label=label)
 
 
 def load_light_directions(folder: str | Path, lp_y_up: bool = True) -> dict[str, tuple[float, float]] | None:

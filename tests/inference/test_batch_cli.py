@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_batch_contract_and_bad_input(photo_tree, tmp_path):
     before = {p: p.read_bytes() for p in photo_tree.rglob("*") if p.is_file()}
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # some items are error lines; every other item is written
     rows = _rows(out)
     assert set(rows) == {
         "plate.png",
@@ -109,13 +110,14 @@ def test_batch_contract_and_bad_input(photo_tree, tmp_path):
 
 def test_resume_skips_finished_items_and_repairs_a_torn_line(photo_tree, tmp_path):
     out = tmp_path / "out.jsonl"
-    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"]).exit_code == 0
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"]).exit_code == 1
     lines = out.read_text().splitlines()
     # A crash while writing the last line: keep the others, tear the last one.
     out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
     torn_item = json.loads(lines[-1])["item"]
+    torn_failed = json.loads(lines[-1])["status"] == "error"
     result = runner.invoke(app, ["batch", str(photo_tree), "--out", str(out), "--workers", "1"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == (1 if torn_failed else 0), result.output  # only this run's items count
     assert "6 already done" in result.output.replace("\n", " ") or "6 item(s) already" in result.output
     again = out.read_text().splitlines()
     assert len(again) == len(lines)
@@ -139,8 +141,8 @@ def test_parallel_workers_give_the_same_records(photo_tree, tmp_path):
     # read differently, so the batch machinery is checked on FP32.
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     fp32 = ["--variant", "fp32"]
-    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(one), "--workers", "1", *fp32]).exit_code == 0
-    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(two), "--workers", "2", *fp32]).exit_code == 0
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(one), "--workers", "1", *fp32]).exit_code == 1
+    assert runner.invoke(app, ["batch", str(photo_tree), "--out", str(two), "--workers", "2", *fp32]).exit_code == 1
     a, b = _rows(one), _rows(two)
     assert a.keys() == b.keys()
     def serial(row: dict) -> object:
@@ -280,7 +282,7 @@ def test_symlinks_out_of_the_root_and_dangling_links_do_not_stop_a_batch(tmp_pat
     (root / "case" / "dangling.png").symlink_to(tmp_path / "gone.png")
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the dangling link is an error line
     rows = _rows(out)
     assert set(rows) == {"good.png", "case/link.png", "case/dangling.png"}
     assert rows["good.png"]["status"] == "ok"
@@ -407,7 +409,7 @@ def test_file_names_are_printed_as_they_are_not_as_markup(tmp_path, batch_module
     (root / "IMG [copy].jpg").write_bytes(b"not an image")
     (root / "b].jpg").write_bytes(b"not an image")
     result = runner.invoke(app, ["batch", str(root), "--out", str(tmp_path / "out.jsonl"), "--workers", "1"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert "IMG [copy].jpg" in text and "b].jpg" in text
     assert len(_rows(tmp_path / "out.jsonl")) == 2
@@ -489,3 +491,106 @@ def test_a_labs_registry_file_is_read_and_a_bad_one_refused_at_start(tmp_path):
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "cannot start the reader" in text and "bad.yaml" in text
     assert not out2.exists()
+
+
+def test_read_of_a_folder_without_photos_is_an_error_naming_it(tmp_path, batch_module):
+    empty, notes = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    notes.mkdir()
+    (notes / "report.pdf").write_bytes(b"%PDF-1.4")
+    _tiny_png(tmp_path / "a.png")
+    result = runner.invoke(app, ["read", str(empty), str(notes), str(tmp_path / "a.png")])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"{empty}: no images found" in text
+    assert f"{notes}: no images found (1 other file not read (.pdf 1))" in text
+    assert "a.png" in text  # the photo after them is still read
+
+
+def test_read_names_a_link_loop_rather_than_a_missing_file(tmp_path, batch_module):
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(tmp_path / "other.jpg")
+    (tmp_path / "other.jpg").symlink_to(loop)
+    result = runner.invoke(app, ["read", str(loop)])
+    assert result.exit_code == 1
+    assert "loop.jpg: cannot be reached (Too many levels of symbolic links)" in " ".join(result.output.split())
+
+
+def test_read_and_batch_do_not_refuse_their_arguments_for_access_checks(tmp_path, batch_module, monkeypatch):
+    """The command line does not stop on an argument ``os.access`` calls unreadable (as it would for all files):
+    the file's own read decides, and its failure is that item's error line (root reads it here)."""
+    photo = tmp_path / "photo.png"
+    _tiny_png(photo)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: False if Path(path) in (photo, tmp_path)
+                        else real_access(path, mode, *a, **k))
+    assert runner.invoke(app, ["read", str(photo)]).exit_code == 0
+    result = runner.invoke(app, ["batch", str(tmp_path), "--out", str(tmp_path.parent / "o.jsonl"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_file_is_its_own_error_not_a_usage_error(tmp_path, batch_module):
+    locked = tmp_path / "locked.png"
+    _tiny_png(locked)
+    locked.chmod(0)
+    _tiny_png(tmp_path / "b.png")
+    try:
+        result = runner.invoke(app, ["read", "--json", str(locked), str(tmp_path / "b.png")])
+    finally:
+        locked.chmod(0o644)
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(ln) for ln in result.output.splitlines() if ln[:1] == "{"]
+    assert [r["status"] for r in rows] == ["error", "ok"] and "Permission denied" in rows[0]["error"]
+
+
+def test_retry_errors_reads_failed_items_again_and_keeps_the_rest(tmp_path, batch_module):
+    root = tmp_path / "seized"
+    root.mkdir()
+    good = _tiny_png(root / "good.png")
+    (root / "late.png").write_bytes(good[: len(good) // 2])  # copied half-way when the batch ran
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1"]).exit_code == 1
+    first = out.read_text().splitlines()
+    assert _rows(out)["late.png"]["status"] == "error"
+    (root / "late.png").write_bytes(good)  # the copy finished
+    again = runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1"])
+    assert again.exit_code == 0 and out.read_text().splitlines() == first  # a plain resume redoes nothing
+    retried = runner.invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1", "--retry-errors"])
+    assert retried.exit_code == 0, retried.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == next(ln for ln in first if json.loads(ln)["item"] == "good.png")
+    assert {item: row["status"] for item, row in _rows(out).items()} == {"good.png": "ok", "late.png": "ok"}
+
+
+def test_a_batch_with_nothing_to_read_writes_no_output_file(tmp_path, batch_module):
+    (tmp_path / "nothing").mkdir()
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["batch", str(tmp_path / "nothing"), "--out", str(out)])
+    assert result.exit_code == 0 and "no images found" in result.output
+    assert not out.exists()
+
+
+def test_a_light_file_naming_missing_photos_is_noted_with_its_batch_name(tmp_path):
+    stack = tmp_path / "seized" / "case" / "stack"
+    stack.mkdir(parents=True)
+    plate = np.full((80, 260), 140, np.uint8)
+    cv2.putText(plate, "AB1234", (10, 55), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 60, 4)
+    lights = {}
+    for k in range(3):
+        cv2.imwrite(str(stack / f"l{k}.png"), plate)
+        lights[f"l{k}.png"] = {"azimuth_deg": 120 * k, "elevation_deg": 30}
+    lights["l9.png"] = {"azimuth_deg": 45, "elevation_deg": 30}
+    (stack / "lights.json").write_text(json.dumps(lights))
+    (tmp_path / "seized" / "broken").mkdir()
+    (tmp_path / "seized" / "broken" / "a.png").write_bytes(_tiny_png(tmp_path / "x.png"))
+    (tmp_path / "seized" / "broken" / "stack.lp").write_text("5\na.png 0 0 1\n")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["batch", str(tmp_path / "seized"), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output  # both items are read; what is wrong is said in `error`
+    rows = _rows(out)
+    assert rows["case/stack"]["status"] == "ok"
+    assert "case/stack/lights.json: names photo(s) the folder does not hold: l9.png" in rows["case/stack"]["error"]
+    broken = rows["broken"]["error"]
+    assert broken.startswith("broken/stack.lp: header says 5 photos") and str(tmp_path) not in broken
+    assert "broken: 1 photo(s) read; relief views need at least 3" in broken

@@ -78,6 +78,63 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def test_a_bomb_refused_from_its_header_names_the_declared_pixels() -> None:
+    with pytest.raises(ImageTooLargeError, match=r"huge\.png: image header declares 400,000,000 pixels"):
+        decode_image(_png_header_only(20000, 20000), "huge.png")
+
+
+def _encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _black_text_on_transparent(mode: str) -> Image.Image:
+    """Black everywhere, opaque only in a band: a cut-out whose transparent pixels hide black colour."""
+    alpha = Image.new("L", (40, 20), 0)
+    alpha.paste(255, (10, 5, 30, 15))
+    if mode == "LA":
+        return Image.merge("LA", (Image.new("L", (40, 20), 0), alpha))
+    black = Image.new("L", (40, 20), 0)
+    return Image.merge("RGBA", (black, black, black, alpha))
+
+
+@pytest.mark.parametrize(("mode", "fmt"), [("RGBA", "PNG"), ("LA", "PNG"), ("RGBA", "WEBP")])
+def test_transparent_pixels_are_read_as_white_with_a_note(mode: str, fmt: str) -> None:
+    params = {"lossless": True} if fmt == "WEBP" else {}
+    loaded = decode_image(_encoded(_black_text_on_transparent(mode), fmt, **params), "cutout.png")
+    assert loaded.image.shape == (20, 40, 3)
+    assert loaded.image[0, 0].tolist() == [255, 255, 255]  # transparent: the background a viewer shows
+    assert loaded.image[10, 20].tolist() == [0, 0, 0]  # opaque: the pixel itself
+    assert any("cutout.png" in note and "transparent" in note for note in loaded.notes)
+
+
+def test_a_palette_png_with_a_transparent_colour_is_flattened_too() -> None:
+    palette = Image.new("P", (20, 10), 0)
+    palette.putpalette([0, 0, 0, 200, 200, 200])
+    palette.paste(1, (5, 2, 15, 8))
+    loaded = decode_image(_encoded(palette, "PNG", transparency=0), "p.png")
+    assert loaded.image[0, 0].tolist() == [255, 255, 255] and loaded.image[5, 10].tolist() == [200, 200, 200]
+    assert loaded.notes
+
+
+def test_an_opaque_alpha_channel_changes_nothing_and_adds_no_note() -> None:
+    rgb = Image.new("RGB", (30, 12), (10, 120, 230))
+    rgba = rgb.copy()
+    rgba.putalpha(255)
+    plain = decode_image(_encoded(rgb, "PNG"), "a.png")
+    opaque = decode_image(_encoded(rgba, "PNG"), "a.png")
+    assert np.array_equal(plain.image, opaque.image) and not opaque.notes
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "ICO", "PPM"])
+def test_image_formats_outside_the_photo_formats_are_named_and_refused(fmt: str) -> None:
+    data = _encoded(Image.new("RGB", (16, 16), (90, 90, 90)), fmt)
+    for call in (decode_image, probe_image):
+        with pytest.raises(ImageLoadError, match=rf"renamed\.jpg: {fmt} image, not a photo format marktrace reads"):
+            call(data, "renamed.jpg")
+
+
 def test_pillow_bomb_guard_stays_on_for_the_process() -> None:
     before = Image.MAX_IMAGE_PIXELS
     assert before is not None
