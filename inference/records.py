@@ -10,6 +10,7 @@ whose serial number, manufacturer and country of manufacture an examiner has con
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -128,6 +129,45 @@ def _resolve(record: IdentificationRecord, name: str) -> tuple[Any, str | int, R
     return container, last, cur
 
 
+CORRECTION_MAX_CHARS = 200
+"""Longest text an examiner's correction may set (a serial, a maker's name, an importer's name and city)."""
+
+
+def checked_correction(name: str, value: Any) -> Any:
+    """An examiner's corrected ``value`` for field path ``name``, in the type the record holds there.
+
+    Years are integers (a string of digits is taken), ``serial_obliterated`` is true or false, countries are ISO
+    3166-1 alpha-2 codes (upper-cased), every other field is text of 1 to :data:`CORRECTION_MAX_CHARS` characters.
+
+    Raises:
+        ReviewError: no value, or one of another type or out of range, naming the field.
+    """
+    if value is None:
+        raise ReviewError(f"correcting {name!r} needs a value")
+    leaf = next(part for part in reversed(name.replace("]", "").replace("[", ".").split(".")) if not part.isdigit())
+    if leaf in ("year_of_manufacture", "year"):
+        year = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+        this_year = datetime.now(UTC).year
+        if isinstance(year, bool) or not isinstance(year, int) or not 1800 <= year <= this_year:
+            raise ReviewError(f"{name!r} must be a year from 1800 to {this_year}, got {value!r}")
+        return year
+    if leaf == "serial_obliterated":
+        if not isinstance(value, bool):
+            raise ReviewError(f"{name!r} must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ReviewError(f"{name!r} must be non-empty text, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > CORRECTION_MAX_CHARS:
+        raise ReviewError(f"{name!r} is {len(text)} characters long; at most {CORRECTION_MAX_CHARS}")
+    if leaf in ("country_of_manufacture", "country"):
+        code = text.upper()
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise ReviewError(f"{name!r} must be an ISO 3166-1 alpha-2 code such as 'BE', got {value!r}")
+        return code
+    return text
+
+
 def review_record_field(current: RecordField | None, name: str, action: ReviewStatus, actor: str,
                         value: Any = None, note: str | None = None) -> RecordField:
     """One field reviewed (see :func:`review_field`): the same field, changed in place, or a new one.
@@ -143,8 +183,7 @@ def review_record_field(current: RecordField | None, name: str, action: ReviewSt
         raise ReviewError("a review needs an actor")
     cur = current
     if action == "corrected":
-        if value is None:
-            raise ReviewError(f"correcting {name!r} needs a value")
+        value = checked_correction(name, value)
         if cur is None:
             cur = RecordField(value=None, confidence=1.0, evidence=Evidence(method="examiner"))
         old = cur.value
@@ -152,7 +191,7 @@ def review_record_field(current: RecordField | None, name: str, action: ReviewSt
         cur.confidence = 1.0
     else:
         if cur is None:
-            raise ReviewError(f"{name!r} is empty; use action 'corrected' with a value")
+            raise ReviewError(f"{name!r} is empty: there is nothing to confirm or reject; correct it with a value")
         old = cur.value
     cur.status = action
     cur.history.append(HistoryEntry(at=datetime.now(UTC), actor=actor, action=action, old_value=old,

@@ -16,7 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi import Path as PathParam
@@ -60,6 +62,7 @@ from marktrace.service.limits import (
     parse_lights,
     parse_upload,
     sniff_image_type,
+    upload_text_problem,
 )
 from marktrace.service.review import ReviewError, ReviewRequest, apply_changes
 from marktrace.service.settings import ServiceSettings
@@ -94,6 +97,12 @@ class ProblemBody(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+
+
+IdentParam = Annotated[str, PathParam(max_length=64)]
+"""An identification id in a path (a UUID; longer ones are refused before any lookup or audit entry)."""
+ShaParam = Annotated[str, PathParam(max_length=64)]
+"""A SHA-256 in a path (64 hex characters)."""
 
 
 def problem_response(
@@ -269,6 +278,7 @@ class BodyLimitMiddleware:
                         413,
                         "Payload Too Large",
                         f"request body of {declared:,} bytes is over the limit of {self.max_bytes:,}",
+                        instance=scope.get("path"),
                         headers={"Connection": "close"},
                     )
                     await response(scope, receive, send)
@@ -501,7 +511,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, _title(exc.status_code), str(exc.detail), request.url.path)
+        # the exception's headers travel on (a 405's ``Allow``)
+        return problem_response(exc.status_code, _title(exc.status_code), str(exc.detail), request.url.path,
+                                dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -652,6 +664,9 @@ def create_app(
                 raise await reject(422, "Unprocessable Content", "no photo in the 'files' part", {})
             if len(set(names)) != len(names):
                 raise await reject(422, "Unprocessable Content", "two uploaded files have the same name", {})
+            problem = upload_text_problem(names, upload.fields)
+            if problem is not None:
+                raise await reject(422, "Unprocessable Content", problem, {})
             fingerprint = _fingerprint(hashes, upload.fields)
             if idempotency_key:
                 existing = await run_in_threadpool(
@@ -737,8 +752,8 @@ def create_app(
             offset=offset,
             case_ref=case_ref,
             status=status,
-            created_after=created_after,
-            created_before=created_before,
+            created_after=_stored_time("created_after", created_after),
+            created_before=_stored_time("created_before", created_before),
         )
         state.store.audit(
             AuditEvent(
@@ -771,7 +786,7 @@ def create_app(
         responses=_ERRORS,
     )
     def get_identification(
-        state: StateDep, principal: PrincipalDep, ident: Annotated[str, PathParam(max_length=64)]
+        state: StateDep, principal: PrincipalDep, ident: IdentParam
     ) -> IdentificationOut:
         """One identification of your lab."""
         row = _get_or_404(state, principal, ident, "read")
@@ -791,7 +806,7 @@ def create_app(
         },
     )
     def review_identification(
-        state: StateDep, principal: PrincipalDep, ident: str, body: ReviewRequest
+        state: StateDep, principal: PrincipalDep, ident: IdentParam, body: ReviewRequest
     ) -> IdentificationOut:
         """Confirm, correct or reject record fields; each change is kept in the field's history."""
         target = f"identification:{ident}"
@@ -850,12 +865,11 @@ def create_app(
         state.store.audit(
             AuditEvent(principal.actor, principal.lab, "export", target, "success", {"sha256": sha256})
         )
-        safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in match.name)[:150] or "file"
         return Response(
             data,
             media_type="application/octet-stream",
             headers={
-                "Content-Disposition": f'attachment; filename="{safe_name}"',
+                "Content-Disposition": content_disposition(match.name),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
                 "X-Content-SHA256": sha256,
@@ -874,7 +888,7 @@ def create_app(
         response_class=Response,
         responses=file_responses,
     )
-    def get_original(state: StateDep, principal: PrincipalDep, ident: str, sha256: str) -> Response:
+    def get_original(state: StateDep, principal: PrincipalDep, ident: IdentParam, sha256: ShaParam) -> Response:
         """An original photo, byte-exact, as an attachment; ``X-Content-SHA256`` carries its hash."""
         return _file_response(state, principal, ident, sha256, "original")
 
@@ -884,7 +898,7 @@ def create_app(
         response_class=Response,
         responses=file_responses,
     )
-    def get_derived(state: StateDep, principal: PrincipalDep, ident: str, sha256: str) -> Response:
+    def get_derived(state: StateDep, principal: PrincipalDep, ident: IdentParam, sha256: ShaParam) -> Response:
         """A derived image (enhanced view), as an attachment; its trail is in the record's ``views``."""
         return _file_response(state, principal, ident, sha256, "derived")
 
@@ -907,7 +921,7 @@ def create_app(
     def create_tracing_request(
         state: StateDep,
         principal: PrincipalDep,
-        ident: Annotated[str, PathParam(max_length=64)],
+        ident: IdentParam,
         body: TracingRequestBody,
     ) -> Response:
         """An ITI tracing request (schema `tracing-request.v1`) from the record and the human-only fields.
@@ -981,7 +995,7 @@ def create_app(
         },
     )
     def get_report(
-        state: StateDep, principal: PrincipalDep, ident: Annotated[str, PathParam(max_length=64)]
+        state: StateDep, principal: PrincipalDep, ident: IdentParam
     ) -> Response:
         """The printable PDF report: photos with the read boxes, enhanced views, fields with review state, trail.
 
@@ -1136,8 +1150,46 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
 }
 
 
 def _title(status: int) -> str:
     return _TITLES.get(status, "Error")
+
+
+def _stored_time(name: str, value: str | None) -> str | None:
+    """A query's ISO-8601 time as the store writes times (UTC, microseconds, ``Z``), so text order is time order.
+
+    A time without a zone is taken as UTC; a date alone as its midnight.
+
+    Raises:
+        Problem: 422 naming the parameter when ``value`` is not an ISO-8601 date or time.
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise Problem(422, "Unprocessable Content",
+                      f"{name}: {value!r} is not an ISO-8601 date or time (e.g. 2026-11-29T14:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def content_disposition(name: str) -> str:
+    """An ``attachment`` Content-Disposition for a stored file's name, safe in a latin-1 header (RFC 6266).
+
+    ``filename`` is an ASCII stand-in (other characters as ``_``); ``filename*`` carries the name itself,
+    percent-encoded UTF-8 (RFC 5987), for the clients that read it.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1][:150] or "file"
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"

@@ -179,6 +179,7 @@ async def parse_upload(
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": lambda: state.update(ended=True),
         },
     )
     total = 0
@@ -194,6 +195,8 @@ async def parse_upload(
                     )
                 parser.write(chunk)
         parser.finalize()
+        if not state.get("ended"):  # python-multipart's finalize does not check that the closing boundary came
+            raise UploadError(400, "Bad Request", "multipart body ends before its closing boundary (cut short?)")
     except (UploadError, HTTPException):  # HTTPException: the body cap of the request middleware (413)
         result.discard()
         raise
@@ -209,6 +212,24 @@ async def parse_upload(
         result.discard()
         raise
     return result
+
+
+MAX_FILE_NAME_CHARS = 255
+"""Longest uploaded file name kept (after its folders are dropped): a file system's own limit."""
+TEXT_FIELD_CHARS = {"case_ref": 200, "notes": 10_000}
+"""Longest text of each form field that is stored as text (the store's column sizes)."""
+
+
+def upload_text_problem(names: list[str], fields: dict[str, str]) -> str | None:
+    """Why an upload's file names or text fields cannot be stored as sent, or None when they can."""
+    for name in names:
+        if len(name) > MAX_FILE_NAME_CHARS:
+            return f"file name {name[:40]!r}... is {len(name)} characters long; at most {MAX_FILE_NAME_CHARS}"
+    for field_name, limit in TEXT_FIELD_CHARS.items():
+        value = fields.get(field_name)
+        if value is not None and len(value) > limit:
+            return f"form field {field_name!r} is {len(value)} characters long; at most {limit}"
+    return None
 
 
 def parse_lights(raw: str | None, names: list[str]) -> dict[str, tuple[float, float]] | None:
@@ -230,6 +251,8 @@ def parse_lights(raw: str | None, names: list[str]) -> dict[str, tuple[float, fl
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise UploadError(422, "Unprocessable Content", f"lights: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UploadError(422, "Unprocessable Content", "lights: nested too deeply to be a light map") from None
     if not isinstance(data, dict):
         raise UploadError(422, "Unprocessable Content", "lights: must be an object {file name: direction}")
     lights: dict[str, tuple[float, float]] = {}

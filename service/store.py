@@ -88,6 +88,9 @@ evidence_files = Table(
     Index("ix_evidence_files_ident", "identification_id"),
 )
 
+AUDIT_TARGET_CHARS = 500
+"""Longest audit target kept (the column's size); a longer one (an unauthenticated request's path) is cut."""
+
 audit_log = Table(
     "audit_log",
     metadata,
@@ -96,7 +99,7 @@ audit_log = Table(
     Column("actor", String(200), nullable=False),
     Column("lab", String(200)),
     Column("event", String(40), nullable=False),
-    Column("target", String(500)),
+    Column("target", String(AUDIT_TARGET_CHARS)),
     Column("outcome", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
@@ -320,13 +323,14 @@ class Store:
         ).first()
         seq = 1 if last is None else last.seq + 1
         prev = GENESIS_HASH if last is None else last.hash
+        target = ev.target[:AUDIT_TARGET_CHARS] if ev.target else ev.target  # a request's path is unbounded
         entry = {
             "seq": seq,
             "at": now_iso(),
             "actor": ev.actor,
             "lab": ev.lab,
             "event": ev.event,
-            "target": ev.target,
+            "target": target,
             "outcome": ev.outcome,
             "detail": ev.detail,
         }
@@ -338,7 +342,7 @@ class Store:
                 actor=ev.actor,
                 lab=ev.lab,
                 event=ev.event,
-                target=ev.target,
+                target=target,
                 outcome=ev.outcome,
                 detail=json.dumps(ev.detail, sort_keys=True),
                 prev_hash=prev,

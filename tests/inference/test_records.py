@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -88,6 +89,40 @@ def test_review_appends_history() -> None:
         review_field(rec, "year_of_manufacture", "confirmed", "x")  # empty field
     review_field(rec, "year_of_manufacture", "corrected", "x", value=2011)
     assert rec.year_of_manufacture is not None and rec.year_of_manufacture.evidence.method == "examiner"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("serial_number", {"x": 1}, "must be non-empty text, got dict"),
+        ("manufacturer", ["Glock"], "must be non-empty text, got list"),
+        ("serial_number", "   ", "must be non-empty text"),
+        ("serial_number", "A" * 1_000_000, "1000000 characters long; at most 200"),
+        ("country_of_manufacture", 7, "must be non-empty text, got int"),
+        ("country_of_manufacture", "Germany", "ISO 3166-1 alpha-2 code such as 'BE', got 'Germany'"),
+        ("import_marks[0].country", "U.S.", "ISO 3166-1 alpha-2"),
+        ("year_of_manufacture", "abc", "must be a year from 1800"),
+        ("year_of_manufacture", True, "must be a year from 1800"),
+        ("year_of_manufacture", 3011, "must be a year from 1800"),
+        ("serial_obliterated", "yes", "must be true or false, got 'yes'"),
+    ],
+)
+def test_a_correction_of_the_wrong_type_or_size_is_refused_and_changes_nothing(
+    path: str, value: object, message: str
+) -> None:
+    rec = _record()
+    before = rec.model_dump(mode="json")
+    with pytest.raises(ReviewError, match=re.escape(message)):
+        review_field(rec, path, "corrected", "examiner-7", value=value)
+    assert rec.model_dump(mode="json") == before
+
+
+def test_corrections_are_stored_in_the_fields_own_type() -> None:
+    rec = _record()
+    assert review_field(rec, "country_of_manufacture", "corrected", "e", value=" de ").value == "DE"
+    assert review_field(rec, "year_of_manufacture", "corrected", "e", value="1998").value == 1998
+    assert review_field(rec, "serial_obliterated", "corrected", "e", value=True).value is True
+    assert review_field(rec, "serial_number", "corrected", "e", value=" ABC 128 ").value == "ABC 128"
 
 
 @pytest.mark.parametrize(

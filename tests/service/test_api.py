@@ -455,3 +455,56 @@ def test_a_chunked_upload_over_the_cap_is_a_413_and_leaves_no_temporary(client: 
     assert r.status_code == 413, r.text
     store = client.app.state.service.evidence  # type: ignore[attr-defined]
     assert not list(store.tmp_dir.glob("up-*.part"))  # the part written before the cap was removed
+
+
+def test_an_original_with_a_non_ascii_name_downloads_under_its_name(client: TestClient, keys) -> None:
+    from urllib.parse import unquote
+
+    img = make_image(40, 30, seed=41)
+    name = "Wäffe_序列号 🔫.png"
+    r = post(client, keys.a, [(name, img)])
+    assert r.status_code == 201, r.text
+    got = client.get(r.json()["originals"][0]["url"], headers=auth(keys.a))
+    assert got.status_code == 200 and got.content == img
+    disposition = got.headers["content-disposition"]
+    assert disposition.isascii() and 'filename="W_ffe______.png"' in disposition
+    assert unquote(disposition.split("filename*=UTF-8''", 1)[1]) == name
+
+
+def test_deeply_nested_lights_are_a_422_not_a_server_error(client: TestClient, keys) -> None:
+    photos = [("files", (f"l{i}.png", make_image(40, 40, seed=50 + i), "image/png")) for i in range(3)]
+    r = client.post("/v1/identifications", headers=auth(keys.a), files=photos, data={"lights": "[" * 20_000})
+    assert r.status_code == 422 and "lights" in r.json()["detail"], r.text
+
+
+def test_names_fields_and_ids_beyond_the_stores_columns_are_refused_clearly(client: TestClient, keys) -> None:
+    img = make_image(30, 30, seed=60)
+    long_name = post(client, keys.a, [("n" * 300 + ".png", img)])
+    assert long_name.status_code == 422 and "at most 255" in long_name.json()["detail"]
+    long_case = post(client, keys.a, [("a.png", img)], case_ref="C" * 201)
+    assert long_case.status_code == 422 and "'case_ref' is 201 characters long" in long_case.json()["detail"]
+    created = post(client, keys.a, [("a.png", img)], case_ref="C-9")
+    assert created.status_code == 201
+    long_id = client.get(f"/v1/identifications/{'x' * 5000}/originals/{'a' * 64}", headers=auth(keys.a))
+    assert long_id.status_code == 422
+    unauthenticated = client.get(f"/v1/identifications/{'y' * 5000}")
+    assert unauthenticated.status_code == 401
+    denied = [e for e in keys.store.audit_entries() if e["event"] == "auth_failed"][-1]
+    assert denied["target"].startswith("GET /v1/identifications/yyy") and len(denied["target"]) == 500
+
+
+def test_list_filters_take_iso_times_and_refuse_anything_else(client: TestClient, keys) -> None:
+    assert post(client, keys.a, [("a.png", make_image(30, 30, seed=61))]).status_code == 201
+    listed = client.get("/v1/identifications", params={"created_after": "2000-01-01"}, headers=auth(keys.a))
+    assert listed.status_code == 200 and listed.json()["total"] == 1
+    future = client.get("/v1/identifications", params={"created_after": "2999-01-01T00:00:00+02:00"},
+                        headers=auth(keys.a))
+    assert future.status_code == 200 and future.json()["total"] == 0
+    bad = client.get("/v1/identifications", params={"created_before": "garbage"}, headers=auth(keys.a))
+    assert bad.status_code == 422 and "created_before: 'garbage' is not an ISO-8601" in bad.json()["detail"]
+
+
+def test_framework_errors_keep_their_headers_and_titles(client: TestClient, keys) -> None:
+    r = client.put("/v1/identifications", headers=auth(keys.a))
+    assert r.status_code == 405 and r.json()["title"] == "Method Not Allowed"
+    assert r.headers["allow"]  # Starlette names the methods of the route that matched the path

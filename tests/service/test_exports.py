@@ -118,12 +118,16 @@ def test_tracing_request_roles_tenancy_and_bad_input(client: TestClient, keys) -
                 {**HUMAN, "illicit_nature": {"criteria": ["because"]}}, {**HUMAN, "extra": 1}):
         r = client.post(url, json=bad, headers=auth(keys.a))
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-    # a country the examiner wrote as a name, not an ISO code: a clear 422, not a server error
-    _confirm_required(client, keys.a, ident, country="Germany")
-    r = client.post(url, json=HUMAN, headers=auth(keys.a))
-    assert r.status_code == 422, r.text
-    assert "'Germany' is not an ISO 3166-1 alpha-2 code" in r.json()["detail"]
-    assert ("export", "rejected") in _audit(keys, "/tracing-request")
+    # a country the examiner writes as a name, not an ISO code, or a value of another type: the review refuses it
+    # with a clear 422 and the record stays as it was (the export's own check of a stored value: test_records)
+    before = client.get(f"/v1/identifications/{ident}", headers=auth(keys.a)).json()
+    for field, value, message in (("country_of_manufacture", "Germany", "alpha-2 code such as 'BE', got 'Germany'"),
+                                  ("serial_number", {"x": 1}, "must be non-empty text, got dict"),
+                                  ("serial_number", "A" * 100_000, "100000 characters long; at most 200")):
+        r = client.patch(f"/v1/identifications/{ident}", headers=auth(keys.a),
+                         json={"changes": [{"field": field, "action": "correct", "value": value}]})
+        assert r.status_code == 422 and message in r.json()["detail"], r.text
+    assert client.get(f"/v1/identifications/{ident}", headers=auth(keys.a)).json() == before
 
 
 def test_pdf_report(client: TestClient, keys) -> None:

@@ -96,3 +96,22 @@ def test_the_pool_says_when_it_is_full() -> None:
         first.close()
     finally:
         pool.shutdown()
+
+
+def test_a_body_cut_before_its_closing_boundary_is_refused_and_leaves_no_temp_file(store: EvidenceStore) -> None:
+    body = [_head("cut.png"), b"\x89PNG" + b"x" * 100]  # the connection ended before "--boundary--"
+    with pytest.raises(UploadError) as err:
+        asyncio.run(parse_upload(CONTENT_TYPE, _slow_body(body, 0.0), store, max_file_bytes=10_000,
+                                 max_request_bytes=20_000, max_files=4, timeout_s=5.0))
+    assert err.value.status == 400 and "before its closing boundary" in err.value.detail
+    assert _temp_files(store) == []
+
+
+def test_upload_names_and_text_fields_are_held_to_what_the_store_keeps() -> None:
+    from marktrace.service.limits import upload_text_problem
+
+    assert upload_text_problem(["a.png", "é" * 255], {"case_ref": "C" * 200, "notes": "n" * 10_000}) is None
+    assert "is 256 characters long; at most 255" in str(upload_text_problem(["x" * 256], {}))
+    too_long = upload_text_problem(["a.png"], {"case_ref": "C" * 201})
+    assert "'case_ref' is 201 characters long; at most 200" in str(too_long)
+    assert "'notes' is 10001 characters" in str(upload_text_problem(["a.png"], {"notes": "n" * 10_001}))
