@@ -193,6 +193,13 @@ class MarktraceNoWideEngine(MarktraceEngine):
     overrides = {"detector_sides": (448,)}
 
 
+class Marktrace1280Engine(MarktraceEngine):
+    """marktrace (``auto`` variant) detecting unsure photos again at 448 and 1280 px only (reader 0.5.2's sizes)."""
+
+    name = "marktrace-1280"
+    overrides = {"detector_sides": (448, 1280)}
+
+
 class MarktraceNoZoomEngine(MarktraceEngine):
     """marktrace (``auto`` variant) without detecting again on the text region of a large photo (``zoom_to_text``)."""
 
@@ -385,6 +392,7 @@ FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
     "marktrace-onescale": MarktraceOneScaleEngine,
     "marktrace-nozoom": MarktraceNoZoomEngine,
     "marktrace-nowide": MarktraceNoWideEngine,
+    "marktrace-1280": Marktrace1280Engine,
     "marktrace-noconsensus": MarktraceNoConsensusEngine,
     "marktrace-norecut": MarktraceNoRecutEngine,
     "marktrace-noextend": MarktraceNoExtendEngine,

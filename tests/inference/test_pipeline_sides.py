@@ -95,3 +95,22 @@ def test_a_side_above_the_default_is_tried_only_on_photos_larger_than_it(
     large = cv2.resize(photo, None, fx=1400 / max(photo.shape[:2]), fy=1400 / max(photo.shape[:2]))
     reader.read_loaded("large", [as_loaded(large)], None)
     assert sides == [None, 448, 1280]
+
+
+def test_by_default_a_photo_over_2048_px_is_also_detected_at_2048(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    """Reader 0.5.3: a marking that is a small part of a phone photo is found at 2048 px; 2048 px or less: as before."""
+    import cv2
+
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(
+        ReaderSettings(threads=1, confident=1.01, chains=(), turn_oblique=False, anchor_regions=0)
+    )
+    sides = _spy(reader, monkeypatch)
+    for long_side, expected in ((2048, [None, 448, 1280]), (2100, [None, 448, 1280, 2048])):
+        scale = long_side / max(photo.shape[:2])
+        sides.clear()
+        reader.read_loaded("photo", [as_loaded(cv2.resize(photo, None, fx=scale, fy=scale))], None)
+        assert sides == expected, long_side
