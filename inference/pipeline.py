@@ -127,7 +127,9 @@ class ReaderSettings:
     """When the direct read of a single photo is unsure and its longest line runs more than
     :data:`OBLIQUE_DEG` off the horizontal, read the photo again turned so that line is level (the
     detector reads level lines best). Boxes are mapped back to the original pixels; the turned working
-    copy is never written. Measured on the held-out ``rotated`` set (see README)."""
+    copy is never written. Measured on the held-out ``rotated`` set (see README). A photo at least twice the
+    detector's input size is turned only after :attr:`detector_sides`, if still unsure (the turned copy is a
+    full-size warp, and on large photos the other sizes settle most reads)."""
     detector_sides: tuple[int, ...] = (448, 1280, 2048)
     """When the direct read of a single photo is unsure, detect its lines again at these detector input
     sizes (longer side, pixels), in order, until a serial is read confidently. Close-ups whose characters
@@ -547,7 +549,9 @@ class MarkingReader:
             else:
                 # attempts[:len(images)] are the direct reads, one per photo, in order
                 reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
-                if self.settings.turn_oblique and self._turned_attempt(reference, direct, attempts) is not None:
+                large = max(reference.image.shape[:2]) >= 2 * self.long_side
+                if (self.settings.turn_oblique and not large
+                        and self._turned_attempt(reference, direct, attempts) is not None):
                     timings["turn_ms"] = _ms(t1)
                 if self.settings.detector_sides and max(map(_serial_confidence, attempts)) < self.settings.confident:
                     t_side = time.perf_counter()
@@ -560,6 +564,11 @@ class MarkingReader:
                         if _serial_confidence(attempts[-1]) >= self.settings.confident:
                             break
                     timings["detector_sides_ms"] = _ms(t_side)
+                still_unsure = max(map(_serial_confidence, attempts)) < self.settings.confident
+                if large and self.settings.turn_oblique and still_unsure:
+                    t_turn = time.perf_counter()
+                    if self._turned_attempt(reference, direct, attempts) is not None:
+                        timings["turn_ms"] = _ms(t_turn)
                 if (self.settings.anchor_regions and max(map(_serial_confidence, attempts)) < self.settings.confident
                         and max(reference.image.shape[:2]) >= 2 * self.long_side):
                     t_anchor = time.perf_counter()

@@ -114,3 +114,31 @@ def test_by_default_a_photo_over_2048_px_is_also_detected_at_2048(
         sides.clear()
         reader.read_loaded("photo", [as_loaded(cv2.resize(photo, None, fx=scale, fy=scale))], None)
         assert sides == expected, long_side
+
+
+def test_a_large_photo_is_turned_only_after_the_other_sizes_and_only_if_still_unsure(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, as_loaded: Callable[..., Any]
+) -> None:
+    """On a large photo the other detector sizes settle most reads; the turned copy (a full-size warp) comes last."""
+    import dataclasses
+
+    import cv2
+
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(
+        ReaderSettings(threads=1, confident=1.01, detector_sides=(448, 1280), chains=(), anchor_regions=0)
+    )
+    order: list[Any] = _spy(reader, monkeypatch)
+    monkeypatch.setattr(reader, "_turned_attempt", lambda image, direct, attempts: order.append("turn"))
+    reader.read_loaded("small", [as_loaded(photo)], None)
+    assert order == [None, "turn", 448]  # a photo under twice the detector's size: turned first, as before
+    order.clear()
+    scale = 1400 / max(photo.shape[:2])
+    large = as_loaded(cv2.resize(photo, None, fx=scale, fy=scale))
+    reader.read_loaded("large", [large], None)
+    assert order == [None, 448, 1280, "turn"]
+    order.clear()
+    monkeypatch.setattr(reader, "settings", dataclasses.replace(reader.settings, confident=0.0))
+    reader.read_loaded("large", [large], None)
+    assert order == [None]  # confident at once: neither
