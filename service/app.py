@@ -502,6 +502,10 @@ def create_app(
         version=API_VERSION,
         description="Upload photos of small-arms markings, get pre-filled identification records.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN, which an air-gapped lab cannot reach:
+        # a blank page. The schema itself is served (/openapi.json) for any offline viewer or client generator.
+        docs_url=None,
+        redoc_url=None,
     )
     app_metrics = Metrics()
 

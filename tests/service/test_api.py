@@ -508,3 +508,9 @@ def test_framework_errors_keep_their_headers_and_titles(client: TestClient, keys
     r = client.put("/v1/identifications", headers=auth(keys.a))
     assert r.status_code == 405 and r.json()["title"] == "Method Not Allowed"
     assert r.headers["allow"]  # Starlette names the methods of the route that matched the path
+
+
+def test_no_page_needs_a_cdn_and_the_schema_is_served(client: TestClient) -> None:
+    assert client.get("/openapi.json").status_code == 200
+    for page in ("/docs", "/redoc"):  # FastAPI's pages load Swagger UI / ReDoc from a CDN: not served offline
+        assert client.get(page).status_code == 404
