@@ -569,8 +569,8 @@ class MarkingReader:
                     t_turn = time.perf_counter()
                     if self._turned_attempt(reference, direct, attempts) is not None:
                         timings["turn_ms"] = _ms(t_turn)
-                if (self.settings.anchor_regions and max(map(_serial_confidence, attempts)) < self.settings.confident
-                        and max(reference.image.shape[:2]) >= 2 * self.long_side):
+                if (self.settings.anchor_regions and large
+                        and max(map(_serial_confidence, attempts)) < self.settings.confident):
                     t_anchor = time.perf_counter()
                     self._anchor_attempts(reference, attempts)
                     timings["anchor_ms"] = _ms(t_anchor)

@@ -102,9 +102,14 @@ class ReviewError(ValueError):
     """A review action that cannot apply (unknown field, missing value)."""
 
 
+def _path_parts(name: str) -> list[str]:
+    """The parts of a field path: ``import_marks[0].importer`` -> ``["import_marks", "0", "importer"]``."""
+    return name.replace("]", "").replace("[", ".").split(".")
+
+
 def _resolve(record: IdentificationRecord, name: str) -> tuple[Any, str | int, RecordField | None]:
     """Find the container and key of a field path like ``manufacturer`` or ``import_marks[0].importer``."""
-    parts = name.replace("]", "").replace("[", ".").split(".")
+    parts = _path_parts(name)
     container: Any = record
     for p in parts[:-1]:  # only the record's own fields and list positions: never other attributes
         if p.isdigit() and isinstance(container, list) and int(p) < len(container):
@@ -144,7 +149,7 @@ def checked_correction(name: str, value: Any) -> Any:
     """
     if value is None:
         raise ReviewError(f"correcting {name!r} needs a value")
-    leaf = next(part for part in reversed(name.replace("]", "").replace("[", ".").split(".")) if not part.isdigit())
+    leaf = next((part for part in reversed(_path_parts(name)) if not part.isdigit()), name)
     if leaf in ("year_of_manufacture", "year"):
         year = int(value) if isinstance(value, str) and value.strip().isdigit() else value
         this_year = datetime.now(UTC).year
