@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from marktrace import __version__
+from marktrace.inference.atomic import atomic_write_bytes, atomic_write_text
 from marktrace.inference.images import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
@@ -65,21 +65,28 @@ def read_batch(path: Path) -> list[ItemResult]:
     Raises:
         ExportError: the file is missing, or a line is not valid JSON or not an item result.
     """
+    if path.is_dir():
+        raise ExportError(f"{path}: a folder, not a batch JSONL file")
     if not path.is_file():
         raise ExportError(f"{path}: batch file not found")
     items: list[ItemResult] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                items.append(ItemResult.model_validate(json.loads(raw)))
-            except json.JSONDecodeError as exc:
-                raise ExportError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                raise ExportError(f"{path}:{n}: not a batch item result ({loc}: {first['msg']})") from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "a batch JSONL is written by `marktrace batch`") from None
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            items.append(ItemResult.model_validate(json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            torn = " (a torn last line: `marktrace batch` with the same --out repairs it)" if n == len(lines) else ""
+            raise ExportError(f"{path}:{n}: not valid JSON ({exc.msg}, column {exc.colno}){torn}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ExportError(f"{path}:{n}: not a batch item result ({loc}: {first['msg']})") from None
     return items
 
 
@@ -150,20 +157,20 @@ def csv_row(item: ItemResult) -> dict[str, str]:
 
 def write_csv(items: Iterable[ItemResult], out: Path) -> Path:
     """Write the examiner CSV (UTF-8 with BOM so spreadsheet programs read accents and Cyrillic)."""
+    buffer = io.StringIO(newline="")
+    w = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS))
+    w.writeheader()
+    for it in items:  # every row is made before anything is written: a bad record leaves the old file as it was
+        w.writerow(csv_row(it))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8-sig", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
-        w.writeheader()
-        for it in items:
-            w.writerow(csv_row(it))
+    atomic_write_text(out, buffer.getvalue(), encoding="utf-8-sig")
     return out
 
 
 def write_tracing_request(request: TracingRequest, out: Path) -> Path:
     """Write a tracing request as JSON (schema ``tracing-request.v1``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(request.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
+    atomic_write_text(out, json.dumps(request.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -358,6 +365,10 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
     def esc(text: Any) -> str:
         return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
+    def short(text: Any) -> str:  # a table cell holds a page at most: a longer value is cut, and says so
+        value = str(text)
+        return value if len(value) <= PDF_CELL_CHARS else f"{value[:PDF_CELL_CHARS]}... ({len(value)} characters)"
+
     out.parent.mkdir(parents=True, exist_ok=True)
     rec = record_of(item) if item.status == "ok" else IdentificationRecord(item=item.item)
     story: list[Flowable] = [
@@ -444,9 +455,10 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
             data.append([Paragraph(name, body), Paragraph("-", body), "", "", "", ""])
             continue
         method = _source(fld)
-        alts = ", ".join(f"{a.value} ({a.confidence:.2f})" for a in fld.alternatives[:3])
-        value = esc(fld.value) + (f"<br/><font size=7>alt: {esc(alts)}</font>" if alts else "")
-        data.append([Paragraph(name, body), Paragraph(value, body), Paragraph(esc(fld.text_as_marked or ""), body),
+        alts = ", ".join(f"{short(a.value)} ({a.confidence:.2f})" for a in fld.alternatives[:3])
+        value = esc(short(fld.value)) + (f"<br/><font size=7>alt: {esc(alts)}</font>" if alts else "")
+        data.append([Paragraph(name, body), Paragraph(value, body),
+                     Paragraph(esc(short(fld.text_as_marked or "")), body),
                      f"{fld.confidence:.2f}", fld.status, Paragraph(esc(method), body)])
     table = Table(data, colWidths=[44 * mm, 40 * mm, 32 * mm, 12 * mm, 18 * mm, 28 * mm], repeatRows=1)
     table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
@@ -485,6 +497,10 @@ def render_pdf(item: ItemResult, out: Path, images_root: Path | None = None,
                             bottomMargin=15 * mm, title=f"marktrace report {item.item}", author="marktrace")
     doc.build(story)
     return out
+
+
+PDF_CELL_CHARS = 300
+"""Longest value a PDF report's field table shows in full (a record edited by hand may hold more)."""
 
 
 def pdf_name(item: ItemResult) -> str:
@@ -572,58 +588,59 @@ def export_training_set(records_jsonl: Path, out_dir: Path, images_root: Path | 
     (out_dir / "images").mkdir(exist_ok=True)
     root = images_root if images_root is not None else records_jsonl.parent
     summary: dict[str, Any] = {"items": 0, "lines": 0, "skipped": []}
-    with (out_dir / "manifest.jsonl").open("w", encoding="utf-8") as man:
-        for it in items:
-            if it.status != "ok":
+    manifest: list[str] = []  # written at the end, at once: a failure leaves an earlier manifest as it was
+    for it in items:
+        if it.status != "ok":
+            continue
+        rec = record_of(it)
+        fields: list[tuple[str, RecordField]] = [(n, f) for n, f in _field_rows(rec)
+                                                 if f is not None and _reviewed(f) and n != "serial_obliterated"]
+        on_line: dict[tuple[str, tuple[tuple[float, float], ...]], list[tuple[str, RecordField]]] = {}
+        for name, f in fields:
+            if f.evidence.method == "registry_fallback":
+                summary["skipped"].append(f"{it.item}: {name} (from the maker registry, not read on the item)")
                 continue
-            rec = record_of(it)
-            fields: list[tuple[str, RecordField]] = [(n, f) for n, f in _field_rows(rec)
-                                                     if f is not None and _reviewed(f) and n != "serial_obliterated"]
-            on_line: dict[tuple[str, tuple[tuple[float, float], ...]], list[tuple[str, RecordField]]] = {}
-            for name, f in fields:
-                if f.evidence.method == "registry_fallback":
-                    summary["skipped"].append(f"{it.item}: {name} (from the maker registry, not read on the item)")
-                    continue
-                if f.evidence.file is None or f.evidence.box is None or not f.evidence.line_text:
-                    summary["skipped"].append(f"{it.item}: {name} (no line box/text to rebuild)")
-                    continue
-                if f.evidence.view not in ("original", ""):
-                    summary["skipped"].append(f"{it.item}: {name} (read on derived view {f.evidence.view})")
-                    continue
-                polygon = tuple((float(x), float(y)) for x, y in f.evidence.box)
-                on_line.setdefault((f.evidence.file, polygon), []).append((name, f))
-            by_image: dict[str, list[dict[str, Any]]] = {}
-            for (file, polygon), line_fields in on_line.items():
-                read = {f.evidence.line_text for _, f in line_fields}
-                if len(read) != 1:
-                    summary["skipped"].append(f"{it.item}: {', '.join(n for n, _ in line_fields)} "
-                                              "(one box, different line texts)")
-                    continue
-                text, why = _training_line(str(read.pop()), line_fields)
-                if text is None:
-                    summary["skipped"].append(f"{it.item}: {why}")
-                    continue
-                role = ROLE_OF_FIELD.get(line_fields[0][0].split("[")[0], "other")
-                by_image.setdefault(file, []).append(
-                    {"text": text, "role": role, "polygon": [[x, y] for x, y in polygon]})
-            for file, lines in by_image.items():
-                src = resolve_image(file, root)
-                if src is None:
-                    summary["skipped"].append(f"{it.item}: image {file} not found under {root}")
-                    continue
-                digest = sha256_file(src)
-                if it.sha256.get(file) not in (None, digest):
-                    summary["skipped"].append(f"{it.item}: image {file} SHA-256 differs from the batch")
-                    continue
-                dest = out_dir / "images" / f"{digest[:16]}{src.suffix.lower()}"
-                if not dest.exists():
-                    shutil.copyfile(src, dest)
-                man.write(json.dumps({"image": f"images/{dest.name}", "lines": lines, "source": "real",
-                                      "meta": {"sha256": digest, "item": it.item, "file": file,
-                                               "exported_by": f"marktrace {__version__}"}},
-                                     ensure_ascii=False) + "\n")
-                summary["items"] += 1
-                summary["lines"] += len(lines)
+            if f.evidence.file is None or f.evidence.box is None or not f.evidence.line_text:
+                summary["skipped"].append(f"{it.item}: {name} (no line box/text to rebuild)")
+                continue
+            if f.evidence.view not in ("original", ""):
+                summary["skipped"].append(f"{it.item}: {name} (read on derived view {f.evidence.view})")
+                continue
+            polygon = tuple((float(x), float(y)) for x, y in f.evidence.box)
+            on_line.setdefault((f.evidence.file, polygon), []).append((name, f))
+        by_image: dict[str, list[dict[str, Any]]] = {}
+        for (file, polygon), line_fields in on_line.items():
+            read = {f.evidence.line_text for _, f in line_fields}
+            if len(read) != 1:
+                summary["skipped"].append(f"{it.item}: {', '.join(n for n, _ in line_fields)} "
+                                          "(one box, different line texts)")
+                continue
+            text, why = _training_line(str(read.pop()), line_fields)
+            if text is None:
+                summary["skipped"].append(f"{it.item}: {why}")
+                continue
+            role = ROLE_OF_FIELD.get(line_fields[0][0].split("[")[0], "other")
+            by_image.setdefault(file, []).append(
+                {"text": text, "role": role, "polygon": [[x, y] for x, y in polygon]})
+        for file, lines in by_image.items():
+            src = resolve_image(file, root)
+            if src is None:
+                summary["skipped"].append(f"{it.item}: image {file} not found under {root}")
+                continue
+            digest = sha256_file(src)
+            if it.sha256.get(file) not in (None, digest):
+                summary["skipped"].append(f"{it.item}: image {file} SHA-256 differs from the batch")
+                continue
+            dest = out_dir / "images" / f"{digest[:16]}{src.suffix.lower()}"
+            if not dest.is_file() or sha256_file(dest) != digest:  # never trust a file already there
+                atomic_write_bytes(dest, src.read_bytes())
+            manifest.append(json.dumps({"image": f"images/{dest.name}", "lines": lines, "source": "real",
+                                        "meta": {"sha256": digest, "item": it.item, "file": file,
+                                                 "exported_by": f"marktrace {__version__}"}},
+                                       ensure_ascii=False) + "\n")
+            summary["items"] += 1
+            summary["lines"] += len(lines)
+    atomic_write_text(out_dir / "manifest.jsonl", "".join(manifest))
     return summary
 
 

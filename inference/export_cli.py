@@ -22,6 +22,7 @@ from marktrace.inference.export import (
     read_batch,
     record_of,
     render_pdf,
+    resolve_image,
     write_csv,
     write_tracing_request,
 )
@@ -33,6 +34,7 @@ from marktrace.inference.records import (
     build_tracing_request,
     tracing_request_problem,
 )
+from marktrace.inference.schema import ItemResult
 
 app = typer.Typer(add_completion=False, help="Export a batch JSONL: CSV, PDF reports, ITI tracing request.")
 
@@ -65,6 +67,8 @@ def export_command(
     """Export CSV, PDF reports, an ITI tracing request, or a training set from a batch JSONL."""
     try:
         items = read_batch(batch)
+        for path in (csv_out, out):
+            check_output_path(path, batch)
         root = images_root if images_root is not None else batch.parent
         did = False
         if csv_out is not None:
@@ -73,14 +77,20 @@ def export_command(
             did = True
         failed: list[str] = []
         if pdf_dir is not None:
-            for it in items:  # one bad item never stops the others' reports
+            from reportlab.platypus.doctemplate import LayoutError
+
+            names = report_names(items)
+            for it, name in zip(items, names, strict=True):  # one bad item never stops the others' reports
                 try:
-                    render_pdf(it, pdf_dir / pdf_name(it), images_root=root, max_pixels=max_pixels)
-                except (ExportError, OSError) as exc:
+                    render_pdf(it, pdf_dir / name, images_root=root, max_pixels=max_pixels)
+                except (ExportError, OSError, LayoutError) as exc:
                     failed.append(it.item)
                     typer.echo(f"error: {it.item}: no PDF report ({exc})", err=True)
             typer.echo(f"PDF: {len(items) - len(failed)} reports in {pdf_dir}"
                        + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+            if items and not any(resolve_image(f, root) for it in items for f in it.files):
+                typer.echo(f"WARNING: none of the batch's photos was found under {root}: the reports show no "
+                           "photo; pass --images-root, the folder given to `marktrace batch`", err=True)
             did = True
         if training_set is not None:
             summary = export_training_set(batch, training_set, images_root=root)
@@ -105,6 +115,9 @@ def export_command(
             except (ValidationError, ValueError) as exc:
                 raise typer.BadParameter(f"invalid tracing-request fields: {exc}") from None
             item = find_item(items, tracing_request)
+            if item.status != "ok":
+                raise ExportError(f"{item.item}: its photos could not be read ({item.error}); "
+                                  "no tracing request is built from it, forced or not")
             try:
                 req = build_tracing_request(record_of(item), human, force=force)
             except UnconfirmedFieldsError as exc:
@@ -125,6 +138,39 @@ def export_command(
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
+    except OSError as exc:  # an output path that cannot be written: a folder, a missing permission, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}cannot write ({exc.strerror or exc}); nothing else was changed", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def check_output_path(path: Path | None, batch: Path) -> None:
+    """Refuse an output path that is a folder or the batch itself (an export never replaces its input).
+
+    Raises:
+        ExportError: naming the path and the problem.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise ExportError(f"{path}: a folder; give a file name")
+    if path.exists() and path.resolve() == batch.resolve():
+        raise ExportError(f"{path}: the batch being exported; give another file name")
+
+
+def report_names(items: list[ItemResult]) -> list[str]:
+    """Each item's PDF file name (:func:`pdf_name`), made unique: ``a_b.jpg.pdf``, then ``a_b.jpg-2.pdf``, ..."""
+    names: list[str] = []
+    used: set[str] = set()
+    for it in items:
+        name = base = pdf_name(it)
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{base[:-4]}-{n}.pdf"
+        used.add(name)
+        names.append(name)
+    return names
 
 
 app.command(name="export")(export_command)

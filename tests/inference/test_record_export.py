@@ -418,3 +418,82 @@ def test_a_corrected_field_is_shown_as_the_examiners_in_the_csv(batch: Path, tmp
         row = next(r for r in csv.DictReader(handle) if r["item"] == "photos/pistol.png")
     assert row["country_of_manufacture"] == "DE" and row["country_status"] == "corrected"
     assert row["country_source"] == "examiner examiner-1, machine suggested 'AT': read"
+
+
+# -- bad paths and bad records: clear errors, nothing lost ------------------------------------------------------
+
+
+def test_export_errors_are_messages_and_never_replace_the_batch(batch: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    before = batch.read_bytes()
+    for args, message in (
+        (["--csv", str(batch)], "the batch being exported"),
+        (["--csv", str(tmp_path)], "a folder; give a file name"),
+        (["--csv", str(batch / "x.csv")], "cannot write"),  # a path through a file
+    ):
+        res = runner.invoke(app, [str(batch), *args])
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+        assert message in " ".join(res.output.split())
+    assert batch.read_bytes() == before
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    res = runner.invoke(app, [str(latin)])
+    assert res.exit_code == 2 and "not UTF-8 text" in res.output
+
+
+def test_a_bad_record_leaves_an_earlier_csv_and_training_manifest_as_they_were(batch: Path, tmp_path: Path) -> None:
+    csv_out, dataset = tmp_path / "keep.csv", tmp_path / "ds"
+    _confirm(batch, ("manufacturer",), correct={"serial_number": "ABC128"})
+    runner = CliRunner()
+    assert runner.invoke(app, [str(batch), "--csv", str(csv_out), "--training-set", str(dataset)]).exit_code == 0
+    kept_csv, kept_manifest = csv_out.read_bytes(), (dataset / "manifest.jsonl").read_bytes()
+    bad = json.loads(batch.read_text(encoding="utf-8").splitlines()[0])
+    bad["item"] = "photos/z.png"
+    bad["record"]["serial_number"]["confidence"] = "high"
+    with batch.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(bad) + "\n")
+    res = runner.invoke(app, [str(batch), "--csv", str(csv_out)])
+    assert res.exit_code == 2 and "photos/z.png" in res.output
+    assert csv_out.read_bytes() == kept_csv
+    res = runner.invoke(app, [str(batch), "--training-set", str(dataset)])
+    assert res.exit_code == 2 and (dataset / "manifest.jsonl").read_bytes() == kept_manifest
+
+
+def test_an_image_already_in_a_training_set_folder_is_checked_not_trusted(batch: Path, tmp_path: Path) -> None:
+    _confirm(batch, ("manufacturer",), correct={"serial_number": "ABC128"})
+    dataset = tmp_path / "ds"
+    export_training_set(batch, dataset)
+    (image,) = (dataset / "images").iterdir()
+    good = image.read_bytes()
+    image.write_bytes(b"garbage")  # an interrupted copy, or a file put there by hand
+    export_training_set(batch, dataset)
+    assert image.read_bytes() == good
+
+
+def test_reports_of_huge_values_and_clashing_names_are_all_written(batch: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in batch.read_text(encoding="utf-8").splitlines()]
+    rows[0]["record"]["serial_number"]["value"] = "A" * 5000  # a record edited by hand
+    twin = {**rows[1], "item": "photos_broken.jpg", "files": ["photos_broken.jpg"]}  # the same safe name
+    batch.write_text("".join(json.dumps(r) + "\n" for r in [*rows, twin]), encoding="utf-8")
+    res = CliRunner().invoke(app, [str(batch), "--pdf-dir", str(tmp_path / "pdf")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == [
+        "photos_broken.jpg-2.pdf", "photos_broken.jpg.pdf", "photos_pistol.png.pdf"]
+    assert "(5000 characters)" in " ".join(_pdf_text(tmp_path / "pdf" / "photos_pistol.png.pdf").split())
+
+
+def test_reports_warn_when_no_photo_is_found_under_the_images_root(batch: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, [str(batch), "--pdf-dir", str(tmp_path / "pdf"),
+                                   "--images-root", str(tmp_path / "x")])
+    assert res.exit_code == 0 and "none of the batch's photos was found" in " ".join(res.output.split())
+    found = CliRunner().invoke(app, [str(batch), "--pdf-dir", str(tmp_path / "pdf2")])
+    assert found.exit_code == 0 and "none of the batch's photos" not in found.output
+
+
+def test_no_tracing_request_for_an_item_that_could_not_be_read(batch: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, [str(batch), "--tracing-request", "photos/broken.jpg", "--authority", "NFP",
+                                   "--case-ref", "C-1", "--illicit", "illicit_under_national_law",
+                                   "--legal-justification", "art. 1", "--intended-use", "investigation", "--force",
+                                   "--out", str(tmp_path / "req.json")])
+    assert res.exit_code == 2 and "could not be read" in " ".join(res.output.split())
+    assert not (tmp_path / "req.json").exists()
