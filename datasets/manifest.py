@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
 
 from marktrace.datasets.text import ROLES, Role
+from marktrace.inference.images import ImageLoadError, decode_image
 
 if TYPE_CHECKING:
     from marktrace.datasets.synth import SynthConfig
@@ -196,6 +197,7 @@ class Issue(BaseModel):
         "charset",
         "duplicate_image",
         "polygon_out_of_bounds",
+        "degenerate_polygon",
         "empty_text",
         "too_small",
     ]
@@ -229,6 +231,13 @@ def default_charset() -> str:
     from marktrace.models.pretrained import EASYOCR_CHARSET
 
     return EASYOCR_CHARSET
+
+
+def polygon_area(polygon: Sequence[tuple[float, float]]) -> float:
+    """The area a polygon encloses (shoelace formula, either winding), in square pixels."""
+    xs = [x for x, _ in polygon]
+    ys = [y for _, y in polygon]
+    return abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2.0
 
 
 def validate_dataset(
@@ -269,7 +278,8 @@ def validate_dataset(
         shape: tuple[int, int] | None = None
         data: bytes | None = None
         if not ipath.is_file():
-            rep.issues.append(Issue(kind="missing_image", line=no, image=entry.image, detail=f"{ipath} not found"))
+            what = "a folder, not an image" if ipath.is_dir() else "not found"
+            rep.issues.append(Issue(kind="missing_image", line=no, image=entry.image, detail=f"{ipath} {what}"))
         else:
             try:
                 data = ipath.read_bytes()
@@ -279,18 +289,14 @@ def validate_dataset(
                 )
         if data is not None:
             digest = hashlib.sha256(data).hexdigest()
-            # decoded as training and the reader decode it (EXIF orientation applied): polygons are in that frame
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-            if img is None:
-                rep.issues.append(
-                    Issue(
-                        kind="undecodable_image",
-                        line=no,
-                        image=entry.image,
-                        detail=f"{ipath}: not a decodable image",
-                    )
-                )
-            else:
+            # decoded as the reader decodes it (EXIF orientation applied, the same pixel limit before decoding):
+            # polygons are in that frame
+            try:
+                img: np.ndarray | None = decode_image(data, str(ipath)).image
+            except ImageLoadError as exc:
+                img = None
+                rep.issues.append(Issue(kind="undecodable_image", line=no, image=entry.image, detail=str(exc)))
+            if img is not None:
                 shape = (int(img.shape[0]), int(img.shape[1]))
                 if min(shape) < min_size:
                     rep.issues.append(
@@ -327,6 +333,9 @@ def validate_dataset(
                         detail=f"line {li}: characters {''.join(bad)!r} outside the charset",
                     )
                 )
+            if ln.polygon is not None and polygon_area(ln.polygon) < 1.0:
+                rep.issues.append(Issue(kind="degenerate_polygon", line=no, image=entry.image,
+                                        detail=f"line {li}: polygon {ln.polygon} encloses no area"))
             if ln.polygon is not None and shape is not None:
                 h, w = shape
                 t = polygon_tolerance

@@ -337,3 +337,32 @@ def test_the_default_charset_is_the_recognizers(tmp_path: Path) -> None:
     row = Entry(image="ok.png", lines=[LineLabel(text="PRIX 100€")]).model_dump_json()
     (tmp_path / "manifest.jsonl").write_text(row + "\n", encoding="utf-8")
     assert "charset" not in validate_dataset(tmp_path).counts()  # € is one of english_g2's characters
+
+
+def test_validate_names_degenerate_polygons_folders_and_oversized_images(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    _img(tmp_path / "ok.png", 0)
+    (tmp_path / "folder.png").mkdir()
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # a decompression bomb's header, no pixels
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    flat = [(10.0, 10.0)] * 4
+    rows = [
+        Entry(image="ok.png", lines=[LineLabel(text="AB123", polygon=flat)]),
+        Entry(image="folder.png", lines=[LineLabel(text="X1")]),
+        Entry(image="bomb.png", lines=[LineLabel(text="X2")]),
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    issues = {(i.kind, i.line): i.detail for i in validate_dataset(tmp_path).issues}
+    assert "encloses no area" in issues[("degenerate_polygon", 1)]
+    assert issues[("missing_image", 2)].endswith("a folder, not an image")
+    assert "400,000,000 pixels" in issues[("undecodable_image", 3)]
+
+
+def test_polygon_area_either_winding() -> None:
+    square = [(0.0, 0.0), (4.0, 0.0), (4.0, 3.0), (0.0, 3.0)]
+    assert manifest_mod.polygon_area(square) == manifest_mod.polygon_area(square[::-1]) == 12.0
