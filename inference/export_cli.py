@@ -69,6 +69,29 @@ def export_command(
         items = read_batch(batch)
         for path in (csv_out, out):
             check_output_path(path, batch)
+        human: TracingHumanFields | None = None
+        trace_item: ItemResult | None = None
+        if tracing_request is not None:  # checked before anything is written
+            missing = [n for n, v in (("--authority", authority), ("--case-ref", case_ref), ("--illicit", illicit),
+                                      ("--legal-justification", legal_justification),
+                                      ("--intended-use", intended_use)) if not v]
+            if missing:
+                raise typer.BadParameter(f"a tracing request needs the human-only fields {', '.join(missing)}")
+            try:
+                human = TracingHumanFields.model_validate({
+                    "requesting_authority": {"name": authority, "country": authority_country},
+                    "case_reference": case_ref,
+                    "illicit_nature": {"criteria": illicit},
+                    "legal_justification": legal_justification,
+                    "intended_use": intended_use,
+                    "date": date.fromisoformat(request_date) if request_date else None,
+                })
+            except (ValidationError, ValueError) as exc:
+                raise typer.BadParameter(f"invalid tracing-request fields: {exc}") from None
+            trace_item = find_item(items, tracing_request)
+            if trace_item.status != "ok":
+                raise ExportError(f"{trace_item.item}: its photos could not be read ({trace_item.error}); "
+                                  "no tracing request is built from it, forced or not")
         root = images_root if images_root is not None else batch.parent
         did = False
         if csv_out is not None:
@@ -97,27 +120,8 @@ def export_command(
             typer.echo(f"training set: {summary['items']} images, {summary['lines']} lines in {training_set}"
                        + (f"; skipped {len(summary['skipped'])}" if summary["skipped"] else ""))
             did = True
-        if tracing_request is not None:
-            missing = [n for n, v in (("--authority", authority), ("--case-ref", case_ref), ("--illicit", illicit),
-                                      ("--legal-justification", legal_justification),
-                                      ("--intended-use", intended_use)) if not v]
-            if missing:
-                raise typer.BadParameter(f"a tracing request needs the human-only fields {', '.join(missing)}")
-            try:
-                human = TracingHumanFields.model_validate({
-                    "requesting_authority": {"name": authority, "country": authority_country},
-                    "case_reference": case_ref,
-                    "illicit_nature": {"criteria": illicit},
-                    "legal_justification": legal_justification,
-                    "intended_use": intended_use,
-                    "date": date.fromisoformat(request_date) if request_date else None,
-                })
-            except (ValidationError, ValueError) as exc:
-                raise typer.BadParameter(f"invalid tracing-request fields: {exc}") from None
-            item = find_item(items, tracing_request)
-            if item.status != "ok":
-                raise ExportError(f"{item.item}: its photos could not be read ({item.error}); "
-                                  "no tracing request is built from it, forced or not")
+        if human is not None and trace_item is not None:
+            item = trace_item
             try:
                 req = build_tracing_request(record_of(item), human, force=force)
             except UnconfirmedFieldsError as exc:

@@ -497,3 +497,15 @@ def test_no_tracing_request_for_an_item_that_could_not_be_read(batch: Path, tmp_
                                    "--out", str(tmp_path / "req.json")])
     assert res.exit_code == 2 and "could not be read" in " ".join(res.output.split())
     assert not (tmp_path / "req.json").exists()
+
+
+def test_a_tracing_request_that_cannot_be_made_is_refused_before_anything_is_written(
+    batch: Path, tmp_path: Path
+) -> None:
+    for extra in ([], ["--authority", "NFP", "--case-ref", "C-1", "--illicit", "illicit_under_national_law",
+                       "--legal-justification", "art. 1", "--intended-use", "investigation"]):
+        item = "photos/pistol.png" if not extra else "photos/none.png"  # no human fields, then an unknown item
+        res = CliRunner().invoke(app, [str(batch), "--csv", str(tmp_path / "o.csv"), "--pdf-dir", str(tmp_path / "p"),
+                                       "--tracing-request", item, *extra])
+        assert res.exit_code == 2, res.output
+        assert not (tmp_path / "o.csv").exists() and not (tmp_path / "p").exists()
