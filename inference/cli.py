@@ -290,11 +290,15 @@ def batch(
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Read again the items whose answer in OUT is an error line")
     ] = False,
+    fail_on_errors: Annotated[
+        bool, typer.Option("--fail-on-errors", help="Exit 1 when any item of this run became an error line")
+    ] = False,
 ) -> None:
     """Read every photo under FOLDER into OUT.jsonl, one JSON object per item.
 
-    Exit code 0 when every item read in this run was read, 1 when some became error lines (all the others are
-    written), 2 when nothing could start (a bad output file, model or registry).
+    Exit code 0 when the batch ran to its end (a bad file is an error line, never a failed batch; the summary
+    counts them), 1 with ``--fail-on-errors`` when some item of this run became an error line, 2 when nothing
+    could start (a bad output file, model or registry).
     """
     from marktrace.inference.batch import ModelLoadError, OutputFileError, check_output
 
@@ -331,7 +335,7 @@ def batch(
     )
     if others:
         console.print(f"[yellow]{others}[/yellow]")
-    if summary.errors:
+    if fail_on_errors and summary.errors:
         raise typer.Exit(1)
 
 
