@@ -550,10 +550,18 @@ class MarkingReader:
                 # attempts[:len(images)] are the direct reads, one per photo, in order
                 reference, direct = max(zip(images, attempts, strict=False), key=lambda p: _serial_confidence(p[1]))
                 large = max(reference.image.shape[:2]) >= 2 * self.long_side
-                if (self.settings.turn_oblique and not large
-                        and self._turned_attempt(reference, direct, attempts) is not None):
-                    timings["turn_ms"] = _ms(t1)
-                if self.settings.detector_sides and max(map(_serial_confidence, attempts)) < self.settings.confident:
+
+                def still_unsure() -> bool:
+                    return max(map(_serial_confidence, attempts)) < self.settings.confident
+
+                def turn() -> None:
+                    t_turn = time.perf_counter()
+                    if self._turned_attempt(reference, direct, attempts) is not None:
+                        timings["turn_ms"] = _ms(t_turn)
+
+                if self.settings.turn_oblique and not large:  # a large photo is turned after the other sizes
+                    turn()
+                if self.settings.detector_sides and still_unsure():
                     t_side = time.perf_counter()
                     photo_side = max(reference.image.shape[:2])
                     for side in self.settings.detector_sides:
@@ -564,21 +572,17 @@ class MarkingReader:
                         if _serial_confidence(attempts[-1]) >= self.settings.confident:
                             break
                     timings["detector_sides_ms"] = _ms(t_side)
-                still_unsure = max(map(_serial_confidence, attempts)) < self.settings.confident
-                if large and self.settings.turn_oblique and still_unsure:
-                    t_turn = time.perf_counter()
-                    if self._turned_attempt(reference, direct, attempts) is not None:
-                        timings["turn_ms"] = _ms(t_turn)
-                if (self.settings.anchor_regions and large
-                        and max(map(_serial_confidence, attempts)) < self.settings.confident):
+                if self.settings.turn_oblique and large and still_unsure():
+                    turn()
+                if self.settings.anchor_regions and large and still_unsure():
                     t_anchor = time.perf_counter()
                     self._anchor_attempts(reference, attempts)
                     timings["anchor_ms"] = _ms(t_anchor)
-                if max(map(_serial_confidence, attempts)) < self.settings.confident:
+                if still_unsure():
                     t_chain = time.perf_counter()
                     views += self._chain_attempts(reference, attempts)
                     timings["chains_ms"] = _ms(t_chain)
-                if self.settings.restoration and max(map(_serial_confidence, attempts)) < self.settings.confident:
+                if self.settings.restoration and still_unsure():
                     t2 = time.perf_counter()
                     views += self._restoration_attempt(reference, attempts)
                     timings["restoration_ms"] = _ms(t2)
@@ -1176,7 +1180,10 @@ class MarkingReader:
         """Read one discovered item from disk (originals are only read)."""
         from marktrace.inference.images import load_image
 
-        names = [item.file_label(f, root) if root.is_dir() else f.name for f in item.files]
+        def label(path: Path) -> str:
+            return item.file_label(path, root) if root.is_dir() else path.name
+
+        names = [label(f) for f in item.files]
         if item.problem is not None:
             return ItemResult(item=item.name, files=names, sha256={}, status="error",
                               error=f"{item.name}: {item.problem}")
@@ -1216,9 +1223,7 @@ class MarkingReader:
                 load_light_file,
             )
 
-            light_label = None
-            if item.light_file is not None:
-                light_label = item.file_label(item.light_file, root) if root.is_dir() else item.light_file.name
+            light_label = label(item.light_file) if item.light_file is not None else None
             try:  # the light file the item was discovered with
                 lights = (load_light_file(item.light_file, label=light_label) if item.light_file is not None
                           else load_light_directions(item.files[0].parent))

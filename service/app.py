@@ -66,7 +66,7 @@ from marktrace.service.limits import (
 )
 from marktrace.service.review import ReviewError, ReviewRequest, apply_changes
 from marktrace.service.settings import ServiceSettings
-from marktrace.service.store import AuditEvent, IdempotencyConflict, Principal, Store, StoredFile
+from marktrace.service.store import TIME_FORMAT, AuditEvent, IdempotencyConflict, Principal, Store, StoredFile
 
 _log = logging.getLogger("marktrace.service")
 
@@ -1185,7 +1185,7 @@ def _stored_time(name: str, value: str | None) -> str | None:
                       f"{name}: {value!r} is not an ISO-8601 date or time (e.g. 2026-11-29T14:00:00Z)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def content_disposition(name: str) -> str:

@@ -161,9 +161,13 @@ class AuditReport:
     problems: list[str]
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How the store writes times: UTC ISO-8601 with microseconds, so that text order is time order."""
+
+
 def now_iso() -> str:
     """Current UTC time as ISO-8601 with microseconds (sorts as text)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 def hash_key(secret: str) -> str:
