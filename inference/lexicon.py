@@ -295,14 +295,16 @@ def replace_span(text: str, char_steps: Sequence[int], spot: Spot) -> str:
     return before + spot.phrase + after
 
 
-MIN_SCORE = -0.7
-"""A maker phrase is taken only when its mean log-ratio per character is at least this (``exp`` = 0.50)."""
+MIN_SCORE = -1.4
+"""A maker phrase is taken only when its mean log-ratio per character is at least this (``exp`` = 0.25: a worn
+maker line decodes to near-nonsense, and the margin and cover bars below, not this one, keep noise out; the
+match's confidence, ``exp(score) * CONFIDENCE_WEIGHT``, says how weak it is),"""
 MIN_PHRASE_ALNUM = 5
 """... has at least this many letters and digits (shorter marks match noise too often),"""
 MIN_MARGIN = 0.15
 """... beats the best phrase of any other maker by this much per character,"""
 SHORT_PHRASE_ALNUM = 6
-MIN_MARGIN_SHORT = 0.5
+MIN_MARGIN_SHORT = 0.8
 """... or by this much when it has at most ``SHORT_PHRASE_ALNUM`` letters and digits (a garbled short line
 fits several five- or six-letter marks about equally well; a short mark is taken only when it clearly wins),"""
 MIN_COVER = 0.5
@@ -339,8 +341,15 @@ class MakerLexicon:
             return None
         letters = sum(ch.isalnum() for ch in text.text)
         low = max(MIN_PHRASE_ALNUM, math.ceil(MIN_COVER * max(letters - other_letters, 0)))
-        # Rivals are needed down to the widest margin below the best acceptable score.
-        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=MIN_SCORE - MIN_MARGIN_SHORT)
+        # Rivals are needed down to the margin below the best phrase's score: a long mark's margin first (few
+        # phrases reach it), a short mark's wider one only when the best is a short mark that needs it.
+        floor = MIN_SCORE - MIN_MARGIN
+        spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=floor)
+        top = spots[0] if spots else None
+        if top is not None and top.score >= MIN_SCORE and top.alnum <= SHORT_PHRASE_ALNUM and (
+            top.score - MIN_MARGIN_SHORT < floor
+        ):
+            spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=top.score - MIN_MARGIN_SHORT)
         found = self._clear_winner(spots, MIN_SCORE)
         if found is not None or low <= OPENING_MIN_ALNUM:
             return found
