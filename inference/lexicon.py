@@ -313,6 +313,8 @@ OPENING_MIN_ALNUM = 7
 """A phrase that opens the line (see :meth:`MakerLexicon.best`) needs at least this many letters and digits,"""
 OPENING_MIN_SCORE = -0.35
 """... and at least this score (``exp`` = 0.70), to be taken without covering half the line's letters."""
+MAX_RIVALS = 2
+"""Other makers' phrases listed as a lexicon match's alternatives, at most."""
 CONFIDENCE_WEIGHT = 0.6
 """A lexicon match's confidence is ``exp(score) * CONFIDENCE_WEIGHT``: never as sure as a plain reading."""
 _IMPORT_LINE = re.compile(r"\bIMP", re.IGNORECASE)
@@ -337,6 +339,32 @@ class MakerLexicon:
         ``other_letters`` of the line's letters and digits are already accounted for by another field (a
         country read on the same line, ``MADE IN ITALY``) and do not count toward :data:`MIN_COVER`.
         """
+        return self.best_and_rivals(text, other_letters)[0]
+
+    def best_and_rivals(self, text: DecodedText, other_letters: int = 0) -> tuple[Spot | None, list[Spot]]:
+        """:meth:`best`, and the rival phrases an examiner should see beside it.
+
+        The rivals are the best phrase of each of up to :data:`MAX_RIVALS` other makers among those the decision
+        weighed that also reach :data:`MIN_SCORE` (a mark opening the line was weighed against phrases down to
+        its own bar only), best first; empty when nothing is taken.
+        """
+        found = self._best_among(text, other_letters)
+        if found is None:
+            return None, []
+        top, spots = found
+        rivals: list[Spot] = []
+        taken = set(self.owners.get(top.phrase, set()))
+        for spot in spots:
+            if len(rivals) >= MAX_RIVALS or spot.score < MIN_SCORE:
+                break
+            ids = self.owners.get(spot.phrase, set())
+            if ids and not ids & taken:
+                rivals.append(spot)
+                taken |= ids
+        return top, rivals
+
+    def _best_among(self, text: DecodedText, other_letters: int) -> tuple[Spot, list[Spot]] | None:
+        """The taken phrase and the spots it was chosen from (best first), or None."""
         if text.probs is None:
             return None
         letters = sum(ch.isalnum() for ch in text.text)
@@ -351,8 +379,10 @@ class MakerLexicon:
         ):
             spots = self.spotter.spot(text.probs, low, 2 * letters + 4, floor=top.score - MIN_MARGIN_SHORT)
         found = self._clear_winner(spots, MIN_SCORE)
-        if found is not None or low <= OPENING_MIN_ALNUM:
-            return found
+        if found is not None:
+            return found, spots
+        if low <= OPENING_MIN_ALNUM:
+            return None
         # A long maker name that opens the line, read almost as decoded, followed by what wear garbled (its
         # town: ZASTAVA in XASTAVAARIGULA 1C): taken without covering half the line, against every rival.
         spots = self.spotter.spot(text.probs, MIN_PHRASE_ALNUM, 2 * letters + 4, floor=OPENING_MIN_SCORE - MIN_MARGIN)
@@ -360,7 +390,9 @@ class MakerLexicon:
                         and _opens(text, s)), None)
         if opening is None:
             return None
-        return self._clear_winner([opening, *(s for s in spots if s is not opening)], OPENING_MIN_SCORE)
+        ranked = [opening, *(s for s in spots if s is not opening)]
+        found = self._clear_winner(ranked, OPENING_MIN_SCORE)
+        return None if found is None else (found, ranked)
 
     def _clear_winner(self, spots: Sequence[Spot], min_score: float) -> Spot | None:
         """``spots[0]`` if it scores ``min_score`` and beats every other maker's phrase in ``spots`` by the margin."""
@@ -428,6 +460,22 @@ def _country_letters(record: dict[str, Any], line_text: str) -> int:
     return sum(ch.isalnum() for ch in str(country.get("text_as_marked") or ""))
 
 
+def _rival_makers(
+    value: dict[str, Any], rivals: Sequence[Spot], lexicon: MakerLexicon, registry: Registry
+) -> list[dict[str, Any]]:
+    """The field's alternatives followed by the makers of the rival phrases, at their lexicon confidence."""
+    out = [a for a in value.get("alternatives") or [] if isinstance(a, dict)]
+    names = {value.get("value"), *(a.get("value") for a in out)}
+    for rival in rivals:
+        for maker_id in sorted(lexicon.owners.get(rival.phrase, set())):
+            name = registry.maker(maker_id).name
+            if name not in names:
+                names.add(name)
+                out.append({"value": name, "confidence": round(rival.ratio * CONFIDENCE_WEIGHT, 4),
+                            "method": "lexicon"})
+    return out
+
+
 def fill_manufacturer(
     record: dict[str, Any],
     readings: Sequence[Reading],
@@ -444,14 +492,16 @@ def fill_manufacturer(
     all readings, is re-parsed with the phrase in place of the decoded span; the manufacturer it yields is
     recorded with ``evidence.method = "lexicon"``, the attempt's view, the text as read in
     ``evidence.line_text``, the phrase as ``text_as_marked`` and a ``lexicon_match`` flag, at a confidence
-    below a plain reading. The record is changed in place; returns whether a manufacturer was filled.
+    below a plain reading; other makers whose marks also passed the score bar on that line follow its
+    alternatives (``method: "lexicon"``, each at its own confidence). The record is changed in place; returns
+    whether a manufacturer was filled.
     """
     from marktrace.inference.assemble import build_record
 
     if record.get("manufacturer") is not None:
         return False
     claimed = _claimed_lines(record)
-    found: tuple[Spot, int, Reading] | None = None
+    found: tuple[Spot, list[Spot], int, Reading] | None = None
     seen: set[str] = set()
     for reading in readings:
         taken = claimed | _claimed_lines(reading.record)
@@ -459,12 +509,12 @@ def fill_manufacturer(
             if line.text in taken or line.text in seen or _IMPORT_LINE.search(line.text):
                 continue
             seen.add(line.text)  # the same text from another attempt adds nothing but time
-            spot = lexicon.best(text, _country_letters(reading.record, line.text))
+            spot, rivals = lexicon.best_and_rivals(text, _country_letters(reading.record, line.text))
             if spot is not None and (found is None or spot.score > found[0].score):
-                found = (spot, i, reading)
+                found = (spot, rivals, i, reading)
     if found is None:
         return False
-    spot, index, reading = found
+    spot, rivals, index, reading = found
     lines, text = reading.lines, reading.decoded[index]
     replaced = replace_span(text.text, text.char_steps, spot)
     changed = [*lines[:index], lines[index].model_copy(update={"text": replaced}), *lines[index + 1 :]]
@@ -496,6 +546,7 @@ def fill_manufacturer(
         if key == "manufacturer":
             evidence["method"] = "lexicon"
             value["text_as_marked"] = spot.phrase
+            value["alternatives"] = _rival_makers(value, rivals, lexicon, registry)
         value["confidence"] = round(min(float(value["confidence"]), weight), 4)
         value["flags"] = [*value.get("flags", []), flag]
         record[key] = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -292,6 +294,39 @@ def test_the_two_step_rival_search_decides_as_one_search_down_to_the_widest_marg
         shallow_differs += _one_search_decision(lexicon, text, MIN_SCORE - MIN_MARGIN) != deep
         taken += got is not None
     assert shallow_differs >= 3 and 20 <= taken <= 180
+
+
+def test_a_lexicon_match_lists_other_makers_that_reach_the_bar_as_alternatives() -> None:
+    """QAUSEQ: MAUSER taken; MADSEN (weak D and N runner-ups) listed at its own lower confidence; records validate."""
+    import jsonschema
+
+    from marktrace.inference.records import load_schema
+
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    hashes = {"a.png": "5a" * 32}
+
+    def fill(second_d: float) -> dict[str, Any]:
+        probs = line_probs("QAUSEQ", runner_up="MAUSER", second=0.4)
+        probs[1 + 3 * 2, CHARSET.index("D") + 1] = second_d
+        probs[1 + 3 * 5, CHARSET.index("N") + 1] = 0.05
+        texts = [greedy_decode(probs / probs.sum(axis=1, keepdims=True), CHARSET), decoded("SN 12345")]
+        lines = [_line(t) for t in texts]
+        record = build_record(lines, hashes, registry)
+        assert record["manufacturer"] is None
+        assert fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry,
+                                 hashes)
+        jsonschema.validate(record, load_schema("identification-record.v1.json"))
+        maker = record["manufacturer"]
+        assert isinstance(maker, dict) and maker["value"] == registry.maker("mauser").name
+        return maker
+
+    maker = fill(0.01)  # MADSEN about -1.24 per letter: over the bar, 1.1 behind MAUSER
+    rival = next(a for a in maker["alternatives"] if a["value"] == registry.maker("madsen").name)
+    assert rival["method"] == "lexicon" and 0 < rival["confidence"] < maker["confidence"]
+    assert rival["confidence"] == pytest.approx(np.exp(-1.24) * CONFIDENCE_WEIGHT, abs=0.01)
+    # a D thirty times weaker: MADSEN under the bar, no alternative from the lexicon
+    assert all(a.get("method") != "lexicon" for a in fill(0.0003)["alternatives"])
 
 
 def test_a_long_maker_name_opening_a_garbled_line_is_taken_without_covering_half_of_it() -> None:
