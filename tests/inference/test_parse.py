@@ -148,6 +148,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("C0LT", {"maker": "Colt's Manufacturing Company"}),
     ("5MITH & WESSON", {"maker": "Smith & Wesson"}),
     ("SIG SAVER", {"maker": "SIG Sauer", "maker_flag": "fuzzy"}),
+    # one letter from SIG SAUER, with J. P. Sauer's exact SAUER inside: the near mark that explains the whole
+    # line wins (J. P. Sauer stays among the alternatives)
+    ("RIG SAUER", {"maker": "SIG Sauer", "maker_flag": "fuzzy", "maker_alt": "J. P. Sauer & Sohn"}),
     ("BERETA", {"maker": "Beretta", "maker_flag": "fuzzy"}),
     ("WALTHFR", {"maker": "Carl Walther"}),
     ("REMINGTQN", {"maker": "Remington Arms"}),
@@ -506,6 +509,8 @@ def test_parse_case(registry: Registry, spec: str, expected: dict[str, Any]) -> 
         got["country_alt"] = [a.value for a in rec["country_of_manufacture"].alternatives]
     if "serial_alt" in expected:
         got["serial_alt"] = [a.value for a in rec["serial_number"].alternatives]
+    if "maker_alt" in expected:
+        got["maker_alt"] = [a.value for a in rec["manufacturer"].alternatives]
     if "maker_flag" in expected:
         got["maker_flag"] = [fl.get("kind") for fl in rec["manufacturer"].flags]
     if "calibre_flag" in expected:
@@ -520,7 +525,7 @@ def test_parse_case(registry: Registry, spec: str, expected: dict[str, Any]) -> 
         got["proof"] = [p.value for p in rec["proof_marks"]]
     for key, want in expected.items():
         have = got[key]
-        if key in ("country_alt", "serial_alt", "maker_flag", "calibre_flag", "proof"):
+        if key in ("country_alt", "serial_alt", "maker_alt", "maker_flag", "calibre_flag", "proof"):
             assert want in have, f"{spec!r}: {key} {have!r} lacks {want!r}"
         else:
             assert have == want, f"{spec!r}: {key} = {have!r}, expected {want!r}"
