@@ -36,7 +36,8 @@ from marktrace.inference.schema import ItemResult, RecordField
 CSV_COLUMNS: tuple[str, ...] = (
     "item", "files", "status", "error",
     "serial_number", "serial_confidence", "serial_status", "serial_alternatives",
-    "manufacturer", "manufacturer_confidence", "manufacturer_status",
+    "manufacturer", "manufacturer_confidence", "manufacturer_source", "manufacturer_status",
+    "manufacturer_alternatives",
     "country_of_manufacture", "country_confidence", "country_source", "country_status",
     "model", "type", "calibre", "calibre_confidence", "year_of_manufacture",
     "import_marks", "proof_marks", "other_markings", "serial_obliterated", "notes", "sha256",
@@ -135,7 +136,9 @@ def csv_row(item: ItemResult) -> dict[str, str]:
         "serial_alternatives": " | ".join(a.value for a in s.alternatives) if s else "",
         "manufacturer": _v(m),
         "manufacturer_confidence": f"{m.confidence:.2f}" if m else "",
+        "manufacturer_source": _source(m, detail=False) if m else "",
         "manufacturer_status": m.status if m else "",
+        "manufacturer_alternatives": " | ".join(f"{a.value} ({a.confidence:.2f})" for a in m.alternatives) if m else "",
         "country_of_manufacture": _v(c),
         "country_confidence": f"{c.confidence:.2f}" if c else "",
         "country_source": _source(c, detail=False) if c else "",
@@ -314,6 +317,8 @@ def _source(fld: RecordField, detail: bool = True) -> str:
     """
     if fld.evidence.method == "registry_fallback":
         machine = "maker registry (not read)"
+    elif fld.evidence.method == "lexicon":
+        machine = "registry mark matched to a worn read (lexicon)"
     else:
         machine = f"read ({fld.evidence.method})" if detail else "read"
     if fld.status == "corrected":

@@ -117,6 +117,19 @@ def test_csv_one_row_per_item(batch: Path, tmp_path: Path) -> None:
     assert bad["status"] == "error" and "truncated" in bad["error"] and bad["serial_number"] == ""
 
 
+def test_csv_says_where_the_maker_comes_from_and_lists_its_alternatives(batch: Path, tmp_path: Path) -> None:
+    items = read_batch(batch)
+    rows = list(csv.DictReader(write_csv(items, tmp_path / "read.csv").open(encoding="utf-8-sig")))
+    assert rows[0]["manufacturer_source"] == "read" and rows[0]["manufacturer_alternatives"] == ""
+    maker = items[0].record["manufacturer"]
+    maker["evidence"]["method"] = "lexicon"
+    maker["alternatives"] = [{"value": "Carl Walther", "confidence": 0.123, "method": "lexicon"}]
+    rows = list(csv.DictReader(write_csv(items, tmp_path / "lexicon.csv").open(encoding="utf-8-sig")))
+    assert rows[0]["manufacturer_source"] == "registry mark matched to a worn read (lexicon)"
+    assert rows[0]["manufacturer_alternatives"] == "Carl Walther (0.12)"
+    assert rows[1]["manufacturer_source"] == "" and rows[1]["manufacturer_alternatives"] == ""  # the error item
+
+
 def test_csv_neutralises_formulas(batch: Path, tmp_path: Path) -> None:
     items = read_batch(batch)
     items[0].record["serial_number"]["value"] = "=HYPERLINK(1)"
