@@ -127,3 +127,40 @@ def test_other_pixels_of_one_view_of_one_photo_never_replace_a_kept_image(photo_
         assert json.loads(file.with_name(file.stem + ".trail.json").read_text())["trail"]["sha256"] == image_sha256(
             pixels)
     assert not [p for p in (tmp_path / "views").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_serial_read_through_a_chain_is_reported_at_a_share_of_its_confidence() -> None:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1))
+    weight = reader.settings.chain_confidence_weight
+    assert 0 < weight < 1
+    record: dict[str, Any] = {"serial_number": {"value": "AB123", "confidence": 0.8, "method": "chain:flatten_clahe",
+                                                "flags": []}}
+    reader._weigh_chain_read(record)
+    serial = record["serial_number"]
+    assert serial["confidence"] == pytest.approx(0.8 * weight, abs=1e-4)
+    flag = next(f for f in serial["flags"] if f["kind"] == "confidence_weighted")
+    assert flag["read_confidence"] == 0.8 and flag["weight"] == weight
+    direct: dict[str, Any] = {"serial_number": {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": []}}
+    reader._weigh_chain_read(direct)
+    assert direct["serial_number"] == {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": []}
+    off = MarkingReader.from_settings(ReaderSettings(threads=1, chain_confidence_weight=1.0))
+    record["serial_number"].update(confidence=0.8, flags=[])
+    off._weigh_chain_read(record)
+    assert record["serial_number"]["confidence"] == 0.8 and record["serial_number"]["flags"] == []
+
+
+def test_chain_reads_keep_their_value_and_lose_confidence_only() -> None:
+    """Seed 1,250,000,780: every chain tried (``_reader``), the serial is read through ``flatten_clahe``."""
+    from marktrace.datasets.synth import SynthConfig, render_marking
+
+    image = render_marking(1_250_000_780, SynthConfig(fonts="train", wear=(0.4, 0.5), rotation="upright")).image
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    weighted = _reader().read_uploaded("item", [("photo.png", bytes(buf))])
+    plain = _reader(chain_confidence_weight=1.0).read_uploaded("item", [("photo.png", bytes(buf))])
+    a, b = weighted.record["serial_number"], plain.record["serial_number"]
+    assert a["value"] == b["value"] and a["method"] == b["method"] and str(a["method"]).startswith("chain:")
+    assert a["confidence"] == pytest.approx(b["confidence"] * 0.15, abs=1e-3)
+    assert not any(f["kind"] == "confidence_weighted" for f in b.get("flags") or [])
