@@ -127,8 +127,9 @@ class MarktraceEngine(Engine):
                 fields[key] = entry["value"]
         if isinstance(serial, dict):
             fields["serial_confidence"] = float(serial.get("confidence") or 0.0)
-            fields["serial_alternatives"] = [str(a.get("value")) for a in serial.get("alternatives") or []
-                                             if isinstance(a, dict) and a.get("value") is not None]
+            listed = [a for a in serial.get("alternatives") or [] if isinstance(a, dict) and a.get("value") is not None]
+            fields["serial_alternatives"] = [str(a.get("value")) for a in listed]
+            fields["serial_alternative_confidences"] = [float(a.get("confidence") or 0.0) for a in listed]
             evidence = serial.get("evidence")
             method = serial.get("method") or (evidence.get("method") if isinstance(evidence, dict) else None)
             if method:

@@ -249,8 +249,11 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     :data:`UNSURE_BELOW` and what share of them was right; ``auroc``: the chance that a right read has a higher
     confidence than a wrong one (ties count half; None when all reads are right or all wrong); ``brier``: the
     mean squared difference between confidence and rightness (0 is perfect); ``exact_or_alternative``: the share
-    of all rows whose serial or one of its alternatives is right (None when no row lists alternatives). An item
-    that errored, or whose read found no serial, is a wrong read at confidence 0.
+    of all rows whose serial or one of its alternatives is right (None when no row lists alternatives);
+    ``alternatives``: the same for the alternatives' own confidences, where rows carry them (``alternative_scores``,
+    each ``[confidence, right]``): how many were listed, the share right, their mean confidence, their Brier score,
+    and ``above_value``, the rows listing an alternative more confident than the value. An item that errored, or
+    whose read found no serial, is a wrong read at confidence 0.
     """
     if not any("serial_confidence" in (r.get("fields") or {}) for r in rows):
         return None
@@ -268,7 +271,7 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         wins = sum((p > q) + 0.5 * (p == q) for p in right for q in wrong)
         auroc = round(wins / (len(right) * len(wrong)), 4)
     listed = [r for r in rows if "exact_or_alternative" in r]
-    return {
+    out: dict[str, Any] = {
         "n": len(pairs),
         "exact_or_alternative": round(sum(bool(r["exact_or_alternative"]) for r in listed) / len(rows), 4)
         if listed else None,
@@ -277,6 +280,19 @@ def confidence_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         "auroc": auroc,
         "brier": round(statistics.fmean((c - ok) ** 2 for ok, c in pairs), 4),
     }
+    scored = [r for r in rows if isinstance(r.get("alternative_scores"), list)]
+    alternatives = [(bool(ok), float(c)) for r in scored for c, ok in r["alternative_scores"]]
+    if alternatives:
+        out["alternatives"] = {
+            "n": len(alternatives),
+            "right": round(sum(ok for ok, _ in alternatives) / len(alternatives), 4),
+            "mean_confidence": round(statistics.fmean(c for _, c in alternatives), 4),
+            "brier": round(statistics.fmean((c - ok) ** 2 for ok, c in alternatives), 4),
+            "above_value": sum(
+                any(float(c) > float((r.get("fields") or {}).get("serial_confidence") or 0.0) + 1e-9
+                    for c, _ in r["alternative_scores"]) for r in scored),
+        }
+    return out
 
 
 def truth_maker_country(extra: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -175,6 +175,10 @@ def confidence_summary(result: dict[str, Any]) -> str:
             f"AUROC {_fmt(conf['auroc'], digits=3)}; Brier {_fmt(conf['brier'], digits=3)}"
             + (f"; right or among the alternatives {_fmt(conf['exact_or_alternative'], pct=True)}"
                if conf.get("exact_or_alternative") is not None else "")
+            + (f"; alternatives: {alt['n']} listed, {_fmt(alt['right'], pct=True)} right at a mean confidence of "
+               f"{_fmt(alt['mean_confidence'], digits=3)} (Brier {_fmt(alt['brier'], digits=3)}), "
+               f"an alternative above the value in {alt['above_value']} items"
+               if (alt := conf.get("alternatives")) else "")
         )
     return "\n".join(lines)
 

@@ -128,8 +128,12 @@ def run(engine_name: str, items_file: Path, out_file: Path, options: Any) -> int
                     row["fields"] = reading.fields
                     alternatives = reading.fields.get("serial_alternatives")
                     if isinstance(alternatives, list):  # the value or one of its alternatives is the serial
-                        row["exact_or_alternative"] = bool(row["exact"]) or any(
-                            score(str(a), item.truth)["exact"] for a in alternatives)
+                        right = [bool(score(str(a), item.truth)["exact"]) for a in alternatives]
+                        row["exact_or_alternative"] = bool(row["exact"]) or any(right)
+                        confidences = reading.fields.get("serial_alternative_confidences")
+                        if isinstance(confidences, list) and len(confidences) == len(right):
+                            row["alternative_scores"] = [[float(c), ok]
+                                                         for c, ok in zip(confidences, right, strict=True)]
             if item.extra:
                 row["truth_extra"] = item.extra
             out.write(json.dumps(row) + "\n")

@@ -250,6 +250,18 @@ def merge_alternatives(best: _Attempt, attempts: Sequence[_Attempt]) -> dict[str
     return record
 
 
+def scale_alternatives(alternatives: Sequence[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """Copies of ``alternatives`` with each confidence multiplied by ``factor`` (rounded to 4 places), in order.
+
+    When the reader discounts a serial after choosing it (its line's cuts disagree, it was read through an
+    enhancement chain), the readings it was chosen over share the doubt: left at the confidence they were read
+    with, they would be listed above the value, and on development photos they were right far less often than
+    that (README, "Reading photos").
+    """
+    return [{**alternative, "confidence": round(float(alternative["confidence"]) * factor, 4)}
+            for alternative in alternatives]
+
+
 def clip_line_box(line: Line, sizes: Mapping[str, tuple[int, int]]) -> Line:
     """``line`` with its box inside its photo (``sizes``: file -> shown width, height); unchanged if unknown."""
     size = sizes.get(line.file)

@@ -21,6 +21,7 @@ from marktrace.inference.assemble import (
     clip_record_boxes,
     merge_alternatives,
     reads_agree,
+    scale_alternatives,
     serial_consensus,
 )
 from marktrace.inference.atomic import atomic_write_bytes
@@ -107,9 +108,10 @@ class ReaderSettings:
     their summed serial confidence; the relief views are then not made."""
     chains: tuple[str, ...] = ("blackhat_clahe", "flatten_clahe")
     chain_confidence_weight: float = 0.15
-    """A serial read through an enhancement chain is reported at this share of its own confidence (the read chosen
-    is not changed): chains run only on photos whose direct read was unsure, and there their reads are rarely
-    right (2 of 39 on development `ground` and `worn` photos, at a mean confidence of 0.46). 1.0 turns it off."""
+    """A serial read through an enhancement chain is reported at this share of its own confidence, and so are its
+    alternatives (the read chosen is not changed): chains run only on photos whose direct read was unsure, and there
+    their reads are rarely right (2 of 39 on development `ground` and `worn` photos, at a mean confidence of 0.46).
+    1.0 turns it off."""
     chain_max_pixels: int = 12 * 1024 * 1024
     """A chain's working copy (the photo, or its text region) of more pixels than this is shrunk to it first (a
     recorded ``resize`` step, pixel averaging, after the chain's ``gray`` step when it starts with one), so the
@@ -802,9 +804,10 @@ class MarkingReader:
         of :meth:`_recut_attempt` when the line is the direct read's, else the line is cut again with every margin
         and its own read counts too. Each read is parsed in place of the line (with the attempt's other lines); when
         ``k`` of ``n`` reads give the record's serial value (``59829WR.`` and ``59829WR`` give the same), the
-        confidence is multiplied by ``(k / n) ** 2`` and, when ``k < n``, a ``cut_disagreement`` flag lists the
-        reads with their serials, and each other serial joins the alternatives (``method: "cut"``, its confidence
-        scaled by its own share, never above the value's). Changes ``record`` in place.
+        confidence and the alternatives already listed are multiplied by ``(k / n) ** 2`` and, when ``k < n``, a
+        ``cut_disagreement`` flag lists the reads with their serials, and each other serial joins the alternatives
+        (``method: "cut"``, its confidence scaled by its own share, never above the value's). Changes ``record`` in
+        place.
         """
         serial = record.get("serial_number")
         paths = {img.path: img for img in images}
@@ -838,8 +841,10 @@ class MarkingReader:
         factor = (agree / len(texts)) ** 2
         read_confidence = float(serial["confidence"])
         serial["confidence"] = round(read_confidence * factor, 4)
-        # The serials the other cuts give join the alternatives (scaled the same way, never above the value).
-        alternatives = list(serial.get("alternatives") or [])
+        # The readings already listed (the value's own confusable characters, the other attempts' serials) are
+        # scaled with it: the disagreement discounts the read, not only the value chosen from it. The serials the
+        # other cuts give join them (scaled by their own share, never above the value).
+        alternatives = scale_alternatives(serial.get("alternatives") or [], factor)
         seen = {value, *(a.get("value") for a in alternatives)}
         for other_value, count in counts.items():
             if other_value is None or other_value in seen:
@@ -854,7 +859,8 @@ class MarkingReader:
             "reads": [{"text": t, "serial": values[t],
                        **({"pad_along": m[0], "pad_across": m[1]} if m else {"own_read": True})} for m, t in texts],
             "note": "crops of the line cut with other margins give other serials: the confidence is scaled by the "
-                    "square of the share that agree; compare the reads with the photo",
+                    "square of the share that agree, and so are the alternatives read before the cuts; compare the "
+                    "reads with the photo",
         }]
 
     def _turned_attempt(self, image: LoadedImage, direct: _Attempt, attempts: list[_Attempt]) -> float | None:
@@ -915,10 +921,12 @@ class MarkingReader:
                 break
 
     def _weigh_chain_read(self, record: dict[str, Any]) -> None:
-        """Report a serial read through an enhancement chain at a share of its confidence.
+        """Report a serial read through an enhancement chain at a share of its confidence, its alternatives too.
 
         The share is :attr:`ReaderSettings.chain_confidence_weight`; a ``confidence_weighted`` flag keeps the
-        confidence as read.
+        confidence as read. The alternatives (the other attempts' serials, all read with less confidence than the
+        chain's read, else it would not have been chosen) are scaled by the same share, so none is listed above the
+        value chosen over it.
         """
         serial = record.get("serial_number")
         weight = self.settings.chain_confidence_weight
@@ -926,10 +934,11 @@ class MarkingReader:
             return
         read = float(serial.get("confidence") or 0.0)
         serial["confidence"] = round(read * weight, 4)
+        serial["alternatives"] = scale_alternatives(serial.get("alternatives") or [], weight)
         serial["flags"] = [*(serial.get("flags") or []), {
             "kind": "confidence_weighted", "read_confidence": round(read, 4), "weight": weight,
             "note": "read through an enhancement chain after an unsure direct read; such reads are rarely right, "
-                    "so the confidence is scaled down",
+                    "so the confidence is scaled down, and the alternatives' with it",
         }]
 
     def _chain_attempts(self, image: LoadedImage, attempts: list[_Attempt]) -> list[View]:

@@ -310,6 +310,24 @@ def test_confidence_scores_split_reads_and_rank_right_above_wrong() -> None:
     assert confidence_scores([row(True, 0.5), row(True, 0.9)])["auroc"] is None  # type: ignore[index]
 
 
+def test_confidence_scores_rate_the_alternatives_own_confidences() -> None:
+    from bench.metrics import confidence_scores
+
+    rows = [
+        {"exact": False, "fields": {"serial_confidence": 0.1}, "alternative_scores": [[0.6, False], [0.05, True]]},
+        {"exact": True, "fields": {"serial_confidence": 0.9}, "alternative_scores": [[0.2, False]]},
+        {"exact": True, "fields": {"serial_confidence": 0.8}},  # an older row: no alternative confidences
+    ]
+    got = confidence_scores(rows)
+    assert got is not None
+    alternatives = got["alternatives"]
+    assert alternatives["n"] == 3 and alternatives["right"] == round(1 / 3, 4)
+    assert alternatives["mean_confidence"] == round((0.6 + 0.05 + 0.2) / 3, 4)
+    assert alternatives["brier"] == round((0.6**2 + 0.95**2 + 0.2**2) / 3, 4)
+    assert alternatives["above_value"] == 1  # the first row lists 0.6 above its value's 0.1
+    assert "alternatives" not in confidence_scores(rows[2:])  # type: ignore[operator]
+
+
 def test_the_report_gives_each_engine_its_confidence_line() -> None:
     rows = [{"exact": ok, "error": None, "cer": 0.0, "cpu_ms": 1.0, "wall_ms": 1.0, "n_images": 1,
              "fields": {"serial_confidence": c}} for ok, c in ((True, 0.95), (False, 0.4), (True, 0.5))]
@@ -318,6 +336,13 @@ def test_the_report_gives_each_engine_its_confidence_line() -> None:
     lines = [ln for ln in md.splitlines() if "serial confidence" in ln]
     assert len(lines) == 1 and lines[0].startswith("marktrace serial confidence")
     assert "at ≥ 0.9: 1 reads, 100.0% right" in lines[0] and "below 0.6: 2 reads, 50.0% right" in lines[0]
+    assert "alternatives:" not in lines[0]  # no row carries the alternatives' confidences
+    rows[1]["alternative_scores"] = [[0.7, False]]
+    engines = {"marktrace": summarize(rows)}
+    md = markdown([{"set": "clean", "n": 3, "engines": engines, "ratios": ratios(engines)}], "cmd", {"threads": 2})
+    line = next(ln for ln in md.splitlines() if "serial confidence" in ln)
+    assert "alternatives: 1 listed, 0.0% right at a mean confidence of 0.700" in line
+    assert "an alternative above the value in 1 items" in line
 
 
 @pytest.mark.parametrize(("read", "truth", "exact"), [

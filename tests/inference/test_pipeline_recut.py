@@ -196,12 +196,22 @@ def test_a_serial_line_from_another_attempt_is_cut_again_and_its_own_read_counts
     before = float(direct.record["serial_number"]["confidence"])
     monkeypatch.setattr(reader, "_cut_reads", _fake_cuts(serial_reads, [("AB1", 0.9), (line_text, 0.9), ("AB2", 0.9)]))
     record = {k: (dict(v) if isinstance(v, dict) else v) for k, v in direct.record.items()}
+    # another attempt's serial, read a little less confidently than the value it lost to
+    earlier = {"value": "ZZ99", "confidence": round(before * 0.9, 4), "method": "direct"}
+    record["serial_number"]["alternatives"] = [earlier]
     reader._cut_agreement(record, direct, [image], {})
-    flag = next(f for f in record["serial_number"]["flags"] if f["kind"] == "cut_disagreement")
+    serial = record["serial_number"]
+    flag = next(f for f in serial["flags"] if f["kind"] == "cut_disagreement")
     serial_value = direct.record["serial_number"]["value"]
     assert (flag["agree"], flag["of"]) == (2, 4)
     assert flag["reads"][0] == {"text": line_text, "serial": serial_value, "own_read": True}
-    assert record["serial_number"]["confidence"] == pytest.approx(before * 0.25, abs=2e-4)
+    assert serial["confidence"] == pytest.approx(before * 0.25, abs=2e-4)
+    # the disagreement discounts the alternatives read before the cuts too: none is listed above the value
+    scaled = next(a for a in serial["alternatives"] if a["value"] == "ZZ99")
+    assert scaled["confidence"] == pytest.approx(earlier["confidence"] * 0.25, abs=2e-4)
+    assert scaled["method"] == "direct" and earlier["confidence"] == round(before * 0.9, 4)  # the input not changed
+    assert all(a["confidence"] <= serial["confidence"] for a in serial["alternatives"])
+    assert [a["value"] for a in serial["alternatives"] if a["method"] == "cut"] == ["AB1", "AB2"]
 
 
 def test_a_serial_from_an_enhancement_view_is_not_checked(

@@ -135,20 +135,30 @@ def test_a_serial_read_through_a_chain_is_reported_at_a_share_of_its_confidence(
     reader = MarkingReader.from_settings(ReaderSettings(threads=1))
     weight = reader.settings.chain_confidence_weight
     assert 0 < weight < 1
+    lost_to_it = [{"value": "A8123", "confidence": 0.7, "method": "direct"},
+                  {"value": "AB12", "confidence": 0.3, "method": "chain:blackhat_clahe"}]
     record: dict[str, Any] = {"serial_number": {"value": "AB123", "confidence": 0.8, "method": "chain:flatten_clahe",
-                                                "flags": []}}
+                                                "flags": [], "alternatives": lost_to_it}}
     reader._weigh_chain_read(record)
     serial = record["serial_number"]
     assert serial["confidence"] == pytest.approx(0.8 * weight, abs=1e-4)
+    # the readings the chain's read was chosen over are discounted with it: none is listed above the value
+    assert [a["value"] for a in serial["alternatives"]] == ["A8123", "AB12"]
+    assert [a["confidence"] for a in serial["alternatives"]] == pytest.approx([0.7 * weight, 0.3 * weight], abs=1e-4)
+    assert all(a["confidence"] <= serial["confidence"] for a in serial["alternatives"])
+    assert lost_to_it[0]["confidence"] == 0.7  # copies: the attempt's own record is not changed
     flag = next(f for f in serial["flags"] if f["kind"] == "confidence_weighted")
     assert flag["read_confidence"] == 0.8 and flag["weight"] == weight
-    direct: dict[str, Any] = {"serial_number": {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": []}}
+    direct: dict[str, Any] = {"serial_number": {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": [],
+                                                "alternatives": [{"value": "A8123", "confidence": 0.7}]}}
     reader._weigh_chain_read(direct)
-    assert direct["serial_number"] == {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": []}
+    assert direct["serial_number"] == {"value": "AB123", "confidence": 0.8, "method": "direct", "flags": [],
+                                       "alternatives": [{"value": "A8123", "confidence": 0.7}]}
     off = MarkingReader.from_settings(ReaderSettings(threads=1, chain_confidence_weight=1.0))
-    record["serial_number"].update(confidence=0.8, flags=[])
+    record["serial_number"].update(confidence=0.8, flags=[], alternatives=lost_to_it)
     off._weigh_chain_read(record)
     assert record["serial_number"]["confidence"] == 0.8 and record["serial_number"]["flags"] == []
+    assert record["serial_number"]["alternatives"] == lost_to_it
 
 
 def test_chain_reads_keep_their_value_and_lose_confidence_only() -> None:
@@ -164,3 +174,8 @@ def test_chain_reads_keep_their_value_and_lose_confidence_only() -> None:
     assert a["value"] == b["value"] and a["method"] == b["method"] and str(a["method"]).startswith("chain:")
     assert a["confidence"] == pytest.approx(b["confidence"] * 0.15, abs=1e-3)
     assert not any(f["kind"] == "confidence_weighted" for f in b.get("flags") or [])
+    # the direct read it was chosen over stays an alternative, discounted alike, below the value
+    assert b["alternatives"] and [x["value"] for x in a["alternatives"]] == [x["value"] for x in b["alternatives"]]
+    assert [x["confidence"] for x in a["alternatives"]] == pytest.approx(
+        [x["confidence"] * 0.15 for x in b["alternatives"]], abs=1e-3)
+    assert max(x["confidence"] for x in a["alternatives"]) <= a["confidence"]
