@@ -9,6 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+import numpy as np
+
+from marktrace.inference.ctc import DecodedText
 from marktrace.inference.geometry import clip_box
 from marktrace.inference.schema import Line
 
@@ -260,6 +263,76 @@ def scale_alternatives(alternatives: Sequence[dict[str, Any]], factor: float) ->
     """
     return [{**alternative, "confidence": round(float(alternative["confidence"]) * factor, 4)}
             for alternative in alternatives]
+
+
+DETACHED_MAX_CONFIDENCE = 0.4
+"""A serial line's last character read below this confidence may be a mark beside the serial (see
+:func:`drop_detached_end`)."""
+DETACHED_OTHERS_MIN = 0.8
+"""... when every other character of the line was read at this confidence or more,"""
+DETACHED_GAP_RATIO = 1.5
+"""... and it stands this many times the line's median character pitch (CTC steps) after the one before it."""
+DETACHED_MIN_CHARACTERS = 5
+"""Lines of fewer characters (spaces aside) have too few pitches to measure a gap against."""
+
+
+def detached_end(decoded: DecodedText) -> dict[str, Any] | None:
+    """The last character of a read line when it looks like a mark set beside the text rather than part of it.
+
+    Proof, inspection and acceptance stamps (a circle, a dot in a ring, a star) are struck next to serials; the
+    recognizer has no class for them and reads one as the nearest character (``6``, ``9``, ``0``, ``7``), unsurely
+    and a step apart from the rest. Returns ``{"character", "confidence", "gap_ratio", "others_min"}`` when the last
+    non-space character was read below :data:`DETACHED_MAX_CONFIDENCE`, every other at
+    :data:`DETACHED_OTHERS_MIN` or more, and its distance from the character before it (in CTC time steps) is at
+    least :data:`DETACHED_GAP_RATIO` times the median of the line's other pitches; else None.
+    """
+    positions = [i for i, ch in enumerate(decoded.text) if not ch.isspace()]
+    if len(positions) < DETACHED_MIN_CHARACTERS or len(decoded.char_steps) != len(decoded.text):
+        return None
+    confidences = [decoded.char_confidences[i] for i in positions]
+    steps = [decoded.char_steps[i] for i in positions]
+    pitches = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    usual = float(np.median(pitches[:-1]))
+    if usual <= 0:
+        return None
+    last, others = confidences[-1], min(confidences[:-1])
+    ratio = pitches[-1] / usual
+    if last >= DETACHED_MAX_CONFIDENCE or others < DETACHED_OTHERS_MIN or ratio < DETACHED_GAP_RATIO:
+        return None
+    return {"character": decoded.text[positions[-1]], "confidence": round(float(last), 4),
+            "gap_ratio": round(float(ratio), 2), "others_min": round(float(others), 4)}
+
+
+def drop_detached_end(serial: dict[str, Any], decoded: DecodedText) -> bool:
+    """Take a detached last character (:func:`detached_end`) of the serial's line off the serial's value.
+
+    Only when the value ends with it and keeps at least three characters. The full value becomes an alternative (at
+    the value's confidence times that character's), ``text_as_marked`` loses the character too, and a
+    ``detached_end_dropped`` flag gives the character, its confidence, the gap and the full read. The line itself
+    keeps what was read. Changes ``serial`` in place; returns whether it did.
+    """
+    found = detached_end(decoded)
+    value = str(serial.get("value") or "")
+    if found is None or not value.endswith(found["character"]):
+        return False
+    kept = value[: -len(found["character"])].rstrip(" -")
+    if len(kept.replace("-", "").replace(" ", "")) < 3:
+        return False
+    marked = serial.get("text_as_marked")
+    if isinstance(marked, str) and marked.rstrip().endswith(found["character"]):
+        serial["text_as_marked"] = marked.rstrip()[: -len(found["character"])].rstrip(" -")
+    confidence = float(serial.get("confidence") or 0.0)
+    others = [a for a in serial.get("alternatives") or [] if a.get("value") not in (kept, value)]
+    full = {"value": value, "confidence": round(confidence * found["confidence"], 4), "method": "detached_end"}
+    serial["value"] = kept
+    serial["alternatives"] = sorted([*others, full], key=lambda a: -float(a["confidence"]))
+    serial["flags"] = [*(serial.get("flags") or []), {
+        "kind": "detached_end_dropped", **found, "read": value,
+        "note": "the line's last character was read unsurely and stands apart from the others: likely a mark struck "
+                "beside the serial (a proof or inspection stamp, a star), not part of it; the full read is an "
+                "alternative - compare with the photo",
+    }]
+    return True
 
 
 def clip_line_box(line: Line, sizes: Mapping[str, tuple[int, int]]) -> Line:

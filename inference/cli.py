@@ -87,7 +87,8 @@ def field_how(field: dict[str, Any]) -> str:
     read when the value was matched to a registry mark from it (a lexicon match), for a multi-light
     item's serial how many of its reads gave the value (its ``consensus`` flag), and for a photo's serial
     whether another cut of its line gave it (``recut``), whether its box was grown along the line (``box grown``,
-    the first read's text) and how many cuts agreed when not all did.
+    the first read's text), how many cuts agreed when not all did, and whether a mark read after it was left off
+    (``mark left off``, the full read).
     """
     evidence = field.get("evidence") or {}
     parts = [str(field["method"])] if field.get("method") not in (None, "direct") else []
@@ -104,6 +105,8 @@ def field_how(field: dict[str, Any]) -> str:
         parts.append(f"box grown (first read {grown.get('first_read')!r})")
     if (cuts := flags.get("cut_disagreement")) is not None:  # cuts gave other serials: confidence scaled down
         parts.append(f"{cuts.get('agree')} of {cuts.get('of')} cuts agree")
+    if (mark := flags.get("detached_end_dropped")) is not None:  # a stamp beside the serial read as a character
+        parts.append(f"mark left off (read {mark.get('read')!r})")
     return " / ".join(parts)
 
 

@@ -89,6 +89,14 @@ _SERIAL_PREFIX = re.compile(
     r"(?:\s*[.:#-]\s*|\s+))+(?=[A-Z0-9А-ЯЁ])"
 )
 """Serial labels before a serial, possibly stacked (``S/N No 4020``)."""
+_SERIAL_ORNAMENTS = "*#"
+"""Characters set around a serial as ornament or label (``*0623128*``, ``#12345``), stripped from a candidate."""
+_CALIBRE_FRAGMENT = re.compile(r"^\.?\d{1,2}X\d{2,3}$")
+"""A metric calibre's ``bore X case`` shape (``62X39`` of ``7.62X39``): a serial candidate of this shape ranks lower."""
+NO_DIGIT_PREFIX_SCORE = 0.3
+"""Rank score of a serial read after a serial label that holds no digit (a role-scored candidate scores up to about
+1.0): the label's own confusable letters let it through (``SN OIZSBL`` may be ``SN 0125B1``), but a serial with no
+digit is far likelier a misread line."""
 _FFL_SERIAL = re.compile(r"(?<![\w-])(\d{8})-([A-Z0-9]{2,})(?![\w-])")
 _ISACS = re.compile(r"^([A-Z]{2})\s+([A-Z]{2,6})\s+(\d{2})\s+(\d{2})\s+(\d{3,10})(?:\s+(\d{2}))?$")
 _IMPORT_ITI = re.compile(r"^([A-Z]{2})\s+(\d{2}|\d{4})$")
@@ -392,6 +400,14 @@ def _fuzzy_flag(key: str, hit: FuzzyHit[Any], to: str, **extra: Any) -> dict[str
             "normalized_distance": round(hit.normalized, 3), "from": key, "to": to, **extra}
 
 
+def _opens_ffl_serial(body: str, j: int) -> bool:
+    """Whether ``body[j]`` opens the maker's serial after an eight-digit FFL prefix (``98712345-A0451``).
+
+    Such a serial may start with a letter; after a shorter group (``24-O12345``) the letter is the likelier misread.
+    """
+    return j >= 9 and body[j - 1] == "-" and body[j - 9 : j - 1].isdigit() and (j == 9 or not body[j - 10].isalnum())
+
+
 def _clip01(x: float) -> float:
     return max(0.0, min(1.0, float(x)))
 
@@ -597,8 +613,10 @@ class _Parser:
                 continue  # a lone N is too weak a prefix without punctuation
             raw = sm.group(0)
             start = pm.end() + sm.start()
+            # a label's reading with no digit at all ('SN ITZERI') is kept only where no other line gives a serial
+            score = 1.3 if _HAS_DIGIT.search(raw) else NO_DIGIT_PREFIX_SCORE
             self.serials.append(_Cand(raw, conf, i, work[pm.start(): start + len(raw)].strip(),
-                                      "serial_prefix", extra={"score": 1.3, "start": start, "raw": raw}))
+                                      "serial_prefix", extra={"score": score, "start": start, "raw": raw}))
             work = work[: pm.start()] + " " * (start + len(raw) - pm.start()) + work[start + len(raw):]
         tokens = self._split_glued(tokenize(work))
         st = _LineState(line, norm, tokens, [None] * len(tokens), conf)
@@ -1336,6 +1354,7 @@ class _Parser:
             st.used[year_k] = None
 
     def _serial_candidate(self, i: int, st: _LineState, raw: str, start_k: int, end_k: int) -> None:
+        raw = raw.strip(_SERIAL_ORNAMENTS)  # stars and hashes set around a serial ('*0623128*') are not part of it
         value = raw.replace(" ", "")
         core = value.replace("-", "")
         if len(core) < 3 or not core.isalnum():
@@ -1352,6 +1371,8 @@ class _Parser:
             score -= 0.3
         if re.match(r"^[^\W\d_]{1,3}\d{3,}$", core):
             score += 0.1
+        if _CALIBRE_FRAGMENT.match(value):
+            score -= 0.4  # '62X39', '9X19': a calibre whose leading digits or point were not read
         self.serials.append(_Cand(value, st.conf, i, raw, "serial_role_score",
                                   extra={"score": score, "tokens": (start_k, end_k), "raw": raw}))
 
@@ -1407,6 +1428,13 @@ class _Parser:
                 if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT and not flanked and j == len(body) - 1:
                     # a trailing letter may be a genuine suffix (e.g. Remington 'M'): keep it, offer the digit
                     alt_values.append(value[: offset + j] + CONFUSABLE_LETTER_TO_DIGIT[ch])
+                    continue
+                if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT and _opens_ffl_serial(body, j):
+                    # the first letter of the maker's serial after an FFL prefix ('98712345-S5092'): keep it, offer
+                    # the digit
+                    c.alternatives.append(Alternative(
+                        value=value[: offset + j] + CONFUSABLE_LETTER_TO_DIGIT[ch] + value[offset + j + 1 :],
+                        confidence=round(c.conf * 0.4, 4)))
                     continue
                 if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT:
                     target = CONFUSABLE_LETTER_TO_DIGIT[ch]

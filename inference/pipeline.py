@@ -19,6 +19,7 @@ from marktrace.inference.assemble import (
     build_record,
     clip_line_box,
     clip_record_boxes,
+    drop_detached_end,
     merge_alternatives,
     reads_agree,
     scale_alternatives,
@@ -177,6 +178,12 @@ class ReaderSettings:
     first read's, and the serial it gives contains the first one (flag ``read_extended``; the box grows with it).
     Costs one recognizer batch of two short strips (the screen), and one more for an end that passes it; ``()``
     turns it off (see README, "Reading photos")."""
+    drop_detached_end: bool = True
+    """A serial line's last character read unsurely and standing apart from the others (a proof or inspection stamp
+    struck beside the serial, read as the nearest character: ``CE 2568 7`` for ``CE 2568`` and a star) is taken off
+    the serial's value, the full read kept as an alternative, with a ``detached_end_dropped`` flag
+    (:func:`~marktrace.inference.assemble.detached_end`; README, "Reading photos"). ``False`` keeps the value as
+    parsed."""
     split_stacked_rows: bool = True
     """Cut a detector component that holds stacked lines into its rows (a maker line the map bridged to the import
     line under it, flush-left lines joined into an ``E``; ``inference/detect.py::split_rows``, CONTRACT.md §4 step
@@ -605,6 +612,7 @@ class MarkingReader:
             serial = record["serial_number"]  # merge_alternatives' own copy
             serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
         self._weigh_chain_read(record)
+        self._detached_end(record, best, images)
         hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None:
             t3 = time.perf_counter()
@@ -919,6 +927,20 @@ class MarkingReader:
             attempts.append(attempt)
             if _serial_confidence(attempt) >= self.settings.confident:
                 break
+
+    def _detached_end(self, record: dict[str, Any], best: _Attempt, images: Sequence[LoadedImage]) -> None:
+        """Take a mark read beside the serial off its value (:func:`~marktrace.inference.assemble.drop_detached_end`).
+
+        Looks at the recognizer's decoding of the line the serial was read from in ``best`` (any view); does nothing
+        when that line or its decoding is not at hand, or :attr:`ReaderSettings.drop_detached_end` is off.
+        """
+        serial = record.get("serial_number")
+        if not self.settings.drop_detached_end or not isinstance(serial, dict):
+            return
+        index = self._serial_line(best, [img.path for img in images])
+        if index is None or len(best.decoded) != len(best.lines) or best.decoded[index].text != best.lines[index].text:
+            return
+        drop_detached_end(serial, best.decoded[index])
 
     def _weigh_chain_read(self, record: dict[str, Any]) -> None:
         """Report a serial read through an enhancement chain at a share of its confidence, its alternatives too.

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from marktrace.inference.assemble import _attach_alterations, merge_alternatives
+from marktrace.inference.assemble import _attach_alterations, detached_end, drop_detached_end, merge_alternatives
 from marktrace.inference.ctc import DecodedText
 from marktrace.inference.pipeline import _alterations
 from marktrace.inference.schema import Line
@@ -176,3 +176,51 @@ def test_boxes_grown_past_the_photo_are_clipped_to_it() -> None:
     assert record["serial_number"]["evidence"]["box"] == [(0.0, 5.0), (196.0, 5.0), (196.0, 9.0), (0.0, 9.0)]
     assert record["import_marks"][0]["city"]["evidence"]["box"][1] == (1.0, 580.0)
     assert record["calibre"]["evidence"]["box"][0] == [-5, -5]  # a file of unknown size is left as it is
+
+
+def _decoded(text: str, confidences: list[float], steps: list[int]) -> DecodedText:
+    assert len(text) == len(confidences) == len(steps)
+    return DecodedText(text=text, confidence=float(np.exp(np.mean(np.log(confidences)))),
+                       char_confidences=tuple(confidences), char_alternatives=tuple(() for _ in text),
+                       char_steps=tuple(steps))
+
+
+# 'CE 2568' and a star struck after it, read as a '7' (a development photo): spaces have steps too
+STAR_READ = _decoded("CE 2568 7", [0.99, 0.99, 0.9, 0.99, 0.99, 0.99, 0.99, 0.9, 0.31],
+                     [4, 12, 16, 22, 30, 38, 46, 52, 60])
+
+
+def test_a_detached_unsure_last_character_is_found() -> None:
+    found = detached_end(STAR_READ)
+    assert found is not None and found["character"] == "7" and found["confidence"] == 0.31
+    assert found["gap_ratio"] == 1.75  # 14 steps after the '8' against a median pitch of 8
+
+
+def test_a_last_character_is_kept_when_sure_close_or_among_unsure_ones() -> None:
+    sure = _decoded("CE 2568 7", [*STAR_READ.char_confidences[:-1], 0.9], list(STAR_READ.char_steps))
+    close = _decoded("CE 2568 7", list(STAR_READ.char_confidences), [*STAR_READ.char_steps[:-1], 54])
+    unsure_line = _decoded("CE 2568 7", [0.99, 0.99, 0.9, 0.99, 0.6, 0.99, 0.99, 0.9, 0.31],
+                           list(STAR_READ.char_steps))
+    short = _decoded("A12 7", [0.99, 0.99, 0.99, 0.9, 0.3], [4, 12, 20, 26, 40])
+    assert [detached_end(d) for d in (sure, close, unsure_line, short)] == [None] * 4
+
+
+def test_drop_detached_end_takes_the_mark_off_the_value_and_keeps_the_full_read() -> None:
+    serial = {"value": "CE25687", "text_as_marked": "CE 2568 7", "confidence": 0.7,
+              "alternatives": [{"value": "CE2568", "confidence": 0.2, "method": "cut"},
+                               {"value": "CE25681", "confidence": 0.1}]}
+    assert drop_detached_end(serial, STAR_READ)
+    assert serial["value"] == "CE2568" and serial["text_as_marked"] == "CE 2568" and serial["confidence"] == 0.7
+    assert serial["alternatives"] == [{"value": "CE25687", "confidence": 0.217, "method": "detached_end"},
+                                      {"value": "CE25681", "confidence": 0.1}]  # the new value is not its own rival
+    flag = serial["flags"][-1]
+    assert flag["kind"] == "detached_end_dropped" and flag["read"] == "CE25687" and flag["character"] == "7"
+
+
+def test_drop_detached_end_leaves_a_value_that_does_not_end_with_the_mark() -> None:
+    serial = {"value": "CE2568", "text_as_marked": "CE 2568", "confidence": 0.7, "alternatives": []}
+    before = dict(serial)
+    assert not drop_detached_end(serial, STAR_READ) and serial == before
+    tiny = {"value": "C87", "confidence": 0.7, "alternatives": []}
+    assert not drop_detached_end(tiny, _decoded("C8 xx 7", [0.99, 0.99, 0.9, 0.99, 0.99, 0.9, 0.3],
+                                                [4, 12, 16, 22, 30, 36, 52]))

@@ -222,6 +222,9 @@ def test_read_table_says_how_each_field_was_read():
     grown = {"value": "6KE18608", "evidence": {"method": "serial_role_score"},
              "flags": [{"kind": "read_extended", "first_read": "KE18608"}]}
     assert field_how(grown) == "serial_role_score / box grown (first read 'KE18608')"
+    marked = {"value": "CE2568", "evidence": {"method": "serial_role_score"},
+              "flags": [{"kind": "detached_end_dropped", "read": "CE25687", "character": "7"}]}
+    assert field_how(marked) == "serial_role_score / mark left off (read 'CE25687')"
     voted = {"value": "AS3167", "method": "direct", "flags": [{"kind": "consensus", "reads": 5, "of": 8}]}
     assert field_how(voted) == "vote 5 of 8 reads"
     voted_view = {**voted, "method": "photometric:relit_ratio"}

@@ -472,6 +472,20 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # a leading digit before letters may be a misread letter of the prefix: offered as an alternative
     ("GLOCK | 8HZ123", {"serial_alt": "BHZ123"}),
     ("GLOCK | 5SA456", {"serial_alt": "SSA456"}),
+    # ------------------------------------------------------------------ found on development reads (session 27)
+    # the letter opening the maker's serial after an FFL prefix stays a letter (the digit is offered); after a
+    # shorter group or a letter prefix, or among digits, it is still read as the digit
+    ("18541043-S5092", {"serial": "18541043-S5092", "serial_alt": "18541043-55092"}),
+    ("S/N 25491393-D0213", {"serial": "25491393-D0213", "serial_alt": "25491393-00213"}),
+    ("12O45678", {"serial": "12045678"}),
+    ("24-O12345", {"serial": "24-012345"}),
+    ("XZS-S573", {"serial": "XZS-5573"}),
+    # stars set around a serial are not part of it, nor do they hide it
+    ("MADE IN RUSSIA | AK-10B | *0623128", {"serial": "0623128", "country": "RU"}),
+    ("*A123456*", {"serial": "A123456"}),
+    # a label's reading with no digit loses to a line that reads as a serial; alone, it is still offered
+    ("JM 5052 | XU HALSEN SN ITZERI INDA", {"serial": "JM5052"}),
+    ("SN OIZSBL", {"serial": "OIZSBL"}),
 ]
 
 N_LINES = sum(len(spec.split("|")) for spec, _ in CASES)
@@ -705,3 +719,13 @@ def test_text_as_marked_keeps_the_case_and_accents_of_the_read(registry: Registr
     assert rec["country_of_manufacture"].text_as_marked == "Made in Italy"
     assert rec["calibre"].text_as_marked == "cal. 9x19" and rec["calibre"].value == "9x19mm"
     assert rec["manufacturer"].text_as_marked == "Česká zbrojovka"
+
+
+def test_calibre_fragment_ranks_below_a_less_confident_serial(registry: Registry) -> None:
+    """'.62X39' (7.62X39 without its 7) read surely does not beat a serial read less surely (development photo)."""
+    lines = [Line(text=".62X39", confidence=0.99, box=BOX, file="item.jpg"),
+             Line(text="N30008", confidence=0.64, box=BOX, file="item.jpg")]
+    assert _value(parse_lines(lines, registry), "serial_number") == "N30008"
+    # ranked lower, not dropped: alone, the shape is still offered as the serial
+    alone = parse_lines([Line(text="12X345", confidence=0.9, box=BOX, file="item.jpg")], registry)
+    assert _value(alone, "serial_number") == "12X345"

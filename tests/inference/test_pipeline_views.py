@@ -162,15 +162,24 @@ def test_a_serial_read_through_a_chain_is_reported_at_a_share_of_its_confidence(
 
 
 def test_chain_reads_keep_their_value_and_lose_confidence_only() -> None:
-    """Seed 1,250,000,780: every chain tried (``_reader``), the serial is read through ``flatten_clahe``."""
+    """Every chain tried (``_reader``): the first worn photo from seed 1,250,000,780 on whose serial is read through a
+    chain, with other reads listed beside it (which photo that is depends on the CPU: OpenCV renders by instruction
+    set; the second or third on the machines seen)."""
     from marktrace.datasets.synth import SynthConfig, render_marking
 
-    image = render_marking(1_250_000_780, SynthConfig(fonts="train", wear=(0.4, 0.5), rotation="upright")).image
-    ok, buf = cv2.imencode(".png", image)
-    assert ok
+    plain_reader = _reader(chain_confidence_weight=1.0)
+    for seed in range(1_250_000_780, 1_250_000_792):
+        image = render_marking(seed, SynthConfig(fonts="train", wear=(0.4, 0.5), rotation="upright")).image
+        ok, buf = cv2.imencode(".png", image)
+        assert ok
+        plain = plain_reader.read_uploaded("item", [("photo.png", bytes(buf))])
+        b = plain.record.get("serial_number")
+        if isinstance(b, dict) and str(b["method"]).startswith("chain:") and b["alternatives"]:
+            break
+    else:
+        pytest.fail("no photo of the 12 was read through a chain with alternatives")
     weighted = _reader().read_uploaded("item", [("photo.png", bytes(buf))])
-    plain = _reader(chain_confidence_weight=1.0).read_uploaded("item", [("photo.png", bytes(buf))])
-    a, b = weighted.record["serial_number"], plain.record["serial_number"]
+    a = weighted.record["serial_number"]
     assert a["value"] == b["value"] and a["method"] == b["method"] and str(a["method"]).startswith("chain:")
     assert a["confidence"] == pytest.approx(b["confidence"] * 0.15, abs=1e-3)
     assert not any(f["kind"] == "confidence_weighted" for f in b.get("flags") or [])
