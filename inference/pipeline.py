@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from marktrace.inference.assemble import (
+    add_character_alternatives,
     build_record,
     clip_line_box,
     clip_record_boxes,
@@ -184,6 +185,11 @@ class ReaderSettings:
     the serial's value, the full read kept as an alternative, with a ``detached_end_dropped`` flag
     (:func:`~marktrace.inference.assemble.detached_end`; README, "Reading photos"). ``False`` keeps the value as
     parsed."""
+    character_alternatives: int = 2
+    """At most this many alternative serials, each the value with one character read below 0.9 replaced by the
+    recognizer's runner-up there (``method: "character"``, with the position and both characters;
+    :func:`~marktrace.inference.assemble.add_character_alternatives`): the misread character of a wrong serial is
+    usually its least sure one, and its runner-up often the true one. 0 turns it off (see README, "Reading photos")."""
     split_stacked_rows: bool = True
     """Cut a detector component that holds stacked lines into its rows (a maker line the map bridged to the import
     line under it, flush-left lines joined into an ``E``; ``inference/detect.py::split_rows``, CONTRACT.md §4 step
@@ -613,6 +619,7 @@ class MarkingReader:
             serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
         self._weigh_chain_read(record)
         self._detached_end(record, best, images)
+        self._character_alternatives(record, best, images)
         hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None:
             t3 = time.perf_counter()
@@ -941,6 +948,19 @@ class MarkingReader:
         if index is None or len(best.decoded) != len(best.lines) or best.decoded[index].text != best.lines[index].text:
             return
         drop_detached_end(serial, best.decoded[index])
+
+    def _character_alternatives(self, record: dict[str, Any], best: _Attempt, images: Sequence[LoadedImage]) -> None:
+        """Offer the serial with an unsure character read as the recognizer's runner-up, from its line in ``best``.
+
+        :func:`~marktrace.inference.assemble.add_character_alternatives`, at most
+        :attr:`ReaderSettings.character_alternatives` of them.
+        """
+        serial = record.get("serial_number")
+        if self.settings.character_alternatives <= 0 or not isinstance(serial, dict):
+            return
+        index = self._serial_line(best, [img.path for img in images])
+        if index is not None:
+            add_character_alternatives(serial, best.lines[index], self.settings.character_alternatives)
 
     def _weigh_chain_read(self, record: dict[str, Any]) -> None:
         """Report a serial read through an enhancement chain at a share of its confidence, its alternatives too.

@@ -1,10 +1,16 @@
 import cv2
 import numpy as np
 
-from marktrace.inference.assemble import _attach_alterations, detached_end, drop_detached_end, merge_alternatives
+from marktrace.inference.assemble import (
+    _attach_alterations,
+    add_character_alternatives,
+    detached_end,
+    drop_detached_end,
+    merge_alternatives,
+)
 from marktrace.inference.ctc import DecodedText
 from marktrace.inference.pipeline import _alterations
-from marktrace.inference.schema import Line
+from marktrace.inference.schema import Alternative, CharAlternatives, Line
 
 
 def _line(text: str, alterations: list[dict]) -> Line:
@@ -224,3 +230,39 @@ def test_drop_detached_end_leaves_a_value_that_does_not_end_with_the_mark() -> N
     tiny = {"value": "C87", "confidence": 0.7, "alternatives": []}
     assert not drop_detached_end(tiny, _decoded("C8 xx 7", [0.99, 0.99, 0.9, 0.99, 0.99, 0.9, 0.3],
                                                 [4, 12, 16, 22, 30, 36, 52]))
+
+
+def _read_line(text: str, confidences: list[float], runner_ups: dict[int, list[tuple[str, float]]]) -> Line:
+    alternatives = [CharAlternatives(position=i, candidates=[Alternative(value=text[i], confidence=confidences[i]),
+                                                            *(Alternative(value=c, confidence=p) for c, p in cands)])
+                    for i, cands in runner_ups.items()]
+    return Line(text=text, confidence=0.8, box=[(0, 0), (10, 0), (10, 5), (0, 5)], file="a.jpg",
+                char_confidences=confidences, char_alternatives=alternatives)
+
+
+def test_unsure_characters_offer_the_runner_up_as_alternatives_likeliest_first() -> None:
+    # 'S/N AB1834': the '8' (position 6 of the line, 3 of the value) read at 0.5 with a 'B' at 0.4 beside it; the
+    # '4' at 0.85 with a 'A' at 0.1; the sure characters' runner-ups are not offered
+    line = _read_line("S/N AB1834", [0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.85],
+                      {5: [("8", 0.3)], 7: [("B", 0.4), ("3", 0.06)], 9: [("A", 0.1), ("-", 0.05)]})
+    serial = {"value": "AB1834", "text_as_marked": "S/N AB1834", "confidence": 0.6, "alternatives": []}
+    assert add_character_alternatives(serial, line, limit=2) == 2
+    assert serial["alternatives"] == [{"value": "AB1B34", "confidence": 0.168, "method": "character"},
+                                      {"value": "AB1334", "confidence": 0.0252, "method": "character"}]
+    flag = serial["flags"][-1]
+    assert flag["kind"] == "character_alternatives"
+    assert flag["swaps"][0] == {"value": "AB1B34", "position": 3, "read": "8", "runner_up": "B"}
+    assert all(a["confidence"] < serial["confidence"] for a in serial["alternatives"])
+
+
+def test_character_alternatives_skip_listed_values_and_respect_the_limit() -> None:
+    line = _read_line("AB1834", [0.99, 0.99, 0.99, 0.5, 0.99, 0.7], {3: [("B", 0.4)], 5: [("A", 0.2)]})
+    listed = {"value": "AB1B34", "confidence": 0.3}
+    serial = {"value": "AB1834", "confidence": 0.6, "alternatives": [dict(listed)]}
+    assert add_character_alternatives(serial, line, limit=5) == 1  # 'AB1B34' is already there
+    assert [a["value"] for a in serial["alternatives"]] == ["AB1B34", "AB183A"]
+    none = {"value": "AB1834", "confidence": 0.6, "alternatives": []}
+    assert add_character_alternatives(none, line, limit=0) == 0 and none == {"value": "AB1834", "confidence": 0.6,
+                                                                           "alternatives": []}
+    sure = _read_line("AB1834", [0.95] * 6, {3: [("B", 0.04)]})
+    assert add_character_alternatives(none, sure) == 0 and "flags" not in none
