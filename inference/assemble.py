@@ -313,20 +313,24 @@ def drop_detached_end(serial: dict[str, Any], decoded: DecodedText) -> bool:
     """
     found = detached_end(decoded)
     value = str(serial.get("value") or "")
-    if found is None or not value.endswith(found["character"]):
+    if found is None or not value.upper().endswith(found["character"].upper()):
         return False
-    kept = value[: -len(found["character"])].rstrip(" -")
+    kept = value[:-1].rstrip(" -")
     if len(kept.replace("-", "").replace(" ", "")) < 3:
         return False
     marked = serial.get("text_as_marked")
-    if isinstance(marked, str) and marked.rstrip().endswith(found["character"]):
-        serial["text_as_marked"] = marked.rstrip()[: -len(found["character"])].rstrip(" -")
+    if isinstance(marked, str) and marked.rstrip().upper().endswith(found["character"].upper()):
+        serial["text_as_marked"] = marked.rstrip()[:-1].rstrip(" -")
     confidence = float(serial.get("confidence") or 0.0)
     others = [a for a in serial.get("alternatives") or [] if a.get("value") not in (kept, value)]
     full = {"value": value, "confidence": round(confidence * found["confidence"], 4), "method": "detached_end"}
     serial["value"] = kept
     serial["alternatives"] = sorted([*others, full], key=lambda a: -float(a["confidence"]))
-    serial["flags"] = [*(serial.get("flags") or []), {
+    # flags placed on the dropped character (over-stamp suspicion) go with it
+    kept_flags = [f for f in serial.get("flags") or []
+                  if not (isinstance(f.get("position"), int) and f.get("kind") == "overstamp_suspected"
+                          and f["position"] >= len(kept))]
+    serial["flags"] = [*kept_flags, {
         "kind": "detached_end_dropped", **found, "read": value,
         "note": "the line's last character was read unsurely and stands apart from the others: likely a mark struck "
                 "beside the serial (a proof or inspection stamp, a star), not part of it; the full read is an "

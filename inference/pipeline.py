@@ -187,9 +187,10 @@ class ReaderSettings:
     parsed."""
     character_alternatives: int = 2
     """At most this many alternative serials, each the value with one character read below 0.9 replaced by the
-    recognizer's runner-up there (``method: "character"``, with the position and both characters;
-    :func:`~marktrace.inference.assemble.add_character_alternatives`): the misread character of a wrong serial is
-    usually its least sure one, and its runner-up often the true one. 0 turns it off (see README, "Reading photos")."""
+    recognizer's runner-up there (``method: "character"``; a ``character_alternatives`` flag gives the position and
+    both characters; :func:`~marktrace.inference.assemble.add_character_alternatives`): the misread character of a
+    wrong serial is usually its least sure one, and its runner-up often the true one. 0 turns it off (see README,
+    "Reading photos")."""
     split_stacked_rows: bool = True
     """Cut a detector component that holds stacked lines into its rows (a maker line the map bridged to the import
     line under it, flush-left lines joined into an ``E``; ``inference/detect.py::split_rows``, CONTRACT.md §4 step

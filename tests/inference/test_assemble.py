@@ -223,6 +223,15 @@ def test_drop_detached_end_takes_the_mark_off_the_value_and_keeps_the_full_read(
     assert flag["kind"] == "detached_end_dropped" and flag["read"] == "CE25687" and flag["character"] == "7"
 
 
+def test_an_overstamp_flag_on_the_dropped_mark_goes_with_it() -> None:
+    serial = {"value": "CE25687", "text_as_marked": "CE 2568 7", "confidence": 0.7, "alternatives": [],
+              "flags": [{"kind": "overstamp_suspected", "position": 6, "character": "7"},
+                        {"kind": "overstamp_suspected", "position": 2, "character": "2"}]}
+    assert drop_detached_end(serial, STAR_READ)
+    assert [(f["kind"], f.get("position")) for f in serial["flags"]] == [("overstamp_suspected", 2),
+                                                                       ("detached_end_dropped", None)]
+
+
 def test_drop_detached_end_leaves_a_value_that_does_not_end_with_the_mark() -> None:
     serial = {"value": "CE2568", "text_as_marked": "CE 2568", "confidence": 0.7, "alternatives": []}
     before = dict(serial)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
+
+from marktrace.inference.records import load_schema
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,9 @@ def test_the_reader_leaves_a_detached_mark_off_the_serial(serial_reads: Any, pho
     assert serial["alternatives"][0]["value"] == "XK2044686"
     assert any(f["kind"] == "detached_end_dropped" and f["character"] == "6" for f in serial["flags"])
     assert attempt.lines[serial_reads.index(attempt)].text == "XK2044686"  # the line keeps what was read
+    # the runner-up alternatives come after, on the value as it now is: the record still meets the published schema
+    reader._character_alternatives(record, attempt, [image])
+    jsonschema.validate(record, load_schema("identification-record.v1.json"))
 
 
 def test_a_mark_at_the_usual_pitch_or_the_setting_off_keeps_the_value(serial_reads: Any, photo: np.ndarray) -> None:
