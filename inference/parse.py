@@ -89,6 +89,10 @@ _SERIAL_PREFIX = re.compile(
     r"(?:\s*[.:#-]\s*|\s+))+(?=[A-Z0-9А-ЯЁ])"
 )
 """Serial labels before a serial, possibly stacked (``S/N No 4020``)."""
+_NO_LABEL_MISREAD = re.compile(r"^[A-Z]?o[l1I]?(?=\.?\s+\S*\d)")
+"""The label ``No`` read with its ``N`` lost or misread (``o.``, ``Mo``, ``Ko``, ``Nol`` before a token with a digit),
+read case-sensitively: a marked serial's letters are capitals, and the label's small ``o`` is the one small letter
+serial lines carry, so such a token is the label, not a letter prefix of the serial."""
 _SERIAL_ORNAMENTS = "*#"
 """Characters set around a serial as ornament or label (``*0623128*``, ``#12345``), stripped from a candidate."""
 _CALIBRE_FRAGMENT = re.compile(r"^\.?\d{1,2}X\d{2,3}$")
@@ -543,7 +547,7 @@ class _Parser:
 
     def _line(self, i: int, line: Line) -> None:
         conf = _clip01(line.confidence)
-        norm = _prep(line.text)
+        norm = _prep(_NO_LABEL_MISREAD.sub("No", line.text, count=1))
         work = norm.strip()
         if not work:
             self.states.append(_LineState(line, norm, [], [], conf))

@@ -483,6 +483,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # stars set around a serial are not part of it, nor do they hide it
     ("MADE IN RUSSIA | AK-10B | *0623128", {"serial": "0623128", "country": "RU"}),
     ("*A123456*", {"serial": "A123456"}),
+    # the label 'No' read with its N lost or misread (a small 'o': serial letters are capitals) is the label
+    ("Mo 8411", {"serial": "8411"}),
+    ("Ko 9251045", {"serial": "9251045"}),
+    ("o. 65TY05385", {"serial": "65TY05385"}),
+    ("Nol 839895", {"serial": "839895"}),
+    ("MO 8411", {"serial": "MO8411"}),  # capitals are a letter prefix, as before
+    ("Mo ARMS", {"serial": None}),
     # a label's reading with no digit loses to a line that reads as a serial; alone, it is still offered
     ("JM 5052 | XU HALSEN SN ITZERI INDA", {"serial": "JM5052"}),
     ("SN OIZSBL", {"serial": "OIZSBL"}),
