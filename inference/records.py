@@ -107,20 +107,25 @@ def _path_parts(name: str) -> list[str]:
     return name.replace("]", "").replace("[", ".").split(".")
 
 
+def _is_position(part: str) -> bool:
+    """Whether a path part is a list position: ASCII digits only (``'¹'.isdigit()`` is true, ``int('¹')`` fails)."""
+    return part.isascii() and part.isdigit()
+
+
 def _resolve(record: IdentificationRecord, name: str) -> tuple[Any, str | int, RecordField | None]:
     """Find the container and key of a field path like ``manufacturer`` or ``import_marks[0].importer``."""
     parts = _path_parts(name)
     container: Any = record
     for p in parts[:-1]:  # only the record's own fields and list positions: never other attributes
-        if p.isdigit() and isinstance(container, list) and int(p) < len(container):
+        if _is_position(p) and isinstance(container, list) and int(p) < len(container):
             container = container[int(p)]
-        elif not p.isdigit() and isinstance(container, BaseModel) and p in type(container).model_fields:
+        elif not _is_position(p) and isinstance(container, BaseModel) and p in type(container).model_fields:
             container = getattr(container, p)
         else:
             container = None
         if container is None:
             raise ReviewError(f"unknown field path {name!r}")
-    last: str | int = int(parts[-1]) if parts[-1].isdigit() else parts[-1]
+    last: str | int = int(parts[-1]) if _is_position(parts[-1]) else parts[-1]
     if isinstance(last, int):
         if not isinstance(container, list) or last >= len(container):
             raise ReviewError(f"unknown field path {name!r}")
@@ -149,9 +154,9 @@ def checked_correction(name: str, value: Any) -> Any:
     """
     if value is None:
         raise ReviewError(f"correcting {name!r} needs a value")
-    leaf = next((part for part in reversed(_path_parts(name)) if not part.isdigit()), name)
+    leaf = next((part for part in reversed(_path_parts(name)) if not _is_position(part)), name)
     if leaf in ("year_of_manufacture", "year"):
-        year = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+        year = int(value) if isinstance(value, str) and _is_position(value.strip()) else value
         this_year = datetime.now(UTC).year
         if isinstance(year, bool) or not isinstance(year, int) or not 1800 <= year <= this_year:
             raise ReviewError(f"{name!r} must be a year from 1800 to {this_year}, got {value!r}")

@@ -103,6 +103,7 @@ def test_review_appends_history() -> None:
         ("import_marks[0].country", "U.S.", "ISO 3166-1 alpha-2"),
         ("year_of_manufacture", "abc", "must be a year from 1800"),
         ("year_of_manufacture", True, "must be a year from 1800"),
+        ("year_of_manufacture", "¹⁹⁹⁸", "must be a year from 1800"),  # digits to str.isdigit, not to int()
         ("year_of_manufacture", 3011, "must be a year from 1800"),
         ("serial_obliterated", "yes", "must be true or false, got 'yes'"),
     ],
@@ -128,7 +129,8 @@ def test_corrections_are_stored_in_the_fields_own_type() -> None:
 @pytest.mark.parametrize(
     "path",
     ["0.", "0.serial_number", "serial_number.0.x", "import_marks[7].importer", "import_marks.x.importer",
-     "__class__.serial_number", "serial_number.__dict__", ".serial_number", "import_marks[0].__class__"],
+     "__class__.serial_number", "serial_number.__dict__", ".serial_number", "import_marks[0].__class__",
+     "¹", "import_marks[¹].importer"],  # superscript digits pass str.isdigit but not int() (found by the API fuzz)
 )
 def test_review_refuses_paths_outside_the_records_fields(path: str) -> None:
     rec = _record()
