@@ -362,7 +362,7 @@ def add_character_alternatives(serial: dict[str, Any], line: Line, limit: int = 
     if limit <= 0 or not value or not line.char_confidences:
         return 0
     runner_up = {ca.position: ca.candidates[1:] for ca in line.char_alternatives}
-    options: list[tuple[float, int, str, float]] = []
+    options: list[tuple[float, int, str]] = []
     for line_position, k in value_positions(line.text, marked, value).items():
         if line_position >= len(line.char_confidences) or k >= len(value):
             continue
@@ -373,12 +373,12 @@ def add_character_alternatives(serial: dict[str, Any], line: Line, limit: int = 
             character = candidate.value.upper()
             likely = candidate.confidence >= CHARACTER_ALTERNATIVE_MIN
             if likely and character.isalnum() and character != value[k].upper():
-                options.append((candidate.confidence / max(read, 1e-6), k, character, candidate.confidence))
+                options.append((candidate.confidence / max(read, 1e-6), k, character))
     listed = {value.replace(" ", ""), *(str(a.get("value")).replace(" ", "") for a in serial.get("alternatives") or [])}
     confidence = float(serial.get("confidence") or 0.0)
     added: list[dict[str, Any]] = []
     swaps: list[dict[str, Any]] = []
-    for ratio, k, character, _ in sorted(options, key=lambda o: -o[0]):
+    for ratio, k, character in sorted(options, key=lambda o: -o[0]):
         other = value[:k] + character + value[k + 1 :]
         if other.replace(" ", "") in listed:
             continue

@@ -404,14 +404,6 @@ def _fuzzy_flag(key: str, hit: FuzzyHit[Any], to: str, **extra: Any) -> dict[str
             "normalized_distance": round(hit.normalized, 3), "from": key, "to": to, **extra}
 
 
-def _opens_ffl_serial(body: str, j: int) -> bool:
-    """Whether ``body[j]`` opens the maker's serial after an eight-digit FFL prefix (``98712345-A0451``).
-
-    Such a serial may start with a letter; after a shorter group (``24-O12345``) the letter is the likelier misread.
-    """
-    return j >= 9 and body[j - 1] == "-" and body[j - 9 : j - 1].isdigit() and (j == 9 or not body[j - 10].isalnum())
-
-
 def _clip01(x: float) -> float:
     return max(0.0, min(1.0, float(x)))
 
@@ -1424,6 +1416,9 @@ class _Parser:
         alt_pos = {ca.position: ca for ca in line.char_alternatives}
         pos_in_line = line.text.upper().find(c.extra.get("raw", c.text).split(" ")[-1]) if c.text else -1
         offset = len(prefix)
+        # an FFL-prefixed serial ('98712345-A0451'): the maker's own serial after the prefix may open with a letter
+        ffl = _FFL_SERIAL.fullmatch(value)
+        maker_serial_start = ffl.start(2) if ffl else -1
         digits = sum(ch.isdigit() for ch in body_core)
         alt_values: list[str] = []
         if body_core and digits / max(1, len(body_core)) >= 0.5:
@@ -1433,9 +1428,9 @@ class _Parser:
                     # a trailing letter may be a genuine suffix (e.g. Remington 'M'): keep it, offer the digit
                     alt_values.append(value[: offset + j] + CONFUSABLE_LETTER_TO_DIGIT[ch])
                     continue
-                if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT and _opens_ffl_serial(body, j):
+                if ch.isalpha() and ch in CONFUSABLE_LETTER_TO_DIGIT and offset + j == maker_serial_start:
                     # the first letter of the maker's serial after an FFL prefix ('98712345-S5092'): keep it, offer
-                    # the digit
+                    # the digit (after a shorter group, '24-O12345', the letter is the likelier misread)
                     c.alternatives.append(Alternative(
                         value=value[: offset + j] + CONFUSABLE_LETTER_TO_DIGIT[ch] + value[offset + j + 1 :],
                         confidence=round(c.conf * 0.4, 4)))

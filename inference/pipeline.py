@@ -619,8 +619,7 @@ class MarkingReader:
             serial = record["serial_number"]  # merge_alternatives' own copy
             serial["flags"] = [*(serial.get("flags") or []), vote.flag()]
         self._weigh_chain_read(record)
-        self._detached_end(record, best, images)
-        self._character_alternatives(record, best, images)
+        self._finish_serial(record, best, images)
         hashes = {img.path: img.sha256 for img in images}
         if self.settings.lexicon_makers and record.get("manufacturer") is None:
             t3 = time.perf_counter()
@@ -936,32 +935,26 @@ class MarkingReader:
             if _serial_confidence(attempt) >= self.settings.confident:
                 break
 
-    def _detached_end(self, record: dict[str, Any], best: _Attempt, images: Sequence[LoadedImage]) -> None:
-        """Take a mark read beside the serial off its value (:func:`~marktrace.inference.assemble.drop_detached_end`).
+    def _finish_serial(self, record: dict[str, Any], best: _Attempt, images: Sequence[LoadedImage]) -> None:
+        """The last steps on the serial's value, from its line in ``best`` (any view).
 
-        Looks at the recognizer's decoding of the line the serial was read from in ``best`` (any view); does nothing
-        when that line or its decoding is not at hand, or :attr:`ReaderSettings.drop_detached_end` is off.
+        A mark read beside the serial is taken off it (:func:`~marktrace.inference.assemble.drop_detached_end`, when
+        :attr:`ReaderSettings.drop_detached_end` and the line's decoding is at hand); then the recognizer's runner-up
+        at its unsure characters is offered (:func:`~marktrace.inference.assemble.add_character_alternatives`, at
+        most :attr:`ReaderSettings.character_alternatives` of them).
         """
         serial = record.get("serial_number")
-        if not self.settings.drop_detached_end or not isinstance(serial, dict):
+        if not isinstance(serial, dict):
             return
         index = self._serial_line(best, [img.path for img in images])
-        if index is None or len(best.decoded) != len(best.lines) or best.decoded[index].text != best.lines[index].text:
+        if index is None:
             return
-        drop_detached_end(serial, best.decoded[index])
-
-    def _character_alternatives(self, record: dict[str, Any], best: _Attempt, images: Sequence[LoadedImage]) -> None:
-        """Offer the serial with an unsure character read as the recognizer's runner-up, from its line in ``best``.
-
-        :func:`~marktrace.inference.assemble.add_character_alternatives`, at most
-        :attr:`ReaderSettings.character_alternatives` of them.
-        """
-        serial = record.get("serial_number")
-        if self.settings.character_alternatives <= 0 or not isinstance(serial, dict):
-            return
-        index = self._serial_line(best, [img.path for img in images])
-        if index is not None:
-            add_character_alternatives(serial, best.lines[index], self.settings.character_alternatives)
+        line = best.lines[index]
+        decoded = best.decoded[index] if len(best.decoded) == len(best.lines) else None
+        if self.settings.drop_detached_end and decoded is not None and decoded.text == line.text:
+            drop_detached_end(serial, decoded)
+        if self.settings.character_alternatives > 0:
+            add_character_alternatives(serial, line, self.settings.character_alternatives)
 
     def _weigh_chain_read(self, record: dict[str, Any]) -> None:
         """Report a serial read through an enhancement chain at a share of its confidence, its alternatives too.
