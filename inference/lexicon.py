@@ -460,6 +460,41 @@ def _country_letters(record: dict[str, Any], line_text: str) -> int:
     return sum(ch.isalnum() for ch in str(country.get("text_as_marked") or ""))
 
 
+def _first_fitting(
+    found: Sequence[tuple[Spot, list[Spot], int, Reading]], hashes: dict[str, str], registry: Registry
+) -> tuple[Spot, list[Spot], int, Reading, str, list[Line], dict[str, Any]] | None:
+    """The best-scoring spot whose phrase, put in place of its span, parses as that line's maker.
+
+    With the replaced text, the changed lines and the record parsed from them. None when the best spot's line does
+    not parse as a maker; a spot that would take the place of a country read on its line (``IZHEVSK RUSSIA`` read as
+    ``IZHEVSK ROSSI``) is passed over for the next one.
+    """
+    from marktrace.inference.assemble import build_record
+
+    for spot, rivals, index, reading in sorted(found, key=lambda f: -f[0].score):
+        text = reading.decoded[index]
+        replaced = replace_span(text.text, text.char_steps, spot)
+        changed = [*reading.lines[:index], reading.lines[index].model_copy(update={"text": replaced}),
+                   *reading.lines[index + 1 :]]
+        reparsed = build_record(changed, hashes, registry, method=reading.method, view=reading.view)
+        maker = reparsed.get("manufacturer")
+        if not isinstance(maker, dict) or (maker.get("evidence") or {}).get("line_text") != replaced:
+            return None
+        if _country_kept(reading.record, reading.lines[index].text, reparsed, replaced):
+            return spot, rivals, index, reading, replaced, changed, reparsed
+    return None
+
+
+def _country_kept(before: dict[str, Any], line_text: str, after: dict[str, Any], replaced: str) -> bool:
+    """Whether a country ``before`` read on the line ``line_text`` is still read, the same, on it as ``replaced``."""
+    country = before.get("country_of_manufacture")
+    if not isinstance(country, dict) or (country.get("evidence") or {}).get("line_text") != line_text:
+        return True  # no country on the line to keep
+    kept = after.get("country_of_manufacture")
+    return (isinstance(kept, dict) and (kept.get("evidence") or {}).get("line_text") == replaced
+            and kept.get("value") == country.get("value"))
+
+
 def _rival_makers(
     value: dict[str, Any], rivals: Sequence[Spot], lexicon: MakerLexicon, registry: Registry
 ) -> list[dict[str, Any]]:
@@ -501,7 +536,7 @@ def fill_manufacturer(
     if record.get("manufacturer") is not None:
         return False
     claimed = _claimed_lines(record)
-    found: tuple[Spot, list[Spot], int, Reading] | None = None
+    found: list[tuple[Spot, list[Spot], int, Reading]] = []
     seen: set[str] = set()
     for reading in readings:
         taken = claimed | _claimed_lines(reading.record)
@@ -510,18 +545,13 @@ def fill_manufacturer(
                 continue
             seen.add(line.text)  # the same text from another attempt adds nothing but time
             spot, rivals = lexicon.best_and_rivals(text, _country_letters(reading.record, line.text))
-            if spot is not None and (found is None or spot.score > found[0].score):
-                found = (spot, rivals, i, reading)
-    if found is None:
+            if spot is not None:
+                found.append((spot, rivals, i, reading))
+    fitting = _first_fitting(found, hashes, registry)
+    if fitting is None:
         return False
-    spot, rivals, index, reading = found
-    lines, text = reading.lines, reading.decoded[index]
-    replaced = replace_span(text.text, text.char_steps, spot)
-    changed = [*lines[:index], lines[index].model_copy(update={"text": replaced}), *lines[index + 1 :]]
-    reparsed = build_record(changed, hashes, registry, method=reading.method, view=reading.view)
-    maker = reparsed.get("manufacturer")
-    if not isinstance(maker, dict) or (maker.get("evidence") or {}).get("line_text") != replaced:
-        return False
+    spot, rivals, index, reading, replaced, changed, reparsed = fitting
+    lines = reading.lines
     weight = spot.ratio * CONFIDENCE_WEIGHT
     flag = {
         "kind": "lexicon_match", "read": lines[index].text, "phrase": spot.phrase, "score": round(spot.score, 3),

@@ -83,11 +83,30 @@ def detector_targets(quads: list[np.ndarray], size: tuple[int, int]) -> tuple[np
     return target, weight
 
 
+def shift_cut(quad: np.ndarray, height: float, across: float, ends: np.ndarray) -> np.ndarray:
+    """``quad`` (reading order) moved ``across`` line heights across the line and each end along it.
+
+    ``ends[0]`` moves the start (corners 0 and 3), ``ends[1]`` the end (corners 1 and 2), in line heights along the
+    reading direction (a positive start shift shortens the cut, a positive end shift lengthens it).
+    """
+    q = np.asarray(quad, np.float32).copy()
+    along = (q[1] - q[0]) + (q[2] - q[3])
+    down = (q[3] - q[0]) + (q[2] - q[1])
+    along /= max(float(np.linalg.norm(along)), 1e-6)
+    down /= max(float(np.linalg.norm(down)), 1e-6)
+    q += down * float(across) * height
+    q[[0, 3]] += along * float(ends[0]) * height
+    q[[1, 2]] += along * float(ends[1]) * height
+    return q.astype(np.float32)
+
+
 def random_line_crop(image: np.ndarray, quad: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
     """Cut a line crop the way inference will, with the detector's typical imprecision."""
     rc = cfg.recognizer
     _, height = quad_size(quad)
     q = pad_quad(quad, rng.uniform(*rc.pad_x), rng.uniform(*rc.pad_y))
+    if rc.shift_across or rc.shift_ends:
+        q = shift_cut(q, height, rng.normal(0.0, rc.shift_across), rng.normal(0.0, rc.shift_ends, size=2))
     q = q + rng.normal(0.0, rc.jitter * height, size=(4, 2)).astype(np.float32)
     crop = rectify_line(image, q, height=rc.height, max_width=rc.max_width)
     if rng.random() < 0.05:

@@ -179,6 +179,30 @@ def test_fill_manufacturer_searches_a_line_the_country_was_read_on() -> None:
     assert record["country_of_manufacture"] == read_country  # the country as read stays as it was
 
 
+def test_a_maker_phrase_never_takes_the_place_of_the_country_read_on_its_line() -> None:
+    registry = load_registry()
+    lexicon = MakerLexicon(registry, CHARSET)
+    hashes = {"a.png": "ab" * 32}
+    # RUSSIA's probabilities favour ROSSI (a maker's mark) just enough to pass the lexicon's bars on their own.
+    country_line = decoded("IZHEVSK RUSSIA", runner_up="IZHEVSK ROSSI ", second=0.45)
+    texts = [country_line, decoded("No 777715")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, hashes, registry)
+    assert record["country_of_manufacture"]["value"] == "RU"
+    assert lexicon.best(country_line, 6) is not None  # the spot alone would be taken
+    assert not fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry,
+                                 hashes)
+    assert record["manufacturer"] is None and record["country_of_manufacture"]["value"] == "RU"
+    # A maker phrase on another line is still taken, and the country stays the one read.
+    texts = [country_line, decoded("IZMMAGH", runner_up="IZHMASH"), decoded("No 777715")]
+    lines = [_line(t) for t in texts]
+    record = build_record(lines, hashes, registry)
+    assert fill_manufacturer(record, [Reading(lines, texts, record, "direct", "original")], lexicon, registry, hashes)
+    assert record["manufacturer"]["value"] == "Kalashnikov Concern (Izhmash)"
+    assert record["manufacturer"]["evidence"]["line_text"] == "IZMMAGH"
+    assert record["country_of_manufacture"]["value"] == "RU"
+
+
 def test_fill_manufacturer_takes_a_maker_line_from_another_attempt_but_never_its_serial_line() -> None:
     registry = load_registry()
     lexicon = MakerLexicon(registry, CHARSET)
