@@ -524,7 +524,8 @@ def fill_manufacturer(
     record came from first; a maker line the chosen attempt misread is often read better by another. Lines
     a field other than the maker or the country rests on (in ``record`` or in their own attempt's record)
     and import marks are skipped. The line whose best maker phrase passes the bars, at the best score over
-    all readings, is re-parsed with the phrase in place of the decoded span; the manufacturer it yields is
+    all readings (a phrase that would take the place of the country read on its line passed over for the next), is
+    re-parsed with the phrase in place of the decoded span; the manufacturer it yields is
     recorded with ``evidence.method = "lexicon"``, the attempt's view, the text as read in
     ``evidence.line_text``, the phrase as ``text_as_marked`` and a ``lexicon_match`` flag, at a confidence
     below a plain reading; other makers whose marks also passed the score bar on that line follow its
