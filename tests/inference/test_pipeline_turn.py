@@ -102,3 +102,66 @@ def test_a_turned_read_records_its_turn_on_every_field() -> None:
         assert flag["angle_deg"] == round(angle, 3)
     assert not any(f.get("kind") == "read_turned" for v in direct.record.values() if isinstance(v, dict)
                    for f in (v.get("flags") or []))
+
+
+class _Scripted:
+    """A detector and recognizer stand-in: three lines; each crop's line and orientation told by its grey levels."""
+
+    def __init__(self, reads: dict[tuple[int, bool], tuple[str, float]]) -> None:
+        self.reads = reads
+        self.turned_reads: list[int] = []
+        self.image = np.zeros((200, 300), np.uint8)
+        self.quads = []
+        for i in range(3):
+            y = 20 + 60 * i
+            self.image[y:y + 30, 20:280] = np.linspace(40 * i + 10, 40 * i + 90, 260).astype(np.uint8)
+            self.quads.append(np.array([[20, y], [280, y], [280, y + 30], [20, y + 30]], np.float32))
+
+    def detect(self, image: np.ndarray, long_side: int | None = None) -> list[object]:
+        from marktrace.inference.detect import DetectedLine
+
+        return [DetectedLine(quad=q, score=0.9, direction_confidence=0.8) for q in self.quads]
+
+    def recognize(self, crops: list[np.ndarray]) -> list[object]:
+        from marktrace.inference.ctc import DecodedText
+
+        out = []
+        for crop in crops:
+            middle = crop[crop.shape[0] // 2].astype(float)
+            line = int(round((middle.mean() - 50) / 40))
+            turned = middle[: len(middle) // 4].mean() > middle[-len(middle) // 4:].mean()
+            if turned:
+                self.turned_reads.append(line)
+            text, confidence = self.reads[(line, bool(turned))]
+            out.append(DecodedText(text, confidence, (confidence,) * len(text), ((),) * len(text),
+                                   tuple(range(len(text)))))
+        return out
+
+
+def _scripted_reader(script: _Scripted, monkeypatch: pytest.MonkeyPatch, bar: float) -> object:
+    from marktrace.inference.pipeline import MarkingReader, ReaderSettings
+
+    reader = MarkingReader.from_settings(ReaderSettings(threads=1, turn_read_below=bar))
+    monkeypatch.setattr(reader, "detect", script.detect)
+    monkeypatch.setattr(reader, "recognize", script.recognize)
+    return reader
+
+
+def test_lines_read_confidently_are_read_one_way_unless_another_line_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An upright photo: two confident lines are read upright only; the unsure one is read both ways and stays.
+    upright = {(0, False): ("GLOCK", 0.99), (1, False): ("AB12345", 0.97), (2, False): ("9MM", 0.6),
+               (0, True): ("XOT9", 0.2), (1, True): ("SVZLBV", 0.3), (2, True): ("WW6", 0.3)}
+    script = _Scripted(upright)
+    texts = [line.text for line in _scripted_reader(script, monkeypatch, 0.95).read_image(script.image, "x", "0")]
+    assert texts == ["GLOCK", "AB12345", "9MM"] and script.turned_reads == [2]
+    # Every line both ways when asked (1.0): the same reads.
+    script = _Scripted(upright)
+    texts = [line.text for line in _scripted_reader(script, monkeypatch, 1.0).read_image(script.image, "x", "0")]
+    assert texts == ["GLOCK", "AB12345", "9MM"] and sorted(script.turned_reads) == [0, 1, 2]
+    # An upside-down photo: the unsure line turns, so the confident symmetric serial ('V1988B' read '8886TA') is
+    # read turned too and turns with the photo's vote.
+    upside_down = {(0, False): ("MW6", 0.3), (1, False): ("8886TA", 0.96), (2, False): ("T7", 0.3),
+                   (0, True): ("9MM", 0.97), (1, True): ("V1988B", 0.97), (2, True): ("GLOCK", 0.98)}
+    script = _Scripted(upside_down)
+    texts = [line.text for line in _scripted_reader(script, monkeypatch, 0.95).read_image(script.image, "x", "0")]
+    assert set(texts) == {"9MM", "V1988B", "GLOCK"} and sorted(script.turned_reads) == [0, 1, 2]
