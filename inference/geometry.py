@@ -40,14 +40,21 @@ def quad_size(quad: Quad) -> tuple[float, float]:
     return float(width), float(height)
 
 
-def pad_quad(quad: Quad, pad_x: float, pad_y: float) -> Quad:
-    """Grow a reading-order quadrilateral by fractions of its height along and across the line."""
-    q = np.asarray(quad, dtype=np.float32).copy()
-    _, height = quad_size(q)
+def line_axes(quad: Quad) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of a reading-order quadrilateral: along the line (reading direction) and across it (downwards)."""
+    q = np.asarray(quad, dtype=np.float32)
     along = (q[1] - q[0]) + (q[2] - q[3])
     across = (q[3] - q[0]) + (q[2] - q[1])
     along /= max(float(np.linalg.norm(along)), 1e-6)
     across /= max(float(np.linalg.norm(across)), 1e-6)
+    return along, across
+
+
+def pad_quad(quad: Quad, pad_x: float, pad_y: float) -> Quad:
+    """Grow a reading-order quadrilateral by fractions of its height along and across the line."""
+    q = np.asarray(quad, dtype=np.float32).copy()
+    _, height = quad_size(q)
+    along, across = line_axes(q)
     dx = along * pad_x * height
     dy = across * pad_y * height
     return np.stack([q[0] - dx - dy, q[1] + dx - dy, q[2] + dx + dy, q[3] - dx + dy]).astype(np.float32)

@@ -16,7 +16,7 @@ from marktrace.datasets.manifest import MANIFEST, read_manifest
 from marktrace.datasets.scenes import set_into_scene
 from marktrace.datasets.synth import LineTruth, SynthConfig, render_marking, render_stack
 from marktrace.inference.detect import CORE_SHRINK
-from marktrace.inference.geometry import pad_quad, quad_size, rectify_line
+from marktrace.inference.geometry import line_axes, pad_quad, quad_size, rectify_line
 from marktrace.inference.recognize import batch_line_crops
 from marktrace.models.networks.detector import DETECTOR_STRIDE
 from marktrace.training.config import TrainConfig
@@ -90,10 +90,7 @@ def shift_cut(quad: np.ndarray, height: float, across: float, ends: np.ndarray) 
     reading direction (a positive start shift shortens the cut, a positive end shift lengthens it).
     """
     q = np.asarray(quad, np.float32).copy()
-    along = (q[1] - q[0]) + (q[2] - q[3])
-    down = (q[3] - q[0]) + (q[2] - q[1])
-    along /= max(float(np.linalg.norm(along)), 1e-6)
-    down /= max(float(np.linalg.norm(down)), 1e-6)
+    along, down = line_axes(q)
     q += down * float(across) * height
     q[[0, 3]] += along * float(ends[0]) * height
     q[[1, 2]] += along * float(ends[1]) * height
