@@ -434,6 +434,42 @@ def _digitize_numeric_tokens(text: str) -> tuple[str, list[dict[str, Any]]]:
     return re.sub(r"[.\w]+", fix, text), flags
 
 
+_CALIBRE_WORDS = frozenset({"CAL", "CALIBRE", "CALIBER", "CALIBRO", "KAL", "KALIBER"})
+CALIBRE_NAME_REACH = 2
+"""A maker's mark within this many tokens after a calibre word names the cartridge (``CAL .4D S&W``)."""
+_CALIBRE_NAME_WORDS = frozenset({
+    "ACP", "AUTO", "BMG", "BLK", "BLACKOUT", "BORE", "BRIT", "BRITISH", "CARBINE", "COLT", "GAP", "GAUGE", "GOVT",
+    "HORNET", "KURZ", "LAPUA", "LONG", "LUGER", "MAG", "MAGNUM", "MAKAROV", "MAUSER", "NAGANT", "NATO", "PARA",
+    "PARABELLUM", "REM", "REMINGTON", "SAV", "SAVAGE", "SHORT", "SIG", "SPECIAL", "SPL", "SPRG", "SPRINGFIELD",
+    "STEYR", "SUPER", "S&W", "TOKAREV", "WBY", "WEATHERBY", "WIN", "WINCHESTER", "WMR",
+})
+"""Words of the cartridge names :data:`_CALIBRES` knows (the letters after a calibre's number)."""
+
+
+def _letter_calibre_words(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Map digits confusable with letters inside a cartridge's name word (calibre grammar: ``.45 C0LT``).
+
+    Only a token that holds a digit and, with its confusable digits read as letters, becomes one of the
+    words of a cartridge name (:data:`_CALIBRE_NAME_WORDS`) right after a number is changed; a serial's
+    letters and digits are left as read.
+    """
+    flags: list[dict[str, Any]] = []
+
+    def fix(m: re.Match[str]) -> str:
+        number, space, tok = m.group(1), m.group(2), m.group(3)
+        lettered = "".join(CONFUSABLE_DIGIT_TO_LETTER.get(ch, ch) for ch in tok)
+        if lettered == tok or lettered not in _CALIBRE_NAME_WORDS:
+            return m.group(0)
+        for a, b in zip(tok, lettered, strict=True):
+            if a != b:
+                flags.append({"kind": "confusable", "field_grammar": "calibre name letters", "from": a, "to": b,
+                              "token": tok})
+        return number + space + lettered
+
+    fixed = re.sub(r"(\d[\d.]*)(\s*)([A-Z0-9&]*\d[A-Z0-9&]*)(?![\w&])", fix, text)
+    return fixed, flags
+
+
 def _find_calibres(text: str) -> list[tuple[int, int, str, float]]:
     found: list[tuple[int, int, str, float]] = []
     taken = [False] * (len(text) + 1)
@@ -450,6 +486,11 @@ def _find_calibres(text: str) -> list[tuple[int, int, str, float]]:
             for i in range(s, e):
                 taken[i] = True
     return found
+
+
+def _covers_more(hits: Sequence[tuple[int, int, str, float]], than: Sequence[tuple[int, int, str, float]]) -> bool:
+    """Whether calibre matches ``hits`` span more characters of the line than ``than`` do."""
+    return sum(e - s for s, e, _, _ in hits) > sum(e - s for s, e, _, _ in than)
 
 
 def _prep(text: str) -> str:
@@ -586,6 +627,11 @@ class _Parser:
         # calibres
         cal_hits = _find_calibres(work)
         flags: list[dict[str, Any]] = []
+        if _HAS_DIGIT.search(work):
+            # a cartridge's name read with a digit for a letter (.45 C0LT) is a calibre, not a plainer one (.45)
+            lettered, letter_flags = _letter_calibre_words(work)
+            if letter_flags and (hits := _find_calibres(lettered)) and _covers_more(hits, cal_hits):
+                cal_hits, flags = hits, letter_flags
         if not cal_hits and _HAS_DIGIT.search(work):
             fixed, flags = _digitize_numeric_tokens(work)
             if flags:
@@ -927,6 +973,8 @@ class _Parser:
 
     def _maker_tokens(self, i: int, st: _LineState) -> None:
         for start, n, hits, method in self._ngram_matches(st, importer=False):
+            if any(t in _CALIBRE_WORDS for t in st.tokens[max(0, start - CALIBRE_NAME_REACH):start]):
+                continue  # CAL .4D S&W: a cartridge's name (a misread calibre), not who made the gun
             marked = " ".join(st.tokens[start:start + n])
             base = 0.95 if method == "registry_exact" else 0.82
             key_len = len(compact(st.tokens[start:start + n]))

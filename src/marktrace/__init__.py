@@ -3,4 +3,4 @@
 Importing this package has no side effects: no model is loaded and nothing is downloaded.
 """
 
-__version__ = "0.5.10"
+__version__ = "0.5.11"

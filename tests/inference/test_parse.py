@@ -466,6 +466,14 @@ CASES: list[tuple[str, dict[str, Any]]] = [
      {"maker": "Ceska zbrojovka", "calibre": ".375 H&H Magnum", "country": "CZ"}),
     ("BFR | .500 S&W MAG", {"maker": None, "calibre": ".500 S&W Magnum"}),
     ("CAL .300 WEATHERBY MAG", {"maker": None, "calibre": ".300 Weatherby Magnum"}),
+    # a cartridge's name read with a digit for a letter is still that cartridge, not a plainer one (.45 ACP)
+    ("CAL. .45 C0LT", {"maker": None, "calibre": ".45 Colt", "calibre_flag": "confusable"}),
+    ("CAL .38 5&W", {"maker": None, "calibre": ".38 S&W"}),
+    ("AB1234 C0LT", {"maker": "Colt's Manufacturing Company", "calibre": None}),
+    # with the calibre's number misread, the cartridge's name is still no maker (Beretta in .40 S&W)
+    ("PIETRO BERETTA | CAL .AD S&W", {"maker": "Beretta", "calibre": None}),
+    ("CAL .AD S&W | 12345", {"maker": None}),
+    ("SMITH & WESSON CAL .4D", {"maker": "Smith & Wesson"}),
     ("NEWINGTON NH | 38JV9819", {"maker": None, "serial": "38JV9819"}),
     # the Federal Republic of Yugoslavia was Serbia and Montenegro only
     ("MADE IN SRJ", {"country": "RS", "country_alt": "ME"}),
