@@ -118,7 +118,9 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     character the truth does not have is a false flag). Recall: over-stamped characters flagged /
     over-stamped characters; false-flag rate: flags on other characters / clean characters of the
     truth. ``visible_flag_recall``: the recall over the over-stamps whose older strike shows (at least
-    :data:`VISIBLE_AT` of its stroke; rows without that truth count as visible). Returns None when no row carries
+    :data:`VISIBLE_AT` of its stroke; rows without that truth count as visible). ``by_method``: the recall per
+    marking method (``truth_extra["method"]``, rendered sets), since how a marking was made decides how much of an
+    older strike a photo can show. Returns None when no row carries
     truth positions, or no row of the engine carries flags at all (the engine does not flag alterations).
     """
     truthful = [r for r in rows if (r.get("truth_extra") or {}).get("serial_overstamped") is not None]
@@ -126,6 +128,7 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     hits = positives = false_flags = clean = 0
     visible_hits = visible_positives = 0
+    by_method: dict[str, list[int]] = {}
     for r in truthful:
         truth_pos = set(r["truth_extra"]["serial_overstamped"])
         n_chars = len(normalize_serial(r["truth"]))
@@ -140,12 +143,20 @@ def alteration_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         if float(r["truth_extra"].get("overstamp_visible", 1.0)) >= VISIBLE_AT:
             visible_positives += len(truth_pos)
             visible_hits += len(truth_pos & on_truth)
+        method = r["truth_extra"].get("method")
+        if method and truth_pos:
+            counts = by_method.setdefault(str(method), [0, 0])
+            counts[0] += len(truth_pos & on_truth)
+            counts[1] += len(truth_pos)
     return {
         "overstamped_chars": positives,
         "flag_recall": round(hits / positives, 4) if positives else None,
         "false_flag_rate": round(false_flags / clean, 4) if clean else None,
         "visible_overstamped_chars": visible_positives,
         "visible_flag_recall": round(visible_hits / visible_positives, 4) if visible_positives else None,
+        "by_method": {
+            m: {"overstamped_chars": n, "flag_recall": round(h / n, 4)} for m, (h, n) in sorted(by_method.items())
+        },
     }
 
 

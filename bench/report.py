@@ -124,6 +124,9 @@ def alteration_summary(result: dict[str, Any], engine: str | None = None) -> str
                    f"{alt['visible_overstamped_chars']} whose older strike shows (at least "
                    f"{100 * VISIBLE_AT:.0f}% of its stroke outside the new marks)"
                    if alt.get("visible_overstamped_chars") not in (None, alt["overstamped_chars"]) else "")
+                + ("; by marking method: " + ", ".join(
+                    f"{method} {_fmt(m['flag_recall'], pct=True)} of {m['overstamped_chars']}"
+                    for method, m in alt["by_method"].items()) if alt.get("by_method") else "")
             )
     return "\n".join(lines)
 

@@ -525,6 +525,8 @@ def load_items(folder: Path, set_name: str) -> list[BenchItem]:
             extra["serial_overstamped"] = serial_positions(serial, [int(c) for c in per_line[serial_index]])
         if meta.get("overstamp_visible") is not None:
             extra["overstamp_visible"] = float(meta["overstamp_visible"])
+        if isinstance(meta.get("method"), str):
+            extra["method"] = meta["method"]  # how the marking was made (stamped, laser_etched, ...)
         relief = meta.get("serial_relief")
         if isinstance(relief, list) and relief:
             # the serial proper is the line's last characters (a leading label such as `SN` is not scored)

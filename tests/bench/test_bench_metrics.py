@@ -198,6 +198,7 @@ def test_alteration_scores_recall_and_false_flags() -> None:
         "false_flag_rate": pytest.approx(1 / (5 + 5 + 4), abs=1e-4),
         "visible_overstamped_chars": 3,  # no visibility truth: all count as visible
         "visible_flag_recall": pytest.approx(1 / 3, abs=1e-4),
+        "by_method": {},  # no marking method in the truth
     }
     assert alteration_scores([{**rows[0], "fields": {}}]) is None  # engine does not flag at all
     assert alteration_positions([{"kind": "alteration", "position": 2}], "A B C") == {1}
@@ -218,7 +219,24 @@ def test_alteration_scores_align_a_prediction_that_dropped_or_added_a_character(
     ]
     assert alteration_scores(rows) == {"overstamped_chars": 2, "flag_recall": 1.0,
                                        "false_flag_rate": pytest.approx(1 / 8, abs=1e-4),
-                                       "visible_overstamped_chars": 2, "visible_flag_recall": 1.0}
+                                       "visible_overstamped_chars": 2, "visible_flag_recall": 1.0, "by_method": {}}
+
+
+def test_flag_recall_per_marking_method() -> None:
+    from bench.report import alteration_summary
+
+    def row(method: str, flagged: bool) -> dict[str, Any]:
+        return {"truth": "123456", "prediction": "123456", "exact": True, "error": None, "cer": 0.0, "cpu_ms": 1.0,
+                "wall_ms": 1.0, "n_images": 1, "truth_extra": {"serial_overstamped": [2], "method": method},
+                "fields": {"serial_flags": [{"kind": "overstamp_suspected", "position": 2}] if flagged else []}}
+
+    rows = [row("stamped", True), row("stamped", False), row("laser_etched", False), row("stamped", True)]
+    alt = alteration_scores(rows)
+    assert alt is not None and alt["flag_recall"] == 0.5
+    assert alt["by_method"] == {"laser_etched": {"overstamped_chars": 1, "flag_recall": 0.0},
+                                "stamped": {"overstamped_chars": 3, "flag_recall": pytest.approx(2 / 3, abs=1e-4)}}
+    line = alteration_summary({"engines": {"marktrace-flags": {"alteration": alt}}})
+    assert "by marking method: laser_etched 0.0% of 1, stamped 66.7% of 3" in line
 
 
 def test_flag_recall_over_the_overstamps_whose_older_strike_shows() -> None:
