@@ -434,9 +434,9 @@ def _digitize_numeric_tokens(text: str) -> tuple[str, list[dict[str, Any]]]:
     return re.sub(r"[.\w]+", fix, text), flags
 
 
-_CALIBRE_WORDS = frozenset({"CAL", "CALIBRE", "CALIBER", "CALIBRO", "KAL", "KALIBER"})
 CALIBRE_NAME_REACH = 2
-"""A maker's mark within this many tokens after a calibre word names the cartridge (``CAL .4D S&W``)."""
+"""A maker's mark within this many tokens after a calibre word (:data:`_CAL_PREFIX`) names the cartridge
+(``CAL .4D S&W``)."""
 _CALIBRE_NAME_WORDS = frozenset({
     "ACP", "AUTO", "BMG", "BLK", "BLACKOUT", "BORE", "BRIT", "BRITISH", "CARBINE", "COLT", "GAP", "GAUGE", "GOVT",
     "HORNET", "KURZ", "LAPUA", "LONG", "LUGER", "MAG", "MAGNUM", "MAKAROV", "MAUSER", "NAGANT", "NATO", "PARA",
@@ -973,7 +973,7 @@ class _Parser:
 
     def _maker_tokens(self, i: int, st: _LineState) -> None:
         for start, n, hits, method in self._ngram_matches(st, importer=False):
-            if any(t in _CALIBRE_WORDS for t in st.tokens[max(0, start - CALIBRE_NAME_REACH):start]):
+            if any(_CAL_PREFIX.fullmatch(t) for t in st.tokens[max(0, start - CALIBRE_NAME_REACH):start]):
                 continue  # CAL .4D S&W: a cartridge's name (a misread calibre), not who made the gun
             marked = " ".join(st.tokens[start:start + n])
             base = 0.95 if method == "registry_exact" else 0.82
