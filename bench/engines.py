@@ -48,6 +48,8 @@ class EngineOptions:
     threads: int = 2
     detector: Path | None = None
     recognizer: Path | None = None
+    restorer: Path | None = None
+    """marktrace restorer ONNX for the engines that turn restoration on (default: the shipped one)."""
     tesseract_psm: int = 3
 
 
@@ -104,8 +106,8 @@ class MarktraceEngine(Engine):
         from marktrace.inference.pipeline import MarkingReader, ReaderSettings
 
         settings = ReaderSettings(
-            detector=options.detector, recognizer=options.recognizer, threads=options.threads, variant=self.variant,
-            **self.overrides,
+            detector=options.detector, recognizer=options.recognizer, restorer=options.restorer,
+            threads=options.threads, variant=self.variant, **self.overrides,
         )
         try:
             self.reader = MarkingReader.from_settings(settings)

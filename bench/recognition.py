@@ -96,6 +96,8 @@ def run_engine(
         cmd += ["--detector", str(Path(args.detector).resolve())]
     if args.recognizer:
         cmd += ["--recognizer", str(Path(args.recognizer).resolve())]
+    if args.restorer:
+        cmd += ["--restorer", str(Path(args.restorer).resolve())]
     task = progress.add_task(engine, total=len(items)) if progress else None
     with log_file.open("w") as log:
         proc = subprocess.Popen(
@@ -168,6 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real", action="append", default=[], help="a labelled real set (datasets/ format); repeatable")
     p.add_argument("--detector", help="marktrace detector ONNX (default: the shipped one)")
     p.add_argument("--recognizer", help="marktrace recognizer ONNX (default: the shipped one)")
+    p.add_argument("--restorer", help="marktrace restorer ONNX for marktrace-restore (default: the shipped one)")
     p.add_argument("--threads", type=int, default=2, help="threads per engine (default 2)")
     p.add_argument("--tesseract-psm", type=int, default=3)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

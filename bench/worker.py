@@ -176,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--detector", type=Path)
     p.add_argument("--recognizer", type=Path)
+    p.add_argument("--restorer", type=Path)
     p.add_argument("--tesseract-psm", type=int, default=3)
     a = p.parse_args(argv)
     options = EngineOptions(
-        threads=a.threads, detector=a.detector, recognizer=a.recognizer, tesseract_psm=a.tesseract_psm
+        threads=a.threads, detector=a.detector, recognizer=a.recognizer, restorer=a.restorer,
+        tesseract_psm=a.tesseract_psm
     )
     return run(a.engine, a.items, a.out, options)
 
